@@ -1,1 +1,37 @@
-int main() { return 0; }
+// `lowbit`: the engine's command line, usable without any server.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "commands.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: lowbit COMMAND [ARGS...]
+
+Commands:
+  run MODEL_DIR IMAGE...      detect objects in JPEG/PNG images and print them
+  inspect MODEL               print each layer: op, output shape, MACs, parameters
+  bench MODEL_DIR             measure inference latency (median over runs)
+  tensors MODEL.onnx ...      run a model on .npy input tensors, write .npy outputs
+
+MODEL_DIR is a model repository entry (config.pbtxt + model.onnx), e.g.
+models/nanodet-g. `lowbit COMMAND --help` explains each command's options.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  // Subcommands see argv[0] = their own name.
+  if (command == "run") return lowbit::cli::RunCommand(argc - 1, argv + 1);
+  if (command == "inspect") return lowbit::cli::InspectCommand(argc - 1, argv + 1);
+  if (command == "bench") return lowbit::cli::BenchCommand(argc - 1, argv + 1);
+  if (command == "tensors") return lowbit::cli::TensorsCommand(argc - 1, argv + 1);
+  std::fprintf(stderr, "lowbit: unknown command '%s'\n\n%s", command.c_str(), kUsage);
+  return 2;
+}
