@@ -1,0 +1,38 @@
+"""lowbit: Python SDK for the lowbit edge detection server.
+
+    from lowbit import Client
+
+    with Client("127.0.0.1:50051") as client:
+        for detection in client.detect("dog.jpg").detections:
+            print(detection.label, detection.score, detection.box)
+"""
+from lowbit.client import DEFAULT_ADDRESS, Client
+from lowbit.errors import LowbitError
+from lowbit.types import (
+    Box,
+    Detection,
+    DetectResult,
+    Frame,
+    ImageInput,
+    LayerInfo,
+    ModelDetails,
+    ModelSummary,
+    Timings,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "Box",
+    "Client",
+    "DetectResult",
+    "Detection",
+    "Frame",
+    "ImageInput",
+    "LayerInfo",
+    "LowbitError",
+    "ModelDetails",
+    "ModelSummary",
+    "Timings",
+]

@@ -1,0 +1,69 @@
+"""Health, reflection and Prometheus metrics of the real server."""
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from conftest import ServerProcess
+from lowbit import Client
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+
+
+def scrape(server: ServerProcess) -> str:
+    with urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=10) as reply:
+        assert reply.status == 200
+        return reply.read().decode()
+
+
+def sample_sum(text: str, name: str) -> float:
+    """Sum of all samples (every label set) of the metric called exactly name."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) == name:
+            total += float(match.group(3))
+            seen = True
+    assert seen, f"metric {name} missing from /metrics"
+    return total
+
+
+def test_health_serving(client: Client) -> None:
+    reply = health_pb2_grpc.HealthStub(client.channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_services(client: Client) -> None:
+    services = ProtoReflectionDescriptorDatabase(client.channel).get_services()
+    assert "lowbit.v1.Detector" in services, services
+    assert "grpc.health.v1.Health" in services, services
+
+
+def test_reflection_describes_detector(client: Client) -> None:
+    database = ProtoReflectionDescriptorDatabase(client.channel)
+    proto = database.FindFileContainingSymbol("lowbit.v1.Detector")
+    service = next(s for s in proto.service if s.name == "Detector")
+    assert {m.name for m in service.method} == {"Detect", "DetectStream", "ListModels", "GetModel"}
+
+
+def test_metrics_histogram_and_counter(server: ServerProcess, client: Client, dog_jpg: Path) -> None:
+    client.detect(dog_jpg)  # at least one request before the first scrape
+    before = scrape(server)
+    assert "# TYPE lowbit_request_duration_seconds histogram" in before, before[:2000]
+    assert re.search(r'^lowbit_request_duration_seconds_bucket\{[^}]*le="\+Inf"', before, re.MULTILINE), before[:2000]
+    assert "# TYPE lowbit_requests_total counter" in before, before[:2000]
+
+    requests = 3
+    for _ in range(requests):
+        client.detect(dog_jpg)
+    after = scrape(server)
+    observed = sample_sum(after, "lowbit_request_duration_seconds_count") - sample_sum(
+        before, "lowbit_request_duration_seconds_count")
+    assert observed >= requests, f"histogram count rose by {observed}, expected >= {requests}"
+    counted = sample_sum(after, "lowbit_requests_total") - sample_sum(before, "lowbit_requests_total")
+    assert counted >= requests, f"lowbit_requests_total rose by {counted}, expected >= {requests}"
