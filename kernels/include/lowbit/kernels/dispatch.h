@@ -1,0 +1,37 @@
+// The one place that knows which ISA variants exist. The CPU is detected once
+// (cpuid + xgetbv on x86-64, getauxval on AArch64); LOWBIT_KERNELS_ISA =
+// scalar|avx2|neon forces a lower ISA (a request above what the CPU supports
+// falls back to the best supported one). The engine picks kernels only through
+// this table, so no ISA #if appears outside kernels/.
+#pragma once
+
+#include "lowbit/kernels/conv.h"
+
+namespace lowbit::kernels {
+
+enum class Isa : uint8_t { kScalar, kAvx2, kNeon };
+
+const char* isa_name(Isa isa);
+
+struct KernelTable {
+  Isa isa = Isa::kScalar;
+  LutConvFn conv_w2a2_lut = nullptr;
+  const char* conv_w2a2_lut_name = "";
+  int lut_pixel_tile = 64;
+  int lut_cout_tile = 4;
+  BitSerialConvFn conv_anybits_bitserial = nullptr;
+  const char* conv_anybits_bitserial_name = "";
+  int bitserial_pixel_tile = 64;
+  int bitserial_cout_tile = 4;
+};
+
+// Best ISA this CPU supports (ignores the environment variable).
+Isa detect_isa();
+// Whether the CPU (and this build) can run kernels of `isa`.
+bool isa_supported(Isa isa);
+// Table for a specific ISA, or nullptr when unsupported (tests sweep these).
+const KernelTable* kernel_table_for(Isa isa);
+// The table chosen once per process: detect_isa() lowered by LOWBIT_KERNELS_ISA.
+const KernelTable& kernel_table();
+
+}  // namespace lowbit::kernels

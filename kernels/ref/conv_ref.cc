@@ -1,0 +1,61 @@
+#include "conv_ref.h"
+
+#include <cmath>
+
+namespace lowbit::kernels::ref {
+
+void conv(const ConvGeometry& g, const uint8_t* activations, const int8_t* weights,
+          int64_t* out) {
+  const int oh = g.out_height(), ow = g.out_width();
+  for (int n = 0; n < g.batch; ++n)
+    for (int oy = 0; oy < oh; ++oy)
+      for (int ox = 0; ox < ow; ++ox)
+        for (int o = 0; o < g.out_channels; ++o) {
+          int64_t sum = 0;
+          for (int ky = 0; ky < g.kernel_h; ++ky)
+            for (int kx = 0; kx < g.kernel_w; ++kx) {
+              const int y = oy * g.stride + ky - g.pad, x = ox * g.stride + kx - g.pad;
+              if (y < 0 || y >= g.height || x < 0 || x >= g.width) continue;
+              for (int c = 0; c < g.in_channels; ++c) {
+                const int64_t a =
+                    activations[((int64_t(n) * g.height + y) * g.width + x) * g.in_channels + c];
+                const int64_t w =
+                    weights[((int64_t(o) * g.kernel_h + ky) * g.kernel_w + kx) * g.in_channels + c];
+                sum += w * a;
+              }
+            }
+          out[((int64_t(n) * oh + oy) * ow + ox) * g.out_channels + o] = sum;
+        }
+}
+
+float epilogue_value(const Epilogue& e, int channel, int64_t sum) {
+  float y = float(sum) * e.scale[channel];
+  if (e.bias) y = y + e.bias[channel];
+  if (e.activation == Activation::kRelu) {
+    if (y < 0.0f) y = 0.0f;
+  } else if (e.activation == Activation::kLeakyRelu) {
+    if (y < 0.0f) y = y * e.alpha;
+  } else if (e.activation == Activation::kClip) {
+    if (y < e.clip_min) y = e.clip_min;
+    if (y > e.clip_max) y = e.clip_max;
+  } else if (e.activation == Activation::kHardSwish) {
+    float t = y + 3.0f;
+    if (t < 0.0f) t = 0.0f;
+    if (t > 6.0f) t = 6.0f;
+    y = y * t / 6.0f;
+  } else if (e.activation == Activation::kSilu) {
+    y = y / (1.0f + std::exp(-y));
+  }
+  return y;
+}
+
+uint8_t epilogue_code(const Epilogue& e, int channel, int64_t sum) {
+  const float y = epilogue_value(e, channel, sum);
+  long q = std::lrint(y * e.out_inv_scale) + e.out_zero_point;
+  const long max_code = (1L << e.out_bits) - 1;
+  if (q < 0) q = 0;
+  if (q > max_code) q = max_code;
+  return uint8_t(q);
+}
+
+}  // namespace lowbit::kernels::ref

@@ -1,0 +1,47 @@
+#include "bitserial_common.h"
+
+#include <bit>
+#include <cassert>
+
+namespace lowbit::kernels::detail {
+
+void make_bit_serial_plan(const BitSerialConvArgs& a, BitSerialPlan* plan) {
+  const ConvGeometry& g = a.geometry;
+  const BitPlanesLayout& l = a.activation_layout;
+  const BitSerialWeightsLayout& w = a.weight_layout;
+  assert(l.channels == g.in_channels && l.height == g.height && l.width == g.width &&
+         l.pad == g.pad);
+  assert(w.out_channels == g.out_channels && w.in_channels == g.in_channels &&
+         w.taps == g.taps() && g.taps() <= kBitSerialMaxTaps);
+  assert(g.out_height() > 0 && g.out_width() > 0 && g.stride >= 1);
+  const WeightCoding coding = weight_coding(w.domain, w.bits);
+  plan->taps = g.taps();
+  plan->words = l.words;
+  plan->wbits = w.bits;
+  plan->abits = l.bits;
+  plan->step = coding.step;
+  plan->offset = coding.offset;
+  for (int ky = 0; ky < g.kernel_h; ++ky)
+    for (int kx = 0; kx < g.kernel_w; ++kx)
+      plan->tap_offset[ky * g.kernel_w + kx] =
+          int64_t(l.offset_words(ky, kx));  // (ky * padded_width + kx) * pixel_words
+}
+
+void activation_sums(const BitSerialConvArgs& a, const BitSerialPlan& plan,
+                     const uint64_t* image, int out_y, int out_x, int pixels, int32_t* sums) {
+  const BitPlanesLayout& l = a.activation_layout;
+  const int s = a.geometry.stride;
+  for (int i = 0; i < pixels; ++i) {
+    const uint64_t* window = image + l.offset_words(out_y * s, (out_x + i) * s);
+    int32_t total = 0;
+    for (int t = 0; t < plan.taps; ++t) {
+      const uint64_t* px = window + plan.tap_offset[t];
+      for (int j = 0; j < plan.abits; ++j)
+        for (int k = 0; k < plan.words; ++k)
+          total += std::popcount(px[j * plan.words + k]) << j;
+    }
+    sums[i] = total;
+  }
+}
+
+}  // namespace lowbit::kernels::detail

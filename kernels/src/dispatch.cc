@@ -1,0 +1,124 @@
+// CPU detection and the kernel tables: the only file that knows which ISA
+// variants this build carries.
+#include "lowbit/kernels/dispatch.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#define LOWBIT_KERNELS_X86 1
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+#define LOWBIT_KERNELS_ARM64 1
+#endif
+
+namespace lowbit::kernels {
+namespace {
+
+#if LOWBIT_KERNELS_X86
+bool cpu_has_avx2() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  const bool osxsave = ecx & (1u << 27), avx = ecx & (1u << 28), fma = ecx & (1u << 12);
+  const bool popcnt = ecx & (1u << 23);
+  if (!osxsave || !avx || !fma || !popcnt) return false;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6) != 0x6) return false;  // XMM and YMM state enabled by the OS
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  return ebx & (1u << 5);
+}
+#endif
+
+#if LOWBIT_KERNELS_ARM64
+bool cpu_has_neon() { return getauxval(AT_HWCAP) & HWCAP_ASIMD; }
+#endif
+
+const KernelTable kScalarTable = {
+    Isa::kScalar,
+    conv_w2a2_lut_64x4__scalar, "conv_w2a2_lut_64x4__scalar", 64, 4,
+    conv_anybits_bitserial_64x4__scalar, "conv_anybits_bitserial_64x4__scalar", 64, 4,
+};
+#if LOWBIT_KERNELS_X86
+const KernelTable kAvx2Table = {
+    Isa::kAvx2,
+    conv_w2a2_lut_64x4__avx2, "conv_w2a2_lut_64x4__avx2", 64, 4,
+    conv_anybits_bitserial_64x4__avx2, "conv_anybits_bitserial_64x4__avx2", 64, 4,
+};
+#endif
+#if LOWBIT_KERNELS_ARM64
+const KernelTable kNeonTable = {
+    Isa::kNeon,
+    conv_w2a2_lut_64x4__neon, "conv_w2a2_lut_64x4__neon", 64, 4,
+    conv_anybits_bitserial_64x4__neon, "conv_anybits_bitserial_64x4__neon", 64, 4,
+};
+#endif
+
+const KernelTable& choose_table() {
+  Isa isa = detect_isa();
+  if (const char* forced = std::getenv("LOWBIT_KERNELS_ISA")) {
+    Isa wanted = isa;
+    if (std::strcmp(forced, "scalar") == 0) wanted = Isa::kScalar;
+    else if (std::strcmp(forced, "avx2") == 0) wanted = Isa::kAvx2;
+    else if (std::strcmp(forced, "neon") == 0) wanted = Isa::kNeon;
+    if (isa_supported(wanted)) isa = wanted;
+  }
+  return *kernel_table_for(isa);
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kNeon: return "neon";
+  }
+  return "unknown";
+}
+
+Isa detect_isa() {
+  static const Isa detected = [] {
+#if LOWBIT_KERNELS_X86
+    if (cpu_has_avx2()) return Isa::kAvx2;
+#elif LOWBIT_KERNELS_ARM64
+    if (cpu_has_neon()) return Isa::kNeon;
+#endif
+    return Isa::kScalar;
+  }();
+  return detected;
+}
+
+bool isa_supported(Isa isa) {
+  if (isa == Isa::kScalar) return true;
+  return kernel_table_for(isa) != nullptr;
+}
+
+const KernelTable* kernel_table_for(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar:
+      return &kScalarTable;
+    case Isa::kAvx2:
+#if LOWBIT_KERNELS_X86
+      if (detect_isa() == Isa::kAvx2) return &kAvx2Table;
+#endif
+      return nullptr;
+    case Isa::kNeon:
+#if LOWBIT_KERNELS_ARM64
+      if (detect_isa() == Isa::kNeon) return &kNeonTable;
+#endif
+      return nullptr;
+  }
+  return nullptr;
+}
+
+const KernelTable& kernel_table() {
+  static const KernelTable& table = choose_table();
+  return table;
+}
+
+}  // namespace lowbit::kernels

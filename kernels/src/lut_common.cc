@@ -1,0 +1,49 @@
+#include "lut_common.h"
+
+#include <cassert>
+
+namespace lowbit::kernels::detail {
+
+void make_lut_plan(const LutConvArgs& a, LutPlan* plan) {
+  const ConvGeometry& g = a.geometry;
+  const PairPlanesLayout& l = a.activation_layout;
+  const LutWeightsLayout& t = a.table_layout;
+  assert(g.stride == 1 || g.stride == 2);
+  assert(l.phase_split == g.stride && l.pad == g.pad && l.channels == g.in_channels);
+  assert(l.height == g.height && l.width == g.width);
+  assert(t.out_channels == g.out_channels && t.in_channels == g.in_channels);
+  assert(t.taps == g.taps() && g.taps() <= kLutMaxTaps);
+  assert(g.out_height() > 0 && g.out_width() > 0);
+  const int s = g.stride;
+  plan->taps = g.taps();
+  plan->steps = t.steps;
+  plan->pair_stride = size_t(s) * s * l.plane_bytes;
+  plan->flat_pixels = size_t(g.out_height()) * l.row_pitch;
+  for (int ky = 0; ky < g.kernel_h; ++ky)
+    for (int kx = 0; kx < g.kernel_w; ++kx)
+      plan->tap_offset[ky * g.kernel_w + kx] = uint32_t(
+          size_t((ky % s) * s + kx % s) * l.plane_bytes + size_t(ky / s) * l.row_pitch + kx / s);
+}
+
+void store_flat_tile(const LutConvArgs& a, int image, size_t flat_begin, int cout_begin,
+                     const int32_t* acc, TileStoreFn store) {
+  const int pitch = a.activation_layout.row_pitch;
+  const int oh = a.geometry.out_height(), ow = a.geometry.out_width();
+  int i = 0;
+  while (i < kLutPixelTile) {
+    const size_t f = flat_begin + i;
+    const int y = int(f / pitch), x = int(f % pitch);
+    if (y >= oh) break;
+    if (x >= ow) {  // skip the dropped columns up to the next row
+      i += pitch - x;
+      continue;
+    }
+    int run = ow - x;
+    if (run > kLutPixelTile - i) run = kLutPixelTile - i;
+    store(a.output, a.geometry, image, y, x, run, cout_begin, kLutCoutBlock, acc + i,
+          kLutPixelTile);
+    i += run;
+  }
+}
+
+}  // namespace lowbit::kernels::detail

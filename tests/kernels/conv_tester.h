@@ -1,0 +1,251 @@
+// Fluent tester for the convolution kernel families: generates codes and
+// weight values from a fixed seed, runs kernels/ref (int64) and the kernel
+// under test, and asserts exact equality of the destination (int32 sums,
+// float epilogue values, requantized codes, or the next layer's packed
+// planes, compared byte for byte against packing the reference codes).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "conv_ref.h"
+#include "lowbit/kernels/conv.h"
+#include "lowbit/kernels/pack.h"
+
+namespace lowbit::kernels::testing {
+
+enum class Fill {
+  kRandom,
+  kMaxCodesMinWeights,  // every activation at 2^abits - 1, every weight at its minimum
+  kMaxCodesMaxWeights,  // every activation at 2^abits - 1, every weight at its maximum
+};
+
+class ConvTester {
+ public:
+  ConvTester& batch(int v) { g_.batch = v; return *this; }
+  ConvTester& cin(int v) { g_.in_channels = v; return *this; }
+  ConvTester& cout(int v) { g_.out_channels = v; return *this; }
+  ConvTester& h(int v) { g_.height = v; return *this; }
+  ConvTester& w(int v) { g_.width = v; return *this; }
+  ConvTester& kernel(int v) { g_.kernel_h = g_.kernel_w = v; return *this; }
+  ConvTester& kernel(int kh, int kw) { g_.kernel_h = kh; g_.kernel_w = kw; return *this; }
+  ConvTester& stride(int v) { g_.stride = v; return *this; }
+  ConvTester& pad(int v) { g_.pad = v; return *this; }
+  ConvTester& wbits(int v) { wbits_ = v; return *this; }
+  ConvTester& abits(int v) { abits_ = v; return *this; }
+  ConvTester& domain(WeightDomain v) { domain_ = v; return *this; }
+  ConvTester& seed(uint32_t v) { seed_ = v; return *this; }
+  ConvTester& fill(Fill v) { fill_ = v; return *this; }
+  ConvTester& destination(Destination v) { destination_ = v; return *this; }
+  ConvTester& activation(Activation v) { activation_ = v; return *this; }
+  ConvTester& out_bits(int v) { out_bits_ = v; return *this; }
+  // Stride of the consumer of a kPairPlanes destination (its phase split).
+  ConvTester& next_stride(int v) { next_stride_ = v; return *this; }
+
+  std::string Describe() const {
+    std::ostringstream s;
+    s << "N" << g_.batch << " Cin" << g_.in_channels << " Cout" << g_.out_channels << " " << g_.height
+      << "x" << g_.width << " k" << g_.kernel_h << "x" << g_.kernel_w << " s" << g_.stride << " p"
+      << g_.pad << " W" << wbits_ << "A" << abits_ << " domain" << int(domain_) << " fill"
+      << int(fill_) << " dest" << int(destination_) << " act" << int(activation_) << " seed" << seed_;
+    return s.str();
+  }
+
+  void Test(LutConvFn fn) const {
+    SCOPED_TRACE(Describe());
+    Inputs in = Generate();
+    LutConvArgs args;
+    args.geometry = g_;
+    args.activation_layout =
+        make_pair_planes_layout(g_.in_channels, g_.height, g_.width, g_.pad, g_.stride);
+    std::vector<uint8_t> planes(args.activation_layout.image_bytes * g_.batch, 0);
+    pack_pair_planes(in.codes.data(), g_.batch, args.activation_layout, planes.data());
+    args.activations = planes.data();
+    args.table_layout = make_lut_weights_layout(g_.out_channels, g_.in_channels, g_.taps());
+    std::vector<uint8_t> tables(args.table_layout.bytes);
+    pack_lut_weights(in.weights.data(), args.table_layout, tables.data());
+    args.tables = tables.data();
+    Outputs out = MakeOutputs();
+    out.stage.epilogue = MakeEpilogue(in);
+    args.output = out.stage;
+    fn(args);
+    Verify(in, out);
+  }
+
+  void Test(BitSerialConvFn fn) const {
+    SCOPED_TRACE(Describe());
+    Inputs in = Generate();
+    BitSerialConvArgs args;
+    args.geometry = g_;
+    args.activation_layout =
+        make_bit_planes_layout(g_.in_channels, abits_, g_.height, g_.width, g_.pad);
+    std::vector<uint64_t> planes(args.activation_layout.image_words * g_.batch, 0);
+    pack_bit_planes(in.codes.data(), g_.batch, args.activation_layout, planes.data());
+    args.activations = planes.data();
+    args.weight_layout = make_bit_serial_weights_layout(g_.out_channels, g_.in_channels,
+                                                        g_.taps(), wbits_, domain_);
+    std::vector<uint64_t> wplanes(args.weight_layout.total_words);
+    pack_bit_serial_weights(in.weights.data(), args.weight_layout, wplanes.data());
+    args.weights = wplanes.data();
+    Outputs out = MakeOutputs();
+    out.stage.epilogue = MakeEpilogue(in);
+    args.output = out.stage;
+    fn(args);
+    Verify(in, out);
+  }
+
+ private:
+  struct Inputs {
+    std::vector<uint8_t> codes;
+    std::vector<int8_t> weights;
+    std::vector<float> scale, bias;
+  };
+  struct Outputs {
+    OutputStage stage;
+    std::vector<int32_t> i32;
+    std::vector<float> f32;
+    std::vector<uint8_t> bytes;
+    std::vector<uint64_t> words;
+  };
+
+  size_t OutputCount() const {
+    return size_t(g_.batch) * g_.out_height() * g_.out_width() * g_.out_channels;
+  }
+
+  Inputs Generate() const {
+    Inputs in;
+    std::mt19937 rng(seed_);
+    const WeightCoding coding = weight_coding(domain_, wbits_);
+    const int max_code = (1 << abits_) - 1;
+    in.codes.resize(size_t(g_.batch) * g_.height * g_.width * g_.in_channels);
+    in.weights.resize(size_t(g_.out_channels) * g_.taps() * g_.in_channels);
+    std::uniform_int_distribution<int> code(0, max_code);
+    std::uniform_int_distribution<int> q(0, (coding.max_value - coding.offset) / coding.step);
+    for (auto& c : in.codes) c = uint8_t(fill_ == Fill::kRandom ? code(rng) : max_code);
+    for (auto& w : in.weights) {
+      switch (fill_) {
+        case Fill::kRandom: w = int8_t(coding.step * q(rng) + coding.offset); break;
+        case Fill::kMaxCodesMinWeights: w = int8_t(coding.min_value); break;
+        case Fill::kMaxCodesMaxWeights: w = int8_t(coding.max_value); break;
+      }
+    }
+    // Scales spread the outputs over the code range; biases shift them.
+    std::uniform_real_distribution<float> unit(0.5f, 1.5f), shift(-1.0f, 1.0f);
+    const float spread = std::sqrt(float(g_.taps() * g_.in_channels)) * max_code;
+    for (int c = 0; c < g_.out_channels; ++c) {
+      in.scale.push_back(unit(rng) / spread);
+      in.bias.push_back(shift(rng));
+    }
+    return in;
+  }
+
+  Epilogue MakeEpilogue(const Inputs& in) const {
+    Epilogue e;
+    e.scale = in.scale.data();
+    e.bias = in.bias.data();
+    e.activation = activation_;
+    e.alpha = 0.125f;
+    e.clip_min = -0.5f;
+    e.clip_max = 1.0f;
+    e.out_bits = out_bits_;
+    e.out_inv_scale = float((1 << out_bits_) - 1) / 2.0f;
+    e.out_zero_point = activation_ == Activation::kRelu ? 0 : 1;
+    return e;
+  }
+
+  Outputs MakeOutputs() const {
+    Outputs out;
+    out.stage.destination = destination_;
+    const int oh = g_.out_height(), ow = g_.out_width();
+    switch (destination_) {
+      case Destination::kInt32:
+        out.i32.assign(OutputCount(), -1);
+        out.stage.data = out.i32.data();
+        break;
+      case Destination::kFloat:
+        out.f32.assign(OutputCount(), -1.0f);
+        out.stage.data = out.f32.data();
+        break;
+      case Destination::kCodes:
+        out.bytes.assign(OutputCount(), 0xee);
+        out.stage.data = out.bytes.data();
+        break;
+      case Destination::kPairPlanes:
+        out.stage.pair_planes = make_pair_planes_layout(g_.out_channels, oh, ow, 1, next_stride_);
+        out.bytes.assign(out.stage.pair_planes.image_bytes * g_.batch, 0);
+        out.stage.data = out.bytes.data();
+        break;
+      case Destination::kBitPlanes:
+        out.stage.bit_planes = make_bit_planes_layout(g_.out_channels, out_bits_, oh, ow, 1);
+        out.words.assign(out.stage.bit_planes.image_words * g_.batch, 0);
+        out.stage.data = out.words.data();
+        break;
+    }
+    return out;
+  }
+
+  void Verify(const Inputs& in, Outputs& out) const {
+    std::vector<int64_t> expected(OutputCount());
+    ref::conv(g_, in.codes.data(), in.weights.data(), expected.data());
+    const Epilogue e = MakeEpilogue(in);
+    const int cout = g_.out_channels;
+    int failures = 0;
+    auto fail = [&](size_t i, const std::string& what) {
+      if (++failures <= 5) ADD_FAILURE() << "output " << i << " (channel " << i % cout << "): " << what;
+    };
+    std::vector<uint8_t> codes(OutputCount());
+    for (size_t i = 0; i < OutputCount(); ++i) codes[i] = ref::epilogue_code(e, int(i % cout), expected[i]);
+    switch (destination_) {
+      case Destination::kInt32:
+        for (size_t i = 0; i < expected.size(); ++i)
+          if (out.i32[i] != expected[i])
+            fail(i, "got " + std::to_string(out.i32[i]) + " want " + std::to_string(expected[i]));
+        break;
+      case Destination::kFloat:
+        for (size_t i = 0; i < expected.size(); ++i) {
+          const float want = ref::epilogue_value(e, int(i % cout), expected[i]);
+          if (out.f32[i] != want) fail(i, "got " + std::to_string(out.f32[i]) + " want " + std::to_string(want));
+        }
+        break;
+      case Destination::kCodes:
+        for (size_t i = 0; i < expected.size(); ++i)
+          if (out.bytes[i] != codes[i])
+            fail(i, "got code " + std::to_string(out.bytes[i]) + " want " + std::to_string(codes[i]));
+        break;
+      case Destination::kPairPlanes: {
+        std::vector<uint8_t> want(out.bytes.size(), 0);
+        pack_pair_planes(codes.data(), g_.batch, out.stage.pair_planes, want.data());
+        for (size_t i = 0; i < want.size(); ++i)
+          if (out.bytes[i] != want[i]) fail(i, "pair-plane byte differs");
+        break;
+      }
+      case Destination::kBitPlanes: {
+        std::vector<uint64_t> want(out.words.size(), 0);
+        pack_bit_planes(codes.data(), g_.batch, out.stage.bit_planes, want.data());
+        for (size_t i = 0; i < want.size(); ++i)
+          if (out.words[i] != want[i]) fail(i, "bit-plane word differs");
+        break;
+      }
+    }
+    EXPECT_EQ(failures, 0) << "mismatches";
+  }
+
+  ConvGeometry g_;
+  int wbits_ = 2;
+  int abits_ = 2;
+  WeightDomain domain_ = WeightDomain::kSigned;
+  uint32_t seed_ = 1;
+  Fill fill_ = Fill::kRandom;
+  Destination destination_ = Destination::kInt32;
+  Activation activation_ = Activation::kNone;
+  int out_bits_ = 2;
+  int next_stride_ = 1;
+};
+
+}  // namespace lowbit::kernels::testing
