@@ -1,0 +1,270 @@
+// Concat, Split, Slice, Pad and lowbit.Relayout on physical buffers. Logical
+// axes from the node's attributes are mapped through each operand's storage
+// order; constant operands (one frame) are reused for every frame.
+#include <algorithm>
+#include <cstring>
+
+#include "ops/kernel.h"
+#include "ops/xnnpack_util.h"
+#include "passes/passes.h"
+
+namespace lowbit::engine::ops {
+namespace {
+
+// Copies a strided box: out[i0..][i1..]... = in[start + i * step] per
+// physical axis, with a batch-scaled outer dimension. Rows along the last
+// axis with step 1 use memcpy.
+struct StridedCopy {
+  Shape out_shape;                  // physical, at batch 1
+  std::vector<int64_t> in_strides;  // elements, per physical axis (already x step)
+  int64_t in_start = 0;             // element offset of the first element
+  int64_t in_frame = 0;             // elements per input frame (0: not batched)
+  int64_t out_frame = 0;
+
+  void Run(const KernelContext& context, const float* in, float* out) const {
+    const size_t rank = out_shape.size();
+    const int64_t inner = out_shape[rank - 1];
+    const int64_t rows = out_frame / std::max<int64_t>(inner, 1);
+    const bool contiguous = in_strides[rank - 1] == 1;
+    ParallelFor(context, static_cast<size_t>(context.batch * rows), [&](size_t task) {
+      const int64_t frame = task / rows, row = task % rows;
+      int64_t offset = in_start + frame * in_frame, rest = row;
+      for (int d = static_cast<int>(rank) - 2; d >= 0; --d) {
+        offset += (rest % out_shape[d]) * in_strides[d];
+        rest /= out_shape[d];
+      }
+      float* dst = out + frame * out_frame + row * inner;
+      const float* src = in + offset;
+      if (contiguous) {
+        std::memcpy(dst, src, inner * sizeof(float));
+      } else {
+        for (int64_t i = 0; i < inner; ++i) dst[i] = src[i * in_strides[rank - 1]];
+      }
+    });
+  }
+};
+
+std::vector<int64_t> Strides(const Shape& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (int d = static_cast<int>(shape.size()) - 2; d >= 0; --d)
+    strides[d] = strides[d + 1] * shape[d + 1];
+  return strides;
+}
+
+// Concat: output rows of `outer` blocks; input k contributes a contiguous
+// chunk of chunk[k] elements per block.
+class ConcatKernel final : public Kernel {
+ public:
+  ConcatKernel(std::vector<Operand> inputs, const Operand& output, int logical_axis) {
+    const int axis = output.PhysicalAxis(logical_axis);
+    outer_per_frame_ = 1;
+    for (int d = 1; d < axis; ++d) outer_per_frame_ *= output.physical[d];
+    if (axis == 0) outer_per_frame_ = 1;
+    for (const Operand& in : inputs) {
+      int64_t chunk = 1;
+      for (size_t d = std::max(axis, 1); d < in.physical.size(); ++d) chunk *= in.physical[d];
+      if (axis == 0) chunk = NumElements(in.physical);
+      chunks_.push_back(chunk);
+      batched_.push_back(in.batched);
+    }
+    out_block_ = 0;
+    for (int64_t c : chunks_) out_block_ += c;
+  }
+
+  Status Run(const KernelContext& context, const float* const* inputs,
+             float* const* outputs) override {
+    const int64_t blocks = outer_per_frame_ * context.batch;
+    float* out = outputs[0];
+    ParallelFor(context, static_cast<size_t>(blocks), [&](size_t block) {
+      float* dst = out + block * out_block_;
+      for (size_t k = 0; k < chunks_.size(); ++k) {
+        const int64_t source_block = batched_[k] ? block : block % outer_per_frame_;
+        std::memcpy(dst, inputs[k] + source_block * chunks_[k], chunks_[k] * sizeof(float));
+        dst += chunks_[k];
+      }
+    });
+    return Status::Ok();
+  }
+
+ private:
+  int64_t outer_per_frame_ = 1, out_block_ = 0;
+  std::vector<int64_t> chunks_;
+  std::vector<char> batched_;
+};
+
+class SplitKernel final : public Kernel {
+ public:
+  SplitKernel(const Operand& input, const std::vector<Operand>& outputs, int logical_axis) {
+    const int axis = input.PhysicalAxis(logical_axis);
+    const Shape in_strides = Strides(input.physical);
+    int64_t start = 0;
+    for (const Operand& out : outputs) {
+      StridedCopy copy;
+      copy.out_shape = out.physical;
+      copy.in_strides = in_strides;
+      copy.in_start = start * in_strides[axis];
+      copy.in_frame = NumElements(input.physical);
+      copy.out_frame = NumElements(out.physical);
+      copies_.push_back(copy);
+      start += out.physical[axis];
+    }
+  }
+
+  Status Run(const KernelContext& context, const float* const* inputs,
+             float* const* outputs) override {
+    for (size_t k = 0; k < copies_.size(); ++k) copies_[k].Run(context, inputs[0], outputs[k]);
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<StridedCopy> copies_;
+};
+
+class StridedCopyKernel final : public Kernel {
+ public:
+  explicit StridedCopyKernel(StridedCopy copy) : copy_(std::move(copy)) {}
+  Status Run(const KernelContext& context, const float* const* inputs,
+             float* const* outputs) override {
+    copy_.Run(context, inputs[0], outputs[0]);
+    return Status::Ok();
+  }
+
+ private:
+  StridedCopy copy_;
+};
+
+// Constant Pad through XNNPACK (per physical axis pre/post padding).
+class XnnpackPadKernel final : public Kernel {
+ public:
+  XnnpackPadKernel(Operand input, std::vector<size_t> begin, std::vector<size_t> end)
+      : input_(std::move(input)), begin_(std::move(begin)), end_(std::move(end)) {}
+  ~XnnpackPadKernel() override {
+    if (op_ != nullptr) xnn_delete_operator(op_);
+  }
+  Status Create(float value) {
+    LOWBIT_RETURN_IF_ERROR(InitializeXnnpack());
+    if (input_.physical.size() > XNN_MAX_TENSOR_DIMS) return Unimplemented("Pad of rank > 6");
+    if (xnn_create_constant_pad_nd_x32(&value, 0, &op_) != xnn_status_success)
+      return Internal("XNNPACK rejected the pad");
+    return Status::Ok();
+  }
+  Status Run(const KernelContext& context, const float* const* inputs,
+             float* const* outputs) override {
+    if (context.batch != batch_ || inputs[0] != input_ptr_ || outputs[0] != output_ ||
+        context.threadpool != threadpool_) {
+      const Shape shape = input_.AtBatch(context.batch);
+      const std::vector<size_t> dims(shape.begin(), shape.end());
+      if (xnn_setup_constant_pad_nd_x32(op_, dims.size(), dims.data(), begin_.data(), end_.data(),
+                                        inputs[0], outputs[0],
+                                        context.threadpool) != xnn_status_success)
+        return Internal("XNNPACK pad setup failed");
+      batch_ = context.batch;
+      input_ptr_ = inputs[0];
+      output_ = outputs[0];
+      threadpool_ = context.threadpool;
+    }
+    if (xnn_run_operator(op_, context.threadpool) != xnn_status_success)
+      return Internal("XNNPACK pad failed");
+    return Status::Ok();
+  }
+
+ private:
+  Operand input_;
+  std::vector<size_t> begin_, end_;  // per physical axis
+  xnn_operator_t op_ = nullptr;
+  int64_t batch_ = -1;
+  const float* input_ptr_ = nullptr;
+  float* output_ = nullptr;
+  pthreadpool_t threadpool_ = nullptr;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& graph,
+                                                           const ir::Node& node) {
+  const std::string& op = node.op_type;
+  const ir::Value& first = graph.values[node.inputs[0]];
+  if (first.dtype != ir::DataType::kFloat32)
+    return Unimplemented(node.Describe() + ": only float32 data is supported at run time");
+  const Operand input = DescribeOperand(first);
+  const Operand output = DescribeOperand(graph.values[node.outputs[0]]);
+  if (op == "Concat") {
+    std::vector<Operand> inputs;
+    for (int in : node.inputs) inputs.push_back(DescribeOperand(graph.values[in]));
+    LOWBIT_ASSIGN_OR_RETURN(int axis,
+                            ir::NormalizeAxis(node.GetInt("axis", 0), first.shape.size(), node));
+    if (axis == 0) return Unimplemented(node.Describe() + " concatenates along the batch axis");
+    return std::unique_ptr<Kernel>(new ConcatKernel(std::move(inputs), output, axis));
+  }
+  if (op == "Split") {
+    std::vector<Operand> outputs;
+    for (int out : node.outputs) outputs.push_back(DescribeOperand(graph.values[out]));
+    LOWBIT_ASSIGN_OR_RETURN(int axis,
+                            ir::NormalizeAxis(node.GetInt("axis", 0), first.shape.size(), node));
+    if (axis == 0) return Unimplemented(node.Describe() + " splits along the batch axis");
+    return std::unique_ptr<Kernel>(new SplitKernel(input, outputs, axis));
+  }
+  if (op == "Slice") {
+    LOWBIT_ASSIGN_OR_RETURN(auto ranges, passes::ResolveSlice(graph, node, first.shape));
+    if (ranges[0][0] != 0 || ranges[0][1] != 1 || ranges[0][2] != first.shape[0])
+      return Unimplemented(node.Describe() + " slices the batch axis");
+    StridedCopy copy;
+    copy.out_shape = output.physical;
+    const auto strides = Strides(input.physical);
+    copy.in_strides.resize(strides.size());
+    for (size_t j = 0; j < strides.size(); ++j) {
+      const int logical = input.storage_perm.empty() ? static_cast<int>(j) : input.storage_perm[j];
+      copy.in_strides[j] = strides[j] * ranges[logical][1];
+      copy.in_start += strides[j] * ranges[logical][0];
+    }
+    copy.in_frame = NumElements(input.physical);
+    copy.out_frame = NumElements(output.physical);
+    return std::unique_ptr<Kernel>(new StridedCopyKernel(copy));
+  }
+  if (op == "lowbit.Relayout") {
+    // Output physical axis j holds logical axis out.perm[j], which sits at
+    // input physical axis input.PhysicalAxis(out.perm[j]).
+    StridedCopy copy;
+    copy.out_shape = output.physical;
+    const auto strides = Strides(input.physical);
+    for (size_t j = 0; j < output.physical.size(); ++j) {
+      const int logical =
+          output.storage_perm.empty() ? static_cast<int>(j) : output.storage_perm[j];
+      copy.in_strides.push_back(strides[input.PhysicalAxis(logical)]);
+    }
+    copy.in_frame = NumElements(input.physical);
+    copy.out_frame = NumElements(output.physical);
+    return std::unique_ptr<Kernel>(new StridedCopyKernel(copy));
+  }
+  if (op == "Pad") {
+    const std::string mode = node.GetString("mode", "constant");
+    if (mode != "constant")
+      return Unimplemented(node.Describe() + ": Pad mode '" + mode + "' (only constant)");
+    std::vector<int64_t> pads = node.GetInts("pads");
+    if (!node.has("pads")) {
+      LOWBIT_ASSIGN_OR_RETURN(pads, ir::ConstantInts(graph, node, 1));
+    }
+    float value = node.GetFloat("value", 0.0f);
+    if (ir::HasInput(node, 2)) {
+      LOWBIT_ASSIGN_OR_RETURN(auto v, ir::ConstantFloats(graph, node, 2));
+      value = v.at(0);
+    }
+    const size_t rank = first.shape.size();
+    if (pads[0] != 0 || pads[rank] != 0)
+      return Unimplemented(node.Describe() + " pads the batch axis");
+    for (size_t d = 0; d < 2 * rank; ++d)
+      if (pads[d] < 0) return Unimplemented(node.Describe() + ": negative pads (cropping)");
+    std::vector<size_t> pre(rank), post(rank);
+    for (size_t j = 0; j < rank; ++j) {
+      const int logical = input.storage_perm.empty() ? static_cast<int>(j) : input.storage_perm[j];
+      pre[j] = static_cast<size_t>(pads[logical]);
+      post[j] = static_cast<size_t>(pads[logical + rank]);
+    }
+    auto xnnpack = std::make_unique<XnnpackPadKernel>(input, pre, post);
+    LOWBIT_RETURN_IF_ERROR(xnnpack->Create(value).WithContext(node.Describe()));
+    return std::unique_ptr<Kernel>(std::move(xnnpack));
+  }
+  return Unimplemented("unsupported op '" + op + "' (node '" + node.name + "')");
+}
+
+}  // namespace lowbit::engine::ops

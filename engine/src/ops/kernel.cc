@@ -1,0 +1,48 @@
+#include "ops/kernel.h"
+
+#include <set>
+
+namespace lowbit::engine::ops {
+
+int Operand::PhysicalAxis(int logical) const {
+  if (storage_perm.empty()) return logical;
+  for (size_t j = 0; j < storage_perm.size(); ++j)
+    if (storage_perm[j] == logical) return static_cast<int>(j);
+  return logical;
+}
+
+Operand DescribeOperand(const ir::Value& value) {
+  Operand operand;
+  operand.batched = !value.is_constant();
+  operand.storage_perm = value.storage_perm;
+  operand.physical = value.shape;
+  if (!value.storage_perm.empty())
+    for (size_t j = 0; j < value.storage_perm.size(); ++j)
+      operand.physical[j] = value.shape[value.storage_perm[j]];
+  return operand;
+}
+
+bool IsViewOp(const ir::Node& node) {
+  static const std::set<std::string> kViews = {"Reshape",   "Flatten",  "Squeeze",
+                                               "Unsqueeze", "Identity", "Transpose"};
+  return kViews.count(node.op_type) != 0;
+}
+
+StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Graph& graph, const ir::Node& node) {
+  const std::string& op = node.op_type;
+  if (op == "Conv") return CreateConvKernel(graph, node);
+  static const std::set<std::string> kElementwise = {"Relu", "LeakyRelu", "Sigmoid", "Clip", "Tanh",
+                                                     "Exp",  "Neg",       "Sqrt",    "Abs",  "Add",
+                                                     "Sub",  "Mul",       "Div",     "Max",  "Min"};
+  if (kElementwise.count(op)) return CreateElementwiseKernel(graph, node);
+  static const std::set<std::string> kDataMovement = {"Concat", "Split", "Slice", "Pad",
+                                                      "lowbit.Relayout"};
+  if (kDataMovement.count(op)) return CreateDataMovementKernel(graph, node);
+  static const std::set<std::string> kSpatial = {"MaxPool", "AveragePool", "GlobalAveragePool",
+                                                 "Resize", "Upsample"};
+  if (kSpatial.count(op)) return CreateSpatialKernel(graph, node);
+  return Unimplemented("unsupported op '" + op + "' (node '" + node.name +
+                       "'): lowbit has no kernel for it");
+}
+
+}  // namespace lowbit::engine::ops

@@ -1,0 +1,79 @@
+// Executable kernels for compiled graph nodes.
+//
+// A kernel reads and writes float32 buffers in each value's storage order
+// (see ir/graph.h). Activations hold `batch` frames back to back (the batch
+// is the outermost physical dimension); constant operands hold one frame and
+// are broadcast over the batch. Kernels are created once per session (they
+// may own packed weights and XNNPACK operators) and run for any batch size.
+#pragma once
+
+#include <pthreadpool.h>
+
+#include <memory>
+#include <vector>
+
+#include "ir/graph.h"
+#include "lowbit/engine/status.h"
+
+namespace lowbit::engine::ops {
+
+struct KernelContext {
+  int64_t batch = 1;
+  pthreadpool_t threadpool = nullptr;  // nullptr: run on the caller's thread
+};
+
+// One operand as a kernel sees it.
+struct Operand {
+  Shape physical;                 // dimensions in storage order, batch 1
+  bool batched = false;           // true for activations (dim 0 scales with the batch)
+  std::vector<int> storage_perm;  // physical axis j holds logical axis storage_perm[j]
+
+  // Physical dimensions at `batch` frames.
+  Shape AtBatch(int64_t batch) const {
+    Shape s = physical;
+    if (batched && !s.empty()) s[0] = batch;
+    return s;
+  }
+  // Physical axis that holds logical axis `logical`.
+  int PhysicalAxis(int logical) const;
+};
+
+Operand DescribeOperand(const ir::Value& value);
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  // `inputs[i]` / `outputs[i]`: buffers of the node's inputs and outputs
+  // (nullptr for omitted or non-float inputs, which kernels read at creation).
+  virtual Status Run(const KernelContext& context, const float* const* inputs,
+                     float* const* outputs) = 0;
+};
+
+// True for ops whose output is its input's memory reinterpreted (Reshape,
+// Flatten, Squeeze, Unsqueeze, Identity, Transpose after layout assignment):
+// the executor aliases the buffers instead of running a kernel.
+bool IsViewOp(const ir::Node& node);
+
+// Creates the kernel for `node` of a compiled graph. Unimplemented, naming
+// the op and node, when no kernel supports it.
+StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Graph& graph, const ir::Node& node);
+
+// Per-family factories (one per source file).
+StatusOr<std::unique_ptr<Kernel>> CreateConvKernel(const ir::Graph& graph, const ir::Node& node);
+StatusOr<std::unique_ptr<Kernel>> CreateElementwiseKernel(const ir::Graph& graph,
+                                                          const ir::Node& node);
+StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& graph,
+                                                           const ir::Node& node);
+StatusOr<std::unique_ptr<Kernel>> CreateSpatialKernel(const ir::Graph& graph, const ir::Node& node);
+
+// Runs fn(i) for i in [0, range) on the context's thread pool.
+template <typename Fn>
+void ParallelFor(const KernelContext& context, size_t range, const Fn& fn) {
+  if (context.threadpool == nullptr || range <= 1) {
+    for (size_t i = 0; i < range; ++i) fn(i);
+    return;
+  }
+  pthreadpool_parallelize_1d(context.threadpool, fn, range, 0);
+}
+
+}  // namespace lowbit::engine::ops

@@ -1,0 +1,75 @@
+// Graph passes of the compiler. Each takes the graph in topological order and
+// leaves it in topological order. Run order (see CompileGraph):
+//   FoldConstants (with shape inference) -> EliminateDeadNodes ->
+//   FusePadIntoConsumer -> FuseActivations -> AssignLayouts -> EliminateDeadNodes
+#pragma once
+
+#include <array>
+#include <vector>
+
+#include "ir/graph.h"
+#include "lowbit/engine/status.h"
+
+namespace lowbit::engine::passes {
+
+// Shapes and element types of every value. Graph inputs' first dimension is
+// the batch: symbolic or 1 becomes 1 (shapes are stored at batch 1). Every
+// other input dimension must be fixed. Conv/pool auto_pad is rewritten into
+// explicit pads. Fails naming the node on inconsistent shapes.
+// Needs every shape-defining input (Reshape's shape, Slice's starts ...) to
+// be constant already; FoldConstants works on unfolded graphs.
+Status InferShapes(ir::Graph* graph);
+// The graph-input part of InferShapes: batch to 1, other dimensions fixed.
+Status NormalizeGraphInputs(ir::Graph* graph);
+// Infers one node's output shapes from its inputs' (which must be known).
+Status InferNodeShapes(ir::Graph* graph, ir::Node* node);
+
+// Per axis of a Slice's input: {start, step, count} after ONNX clamping.
+StatusOr<std::vector<std::array<int64_t, 3>>> ResolveSlice(const ir::Graph& graph,
+                                                           const ir::Node& node,
+                                                           const Shape& input_shape);
+
+// Evaluates every node whose inputs are all constant (and Shape of any value
+// with a known shape), replacing its outputs with constants; removes Identity
+// nodes (rewiring their consumers). Normalises graph inputs and infers
+// shapes on the way, so it runs on freshly imported graphs.
+Status FoldConstants(ir::Graph* graph);
+// Computes the outputs of `node` from its constant inputs (logical order);
+// output shapes must already be inferred. Unimplemented for ops the folder
+// cannot evaluate.
+StatusOr<std::vector<ir::HostTensor>> EvaluateConstantNode(const ir::Graph& graph,
+                                                           const ir::Node& node);
+
+// Removes nodes whose outputs no graph output depends on.
+Status EliminateDeadNodes(ir::Graph* graph);
+
+// Pad (mode constant, pads on H and W of a 4-D NCHW value only, >= 0) whose
+// result only feeds one Conv: with value 0 it becomes the Conv's pads. Into a
+// MaxPool: with value -inf, or with value 0 when the input is known to be
+// >= 0 (Relu/Sigmoid output) and every pooling window still overlaps real data.
+Status FusePadIntoConsumer(ir::Graph* graph);
+
+// Conv followed by Relu / Clip / LeakyRelu as the conv's only consumer, or
+// Add followed by Relu / Clip: the activation moves into the producer as
+// internal attributes
+// `lowbit_activation` ("relu", "clip", "leaky_relu"), `lowbit_min`,
+// `lowbit_max`, `lowbit_alpha`.
+Status FuseActivations(ir::Graph* graph);
+
+// Chooses each value's storage order: NHWC for Conv/MaxPool/Resize
+// activations, the input's order for element-wise and data-movement ops,
+// logical order for Reshape-like ops and graph outputs. Inserts
+// `lowbit.Relayout` nodes where a consumer needs another order and permutes
+// constants feeding NHWC operations. Transpose becomes a view: its output's
+// storage order is chosen so that its memory equals its input's.
+Status AssignLayouts(ir::Graph* graph);
+
+// Convolutions with few input channels (the first layer on RGB) gather
+// kH x kW x C patches themselves and run as a GEMM; they read their input in
+// any storage order, so AssignLayouts inserts no relayout in front of them.
+bool ConvGathersPatches(const ir::Graph& graph, const ir::Node& node);
+
+// The whole pipeline in order.
+Status CompileGraph(ir::Graph* graph);
+
+}  // namespace lowbit::engine::passes

@@ -1,0 +1,483 @@
+// Shape and element-type inference for every op the engine imports.
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <set>
+
+#include "passes/passes.h"
+
+namespace lowbit::engine::passes {
+namespace {
+
+using ir::DataType;
+using ir::Graph;
+using ir::Node;
+using ir::Value;
+
+const std::set<std::string> kUnaryOps = {
+    "Relu",        "LeakyRelu", "Sigmoid", "Clip",     "Tanh",    "Exp",
+    "Neg",         "Sqrt",      "Abs",     "Identity", "Softmax", "Erf",
+    "HardSigmoid", "HardSwish", "Floor",   "Ceil",     "Not",     "lowbit.Relayout"};
+const std::set<std::string> kBroadcastOps = {"Add",   "Sub", "Mul",   "Div",  "Pow",
+                                             "Max",   "Min", "Equal", "Less", "Greater",
+                                             "Where", "And", "Or"};
+const std::set<std::string> kComparisonOps = {"Equal", "Less", "Greater", "And", "Or", "Not"};
+
+Status ShapeError(const Node& node, const std::string& message) {
+  return InvalidArgument(node.Describe() + ": " + message);
+}
+
+StatusOr<Shape> BroadcastShapes(const Node& node, const std::vector<Shape>& shapes) {
+  size_t rank = 0;
+  for (const Shape& s : shapes) rank = std::max(rank, s.size());
+  Shape result(rank, 1);
+  for (const Shape& s : shapes) {
+    for (size_t i = 0; i < s.size(); ++i) {
+      int64_t& r = result[rank - s.size() + i];
+      int64_t d = s[i];
+      if (d == r || d == 1) continue;
+      if (r == 1) {
+        r = d;
+        continue;
+      }
+      return ShapeError(node, "shapes cannot be broadcast together: " + ShapeToString(s) + " vs " +
+                                  ShapeToString(result));
+    }
+  }
+  return result;
+}
+
+// Resolves auto_pad into explicit `pads` ([begin..., end...]) and returns the
+// output spatial sizes of a conv or pool over `spatial` input sizes.
+StatusOr<Shape> WindowOutputSizes(Node* node, const Shape& spatial, const Shape& kernel) {
+  const size_t n = spatial.size();
+  std::vector<int64_t> strides = node->GetInts("strides", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> dilations = node->GetInts("dilations", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> pads = node->GetInts("pads", std::vector<int64_t>(2 * n, 0));
+  if (strides.size() != n || dilations.size() != n || pads.size() != 2 * n)
+    return ShapeError(
+        *node, "strides/dilations/pads do not match " + std::to_string(n) + " spatial dimensions");
+  const std::string auto_pad = node->GetString("auto_pad", "NOTSET");
+  const bool ceil_mode = node->GetInt("ceil_mode", 0) != 0;
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (strides[i] < 1 || dilations[i] < 1 || kernel[i] < 1)
+      return ShapeError(*node, "strides, dilations and kernel sizes must be >= 1");
+    const int64_t extent = (kernel[i] - 1) * dilations[i] + 1;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      out[i] = (spatial[i] + strides[i] - 1) / strides[i];
+      int64_t total = std::max<int64_t>(0, (out[i] - 1) * strides[i] + extent - spatial[i]);
+      int64_t small = total / 2, large = total - small;
+      pads[i] = auto_pad == "SAME_UPPER" ? small : large;
+      pads[i + n] = auto_pad == "SAME_UPPER" ? large : small;
+      continue;
+    }
+    if (auto_pad == "VALID")
+      pads[i] = pads[i + n] = 0;
+    else if (auto_pad != "NOTSET" && !auto_pad.empty())
+      return ShapeError(*node, "unknown auto_pad '" + auto_pad + "'");
+    const int64_t span = spatial[i] + pads[i] + pads[i + n] - extent;
+    if (span < 0) return ShapeError(*node, "the window is larger than the padded input");
+    out[i] = (ceil_mode ? (span + strides[i] - 1) / strides[i] : span / strides[i]) + 1;
+    // ONNX/PyTorch: the last window must start inside the input or left pad.
+    if (ceil_mode && (out[i] - 1) * strides[i] >= spatial[i] + pads[i]) --out[i];
+  }
+  node->attributes.erase("auto_pad");
+  node->attributes["pads"] = ir::Attribute::Ints(pads);
+  node->attributes["strides"] = ir::Attribute::Ints(strides);
+  if (node->op_type == "Conv") node->attributes["dilations"] = ir::Attribute::Ints(dilations);
+  return out;
+}
+
+StatusOr<std::vector<int64_t>> IntsFromAttributeOrInput(const Graph& graph, const Node& node,
+                                                        const std::string& attr, size_t input) {
+  if (node.has(attr)) return node.GetInts(attr);
+  if (ir::HasInput(node, input)) return ir::ConstantInts(graph, node, input);
+  return std::vector<int64_t>{};
+}
+
+}  // namespace
+
+StatusOr<std::vector<std::array<int64_t, 3>>> ResolveSlice(const Graph& graph, const Node& node,
+                                                           const Shape& input_shape) {
+  std::vector<int64_t> starts, ends, axes, steps;
+  if (graph.opset < 10) {
+    starts = node.GetInts("starts");
+    ends = node.GetInts("ends");
+    axes = node.GetInts("axes");
+  } else {
+    LOWBIT_ASSIGN_OR_RETURN(starts, ir::ConstantInts(graph, node, 1));
+    LOWBIT_ASSIGN_OR_RETURN(ends, ir::ConstantInts(graph, node, 2));
+    if (ir::HasInput(node, 3)) {
+      LOWBIT_ASSIGN_OR_RETURN(axes, ir::ConstantInts(graph, node, 3));
+    }
+    if (ir::HasInput(node, 4)) {
+      LOWBIT_ASSIGN_OR_RETURN(steps, ir::ConstantInts(graph, node, 4));
+    }
+  }
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+    return ShapeError(node, "starts/ends/axes/steps have different lengths");
+  // Per axis: start, step, count.
+  std::vector<std::array<int64_t, 3>> ranges(input_shape.size());
+  for (size_t d = 0; d < input_shape.size(); ++d) ranges[d] = {0, 1, input_shape[d]};
+  for (size_t i = 0; i < starts.size(); ++i) {
+    LOWBIT_ASSIGN_OR_RETURN(int axis, ir::NormalizeAxis(axes[i], input_shape.size(), node));
+    const int64_t dim = input_shape[axis], step = steps[i];
+    if (step == 0) return ShapeError(node, "slice step 0");
+    int64_t start = starts[i], end = ends[i];
+    if (start < 0) start += dim;
+    if (end < 0 && end > INT64_MIN / 2) end += dim;
+    int64_t count;
+    if (step > 0) {
+      start = std::clamp<int64_t>(start, 0, dim);
+      end = std::clamp<int64_t>(end, 0, dim);
+      count = end > start ? (end - start + step - 1) / step : 0;
+    } else {
+      start = std::clamp<int64_t>(start, 0, dim - 1);
+      end = std::clamp<int64_t>(end, -1, dim - 1);
+      count = start > end ? (start - end - step - 1) / -step : 0;
+    }
+    ranges[axis] = {start, step, count};
+  }
+  return ranges;
+}
+
+Status InferNodeShapes(Graph* graph, Node* node) {
+  std::vector<Shape> in;
+  for (int id : node->inputs) {
+    if (id == ir::kNoValue) {
+      in.emplace_back();
+      continue;
+    }
+    const Value& v = graph->values[id];
+    if (!v.shape_known)
+      return Internal(node->Describe() + ": shape of input '" + v.name + "' is unknown");
+    in.push_back(v.shape);
+  }
+  auto set_output = [&](size_t index, Shape shape, DataType dtype) {
+    Value& out = graph->values[node->outputs[index]];
+    out.shape = std::move(shape);
+    out.shape_known = true;
+    out.dtype = dtype;
+  };
+  const std::string& op = node->op_type;
+  if (node->inputs.empty() || node->inputs[0] == ir::kNoValue)
+    return ShapeError(*node, "has no first input");
+  const DataType dtype0 = graph->values[node->inputs[0]].dtype;
+
+  if (kUnaryOps.count(op)) {
+    set_output(0, in[0], kComparisonOps.count(op) ? DataType::kBool : dtype0);
+    return Status::Ok();
+  }
+  if (kBroadcastOps.count(op)) {
+    std::vector<Shape> shapes;
+    for (size_t i = 0; i < in.size(); ++i)
+      if (ir::HasInput(*node, i)) shapes.push_back(in[i]);
+    LOWBIT_ASSIGN_OR_RETURN(Shape out, BroadcastShapes(*node, shapes));
+    DataType dtype = op == "Where" ? graph->values[node->inputs[1]].dtype : dtype0;
+    set_output(0, out, kComparisonOps.count(op) ? DataType::kBool : dtype);
+    return Status::Ok();
+  }
+  if (op == "Cast") {
+    int64_t to = node->GetInt("to", 1);
+    DataType dtype = to == 1 || to == 10 || to == 11 ? DataType::kFloat32
+                     : to == 9                       ? DataType::kBool
+                     : to == 6                       ? DataType::kInt32
+                                                     : DataType::kInt64;
+    set_output(0, in[0], dtype);
+    return Status::Ok();
+  }
+  if (op == "Conv") {
+    const Shape& x = in[0];
+    if (!ir::HasInput(*node, 1) || in[1].size() != x.size() || x.size() != 4)
+      return ShapeError(*node,
+                        "only 2-D convolution on [N,C,H,W] with [M,C/group,kH,kW] weights "
+                        "is supported, got input " +
+                            ShapeToString(x));
+    const Shape& w = in[1];
+    const int64_t group = node->GetInt("group", 1);
+    if (group < 1 || x[1] != w[1] * group || w[0] % group != 0)
+      return ShapeError(*node, "input channels " + std::to_string(x[1]) + " do not match weights " +
+                                   ShapeToString(w) + " with group " + std::to_string(group));
+    if (ir::HasInput(*node, 2) && NumElements(in[2]) != w[0])
+      return ShapeError(*node, "bias has " + std::to_string(NumElements(in[2])) +
+                                   " elements, expected " + std::to_string(w[0]));
+    Shape kernel(w.begin() + 2, w.end());
+    if (node->has("kernel_shape") && node->GetInts("kernel_shape") != kernel)
+      return ShapeError(*node, "kernel_shape does not match the weights");
+    LOWBIT_ASSIGN_OR_RETURN(Shape spatial, WindowOutputSizes(node, {x[2], x[3]}, kernel));
+    set_output(0, {x[0], w[0], spatial[0], spatial[1]}, DataType::kFloat32);
+    return Status::Ok();
+  }
+  if (op == "MaxPool" || op == "AveragePool") {
+    const Shape& x = in[0];
+    std::vector<int64_t> kernel = node->GetInts("kernel_shape");
+    if (x.size() != 4 || kernel.size() != 2)
+      return ShapeError(*node, "only 2-D pooling on [N,C,H,W] is supported");
+    if (node->outputs.size() > 1) return Unimplemented(node->Describe() + ": Indices output");
+    LOWBIT_ASSIGN_OR_RETURN(Shape spatial, WindowOutputSizes(node, {x[2], x[3]}, kernel));
+    set_output(0, {x[0], x[1], spatial[0], spatial[1]}, DataType::kFloat32);
+    return Status::Ok();
+  }
+  if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
+    Shape out = in[0];
+    for (size_t i = 2; i < out.size(); ++i) out[i] = 1;
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Concat") {
+    LOWBIT_ASSIGN_OR_RETURN(int axis,
+                            ir::NormalizeAxis(node->GetInt("axis", 0), in[0].size(), *node));
+    Shape out = in[0];
+    out[axis] = 0;
+    for (const Shape& s : in) {
+      if (s.size() != out.size()) return ShapeError(*node, "inputs have different ranks");
+      for (size_t d = 0; d < s.size(); ++d)
+        if (static_cast<int>(d) != axis && s[d] != out[d])
+          return ShapeError(*node, "inputs differ outside the concat axis: " + ShapeToString(s) +
+                                       " vs " + ShapeToString(in[0]));
+      out[axis] += s[axis];
+    }
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Split") {
+    LOWBIT_ASSIGN_OR_RETURN(int axis,
+                            ir::NormalizeAxis(node->GetInt("axis", 0), in[0].size(), *node));
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<int64_t> split,
+                            IntsFromAttributeOrInput(*graph, *node, "split", 1));
+    const int64_t outputs = static_cast<int64_t>(node->outputs.size());
+    if (split.empty()) {
+      if (in[0][axis] % outputs != 0 && !node->has("num_outputs"))
+        return ShapeError(*node, "axis size " + std::to_string(in[0][axis]) +
+                                     " does not split evenly into " + std::to_string(outputs));
+      const int64_t chunk = (in[0][axis] + outputs - 1) / outputs;
+      for (int64_t i = 0; i < outputs; ++i)
+        split.push_back(std::min(chunk, in[0][axis] - i * chunk));
+    }
+    int64_t total = 0;
+    for (int64_t s : split) total += s;
+    if (static_cast<int64_t>(split.size()) != outputs || total != in[0][axis])
+      return ShapeError(*node, "split sizes do not add up to the axis size");
+    node->attributes["split"] = ir::Attribute::Ints(split);
+    for (int64_t i = 0; i < outputs; ++i) {
+      Shape out = in[0];
+      out[axis] = split[i];
+      set_output(i, out, dtype0);
+    }
+    return Status::Ok();
+  }
+  if (op == "Slice") {
+    LOWBIT_ASSIGN_OR_RETURN(auto ranges, ResolveSlice(*graph, *node, in[0]));
+    Shape out;
+    for (const auto& r : ranges) out.push_back(r[2]);
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Transpose") {
+    std::vector<int64_t> perm = node->GetInts("perm");
+    if (perm.empty())
+      for (int64_t i = static_cast<int64_t>(in[0].size()) - 1; i >= 0; --i) perm.push_back(i);
+    if (perm.size() != in[0].size()) return ShapeError(*node, "perm length differs from rank");
+    node->attributes["perm"] = ir::Attribute::Ints(perm);
+    Shape out;
+    std::vector<char> seen(perm.size(), 0);
+    for (int64_t p : perm) {
+      if (p < 0 || p >= static_cast<int64_t>(perm.size()) || seen[p])
+        return ShapeError(*node, "perm is not a permutation");
+      seen[p] = 1;
+      out.push_back(in[0][p]);
+    }
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Reshape") {
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<int64_t> target, ir::ConstantInts(*graph, *node, 1));
+    const bool allow_zero = node->GetInt("allowzero", 0) != 0;
+    Shape out;
+    int infer = -1;
+    int64_t known = 1;
+    for (size_t i = 0; i < target.size(); ++i) {
+      int64_t d = target[i];
+      if (d == 0 && !allow_zero) {
+        if (i >= in[0].size()) return ShapeError(*node, "0 in shape beyond the input's rank");
+        d = in[0][i];
+      }
+      if (d == -1) {
+        if (infer >= 0) return ShapeError(*node, "more than one -1 in the target shape");
+        infer = static_cast<int>(i);
+        out.push_back(1);
+        continue;
+      }
+      if (d < 0) return ShapeError(*node, "negative dimension in the target shape");
+      known *= d;
+      out.push_back(d);
+    }
+    const int64_t total = NumElements(in[0]);
+    if (infer >= 0) {
+      if (known == 0 || total % known != 0)
+        return ShapeError(*node, "cannot reshape " + ShapeToString(in[0]) + " with a -1 into " +
+                                     ShapeToString(target));
+      out[infer] = total / known;
+    }
+    if (NumElements(out) != total)
+      return ShapeError(*node,
+                        "cannot reshape " + ShapeToString(in[0]) + " into " + ShapeToString(out));
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Flatten") {
+    LOWBIT_ASSIGN_OR_RETURN(int axis,
+                            ir::NormalizeAxis(node->GetInt("axis", 1), in[0].size() + 1, *node));
+    int64_t outer = 1;
+    for (int d = 0; d < axis; ++d) outer *= in[0][d];
+    set_output(0, {outer, NumElements(in[0]) / std::max<int64_t>(outer, 1)}, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Squeeze" || op == "Unsqueeze") {
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<int64_t> axes,
+                            IntsFromAttributeOrInput(*graph, *node, "axes", 1));
+    Shape out;
+    if (op == "Squeeze") {
+      std::set<int> drop;
+      for (int64_t a : axes) {
+        LOWBIT_ASSIGN_OR_RETURN(int axis, ir::NormalizeAxis(a, in[0].size(), *node));
+        if (in[0][axis] != 1) return ShapeError(*node, "squeezed axis is not of size 1");
+        drop.insert(axis);
+      }
+      for (size_t d = 0; d < in[0].size(); ++d)
+        if (axes.empty() ? in[0][d] != 1 : !drop.count(static_cast<int>(d)))
+          out.push_back(in[0][d]);
+    } else {
+      const size_t rank = in[0].size() + axes.size();
+      std::set<int> add;
+      for (int64_t a : axes) {
+        LOWBIT_ASSIGN_OR_RETURN(int axis, ir::NormalizeAxis(a, rank, *node));
+        add.insert(axis);
+      }
+      size_t next = 0;
+      for (size_t d = 0; d < rank; ++d)
+        out.push_back(add.count(static_cast<int>(d)) ? 1 : in[0][next++]);
+    }
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Shape") {
+    int64_t rank = static_cast<int64_t>(in[0].size());
+    int64_t start = node->GetInt("start", 0), end = node->GetInt("end", rank);
+    if (start < 0) start += rank;
+    if (end < 0) end += rank;
+    start = std::clamp<int64_t>(start, 0, rank);
+    end = std::clamp<int64_t>(end, start, rank);
+    set_output(0, {end - start}, DataType::kInt64);
+    return Status::Ok();
+  }
+  if (op == "Gather") {
+    LOWBIT_ASSIGN_OR_RETURN(int axis,
+                            ir::NormalizeAxis(node->GetInt("axis", 0), in[0].size(), *node));
+    Shape out(in[0].begin(), in[0].begin() + axis);
+    out.insert(out.end(), in[1].begin(), in[1].end());
+    out.insert(out.end(), in[0].begin() + axis + 1, in[0].end());
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "ConstantOfShape") {
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<int64_t> shape, ir::ConstantInts(*graph, *node, 0));
+    DataType dtype =
+        node->has("value") ? node->attributes["value"].tensor.dtype : DataType::kFloat32;
+    set_output(0, shape, dtype);
+    return Status::Ok();
+  }
+  if (op == "Range") {
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<float> start, ir::ConstantFloats(*graph, *node, 0));
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<float> limit, ir::ConstantFloats(*graph, *node, 1));
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<float> delta, ir::ConstantFloats(*graph, *node, 2));
+    if (start.size() != 1 || limit.size() != 1 || delta.size() != 1 || delta[0] == 0)
+      return ShapeError(*node, "Range needs scalar start, limit and a non-zero delta");
+    int64_t n =
+        std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit[0] - start[0]) / delta[0])));
+    set_output(0, {n}, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Expand") {
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<int64_t> shape, ir::ConstantInts(*graph, *node, 1));
+    LOWBIT_ASSIGN_OR_RETURN(Shape out, BroadcastShapes(*node, {in[0], shape}));
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Pad") {
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<int64_t> pads,
+                            IntsFromAttributeOrInput(*graph, *node, "pads", 1));
+    if (ir::HasInput(*node, 3)) return Unimplemented(node->Describe() + ": Pad with axes input");
+    if (pads.size() != 2 * in[0].size()) return ShapeError(*node, "pads must hold 2 * rank values");
+    Shape out = in[0];
+    for (size_t d = 0; d < out.size(); ++d) {
+      out[d] += pads[d] + pads[d + out.size()];
+      if (out[d] < 0) return ShapeError(*node, "negative output dimension");
+    }
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Resize" || op == "Upsample") {
+    if (in[0].size() != 4) return ShapeError(*node, "only 4-D Resize is supported");
+    Shape out = in[0];
+    std::vector<int64_t> sizes;
+    std::vector<float> scales;
+    if (op == "Resize" && graph->opset >= 11) {
+      if (ir::HasInput(*node, 3) && NumElements(in[3]) > 0) {
+        LOWBIT_ASSIGN_OR_RETURN(sizes, ir::ConstantInts(*graph, *node, 3));
+      } else {
+        LOWBIT_ASSIGN_OR_RETURN(scales, ir::ConstantFloats(*graph, *node, 2));
+      }
+    } else if (node->has("scales")) {
+      scales = node->attributes["scales"].floats;
+    } else {
+      LOWBIT_ASSIGN_OR_RETURN(scales, ir::ConstantFloats(*graph, *node, 1));
+    }
+    if (!sizes.empty()) {
+      if (sizes.size() != out.size()) return ShapeError(*node, "sizes length differs from rank");
+      out = sizes;
+    } else {
+      if (scales.size() != out.size()) return ShapeError(*node, "scales length differs from rank");
+      for (size_t d = 0; d < out.size(); ++d)
+        out[d] = static_cast<int64_t>(std::floor(in[0][d] * static_cast<double>(scales[d])));
+    }
+    if (out[0] != in[0][0] || out[1] != in[0][1])
+      return Unimplemented(node->Describe() + ": Resize may only change H and W");
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  return Unimplemented("unsupported op '" + op + "' (node '" + node->name +
+                       "'): lowbit cannot infer its shape or run it");
+}
+
+Status NormalizeGraphInputs(Graph* graph) {
+  for (int id : graph->inputs) {
+    Value& v = graph->values[id];
+    if (!v.shape_known || v.shape.empty())
+      return InvalidArgument("graph input '" + v.name +
+                             "' has no declared shape; lowbit needs "
+                             "[batch, ...] with fixed non-batch dimensions");
+    if (v.shape[0] > 1)
+      return Unimplemented("graph input '" + v.name + "' has a fixed batch of " +
+                           std::to_string(v.shape[0]) +
+                           "; export the model with batch 1 or a symbolic batch dimension");
+    v.shape[0] = 1;
+    for (size_t d = 1; d < v.shape.size(); ++d)
+      if (v.shape[d] < 0)
+        return Unimplemented("graph input '" + v.name + "' dimension " + std::to_string(d) +
+                             " is symbolic; only the batch (first) dimension may be");
+  }
+  return Status::Ok();
+}
+
+Status InferShapes(Graph* graph) {
+  LOWBIT_RETURN_IF_ERROR(NormalizeGraphInputs(graph));
+  for (Node& node : graph->nodes) LOWBIT_RETURN_IF_ERROR(InferNodeShapes(graph, &node));
+  return Status::Ok();
+}
+
+}  // namespace lowbit::engine::passes

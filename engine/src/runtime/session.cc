@@ -1,0 +1,178 @@
+// Session: kernels (created once), a thread pool, and an arena re-planned
+// whenever the batch size changes.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "ops/kernel.h"
+#include "runtime/compiled_model.h"
+#include "runtime/memory_plan.h"
+
+namespace lowbit::engine::runtime {
+namespace {
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+class SessionImpl final : public Session {
+ public:
+  SessionImpl(std::shared_ptr<const CompiledModel> model, pthreadpool_t threadpool)
+      : model_(std::move(model)), threadpool_(threadpool) {}
+  ~SessionImpl() override {
+    // LOWBIT_PROFILE=1: total milliseconds per op type over the session's runs
+    // (LOWBIT_PROFILE=2: per node).
+    for (const auto& [op, ms] : profile_ms_)
+      std::fprintf(stderr, "profile %-20s %10.3f ms\n", op.c_str(), ms);
+    kernels_.clear();
+    if (threadpool_ != nullptr) pthreadpool_destroy(threadpool_);
+  }
+
+  Status Init() {
+    const ir::Graph& graph = model_->graph();
+    for (int step : model_->plan().steps) {
+      LOWBIT_ASSIGN_OR_RETURN(auto kernel, ops::CreateKernel(graph, graph.nodes[step]));
+      kernels_.push_back(std::move(kernel));
+    }
+    return Status::Ok();
+  }
+
+  Status Run(const std::vector<NamedTensor>& inputs, std::vector<NamedTensor>* outputs) override {
+    const ir::Graph& graph = model_->graph();
+    const ExecutionPlan& plan = model_->plan();
+    const auto& declared = model_->inputs();
+    if (inputs.size() != declared.size())
+      return InvalidArgument("expected " + std::to_string(declared.size()) +
+                             " input tensor(s), got " + std::to_string(inputs.size()));
+    std::vector<const Tensor*> ordered(declared.size(), nullptr);
+    int64_t batch = -1;
+    for (const NamedTensor& in : inputs) {
+      size_t i = 0;
+      while (i < declared.size() && declared[i].name != in.name) ++i;
+      if (i == declared.size()) {
+        std::string names;
+        for (const ValueInfo& info : declared)
+          names += (names.empty() ? "'" : ", '") + info.name + "'";
+        return InvalidArgument("the model has no input named '" + in.name + "' (inputs: " + names +
+                               ")");
+      }
+      if (ordered[i] != nullptr) return InvalidArgument("input '" + in.name + "' is given twice");
+      const Shape& shape = in.tensor.shape();
+      const Shape& expected = declared[i].shape;
+      bool matches = shape.size() == expected.size() && !shape.empty() && shape[0] >= 1;
+      for (size_t d = 1; matches && d < shape.size(); ++d) matches = shape[d] == expected[d];
+      if (!matches || in.tensor.size() != NumElements(shape)) {
+        Shape wanted = expected;
+        return InvalidArgument("input '" + in.name + "' has shape " + ShapeToString(shape) +
+                               "; expected [N" + ShapeToString(wanted).substr(2));
+      }
+      if (batch >= 0 && shape[0] != batch)
+        return InvalidArgument("inputs disagree on the batch size (" + std::to_string(batch) +
+                               " vs " + std::to_string(shape[0]) + ")");
+      batch = shape[0];
+      ordered[i] = &in.tensor;
+    }
+    if (batch != batch_) LOWBIT_RETURN_IF_ERROR(PlanArena(batch));
+
+    char* arena = static_cast<char*>(arena_.get());
+    auto buffer_of = [&](int value) -> float* {
+      return reinterpret_cast<float*>(arena + offsets_[plan.buffer_of_value[value]]);
+    };
+    for (size_t i = 0; i < ordered.size(); ++i)
+      std::memcpy(buffer_of(graph.inputs[i]), ordered[i]->data(),
+                  ordered[i]->size() * sizeof(float));
+
+    ops::KernelContext context;
+    context.batch = batch;
+    context.threadpool = threadpool_;
+    std::vector<const float*> in_ptrs;
+    std::vector<float*> out_ptrs;
+    for (size_t k = 0; k < kernels_.size(); ++k) {
+      const ir::Node& node = graph.nodes[plan.steps[k]];
+      in_ptrs.clear();
+      out_ptrs.clear();
+      for (int in : node.inputs) {
+        if (in == ir::kNoValue) {
+          in_ptrs.push_back(nullptr);
+          continue;
+        }
+        const ir::Value& v = graph.values[in];
+        if (v.is_constant())
+          in_ptrs.push_back(v.constant->is_float() ? v.constant->floats.data() : nullptr);
+        else
+          in_ptrs.push_back(buffer_of(in));
+      }
+      for (int out : node.outputs) out_ptrs.push_back(buffer_of(out));
+      const auto start =
+          profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+      Status status = kernels_[k]->Run(context, in_ptrs.data(), out_ptrs.data());
+      if (profile_)
+        profile_ms_[std::getenv("LOWBIT_PROFILE")[0] == '2' ? node.name : node.op_type] +=
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                .count();
+      if (!status.ok()) return status.WithContext(node.Describe());
+    }
+
+    const auto& declared_outputs = model_->outputs();
+    outputs->clear();
+    for (size_t i = 0; i < declared_outputs.size(); ++i) {
+      Shape shape = declared_outputs[i].shape;
+      shape[0] = batch;
+      Tensor tensor(shape);
+      std::memcpy(tensor.data(), buffer_of(graph.outputs[i]), tensor.size() * sizeof(float));
+      outputs->push_back({declared_outputs[i].name, std::move(tensor)});
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status PlanArena(int64_t batch) {
+    const ExecutionPlan& plan = model_->plan();
+    std::vector<BufferRequest> requests(plan.buffer_frame_bytes.size());
+    for (size_t b = 0; b < requests.size(); ++b)
+      requests[b] = {plan.buffer_frame_bytes[b] * batch, plan.buffer_first_step[b],
+                     plan.buffer_last_step[b]};
+    MemoryPlan memory = PlanMemory(requests);
+    void* arena = std::aligned_alloc(64, std::max<int64_t>(64, memory.arena_bytes));
+    if (arena == nullptr)
+      return ResourceExhausted("cannot allocate a " + std::to_string(memory.arena_bytes) +
+                               "-byte activation arena for batch " + std::to_string(batch));
+    arena_.reset(arena);
+    offsets_ = std::move(memory.offsets);
+    batch_ = batch;
+    return Status::Ok();
+  }
+
+  std::shared_ptr<const CompiledModel> model_;
+  pthreadpool_t threadpool_;
+  std::vector<std::unique_ptr<ops::Kernel>> kernels_;
+  std::unique_ptr<void, FreeDeleter> arena_;
+  std::vector<int64_t> offsets_;  // per buffer, bytes into the arena
+  int64_t batch_ = -1;
+  const bool profile_ = std::getenv("LOWBIT_PROFILE") != nullptr;
+  std::map<std::string, double> profile_ms_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Session>> CompiledModel::CreateSession(
+    const SessionOptions& options) const {
+  if (options.threads < 1)
+    return InvalidArgument("SessionOptions.threads must be >= 1, got " +
+                           std::to_string(options.threads));
+  pthreadpool_t threadpool = nullptr;
+  if (options.threads > 1) {
+    threadpool = pthreadpool_create(options.threads);
+    if (threadpool == nullptr)
+      return ResourceExhausted("cannot create a pool of " + std::to_string(options.threads) +
+                               " threads");
+  }
+  auto self = std::static_pointer_cast<const CompiledModel>(shared_from_this());
+  auto session = std::make_unique<SessionImpl>(self, threadpool);
+  LOWBIT_RETURN_IF_ERROR(session->Init());
+  return std::unique_ptr<Session>(std::move(session));
+}
+
+}  // namespace lowbit::engine::runtime

@@ -1,0 +1,126 @@
+// lowbit tensors MODEL.onnx --input NAME=FILE.npy ... --out DIR [--threads N]
+// Runs a model on raw .npy tensors and writes every output as
+// DIR/<output name>.npy, with '/' and ':' in names replaced by '_'.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "lowbit/engine/model.h"
+#include "lowbit/engine/npy.h"
+
+namespace lowbit::cli {
+namespace {
+
+constexpr const char* kTensorsUsage =
+    R"(usage: lowbit tensors MODEL.onnx --input NAME=FILE.npy [--input ...] --out DIR [--threads N]
+
+Runs MODEL.onnx on float32 .npy tensors (first dimension = batch) and writes
+each output as DIR/<output name>.npy ('/' and ':' in names become '_').
+)";
+
+std::string SanitizeFileName(std::string name) {
+  for (char& c : name)
+    if (c == '/' || c == ':' || c == '\\') c = '_';
+  return name;
+}
+
+}  // namespace
+
+int TensorsCommand(int argc, char** argv) {
+  std::string model_path, out_dir;
+  std::vector<std::pair<std::string, std::string>> input_files;
+  int threads = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kTensorsUsage, stdout);
+      return 0;
+    } else if (arg == "--input") {
+      const char* value = next();
+      const char* eq = value ? std::strchr(value, '=') : nullptr;
+      if (eq == nullptr) {
+        std::fprintf(stderr, "lowbit tensors: --input needs NAME=FILE.npy\n\n%s", kTensorsUsage);
+        return 2;
+      }
+      input_files.emplace_back(std::string(value, eq - value), std::string(eq + 1));
+    } else if (arg == "--out") {
+      const char* value = next();
+      if (value == nullptr) {
+        std::fprintf(stderr, "lowbit tensors: --out needs a directory\n");
+        return 2;
+      }
+      out_dir = value;
+    } else if (arg == "--threads") {
+      const char* value = next();
+      char* end = nullptr;
+      threads = value ? static_cast<int>(std::strtol(value, &end, 10)) : 0;
+      if (value == nullptr || *end != '\0' || threads < 1) {
+        std::fprintf(stderr, "lowbit tensors: --threads needs a positive integer\n");
+        return 2;
+      }
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::fprintf(stderr, "lowbit tensors: unknown option '%s'\n\n%s", arg.c_str(), kTensorsUsage);
+      return 2;
+    } else if (model_path.empty()) {
+      model_path = arg;
+    } else {
+      std::fprintf(stderr, "lowbit tensors: unexpected argument '%s'\n", arg.c_str());
+      return 2;
+    }
+  }
+  if (model_path.empty() || out_dir.empty() || input_files.empty()) {
+    std::fputs(kTensorsUsage, stderr);
+    return 2;
+  }
+
+  auto model = engine::Model::LoadOnnx(model_path);
+  if (!model.ok()) {
+    std::fprintf(stderr, "lowbit tensors: %s\n", model.status().ToString().c_str());
+    return 1;
+  }
+  std::vector<engine::NamedTensor> inputs;
+  for (const auto& [name, file] : input_files) {
+    auto tensor = engine::ReadNpy(file);
+    if (!tensor.ok()) {
+      std::fprintf(stderr, "lowbit tensors: %s\n", tensor.status().ToString().c_str());
+      return 1;
+    }
+    inputs.push_back({name, std::move(tensor).value()});
+  }
+  engine::SessionOptions options;
+  options.threads = threads;
+  auto session = (*model)->CreateSession(options);
+  if (!session.ok()) {
+    std::fprintf(stderr, "lowbit tensors: %s\n", session.status().ToString().c_str());
+    return 1;
+  }
+  std::vector<engine::NamedTensor> outputs;
+  if (Status status = (*session)->Run(inputs, &outputs); !status.ok()) {
+    std::fprintf(stderr, "lowbit tensors: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  std::error_code error;
+  std::filesystem::create_directories(out_dir, error);
+  if (error) {
+    std::fprintf(stderr, "lowbit tensors: cannot create '%s': %s\n", out_dir.c_str(),
+                 error.message().c_str());
+    return 1;
+  }
+  for (const engine::NamedTensor& out : outputs) {
+    const std::string path = out_dir + "/" + SanitizeFileName(out.name) + ".npy";
+    if (Status status = engine::WriteNpy(path, out.tensor); !status.ok()) {
+      std::fprintf(stderr, "lowbit tensors: %s\n", status.ToString().c_str());
+      return 1;
+    }
+    std::printf("%s %s -> %s\n", out.name.c_str(),
+                engine::ShapeToString(out.tensor.shape()).c_str(), path.c_str());
+  }
+  return 0;
+}
+
+}  // namespace lowbit::cli
