@@ -1,0 +1,80 @@
+// Small helpers shared by the `lowbit` subcommands: flag values, files,
+// timing. Errors are printed to stderr as "lowbit COMMAND: message".
+#pragma once
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "lowbit/engine/status.h"
+
+namespace lowbit::cli {
+
+// Exit codes of every subcommand.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;
+inline constexpr int kExitUsage = 2;
+
+// Parses an integer flag value in [min, max]; prints an error and returns
+// false otherwise.
+inline bool ParseIntFlag(const char* command, const char* flag, const char* text, int min, int max,
+                         int* value) {
+  char* end = nullptr;
+  errno = 0;
+  const long parsed = std::strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || parsed < min || parsed > max) {
+    std::fprintf(stderr, "lowbit %s: %s needs an integer in [%d, %d], got '%s'\n", command, flag,
+                 min, max, text);
+    return false;
+  }
+  *value = static_cast<int>(parsed);
+  return true;
+}
+
+// Parses a float flag value in [min, max].
+inline bool ParseFloatFlag(const char* command, const char* flag, const char* text, float min,
+                           float max, float* value) {
+  char* end = nullptr;
+  errno = 0;
+  const float parsed = std::strtof(text, &end);
+  if (errno != 0 || end == text || *end != '\0' || !(parsed >= min && parsed <= max)) {
+    std::fprintf(stderr, "lowbit %s: %s needs a number in [%g, %g], got '%s'\n", command, flag, min,
+                 max, text);
+    return false;
+  }
+  *value = parsed;
+  return true;
+}
+
+// For a flag at argv[*i] that takes a value: returns the value and advances
+// *i, or prints an error and returns nullptr when it is missing.
+inline const char* FlagValue(const char* command, int argc, char** argv, int* i) {
+  if (*i + 1 >= argc) {
+    std::fprintf(stderr, "lowbit %s: %s needs a value\n", command, argv[*i]);
+    return nullptr;
+  }
+  return argv[++*i];
+}
+
+inline StatusOr<std::vector<uint8_t>> ReadFileBytes(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return NotFound("cannot read " + path);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(file)),
+                             std::istreambuf_iterator<char>());
+  if (file.bad()) return Internal("error reading " + path);
+  return bytes;
+}
+
+inline double MillisecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+}  // namespace lowbit::cli
