@@ -1,0 +1,63 @@
+// lowbitd's command-line options: one plain struct, parsed and validated once
+// at start-up. Every field has the default that `lowbitd` runs with.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowbit/engine/status.h"
+
+namespace lowbit::server {
+
+struct ServerOptions {
+  // Every subdirectory holding a config.pbtxt is loaded as one model, named
+  // after the subdirectory.
+  std::string model_repo = "models";
+  // Model used by requests with an empty `model`. Empty: "nanodet-g" if it is
+  // loaded, otherwise the first model by name.
+  std::string default_model;
+  // gRPC listening address, HOST:PORT. Port 0 picks a free port (logged).
+  std::string address = "0.0.0.0:50051";
+  // Prometheus /metrics listening address, HOST:PORT. Empty: no endpoint.
+  std::string metrics_address = "0.0.0.0:9090";
+  // Engine sessions per model; each runs one batch at a time.
+  int workers = 2;
+  // Threads inside one session's Run (intra-op).
+  int threads_per_worker = 1;
+  // Frames per engine call, at most.
+  int max_batch = 4;
+  // Microseconds the batcher waits after a batch's first frame for more
+  // frames before running a smaller batch.
+  int64_t batch_timeout_us = 2000;
+  // Frames waiting per model; a frame arriving over it is rejected with
+  // RESOURCE_EXHAUSTED and counted as dropped.
+  int queue_capacity = 64;
+  // Largest accepted image payload (encoded file or raw pixels), bytes.
+  int64_t max_image_bytes = 16LL * 1024 * 1024;
+  // Largest accepted image, width * height.
+  int64_t max_pixels = 32LL * 1024 * 1024;
+  // trace, debug, info, warn, error, critical or off.
+  std::string log_level = "info";
+  // On SIGTERM/SIGINT, milliseconds in-flight calls get to finish before
+  // they are cancelled.
+  int64_t shutdown_grace_ms = 5000;
+};
+
+struct CommandLine {
+  ServerOptions options;
+  bool show_help = false;
+};
+
+// Parses `args` (without the program name). Accepts `--flag value` and
+// `--flag=value`. An unknown flag, a missing or malformed value or a value out
+// of range is an INVALID_ARGUMENT naming the flag and what it accepts.
+StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args);
+
+// The --help text: every flag, what it does and its default.
+std::string UsageText();
+
+// Splits "HOST:PORT" ("[::1]:50051" for IPv6); port in [0, 65535].
+Status SplitHostPort(const std::string& address, std::string* host, int* port);
+
+}  // namespace lowbit::server

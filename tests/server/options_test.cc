@@ -1,0 +1,143 @@
+// lowbitd's flags: defaults, both syntaxes, and rejection of bad values.
+#include "options.h"
+
+#include <gtest/gtest.h>
+
+namespace lowbit::server {
+namespace {
+
+StatusOr<CommandLine> Parse(std::vector<std::string> args) { return ParseCommandLine(args); }
+
+// The error message of parsing `args`, which must fail with INVALID_ARGUMENT.
+std::string ErrorOf(std::vector<std::string> args) {
+  StatusOr<CommandLine> parsed = ParseCommandLine(args);
+  EXPECT_FALSE(parsed.ok());
+  if (parsed.ok()) return "";
+  EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+  return parsed.status().message();
+}
+
+TEST(OptionsTest, NoFlagsGiveTheDocumentedDefaults) {
+  StatusOr<CommandLine> parsed = Parse({});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_FALSE(parsed->show_help);
+  const ServerOptions& o = parsed->options;
+  EXPECT_EQ(o.model_repo, "models");
+  EXPECT_EQ(o.default_model, "");
+  EXPECT_EQ(o.address, "0.0.0.0:50051");
+  EXPECT_EQ(o.metrics_address, "0.0.0.0:9090");
+  EXPECT_EQ(o.workers, 2);
+  EXPECT_EQ(o.threads_per_worker, 1);
+  EXPECT_EQ(o.max_batch, 4);
+  EXPECT_EQ(o.batch_timeout_us, 2000);
+  EXPECT_EQ(o.queue_capacity, 64);
+  EXPECT_EQ(o.max_image_bytes, 16 * 1024 * 1024);
+  EXPECT_EQ(o.max_pixels, 32 * 1024 * 1024);
+  EXPECT_EQ(o.log_level, "info");
+  EXPECT_EQ(o.shutdown_grace_ms, 5000);
+}
+
+TEST(OptionsTest, ParsesEveryFlagInBothSyntaxes) {
+  StatusOr<CommandLine> parsed = Parse({
+      "--model-repo",        "/srv/models", "--default-model=blazeface",
+      "--address",           "127.0.0.1:0", "--metrics-address=",
+      "--workers",           "3",           "--threads-per-worker=2",
+      "--max-batch",         "8",           "--batch-timeout-us=0",
+      "--queue-capacity",    "5",           "--max-image-bytes=1000",
+      "--max-pixels",        "640000",      "--log-level=debug",
+      "--shutdown-grace-ms", "100",
+  });
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const ServerOptions& o = parsed->options;
+  EXPECT_EQ(o.model_repo, "/srv/models");
+  EXPECT_EQ(o.default_model, "blazeface");
+  EXPECT_EQ(o.address, "127.0.0.1:0");
+  EXPECT_EQ(o.metrics_address, "");  // disabled
+  EXPECT_EQ(o.workers, 3);
+  EXPECT_EQ(o.threads_per_worker, 2);
+  EXPECT_EQ(o.max_batch, 8);
+  EXPECT_EQ(o.batch_timeout_us, 0);
+  EXPECT_EQ(o.queue_capacity, 5);
+  EXPECT_EQ(o.max_image_bytes, 1000);
+  EXPECT_EQ(o.max_pixels, 640000);
+  EXPECT_EQ(o.log_level, "debug");
+  EXPECT_EQ(o.shutdown_grace_ms, 100);
+}
+
+TEST(OptionsTest, HelpIsRecognised) {
+  StatusOr<CommandLine> parsed = Parse({"--help"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_TRUE(parsed->show_help);
+  EXPECT_TRUE(Parse({"-h"})->show_help);
+}
+
+TEST(OptionsTest, UsageExplainsEveryFlagWithItsDefault) {
+  const std::string usage = UsageText();
+  for (const char* flag :
+       {"--model-repo", "--default-model", "--address", "--metrics-address", "--workers",
+        "--threads-per-worker", "--max-batch", "--batch-timeout-us", "--queue-capacity",
+        "--max-image-bytes", "--max-pixels", "--log-level", "--shutdown-grace-ms", "--help"}) {
+    EXPECT_NE(usage.find(flag), std::string::npos) << flag;
+  }
+  EXPECT_NE(usage.find("(default: 0.0.0.0:50051)"), std::string::npos);
+  EXPECT_NE(usage.find("(default: 2000)"), std::string::npos);
+  EXPECT_NE(usage.find("(default: 16777216)"), std::string::npos);
+}
+
+TEST(OptionsTest, RejectsUnknownFlagsAndStrayArguments) {
+  EXPECT_NE(ErrorOf({"--worker", "2"}).find("unknown flag --worker"), std::string::npos);
+  EXPECT_NE(ErrorOf({"models"}).find("unexpected argument 'models'"), std::string::npos);
+}
+
+TEST(OptionsTest, RejectsAFlagWithoutItsValue) {
+  EXPECT_NE(ErrorOf({"--workers"}).find("--workers needs a value"), std::string::npos);
+}
+
+TEST(OptionsTest, RejectsMalformedIntegers) {
+  for (const char* bad : {"", "two", "2x", "1.5", " 2", "-"}) {
+    EXPECT_NE(ErrorOf({"--workers", bad}).find("--workers expects an integer"), std::string::npos)
+        << "'" << bad << "'";
+  }
+}
+
+TEST(OptionsTest, RejectsIntegersOutOfRange) {
+  EXPECT_NE(ErrorOf({"--workers=0"}).find("--workers must be in [1, 64], got 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"--max-batch=-1"}).find("--max-batch must be in"), std::string::npos);
+  EXPECT_NE(ErrorOf({"--queue-capacity=0"}).find("--queue-capacity"), std::string::npos);
+  EXPECT_NE(ErrorOf({"--batch-timeout-us=-5"}).find("--batch-timeout-us"), std::string::npos);
+  EXPECT_NE(ErrorOf({"--max-image-bytes=0"}).find("--max-image-bytes"), std::string::npos);
+  EXPECT_NE(ErrorOf({"--threads-per-worker=99999999999999999999"}).find("--threads-per-worker"),
+            std::string::npos);
+}
+
+TEST(OptionsTest, RejectsBadAddresses) {
+  EXPECT_NE(ErrorOf({"--address", "localhost"}).find("--address: expected HOST:PORT"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"--address", ":50051"}).find("--address"), std::string::npos);
+  EXPECT_NE(ErrorOf({"--address", "0.0.0.0:65536"}).find("[0, 65535]"), std::string::npos);
+  EXPECT_NE(ErrorOf({"--metrics-address", "0.0.0.0:http"}).find("--metrics-address"),
+            std::string::npos);
+  EXPECT_TRUE(Parse({"--address", "[::1]:50051"}).ok());
+}
+
+TEST(OptionsTest, RejectsUnknownLogLevels) {
+  EXPECT_NE(ErrorOf({"--log-level", "verbose"}).find("--log-level must be one of"),
+            std::string::npos);
+  EXPECT_TRUE(Parse({"--log-level", "warn"}).ok());
+}
+
+TEST(OptionsTest, SplitHostPortHandlesIpv4AndIpv6) {
+  std::string host;
+  int port = -1;
+  ASSERT_TRUE(SplitHostPort("127.0.0.1:0", &host, &port).ok());
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 0);
+  ASSERT_TRUE(SplitHostPort("[::]:9090", &host, &port).ok());
+  EXPECT_EQ(host, "[::]");
+  EXPECT_EQ(port, 9090);
+  EXPECT_FALSE(SplitHostPort("[::1:9090", &host, &port).ok());
+}
+
+}  // namespace
+}  // namespace lowbit::server
