@@ -16,6 +16,7 @@ port="${LOWBIT_PORT:-50051}"
 metrics_port="${LOWBIT_METRICS_PORT:-9090}"
 out="$repo/$(basename "${image%.*}")-annotated.jpg"
 client="$repo/.venv/bin/lowbit-client"
+export LOWBIT_ADDRESS="127.0.0.1:$port"
 log="$repo/build/lowbitd-demo.log"
 
 "$repo/build/server/lowbitd" --model-repo "$repo/models" --address "127.0.0.1:$port" \
@@ -28,11 +29,11 @@ for _ in $(seq 1 120); do
   if ! kill -0 "$server_pid" 2>/dev/null; then
     echo "demo: lowbitd exited during start-up:" >&2; cat "$log" >&2; exit 1
   fi
-  if "$client" --address "127.0.0.1:$port" health >/dev/null 2>&1; then break; fi
+  if "$client" models >/dev/null 2>&1; then break; fi
   sleep 0.5
 done
 
-"$client" --address "127.0.0.1:$port" models
-"$client" --address "127.0.0.1:$port" detect "$image" --out "$out"
+"$client" models
+"$client" detect "$image" --out "$out"
 echo "demo: annotated image written to $out"
 echo "demo: metrics were at http://127.0.0.1:$metrics_port/metrics"
