@@ -317,7 +317,7 @@ TEST(LayoutTest, FewChannelConvReadsLogicalInputDirectly) {
   auto graph = builder.Import();
   ASSERT_TRUE(graph.ok());
   ASSERT_TRUE(passes::CompileGraph(&*graph).ok());
-  EXPECT_TRUE(passes::ConvGathersPatches(*graph, graph->nodes[0]));
+  EXPECT_TRUE(ir::ConvGathersPatches(*graph, graph->nodes[0]));
   EXPECT_EQ(OpTypes(*graph), (std::vector<std::string>{"Conv", "lowbit.Relayout"}));
   EXPECT_EQ(graph->values[graph->nodes[0].inputs[0]].name, "x");
 }

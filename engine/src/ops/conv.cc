@@ -12,7 +12,7 @@
 
 #include "ops/kernel.h"
 #include "ops/xnnpack_util.h"
-#include "passes/passes.h"
+#include "ir/node_semantics.h"
 
 namespace lowbit::engine::ops {
 namespace {
@@ -31,7 +31,7 @@ class XnnpackConv final : public Kernel {
     const ir::Value& weights = graph.values[node.inputs[1]];
     if (!weights.is_constant() || !weights.constant->is_float())
       return Unimplemented(node.Describe() + ": weights must be a float32 constant");
-    const bool gathers_patches = passes::ConvGathersPatches(graph, node);
+    const bool gathers_patches = ir::ConvGathersPatches(graph, node);
     if ((!gathers_patches && input.storage_perm != std::vector<int>{0, 2, 3, 1}) ||
         output.storage_perm != std::vector<int>{0, 2, 3, 1})
       return Internal(node.Describe() + ": convolution expects NHWC activations");

@@ -6,7 +6,7 @@
 
 #include "ops/kernel.h"
 #include "ops/xnnpack_util.h"
-#include "passes/passes.h"
+#include "ir/node_semantics.h"
 
 namespace lowbit::engine::ops {
 namespace {
@@ -205,7 +205,7 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
     return std::unique_ptr<Kernel>(new SplitKernel(input, outputs, axis));
   }
   if (op == "Slice") {
-    LOWBIT_ASSIGN_OR_RETURN(auto ranges, passes::ResolveSlice(graph, node, first.shape));
+    LOWBIT_ASSIGN_OR_RETURN(auto ranges, ir::ResolveSlice(graph, node, first.shape));
     if (ranges[0][0] != 0 || ranges[0][1] != 1 || ranges[0][2] != first.shape[0])
       return Unimplemented(node.Describe() + " slices the batch axis");
     StridedCopy copy;

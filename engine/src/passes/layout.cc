@@ -257,14 +257,6 @@ class LayoutAssigner {
 
 }  // namespace
 
-bool ConvGathersPatches(const Graph& graph, const Node& node) {
-  if (node.op_type != "Conv" || !ir::HasInput(node, 1)) return false;
-  const Shape& w = graph.values[node.inputs[1]].shape;  // [M, C/group, kH, kW]
-  const int64_t window = w.size() == 4 ? w[2] * w[3] : 0;
-  return node.GetInt("group", 1) == 1 && w.size() == 4 && w[1] <= 4 && window > 1 &&
-         w[1] * window <= 64;
-}
-
 Status AssignLayouts(Graph* graph) { return LayoutAssigner(graph).Run(); }
 
 Status CompileGraph(Graph* graph) {

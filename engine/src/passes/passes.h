@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "ir/node_semantics.h"
 #include "lowbit/engine/status.h"
 
 namespace lowbit::engine::passes {
@@ -23,11 +24,6 @@ Status InferShapes(ir::Graph* graph);
 Status NormalizeGraphInputs(ir::Graph* graph);
 // Infers one node's output shapes from its inputs' (which must be known).
 Status InferNodeShapes(ir::Graph* graph, ir::Node* node);
-
-// Per axis of a Slice's input: {start, step, count} after ONNX clamping.
-StatusOr<std::vector<std::array<int64_t, 3>>> ResolveSlice(const ir::Graph& graph,
-                                                           const ir::Node& node,
-                                                           const Shape& input_shape);
 
 // Evaluates every node whose inputs are all constant (and Shape of any value
 // with a known shape), replacing its outputs with constants; removes Identity
@@ -63,11 +59,6 @@ Status FuseActivations(ir::Graph* graph);
 // constants feeding NHWC operations. Transpose becomes a view: its output's
 // storage order is chosen so that its memory equals its input's.
 Status AssignLayouts(ir::Graph* graph);
-
-// Convolutions with few input channels (the first layer on RGB) gather
-// kH x kW x C patches themselves and run as a GEMM; they read their input in
-// any storage order, so AssignLayouts inserts no relayout in front of them.
-bool ConvGathersPatches(const ir::Graph& graph, const ir::Node& node);
 
 // The whole pipeline in order.
 Status CompileGraph(ir::Graph* graph);

@@ -98,53 +98,6 @@ StatusOr<std::vector<int64_t>> IntsFromAttributeOrInput(const Graph& graph, cons
 
 }  // namespace
 
-StatusOr<std::vector<std::array<int64_t, 3>>> ResolveSlice(const Graph& graph, const Node& node,
-                                                           const Shape& input_shape) {
-  std::vector<int64_t> starts, ends, axes, steps;
-  if (graph.opset < 10) {
-    starts = node.GetInts("starts");
-    ends = node.GetInts("ends");
-    axes = node.GetInts("axes");
-  } else {
-    LOWBIT_ASSIGN_OR_RETURN(starts, ir::ConstantInts(graph, node, 1));
-    LOWBIT_ASSIGN_OR_RETURN(ends, ir::ConstantInts(graph, node, 2));
-    if (ir::HasInput(node, 3)) {
-      LOWBIT_ASSIGN_OR_RETURN(axes, ir::ConstantInts(graph, node, 3));
-    }
-    if (ir::HasInput(node, 4)) {
-      LOWBIT_ASSIGN_OR_RETURN(steps, ir::ConstantInts(graph, node, 4));
-    }
-  }
-  if (axes.empty())
-    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
-  if (steps.empty()) steps.assign(starts.size(), 1);
-  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
-    return ShapeError(node, "starts/ends/axes/steps have different lengths");
-  // Per axis: start, step, count.
-  std::vector<std::array<int64_t, 3>> ranges(input_shape.size());
-  for (size_t d = 0; d < input_shape.size(); ++d) ranges[d] = {0, 1, input_shape[d]};
-  for (size_t i = 0; i < starts.size(); ++i) {
-    LOWBIT_ASSIGN_OR_RETURN(int axis, ir::NormalizeAxis(axes[i], input_shape.size(), node));
-    const int64_t dim = input_shape[axis], step = steps[i];
-    if (step == 0) return ShapeError(node, "slice step 0");
-    int64_t start = starts[i], end = ends[i];
-    if (start < 0) start += dim;
-    if (end < 0 && end > INT64_MIN / 2) end += dim;
-    int64_t count;
-    if (step > 0) {
-      start = std::clamp<int64_t>(start, 0, dim);
-      end = std::clamp<int64_t>(end, 0, dim);
-      count = end > start ? (end - start + step - 1) / step : 0;
-    } else {
-      start = std::clamp<int64_t>(start, 0, dim - 1);
-      end = std::clamp<int64_t>(end, -1, dim - 1);
-      count = start > end ? (start - end - step - 1) / -step : 0;
-    }
-    ranges[axis] = {start, step, count};
-  }
-  return ranges;
-}
-
 Status InferNodeShapes(Graph* graph, Node* node) {
   std::vector<Shape> in;
   for (int id : node->inputs) {
