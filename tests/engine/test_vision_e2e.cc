@@ -99,6 +99,11 @@ TEST(VisionEndToEndTest, NanoDetOnDog) {
   ASSERT_NE(detector, nullptr);
   EXPECT_EQ(detector->InputShape(1), (Shape{1, 3, 416, 416}));
   EXPECT_EQ(detector->labels().size(), 80u);
+  // The served config carries the labels read from labels.txt.
+  ASSERT_EQ(detector->config().labels_size(), 80);
+  EXPECT_EQ(detector->config().labels(0), "person");
+  EXPECT_EQ(detector->config().labels(79), "toothbrush");
+  EXPECT_TRUE(detector->config().labels_file().empty());
   const std::vector<Detection> detections = Detect(*detector, "dog.jpg");
   ASSERT_GE(detections.size(), 3u) << Describe(detections);
   // Highest score first; the three objects of the photo lead.

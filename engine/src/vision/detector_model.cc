@@ -30,6 +30,10 @@ StatusOr<std::shared_ptr<const DetectorModel>> DetectorModel::Load(const std::st
       vision::CheckConfigAgainstModel(&config, &labels, (*model)->inputs(), (*model)->outputs())
           .WithContext(config_path + " vs " + model_path));
 
+  // The config as served (GetModel): labels resolved inline, whatever their source.
+  config.clear_labels_file();
+  for (const std::string& label : labels) config.add_labels(label);
+
   auto detector = std::make_shared<DetectorModel>();
   detector->config_ = std::move(config);
   detector->labels_ = std::move(labels);

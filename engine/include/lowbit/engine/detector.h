@@ -68,6 +68,8 @@ class DetectorModel {
   // that the config matches the model's inputs and outputs.
   static StatusOr<std::shared_ptr<const DetectorModel>> Load(const std::string& model_dir);
 
+  // The config as loaded, with `labels` filled in from labels_file or
+  // labels.txt (labels_file cleared), so it describes the model completely.
   const v1::ModelConfig& config() const { return config_; }
   const std::vector<std::string>& labels() const { return labels_; }
   const Model& model() const { return *model_; }
