@@ -99,16 +99,9 @@ def labels(name: str) -> list[str]:
 
 # --- configuration -------------------------------------------------------------
 @pytest.fixture(scope="session")
-def model_config_pb2(tmp_path_factory):
-    """lowbit.v1 model_config_pb2, compiled from proto/ with grpc_tools.protoc."""
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("proto")
-    proto = REPO_ROOT / "proto"
-    status = protoc.main(["protoc", f"-I{proto}", f"--python_out={out}", "lowbit/v1/model_config.proto"])
-    assert status == 0, "protoc failed on proto/lowbit/v1/model_config.proto"
-    sys.path.insert(0, str(out))
-    from lowbit.v1 import model_config_pb2
+def model_config_pb2():
+    """lowbit.v1 model_config_pb2, as generated from proto/ when the client SDK is installed."""
+    from lowbit.protos import model_config_pb2
 
     return model_config_pb2
 
