@@ -36,4 +36,5 @@ done
 "$client" models
 "$client" detect "$image" --out "$out"
 echo "demo: annotated image written to $out"
-echo "demo: metrics were at http://127.0.0.1:$metrics_port/metrics"
+echo "demo: from http://127.0.0.1:$metrics_port/metrics:"
+curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -E '^lowbit_(requests_total|request_duration_seconds_(count|sum))' || true
