@@ -307,7 +307,8 @@ TEST(DataMovementTest, SplitConcatSlicePadAddInNhwc) {
         }
 }
 
-// A batch of N frames equals N single-frame runs (the batch is the outer dim).
+// A batch of N frames equals N single-frame runs (the batch is the outer dim),
+// also after the session's XNNPACK operators were set up for another batch.
 TEST(BatchTest, BatchedRunEqualsFrameByFrame) {
   OnnxBuilder builder;
   builder.Input("x", {-1, 2, 5, 5});
@@ -321,6 +322,10 @@ TEST(BatchTest, BatchedRunEqualsFrameByFrame) {
   // A batch-1 constant concatenated on channels is reused for every frame.
   testing::SetInt(builder.Node("Concat", {"r", "zeros"}, {"y"}), "axis", 1);
   builder.Output("y");
+  // Fused into the convolution as a second XNNPACK operator run in place.
+  builder.Node("Conv", {"x", "w", "b"}, {"c2"});
+  testing::SetFloat(builder.Node("LeakyRelu", {"c2"}, {"z"}), "alpha", 0.25f);
+  builder.Output("z");
   auto model = builder.Compile();
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   SessionOptions options;
@@ -339,6 +344,9 @@ TEST(BatchTest, BatchedRunEqualsFrameByFrame) {
                              batched[0].tensor.values().begin() + (n + 1) * 54);
     testing::ExpectNear(slice, single[0].tensor.values(), 0);
     for (int i = 36; i < 54; ++i) EXPECT_EQ(slice[i], 0.0f);
+    std::vector<float> leaky(batched[1].tensor.values().begin() + n * 36,
+                             batched[1].tensor.values().begin() + (n + 1) * 36);
+    testing::ExpectNear(leaky, single[1].tensor.values(), 0);
   }
 }
 

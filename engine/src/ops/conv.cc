@@ -19,11 +19,6 @@ namespace {
 
 class XnnpackConv final : public Kernel {
  public:
-  ~XnnpackConv() override {
-    if (op_ != nullptr) xnn_delete_operator(op_);
-    if (leaky_ != nullptr) xnn_delete_operator(leaky_);
-  }
-
   Status Init(const ir::Graph& graph, const ir::Node& node) {
     LOWBIT_RETURN_IF_ERROR(InitializeXnnpack());
     const ir::Value& input = graph.values[node.inputs[0]];
@@ -71,7 +66,7 @@ class XnnpackConv final : public Kernel {
       out_pixels_ = output.shape[2] * output.shape[3];
       if (xnn_create_leaky_relu_nc_f32(out_channels, out_channels, out_channels,
                                        node.GetFloat("lowbit_alpha", 0.01f), 0,
-                                       &leaky_) != xnn_status_success)
+                                       leaky_relu_.Receive()) != xnn_status_success)
         return Internal(node.Describe() + ": XNNPACK rejected the fused leaky relu");
     }
     // Few input channels (the first layer on RGB): XNNPACK's direct path runs
@@ -102,12 +97,12 @@ class XnnpackConv final : public Kernel {
       const int64_t k = kh * kw * group_in;
       status = xnn_create_convolution2d_nhwc_f32(0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, k, out_channels,
                                                  k, out_channels, packed.data(), bias.data(),
-                                                 out_min, out_max, 0, &op_);
+                                                 out_min, out_max, 0, convolution_.Receive());
     } else {
       status = xnn_create_convolution2d_nhwc_f32(
           pads[0], pads[3], pads[2], pads[1], kh, kw, strides[0], strides[1], dilations[0],
           dilations[1], groups, group_in, group_out, group_in * groups, out_channels, packed.data(),
-          bias.data(), out_min, out_max, 0, &op_);
+          bias.data(), out_min, out_max, 0, convolution_.Receive());
     }
     if (status != xnn_status_success)
       return Internal(node.Describe() + ": XNNPACK rejected the convolution (status " +
@@ -125,34 +120,22 @@ class XnnpackConv final : public Kernel {
       height = patch_->out_height;
       width = patch_->out_width;
     }
-    if (context.batch != batch_ || input != input_ || outputs[0] != output_ ||
-        context.threadpool != threadpool_) {
-      const xnn_status status = xnn_setup_convolution2d_nhwc_f32(
-          op_, context.batch, height, width, input, outputs[0], context.threadpool);
-      if (status != xnn_status_success)
-        return Internal("XNNPACK convolution setup failed (status " + std::to_string(status) + ")");
-      batch_ = context.batch;
-      input_ = input;
-      output_ = outputs[0];
-      threadpool_ = context.threadpool;
-    }
-    if (xnn_run_operator(op_, context.threadpool) != xnn_status_success)
-      return Internal("XNNPACK convolution failed");
-    if (leaky_ != nullptr) {
-      // In place on the conv output: [N * OH * OW] pixels of M channels.
-      if (context.batch != leaky_batch_ || outputs[0] != leaky_output_ ||
-          context.threadpool != leaky_threadpool_) {
-        if (xnn_setup_leaky_relu_nc_f32(leaky_, context.batch * out_pixels_, outputs[0], outputs[0],
-                                        context.threadpool) != xnn_status_success)
-          return Internal("XNNPACK leaky relu setup failed");
-        leaky_batch_ = context.batch;
-        leaky_output_ = outputs[0];
-        leaky_threadpool_ = context.threadpool;
-      }
-      if (xnn_run_operator(leaky_, context.threadpool) != xnn_status_success)
-        return Internal("XNNPACK leaky relu failed");
-    }
-    return Status::Ok();
+    LOWBIT_RETURN_IF_ERROR(convolution_.Run(
+        {context, input, outputs[0]},
+        [&](xnn_operator_t op) {
+          return xnn_setup_convolution2d_nhwc_f32(op, context.batch, height, width, input,
+                                                  outputs[0], context.threadpool);
+        },
+        "convolution"));
+    if (!leaky_relu_.created()) return Status::Ok();
+    // In place on the conv output: [N * OH * OW] pixels of M channels.
+    return leaky_relu_.Run(
+        {context, outputs[0], outputs[0]},
+        [&](xnn_operator_t op) {
+          return xnn_setup_leaky_relu_nc_f32(op, context.batch * out_pixels_, outputs[0],
+                                             outputs[0], context.threadpool);
+        },
+        "leaky relu");
   }
 
  private:
@@ -189,17 +172,11 @@ class XnnpackConv final : public Kernel {
 
   std::optional<Patch> patch_;
   std::vector<float> patches_;  // grows to the largest batch seen
-  xnn_operator_t op_ = nullptr;
+  XnnpackOperator convolution_;
   int64_t in_height_ = 0, in_width_ = 0, in_frame_ = 0, out_frame_ = 0;
   // Fused LeakyRelu, run in place after the convolution.
-  xnn_operator_t leaky_ = nullptr;
-  int64_t out_pixels_ = 0, leaky_batch_ = -1;
-  float* leaky_output_ = nullptr;
-  pthreadpool_t leaky_threadpool_ = nullptr;
-  int64_t batch_ = -1;
-  const float* input_ = nullptr;
-  float* output_ = nullptr;
-  pthreadpool_t threadpool_ = nullptr;
+  XnnpackOperator leaky_relu_;
+  int64_t out_pixels_ = 0;
 };
 
 }  // namespace

@@ -138,44 +138,31 @@ class XnnpackPadKernel final : public Kernel {
  public:
   XnnpackPadKernel(Operand input, std::vector<size_t> begin, std::vector<size_t> end)
       : input_(std::move(input)), begin_(std::move(begin)), end_(std::move(end)) {}
-  ~XnnpackPadKernel() override {
-    if (op_ != nullptr) xnn_delete_operator(op_);
-  }
   Status Create(float value) {
     LOWBIT_RETURN_IF_ERROR(InitializeXnnpack());
     if (input_.physical.size() > XNN_MAX_TENSOR_DIMS) return Unimplemented("Pad of rank > 6");
-    if (xnn_create_constant_pad_nd_x32(&value, 0, &op_) != xnn_status_success)
+    if (xnn_create_constant_pad_nd_x32(&value, 0, op_.Receive()) != xnn_status_success)
       return Internal("XNNPACK rejected the pad");
     return Status::Ok();
   }
   Status Run(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
-    if (context.batch != batch_ || inputs[0] != input_ptr_ || outputs[0] != output_ ||
-        context.threadpool != threadpool_) {
-      const Shape shape = input_.AtBatch(context.batch);
-      const std::vector<size_t> dims(shape.begin(), shape.end());
-      if (xnn_setup_constant_pad_nd_x32(op_, dims.size(), dims.data(), begin_.data(), end_.data(),
-                                        inputs[0], outputs[0],
-                                        context.threadpool) != xnn_status_success)
-        return Internal("XNNPACK pad setup failed");
-      batch_ = context.batch;
-      input_ptr_ = inputs[0];
-      output_ = outputs[0];
-      threadpool_ = context.threadpool;
-    }
-    if (xnn_run_operator(op_, context.threadpool) != xnn_status_success)
-      return Internal("XNNPACK pad failed");
-    return Status::Ok();
+    return op_.Run(
+        {context, inputs[0], outputs[0]},
+        [&](xnn_operator_t op) {
+          const Shape shape = input_.AtBatch(context.batch);
+          const std::vector<size_t> dims(shape.begin(), shape.end());
+          return xnn_setup_constant_pad_nd_x32(op, dims.size(), dims.data(), begin_.data(),
+                                               end_.data(), inputs[0], outputs[0],
+                                               context.threadpool);
+        },
+        "pad");
   }
 
  private:
   Operand input_;
   std::vector<size_t> begin_, end_;  // per physical axis
-  xnn_operator_t op_ = nullptr;
-  int64_t batch_ = -1;
-  const float* input_ptr_ = nullptr;
-  float* output_ = nullptr;
-  pthreadpool_t threadpool_ = nullptr;
+  XnnpackOperator op_;
 };
 
 }  // namespace

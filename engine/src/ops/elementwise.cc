@@ -67,21 +67,18 @@ class UnaryKernel final : public Kernel {
 class XnnpackUnaryKernel final : public Kernel {
  public:
   explicit XnnpackUnaryKernel(int64_t frame) : frame_(frame) {}
-  ~XnnpackUnaryKernel() override {
-    if (op_ != nullptr) xnn_delete_operator(op_);
-  }
   Status Create(UnaryOp op, float a, float b) {
     LOWBIT_RETURN_IF_ERROR(InitializeXnnpack());
     xnn_status status = xnn_status_unsupported_parameter;
     if (op == UnaryOp::kRelu)
       status = xnn_create_clamp_nc_f32(frame_, frame_, frame_, 0.0f,
-                                       std::numeric_limits<float>::infinity(), 0, &op_);
+                                       std::numeric_limits<float>::infinity(), 0, op_.Receive());
     else if (op == UnaryOp::kClip)
-      status = xnn_create_clamp_nc_f32(frame_, frame_, frame_, a, b, 0, &op_);
+      status = xnn_create_clamp_nc_f32(frame_, frame_, frame_, a, b, 0, op_.Receive());
     else if (op == UnaryOp::kLeakyRelu)
-      status = xnn_create_leaky_relu_nc_f32(frame_, frame_, frame_, a, 0, &op_);
+      status = xnn_create_leaky_relu_nc_f32(frame_, frame_, frame_, a, 0, op_.Receive());
     else if (op == UnaryOp::kSigmoid)
-      status = xnn_create_sigmoid_nc_f32(frame_, frame_, frame_, 0, &op_);
+      status = xnn_create_sigmoid_nc_f32(frame_, frame_, frame_, 0, op_.Receive());
     op_kind_ = op;
     if (status != xnn_status_success)
       return Internal("XNNPACK rejected an element-wise operator (status " +
@@ -91,41 +88,21 @@ class XnnpackUnaryKernel final : public Kernel {
 
   Status Run(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
-    if (context.batch != batch_ || inputs[0] != input_ || outputs[0] != output_ ||
-        context.threadpool != threadpool_) {
-      xnn_status status;
-      switch (op_kind_) {
-        case UnaryOp::kLeakyRelu:
-          status = xnn_setup_leaky_relu_nc_f32(op_, context.batch, inputs[0], outputs[0],
-                                               context.threadpool);
-          break;
-        case UnaryOp::kSigmoid:
-          status = xnn_setup_sigmoid_nc_f32(op_, context.batch, inputs[0], outputs[0],
-                                            context.threadpool);
-          break;
-        default:
-          status =
-              xnn_setup_clamp_nc_f32(op_, context.batch, inputs[0], outputs[0], context.threadpool);
-      }
-      if (status != xnn_status_success) return Internal("XNNPACK element-wise setup failed");
-      batch_ = context.batch;
-      input_ = inputs[0];
-      output_ = outputs[0];
-      threadpool_ = context.threadpool;
-    }
-    if (xnn_run_operator(op_, context.threadpool) != xnn_status_success)
-      return Internal("XNNPACK element-wise operator failed");
-    return Status::Ok();
+    auto setup = op_kind_ == UnaryOp::kLeakyRelu ? xnn_setup_leaky_relu_nc_f32
+                 : op_kind_ == UnaryOp::kSigmoid ? xnn_setup_sigmoid_nc_f32
+                                                 : xnn_setup_clamp_nc_f32;
+    return op_.Run(
+        {context, inputs[0], outputs[0]},
+        [&](xnn_operator_t op) {
+          return setup(op, context.batch, inputs[0], outputs[0], context.threadpool);
+        },
+        "element-wise operator");
   }
 
  private:
   int64_t frame_;
   UnaryOp op_kind_ = UnaryOp::kRelu;
-  xnn_operator_t op_ = nullptr;
-  int64_t batch_ = -1;
-  const float* input_ = nullptr;
-  float* output_ = nullptr;
-  pthreadpool_t threadpool_ = nullptr;
+  XnnpackOperator op_;
 };
 
 // Broadcasting binary ops through XNNPACK's ND operators (rank <= 6), with an
@@ -134,9 +111,6 @@ class XnnpackBinaryKernel final : public Kernel {
  public:
   XnnpackBinaryKernel(BinaryOp op, Operand a, Operand b)
       : op_kind_(op), a_(std::move(a)), b_(std::move(b)) {}
-  ~XnnpackBinaryKernel() override {
-    if (op_ != nullptr) xnn_delete_operator(op_);
-  }
   Status Create(float out_min, float out_max) {
     LOWBIT_RETURN_IF_ERROR(InitializeXnnpack());
     if (a_.physical.size() > XNN_MAX_TENSOR_DIMS || b_.physical.size() > XNN_MAX_TENSOR_DIMS)
@@ -144,22 +118,22 @@ class XnnpackBinaryKernel final : public Kernel {
     xnn_status status = xnn_status_unsupported_parameter;
     switch (op_kind_) {
       case BinaryOp::kAdd:
-        status = xnn_create_add_nd_f32(out_min, out_max, 0, &op_);
+        status = xnn_create_add_nd_f32(out_min, out_max, 0, op_.Receive());
         break;
       case BinaryOp::kSub:
-        status = xnn_create_subtract_nd_f32(out_min, out_max, 0, &op_);
+        status = xnn_create_subtract_nd_f32(out_min, out_max, 0, op_.Receive());
         break;
       case BinaryOp::kMul:
-        status = xnn_create_multiply_nd_f32(out_min, out_max, 0, &op_);
+        status = xnn_create_multiply_nd_f32(out_min, out_max, 0, op_.Receive());
         break;
       case BinaryOp::kDiv:
-        status = xnn_create_divide_nd_f32(out_min, out_max, 0, &op_);
+        status = xnn_create_divide_nd_f32(out_min, out_max, 0, op_.Receive());
         break;
       case BinaryOp::kMax:
-        status = xnn_create_maximum_nd_f32(0, &op_);
+        status = xnn_create_maximum_nd_f32(0, op_.Receive());
         break;
       case BinaryOp::kMin:
-        status = xnn_create_minimum_nd_f32(0, &op_);
+        status = xnn_create_minimum_nd_f32(0, op_.Receive());
         break;
     }
     if (status != xnn_status_success) return Internal("XNNPACK rejected a binary operator");
@@ -168,39 +142,27 @@ class XnnpackBinaryKernel final : public Kernel {
 
   Status Run(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
-    if (context.batch != batch_ || inputs[0] != input_a_ || inputs[1] != input_b_ ||
-        outputs[0] != output_ || context.threadpool != threadpool_) {
-      const Shape sa = a_.AtBatch(context.batch), sb = b_.AtBatch(context.batch);
-      const std::vector<size_t> da(sa.begin(), sa.end()), db(sb.begin(), sb.end());
-      auto setup = op_kind_ == BinaryOp::kAdd   ? xnn_setup_add_nd_f32
-                   : op_kind_ == BinaryOp::kSub ? xnn_setup_subtract_nd_f32
-                   : op_kind_ == BinaryOp::kMul ? xnn_setup_multiply_nd_f32
-                   : op_kind_ == BinaryOp::kDiv ? xnn_setup_divide_nd_f32
-                   : op_kind_ == BinaryOp::kMax ? xnn_setup_maximum_nd_f32
-                                                : xnn_setup_minimum_nd_f32;
-      if (setup(op_, da.size(), da.data(), db.size(), db.data(), inputs[0], inputs[1], outputs[0],
-                context.threadpool) != xnn_status_success)
-        return Internal("XNNPACK binary operator setup failed");
-      batch_ = context.batch;
-      input_a_ = inputs[0];
-      input_b_ = inputs[1];
-      output_ = outputs[0];
-      threadpool_ = context.threadpool;
-    }
-    if (xnn_run_operator(op_, context.threadpool) != xnn_status_success)
-      return Internal("XNNPACK binary operator failed");
-    return Status::Ok();
+    return op_.Run(
+        {context, inputs[0], outputs[0], inputs[1]},
+        [&](xnn_operator_t op) {
+          const Shape sa = a_.AtBatch(context.batch), sb = b_.AtBatch(context.batch);
+          const std::vector<size_t> da(sa.begin(), sa.end()), db(sb.begin(), sb.end());
+          auto setup = op_kind_ == BinaryOp::kAdd   ? xnn_setup_add_nd_f32
+                       : op_kind_ == BinaryOp::kSub ? xnn_setup_subtract_nd_f32
+                       : op_kind_ == BinaryOp::kMul ? xnn_setup_multiply_nd_f32
+                       : op_kind_ == BinaryOp::kDiv ? xnn_setup_divide_nd_f32
+                       : op_kind_ == BinaryOp::kMax ? xnn_setup_maximum_nd_f32
+                                                    : xnn_setup_minimum_nd_f32;
+          return setup(op, da.size(), da.data(), db.size(), db.data(), inputs[0], inputs[1],
+                       outputs[0], context.threadpool);
+        },
+        "binary operator");
   }
 
  private:
   BinaryOp op_kind_;
   Operand a_, b_;
-  xnn_operator_t op_ = nullptr;
-  int64_t batch_ = -1;
-  const float* input_a_ = nullptr;
-  const float* input_b_ = nullptr;
-  float* output_ = nullptr;
-  pthreadpool_t threadpool_ = nullptr;
+  XnnpackOperator op_;
 };
 
 }  // namespace

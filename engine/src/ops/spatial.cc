@@ -78,9 +78,6 @@ class PoolKernel final : public Kernel {
 class XnnpackMaxPoolKernel final : public Kernel {
  public:
   XnnpackMaxPoolKernel(Nhwc in) : in_(in) {}
-  ~XnnpackMaxPoolKernel() override {
-    if (op_ != nullptr) xnn_delete_operator(op_);
-  }
   Status Create(const std::vector<int64_t>& kernel, const std::vector<int64_t>& strides,
                 const std::vector<int64_t>& pads, const std::vector<int64_t>& dilations) {
     LOWBIT_RETURN_IF_ERROR(InitializeXnnpack());
@@ -88,34 +85,24 @@ class XnnpackMaxPoolKernel final : public Kernel {
                                           strides[0], strides[1], dilations[0], dilations[1], in_.c,
                                           in_.c, in_.c, -std::numeric_limits<float>::infinity(),
                                           std::numeric_limits<float>::infinity(), 0,
-                                          &op_) != xnn_status_success)
+                                          op_.Receive()) != xnn_status_success)
       return Internal("XNNPACK rejected the max pooling");
     return Status::Ok();
   }
   Status Run(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
-    if (context.batch != batch_ || inputs[0] != input_ || outputs[0] != output_ ||
-        context.threadpool != threadpool_) {
-      if (xnn_setup_max_pooling2d_nhwc_f32(op_, context.batch, in_.h, in_.w, inputs[0], outputs[0],
-                                           context.threadpool) != xnn_status_success)
-        return Internal("XNNPACK max pooling setup failed");
-      batch_ = context.batch;
-      input_ = inputs[0];
-      output_ = outputs[0];
-      threadpool_ = context.threadpool;
-    }
-    if (xnn_run_operator(op_, context.threadpool) != xnn_status_success)
-      return Internal("XNNPACK max pooling failed");
-    return Status::Ok();
+    return op_.Run(
+        {context, inputs[0], outputs[0]},
+        [&](xnn_operator_t op) {
+          return xnn_setup_max_pooling2d_nhwc_f32(op, context.batch, in_.h, in_.w, inputs[0],
+                                                  outputs[0], context.threadpool);
+        },
+        "max pooling");
   }
 
  private:
   Nhwc in_;
-  xnn_operator_t op_ = nullptr;
-  int64_t batch_ = -1;
-  const float* input_ = nullptr;
-  float* output_ = nullptr;
-  pthreadpool_t threadpool_ = nullptr;
+  XnnpackOperator op_;
 };
 
 // One output coordinate along an axis: two source indices and the weight of
