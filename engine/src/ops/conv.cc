@@ -54,15 +54,8 @@ class XnnpackConv final : public Kernel {
     if (ir::HasInput(node, 2)) {
       LOWBIT_ASSIGN_OR_RETURN(bias, ir::ConstantFloats(graph, node, 2));
     }
-    float out_min = -std::numeric_limits<float>::infinity();
-    float out_max = std::numeric_limits<float>::infinity();
-    const std::string activation = node.GetString("lowbit_activation", "");
-    if (activation == "relu") out_min = 0.0f;
-    if (activation == "clip") {
-      out_min = node.GetFloat("lowbit_min", out_min);
-      out_max = node.GetFloat("lowbit_max", out_max);
-    }
-    if (activation == "leaky_relu") {
+    const ClampRange clamp = FusedClampRange(node);
+    if (node.GetString("lowbit_activation", "") == "leaky_relu") {
       out_pixels_ = output.shape[2] * output.shape[3];
       if (xnn_create_leaky_relu_nc_f32(out_channels, out_channels, out_channels,
                                        node.GetFloat("lowbit_alpha", 0.01f), 0,
@@ -97,12 +90,12 @@ class XnnpackConv final : public Kernel {
       const int64_t k = kh * kw * group_in;
       status = xnn_create_convolution2d_nhwc_f32(0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, k, out_channels,
                                                  k, out_channels, packed.data(), bias.data(),
-                                                 out_min, out_max, 0, convolution_.Receive());
+                                                 clamp.min, clamp.max, 0, convolution_.Receive());
     } else {
       status = xnn_create_convolution2d_nhwc_f32(
           pads[0], pads[3], pads[2], pads[1], kh, kw, strides[0], strides[1], dilations[0],
           dilations[1], groups, group_in, group_out, group_in * groups, out_channels, packed.data(),
-          bias.data(), out_min, out_max, 0, convolution_.Receive());
+          bias.data(), clamp.min, clamp.max, 0, convolution_.Receive());
     }
     if (status != xnn_status_success)
       return Internal(node.Describe() + ": XNNPACK rejected the convolution (status " +

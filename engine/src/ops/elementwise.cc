@@ -221,16 +221,9 @@ StatusOr<std::unique_ptr<Kernel>> CreateElementwiseKernel(const ir::Graph& graph
     return Unimplemented(node.Describe() + ": only two-input " + op + " is supported");
   Operand a = DescribeOperand(graph.values[node.inputs[0]]);
   Operand b = DescribeOperand(graph.values[node.inputs[1]]);
-  float out_min = -std::numeric_limits<float>::infinity();
-  float out_max = std::numeric_limits<float>::infinity();
-  const std::string activation = node.GetString("lowbit_activation", "");
-  if (activation == "relu") out_min = 0.0f;
-  if (activation == "clip") {
-    out_min = node.GetFloat("lowbit_min", out_min);
-    out_max = node.GetFloat("lowbit_max", out_max);
-  }
+  const ClampRange clamp = FusedClampRange(node);
   auto xnnpack = std::make_unique<XnnpackBinaryKernel>(binary, a, b);
-  LOWBIT_RETURN_IF_ERROR(xnnpack->Create(out_min, out_max).WithContext(node.Describe()));
+  LOWBIT_RETURN_IF_ERROR(xnnpack->Create(clamp.min, clamp.max).WithContext(node.Describe()));
   return std::unique_ptr<Kernel>(std::move(xnnpack));
 }
 

@@ -1,6 +1,8 @@
 #include "ops/kernel.h"
 
+#include <limits>
 #include <set>
+#include <string>
 
 namespace lowbit::engine::ops {
 
@@ -43,6 +45,17 @@ StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Graph& graph, const ir:
   if (kSpatial.count(op)) return CreateSpatialKernel(graph, node);
   return Unimplemented("unsupported op '" + op + "' (node '" + node.name +
                        "'): lowbit has no kernel for it");
+}
+
+ClampRange FusedClampRange(const ir::Node& node) {
+  ClampRange range{-std::numeric_limits<float>::infinity(), std::numeric_limits<float>::infinity()};
+  const std::string activation = node.GetString("lowbit_activation", "");
+  if (activation == "relu") range.min = 0.0f;
+  if (activation == "clip") {
+    range.min = node.GetFloat("lowbit_min", range.min);
+    range.max = node.GetFloat("lowbit_max", range.max);
+  }
+  return range;
 }
 
 }  // namespace lowbit::engine::ops

@@ -66,6 +66,15 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
                                                            const ir::Node& node);
 StatusOr<std::unique_ptr<Kernel>> CreateSpatialKernel(const ir::Graph& graph, const ir::Node& node);
 
+// Output bounds of a Relu or Clip that FuseActivations moved into `node`
+// (attribute `lowbit_activation`); [-inf, +inf] when none was fused. A fused
+// LeakyRelu is not a clamp: its producer handles it separately.
+struct ClampRange {
+  float min;
+  float max;
+};
+ClampRange FusedClampRange(const ir::Node& node);
+
 // Runs fn(i) for i in [0, range) on the context's thread pool.
 template <typename Fn>
 void ParallelFor(const KernelContext& context, size_t range, const Fn& fn) {
