@@ -37,15 +37,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def find_lowbit(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("LOWBIT_CLI"):
-        return Path(os.environ["LOWBIT_CLI"])
-    candidates = sorted(REPO.glob("build*/engine/lowbit"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        sys.exit("no lowbit binary under build*/engine/; build it (ninja -C BUILD lowbit) "
-                 "or pass --lowbit PATH")
-    return candidates[-1]  # the most recently built
+    """--lowbit, else $LOWBIT_BIN, else the build deploy/build.sh makes."""
+    path = Path(explicit or os.environ.get("LOWBIT_BIN") or REPO / "build" / "engine" / "lowbit")
+    if not path.is_file():
+        sys.exit(f"{path} not found: build it (deploy/build.sh) or pass --lowbit PATH")
+    return path
 
 
 def model_file(model_dir: Path) -> Path:
@@ -103,7 +99,7 @@ def main() -> int:
     parser.add_argument("--image", default="data/images/dog.jpg", help="JPEG/PNG input")
     parser.add_argument("--runs", type=int, default=30, help="timed runs (>= 30)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
-    parser.add_argument("--lowbit", help="lowbit CLI (default: newest build*/engine/lowbit)")
+    parser.add_argument("--lowbit", help="lowbit CLI (default: $LOWBIT_BIN or build/engine/lowbit)")
     args = parser.parse_args()
     if args.runs < 30:
         parser.error("--runs must be >= 30 for a stable median")
