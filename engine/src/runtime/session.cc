@@ -1,5 +1,12 @@
-// Session: kernels (created once), a thread pool, and an arena re-planned
-// whenever the batch size changes.
+// Session: kernels (created once), a thread pool, and one activation arena.
+//
+// The arena is planned once for one frame: every buffer of a batch of N is N
+// times its one-frame size, and scaling a plan of 64-byte-aligned,
+// non-overlapping intervals by N keeps them aligned and non-overlapping, so
+// batch N uses offsets N * frame_offset in an arena of N * frame_arena bytes.
+// The arena only grows (to the largest batch seen), so a server batching
+// 1..max frames does not reallocate it from call to call.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,10 +39,16 @@ class SessionImpl final : public Session {
 
   Status Init() {
     const ir::Graph& graph = model_->graph();
-    for (int step : model_->plan().steps) {
+    const ExecutionPlan& plan = model_->plan();
+    for (int step : plan.steps) {
       LOWBIT_ASSIGN_OR_RETURN(auto kernel, ops::CreateKernel(graph, graph.nodes[step]));
       kernels_.push_back(std::move(kernel));
     }
+    std::vector<BufferRequest> requests(plan.buffer_frame_bytes.size());
+    for (size_t b = 0; b < requests.size(); ++b)
+      requests[b] = {plan.buffer_frame_bytes[b], plan.buffer_first_step[b],
+                     plan.buffer_last_step[b]};
+    frame_plan_ = PlanMemory(requests);
     return Status::Ok();
   }
 
@@ -74,11 +87,12 @@ class SessionImpl final : public Session {
       batch = shape[0];
       ordered[i] = &in.tensor;
     }
-    if (batch != batch_) LOWBIT_RETURN_IF_ERROR(PlanArena(batch));
+    LOWBIT_RETURN_IF_ERROR(ReserveArena(batch));
 
     char* arena = static_cast<char*>(arena_.get());
     auto buffer_of = [&](int value) -> float* {
-      return reinterpret_cast<float*>(arena + offsets_[plan.buffer_of_value[value]]);
+      return reinterpret_cast<float*>(arena +
+                                      frame_plan_.offsets[plan.buffer_of_value[value]] * batch);
     };
     for (size_t i = 0; i < ordered.size(); ++i)
       std::memcpy(buffer_of(graph.inputs[i]), ordered[i]->data(),
@@ -128,29 +142,27 @@ class SessionImpl final : public Session {
   }
 
  private:
-  Status PlanArena(int64_t batch) {
-    const ExecutionPlan& plan = model_->plan();
-    std::vector<BufferRequest> requests(plan.buffer_frame_bytes.size());
-    for (size_t b = 0; b < requests.size(); ++b)
-      requests[b] = {plan.buffer_frame_bytes[b] * batch, plan.buffer_first_step[b],
-                     plan.buffer_last_step[b]};
-    MemoryPlan memory = PlanMemory(requests);
-    void* arena = std::aligned_alloc(64, std::max<int64_t>(64, memory.arena_bytes));
+  // Makes the arena hold `batch` frames; grows it only past the largest batch so far.
+  Status ReserveArena(int64_t batch) {
+    const int64_t bytes = std::max<int64_t>(1, frame_plan_.arena_bytes * batch);
+    if (bytes <= arena_bytes_) return Status::Ok();
+    // aligned_alloc wants a size that is a multiple of the alignment.
+    const int64_t rounded = (bytes + 63) / 64 * 64;
+    void* arena = std::aligned_alloc(64, static_cast<size_t>(rounded));
     if (arena == nullptr)
-      return ResourceExhausted("cannot allocate a " + std::to_string(memory.arena_bytes) +
+      return ResourceExhausted("cannot allocate a " + std::to_string(rounded) +
                                "-byte activation arena for batch " + std::to_string(batch));
     arena_.reset(arena);
-    offsets_ = std::move(memory.offsets);
-    batch_ = batch;
+    arena_bytes_ = rounded;
     return Status::Ok();
   }
 
   std::shared_ptr<const CompiledModel> model_;
   pthreadpool_t threadpool_;
   std::vector<std::unique_ptr<ops::Kernel>> kernels_;
+  MemoryPlan frame_plan_;  // offsets and size for one frame; scaled by the batch
   std::unique_ptr<void, FreeDeleter> arena_;
-  std::vector<int64_t> offsets_;  // per buffer, bytes into the arena
-  int64_t batch_ = -1;
+  int64_t arena_bytes_ = 0;
   const bool profile_ = std::getenv("LOWBIT_PROFILE") != nullptr;
   std::map<std::string, double> profile_ms_;
 };
