@@ -1,169 +1,312 @@
-// Low-bit convolution kernels on real layer shapes, one thread.
-// Counters: GOPS = 2 * MAC / s; MAC/cycle uses the core clock measured once
-// per process with a chain of dependent integer adds (1 cycle each).
-// Usage: lowbit_kernels_bench [--benchmark_filter=...] (LOWBIT_KERNELS_ISA
-// selects the variant; default: best supported).
-#include <benchmark/benchmark.h>
-
-#include <ctime>
+// Convolution kernels on real layer shapes. For every shape and kernel family
+// prints one CSV line: median wall time of --runs runs (after 3 warm-up runs)
+// and GOPS = 2 * multiply-adds / s, with --threads threads (a spinning pool
+// that calls the kernels' work ranges; the engine's pool does the same), and
+// XNNPACK qc8 (signed int8 activations, per-channel int8 weights) on the same
+// shape with a pthreadpool of the same size, in the same process.
+// Usage: lowbit_kernels_bench [--threads N] [--runs R] [--filter SUBSTRING]
+// (LOWBIT_KERNELS_ISA selects the variant; default: best supported).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lowbit/kernels/dispatch.h"
 #include "lowbit/kernels/pack.h"
 
+#if LOWBIT_BENCH_XNNPACK
+#include <pthreadpool.h>
+#include <xnnpack.h>
+#endif
+
 namespace lowbit::kernels {
 namespace {
 
-// Thread CPU time, so that a loaded machine (time slices lost to other
-// processes) does not deflate the figures; a chain of dependent 64-bit integer
-// multiplies (3 cycles each on Zen 3 and most AArch64 cores) gives the clock.
-double thread_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
-
-double measure_clock_hz() {
-  constexpr uint64_t kMultiplies = 100'000'000;
-  constexpr double kLatency = 3.0;
-  uint64_t x = 3;
-  const double t0 = thread_seconds();
-  for (uint64_t i = 0; i < kMultiplies / 4; ++i) {
-#if defined(__x86_64__)
-    __asm__ volatile("imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0" : "+r"(x));
-#elif defined(__aarch64__)
-    __asm__ volatile("mul %0, %0, %0\n\tmul %0, %0, %0\n\tmul %0, %0, %0\n\tmul %0, %0, %0" : "+r"(x));
-#endif
-  }
-  return kLatency * double(kMultiplies) / (thread_seconds() - t0);
-}
-
-double clock_hz() {
-  static const double hz = measure_clock_hz();
-  return hz;
-}
-
 struct Shape {
-  const char* name;
-  int channels_in, channels_out, size, kernel, stride;
+  std::string name;
+  int cin, cout, size, kernel, stride;
+  bool depthwise;
 };
 
-// ResNet-18 3x3 stages, NanoDet-g 3x3 at 416 (52x52 stage), MobileNetV2 1x1.
-const Shape kShapes[] = {
-    {"resnet18_3x3_64@56", 64, 64, 56, 3, 1},     {"resnet18_3x3_128@28", 128, 128, 28, 3, 1},
-    {"resnet18_3x3_256@14", 256, 256, 14, 3, 1},  {"resnet18_3x3_512@7", 512, 512, 7, 3, 1},
-    {"nanodet_3x3_128@52", 128, 128, 52, 3, 1},   {"resnet18_3x3_s2_64@56", 64, 128, 56, 3, 2},
-    {"mobilenetv2_1x1_32to192@56", 32, 192, 56, 1, 1},
-    {"mobilenetv2_1x1_96to576@14", 96, 576, 14, 1, 1},
-};
+// NanoDet-g at 416 (every 3x3 conv, from `lowbit inspect models/nanodet-g`:
+// Cin, Cout, input size, stride), ResNet-18 3x3, MobileNetV2 1x1 and 3x3 depthwise.
+std::vector<Shape> all_shapes() {
+  std::vector<Shape> s;
+  const int nanodet[][4] = {{3, 32, 416, 2},    {32, 32, 104, 1},  {32, 16, 104, 1},
+                            {16, 16, 104, 1},   {64, 64, 104, 2},  {64, 32, 52, 1},
+                            {32, 32, 52, 1},    {64, 64, 52, 1},   {128, 128, 52, 2},
+                            {128, 128, 52, 1},  {128, 64, 26, 1},  {64, 64, 26, 1},
+                            {128, 128, 26, 1},  {128, 128, 26, 2}, {256, 256, 26, 2},
+                            {256, 128, 13, 1},  {128, 128, 13, 1}, {256, 256, 13, 1}};
+  for (const auto& n : nanodet)
+    s.push_back({"nanodet_3x3_" + std::to_string(n[0]) + "to" + std::to_string(n[1]) + "@" +
+                     std::to_string(n[2]) + (n[3] == 2 ? "s2" : ""),
+                 n[0], n[1], n[2], 3, n[3], false});
+  for (int c : {64, 128, 256, 512}) {
+    const int size = 56 * 64 / c;
+    s.push_back({"resnet18_3x3_" + std::to_string(c) + "@" + std::to_string(size), c, c, size, 3, 1,
+                 false});
+  }
+  s.push_back({"mbv2_1x1_32to192@56", 32, 192, 56, 1, 1, false});
+  s.push_back({"mbv2_1x1_192to32@28", 192, 32, 28, 1, 1, false});
+  s.push_back({"mbv2_1x1_96to576@14", 96, 576, 14, 1, 1, false});
+  s.push_back({"mbv2_1x1_576to96@14", 576, 96, 14, 1, 1, false});
+  s.push_back({"mbv2_dw3x3_144@56", 144, 144, 56, 3, 1, true});
+  s.push_back({"mbv2_dw3x3_192@28", 192, 192, 28, 3, 1, true});
+  s.push_back({"mbv2_dw3x3_576@14", 576, 576, 14, 3, 1, true});
+  s.push_back({"mbv2_dw3x3_144@56s2", 144, 144, 56, 3, 2, true});
+  return s;
+}
 
 ConvGeometry geometry_of(const Shape& s) {
   ConvGeometry g;
   g.height = g.width = s.size;
-  g.in_channels = s.channels_in;
-  g.out_channels = s.channels_out;
+  g.in_channels = s.cin;
+  g.out_channels = s.cout;
   g.kernel_h = g.kernel_w = s.kernel;
   g.stride = s.stride;
   g.pad = s.kernel / 2;
+  g.groups = s.depthwise ? s.cin : 1;
   return g;
 }
 
-void report(benchmark::State& state, const ConvGeometry& g, const char* kernel) {
-  const double macs = g.macs();
-  state.counters["GOPS"] = benchmark::Counter(2 * macs / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["MAC/cycle"] =
-      benchmark::Counter(macs / clock_hz(), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(kernel);
+// Persistent pool: part 0 runs on the calling thread, parts 1..N-1 on
+// spinning workers (back-to-back runs, so spinning costs nothing measured).
+class Pool {
+ public:
+  explicit Pool(int threads) : threads_(threads) {
+    for (int i = 1; i < threads; ++i)
+      workers_.emplace_back([this, i] {
+        uint64_t seen = 0;
+        for (;;) {
+          uint64_t g;
+          while ((g = generation_.load(std::memory_order_acquire)) == seen) std::this_thread::yield();
+          seen = g;
+          if (stop_.load()) return;
+          job_(i);
+          done_.fetch_add(1, std::memory_order_acq_rel);
+        }
+      });
+  }
+  ~Pool() {
+    stop_ = true;
+    generation_.fetch_add(1);
+    for (auto& w : workers_) w.join();
+  }
+  int threads() const { return threads_; }
+  void run(const std::function<void(int)>& job) {
+    job_ = job;
+    done_.store(0);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+    job(0);
+    while (done_.load(std::memory_order_acquire) != threads_ - 1) std::this_thread::yield();
+  }
+
+ private:
+  int threads_;
+  std::vector<std::thread> workers_;
+  std::function<void(int)> job_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> done_{0};
+  std::atomic<bool> stop_{false};
+};
+
+double median_seconds(int runs, const std::function<void()>& fn) {
+  for (int i = 0; i < 3; ++i) fn();
+  std::vector<double> t;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(t.begin(), t.begin() + runs / 2, t.end());
+  return t[size_t(runs / 2)];
 }
 
-void bench_lut(benchmark::State& state, Shape shape, int abits) {
-  const ConvGeometry g = geometry_of(shape);
-  std::mt19937 rng(1);
+void print(const Shape& s, const ConvGeometry& g, int threads, const char* family, int bits,
+           const char* kernel, double seconds) {
+  std::printf("%s,%d,%d,%d,%d,%d,%d,%d,%s,%d,%s,%.2f,%.1f\n", s.name.c_str(), s.cin, s.cout,
+              s.size, s.kernel, s.stride, g.groups, threads, family, bits, kernel, seconds * 1e6,
+              2 * g.macs() / seconds / 1e9);
+  std::fflush(stdout);
+}
+
+template <typename Args>
+void run_split(Pool& pool, void (*fn)(const Args&), const Args& args, size_t items) {
+  if (pool.threads() == 1) {
+    fn(args);
+    return;
+  }
+  pool.run([&](int part) {
+    Args a = args;
+    a.work = work_range(items, pool.threads(), part);
+    fn(a);
+  });
+}
+
+void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
+  const ConvGeometry g = geometry_of(s);
+  const KernelTable& t = kernel_table();
   std::vector<uint8_t> codes(size_t(g.height) * g.width * g.in_channels);
-  for (auto& c : codes) c = uint8_t(rng() % (1u << abits));
+  for (auto& c : codes) c = uint8_t(rng());
+  std::vector<int8_t> w(size_t(g.out_channels) * g.taps() * (g.in_channels / g.groups));
+  for (auto& v : w) v = int8_t(rng());
+  std::vector<int32_t> out(size_t(g.out_height()) * g.out_width() * g.out_channels);
+  const Int8ActivationsLayout al =
+      make_int8_activations_layout(g.in_channels, g.height, g.width, g.pad);
+  std::vector<uint16_t> acts(al.image_elems, 0);
+  pack_int8_activations(codes.data(), 1, al, acts.data());
+  OutputStage stage;
+  stage.destination = Destination::kInt32;
+  stage.data = out.data();
+  if (s.depthwise) {
+    DwConvArgs a;
+    a.geometry = g;
+    a.activations = acts.data();
+    a.activation_layout = al;
+    a.weight_layout = make_dw_weights_layout(g.in_channels, g.taps());
+    std::vector<int16_t> pw(a.weight_layout.elems);
+    pack_dw_weights(w.data(), a.weight_layout, pw.data());
+    a.weights = pw.data();
+    a.output = stage;
+    const size_t items = dw_conv_work_items(a);
+    print(s, g, pool.threads(), "int8", 8, t.dwconv_u8s8_name,
+          median_seconds(runs, [&] { run_split(pool, t.dwconv_u8s8, a, items); }));
+  } else {
+    Int8ConvArgs a;
+    a.geometry = g;
+    a.activations = acts.data();
+    a.activation_layout = al;
+    a.weight_layout = make_int8_weights_layout(g.out_channels, g.in_channels, g.taps());
+    std::vector<int16_t> pw(a.weight_layout.elems);
+    pack_int8_weights(w.data(), a.weight_layout, pw.data());
+    a.weights = pw.data();
+    a.output = stage;
+    const size_t items = int8_conv_work_items(a);
+    print(s, g, pool.threads(), "int8", 8, t.conv_u8s8_name,
+          median_seconds(runs, [&] { run_split(pool, t.conv_u8s8, a, items); }));
+  }
+}
+
+void bench_lut(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
+  const ConvGeometry g = geometry_of(s);
+  const KernelTable& t = kernel_table();
+  std::vector<uint8_t> codes(size_t(g.height) * g.width * g.in_channels);
+  for (auto& c : codes) c = uint8_t(rng() % 4);
   std::vector<int8_t> w(size_t(g.out_channels) * g.taps() * g.in_channels);
   for (auto& v : w) v = int8_t(int(rng() % 4) - 2);
-  LutConvArgs args;
-  args.geometry = g;
-  args.activation_layout = make_pair_planes_layout(g.in_channels, g.height, g.width, g.pad, g.stride);
-  std::vector<uint8_t> planes(args.activation_layout.image_bytes, 0);
-  pack_pair_planes(codes.data(), 1, args.activation_layout, planes.data());
-  args.activations = planes.data();
-  args.table_layout = make_lut_weights_layout(g.out_channels, g.in_channels, g.taps());
-  std::vector<uint8_t> tables(args.table_layout.bytes);
-  pack_lut_weights(w.data(), args.table_layout, tables.data());
-  args.tables = tables.data();
+  LutConvArgs a;
+  a.geometry = g;
+  a.activation_layout = make_pair_planes_layout(g.in_channels, g.height, g.width, g.pad, g.stride);
+  std::vector<uint8_t> planes(a.activation_layout.image_bytes, 0);
+  pack_pair_planes(codes.data(), 1, a.activation_layout, planes.data());
+  a.activations = planes.data();
+  a.table_layout = make_lut_weights_layout(g.out_channels, g.in_channels, g.taps());
+  std::vector<uint8_t> tables(a.table_layout.bytes);
+  pack_lut_weights(w.data(), a.table_layout, tables.data());
+  a.tables = tables.data();
   std::vector<int32_t> out(size_t(g.out_height()) * g.out_width() * g.out_channels);
-  args.output.destination = Destination::kInt32;
-  args.output.data = out.data();
-  const KernelTable& t = kernel_table();
-  for (auto _ : state) {
-    t.conv_w2a2_lut(args);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  report(state, g, t.conv_w2a2_lut_name);
+  a.output.destination = Destination::kInt32;
+  a.output.data = out.data();
+  const size_t items = lut_conv_work_items(a);
+  print(s, g, pool.threads(), "lut", 2, t.conv_w2a2_lut_name,
+        median_seconds(runs, [&] { run_split(pool, t.conv_w2a2_lut, a, items); }));
 }
 
-void bench_bitserial(benchmark::State& state, Shape shape, int wbits, int abits) {
-  const ConvGeometry g = geometry_of(shape);
-  std::mt19937 rng(2);
-  const WeightDomain domain = wbits == 1 ? WeightDomain::kBinary : WeightDomain::kSigned;
-  const WeightCoding coding = weight_coding(domain, wbits);
+// Bit-serial has no work ranges yet: measured on one thread only.
+void bench_bitserial(const Shape& s, int bits, int runs, std::mt19937& rng) {
+  const ConvGeometry g = geometry_of(s);
+  const KernelTable& t = kernel_table();
+  const WeightDomain domain = bits == 1 ? WeightDomain::kBinary : WeightDomain::kSigned;
+  const WeightCoding coding = weight_coding(domain, bits);
   std::vector<uint8_t> codes(size_t(g.height) * g.width * g.in_channels);
-  for (auto& c : codes) c = uint8_t(rng() % (1u << abits));
+  for (auto& c : codes) c = uint8_t(rng() % (1u << bits));
   std::vector<int8_t> w(size_t(g.out_channels) * g.taps() * g.in_channels);
-  for (auto& v : w) v = int8_t(coding.step * int(rng() % (1u << wbits)) + coding.offset);
-  BitSerialConvArgs args;
-  args.geometry = g;
-  args.activation_layout = make_bit_planes_layout(g.in_channels, abits, g.height, g.width, g.pad);
-  std::vector<uint64_t> planes(args.activation_layout.image_words, 0);
-  pack_bit_planes(codes.data(), 1, args.activation_layout, planes.data());
-  args.activations = planes.data();
-  args.weight_layout =
-      make_bit_serial_weights_layout(g.out_channels, g.in_channels, g.taps(), wbits, domain);
-  std::vector<uint64_t> wplanes(args.weight_layout.total_words);
-  pack_bit_serial_weights(w.data(), args.weight_layout, wplanes.data());
-  args.weights = wplanes.data();
+  for (auto& v : w) v = int8_t(coding.step * int(rng() % (1u << bits)) + coding.offset);
+  BitSerialConvArgs a;
+  a.geometry = g;
+  a.activation_layout = make_bit_planes_layout(g.in_channels, bits, g.height, g.width, g.pad);
+  std::vector<uint64_t> planes(a.activation_layout.image_words, 0);
+  pack_bit_planes(codes.data(), 1, a.activation_layout, planes.data());
+  a.activations = planes.data();
+  a.weight_layout = make_bit_serial_weights_layout(g.out_channels, g.in_channels, g.taps(), bits, domain);
+  std::vector<uint64_t> wp(a.weight_layout.total_words);
+  pack_bit_serial_weights(w.data(), a.weight_layout, wp.data());
+  a.weights = wp.data();
   std::vector<int32_t> out(size_t(g.out_height()) * g.out_width() * g.out_channels);
-  args.output.destination = Destination::kInt32;
-  args.output.data = out.data();
-  const KernelTable& t = kernel_table();
-  for (auto _ : state) {
-    t.conv_anybits_bitserial(args);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  report(state, g, t.conv_anybits_bitserial_name);
+  a.output.destination = Destination::kInt32;
+  a.output.data = out.data();
+  print(s, g, 1, "bitserial", bits, t.conv_anybits_bitserial_name,
+        median_seconds(runs, [&] { t.conv_anybits_bitserial(a); }));
 }
 
-int register_all() {
-  for (const Shape& s : kShapes) {
-    benchmark::RegisterBenchmark((std::string("lut_w2a2/") + s.name).c_str(), bench_lut, s, 2)
-        ->Unit(benchmark::kMicrosecond);
-    for (int bits : {1, 2, 3, 4})
-      benchmark::RegisterBenchmark(
-          (std::string("bitserial_w") + std::to_string(bits) + "a" + std::to_string(bits) + "/" + s.name).c_str(),
-          bench_bitserial, s, bits, bits)
-          ->Unit(benchmark::kMicrosecond);
+#if LOWBIT_BENCH_XNNPACK
+void bench_xnnpack(const Shape& s, int threads, int runs, std::mt19937& rng) {
+  const ConvGeometry g = geometry_of(s);
+  const size_t cin_g = size_t(g.in_channels / g.groups), cout_g = size_t(g.out_channels / g.groups);
+  std::vector<int8_t> input(size_t(g.height) * g.width * g.in_channels + 64);
+  for (auto& v : input) v = int8_t(rng());
+  std::vector<int8_t> kernel(size_t(g.out_channels) * g.taps() * cin_g);
+  for (auto& v : kernel) v = int8_t(rng());
+  std::vector<int32_t> bias(size_t(g.out_channels), 0);
+  std::vector<float> kscale(size_t(g.out_channels), 0.01f);
+  std::vector<int8_t> output(size_t(g.out_height()) * g.out_width() * g.out_channels + 64);
+  xnn_operator_t op = nullptr;
+  const uint32_t p = uint32_t(g.pad);
+  if (xnn_create_convolution2d_nhwc_qc8(p, p, p, p, g.kernel_h, g.kernel_w, g.stride, g.stride, 1, 1,
+                                        g.groups, cin_g, cout_g, g.in_channels, g.out_channels, 0,
+                                        0.5f, kscale.data(), kernel.data(), bias.data(), 0, 1.0f,
+                                        -128, 127, 0, &op) != xnn_status_success) {
+    std::fprintf(stderr, "xnnpack: create failed for %s\n", s.name.c_str());
+    return;
   }
-  return 0;
+  pthreadpool_t pool = threads > 1 ? pthreadpool_create(size_t(threads)) : nullptr;
+  xnn_setup_convolution2d_nhwc_qc8(op, 1, g.height, g.width, input.data(), output.data(), pool);
+  print(s, g, threads, "xnnpack", 8, "xnnpack_qc8",
+        median_seconds(runs, [&] { xnn_run_operator(op, pool); }));
+  xnn_delete_operator(op);
+  if (pool) pthreadpool_destroy(pool);
 }
-const int registered = register_all();
+#endif
 
 }  // namespace
 }  // namespace lowbit::kernels
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  std::printf("isa=%s clock=%.2f GHz (dependent multiply chain, thread CPU time)\n",
-              lowbit::kernels::isa_name(lowbit::kernels::kernel_table().isa),
-              lowbit::kernels::clock_hz() / 1e9);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  using namespace lowbit::kernels;
+  int threads = 1, runs = 30;
+  std::string filter, families = "int8,lut,bitserial,xnnpack";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--filter")) filter = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--families")) families = argv[i + 1];
+  }
+  auto want = [&](const char* f) { return families.find(f) != std::string::npos; };
+#if LOWBIT_BENCH_XNNPACK
+  if (xnn_initialize(nullptr) != xnn_status_success) return 1;
+#endif
+  std::printf("# isa=%s threads=%d runs=%d\n", isa_name(kernel_table().isa), threads, runs);
+  std::printf("shape,cin,cout,size,kernel,stride,groups,threads,family,bits,kernel_name,median_us,gops\n");
+  Pool pool(threads);
+  std::mt19937 rng(1);
+  for (const Shape& s : all_shapes()) {
+    if (!filter.empty() && s.name.find(filter) == std::string::npos) continue;
+    if (want("int8")) bench_int8(s, pool, runs, rng);
+    if (!s.depthwise && want("lut")) bench_lut(s, pool, runs, rng);
+    if (!s.depthwise && threads == 1 && want("bitserial"))
+      for (int bits = 1; bits <= 4; ++bits) bench_bitserial(s, bits, runs, rng);
+#if LOWBIT_BENCH_XNNPACK
+    if (want("xnnpack")) bench_xnnpack(s, threads, runs, rng);
+#endif
+  }
   return 0;
 }

@@ -7,20 +7,22 @@ namespace lowbit::kernels::ref {
 void conv(const ConvGeometry& g, const uint8_t* activations, const int8_t* weights,
           int64_t* out) {
   const int oh = g.out_height(), ow = g.out_width();
+  const int cin_g = g.in_channels / g.groups, cout_g = g.out_channels / g.groups;
   for (int n = 0; n < g.batch; ++n)
     for (int oy = 0; oy < oh; ++oy)
       for (int ox = 0; ox < ow; ++ox)
         for (int o = 0; o < g.out_channels; ++o) {
+          const int c0 = (o / cout_g) * cin_g;  // first input channel of o's group
           int64_t sum = 0;
           for (int ky = 0; ky < g.kernel_h; ++ky)
             for (int kx = 0; kx < g.kernel_w; ++kx) {
               const int y = oy * g.stride + ky - g.pad, x = ox * g.stride + kx - g.pad;
               if (y < 0 || y >= g.height || x < 0 || x >= g.width) continue;
-              for (int c = 0; c < g.in_channels; ++c) {
-                const int64_t a =
-                    activations[((int64_t(n) * g.height + y) * g.width + x) * g.in_channels + c];
+              for (int c = 0; c < cin_g; ++c) {
+                const int64_t a = activations[((int64_t(n) * g.height + y) * g.width + x) *
+                                                  g.in_channels + c0 + c];
                 const int64_t w =
-                    weights[((int64_t(o) * g.kernel_h + ky) * g.kernel_w + kx) * g.in_channels + c];
+                    weights[((int64_t(o) * g.kernel_h + ky) * g.kernel_w + kx) * cin_g + c];
                 sum += w * a;
               }
             }

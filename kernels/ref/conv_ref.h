@@ -10,7 +10,8 @@
 namespace lowbit::kernels::ref {
 
 // activations: uint8 codes [N][H][W][Cin]; weights: int8 values
-// [Cout][KH][KW][Cin]; out: int64 [N][OH][OW][Cout] = sum(w * a), padding 0.
+// [Cout][KH][KW][Cin / groups]; out: int64 [N][OH][OW][Cout] = sum(w * a),
+// padding 0, any groups.
 void conv(const ConvGeometry& geometry, const uint8_t* activations, const int8_t* weights,
           int64_t* out);
 

@@ -18,11 +18,17 @@ void conv_w2a2_lut_64x4__neon(const LutConvArgs& args) {
   detail::LutPlan plan;
   detail::make_lut_plan(args, &plan);
   const int cout_blocks = args.table_layout.cout_blocks;
-  for (int n = 0; n < args.geometry.batch; ++n) {
-    const uint8_t* image = args.activations + size_t(n) * args.activation_layout.image_bytes;
-    for (size_t p0 = 0; p0 < plan.flat_pixels; p0 += kTile) {
+  const size_t tiles = (plan.flat_pixels + kTile - 1) / kTile;
+  const size_t items = size_t(args.geometry.batch) * tiles * cout_blocks;
+  const size_t end = args.work.end < items ? args.work.end : items;
+  for (size_t item = args.work.begin; item < end; ++item) {
+    {
+      const int cb = int(item % cout_blocks);
+      const size_t p0 = item / cout_blocks % tiles * kTile;
+      const int n = int(item / cout_blocks / tiles);
+      const uint8_t* image = args.activations + size_t(n) * args.activation_layout.image_bytes;
       const uint8_t* tile_base = image + p0;
-      for (int cb = 0; cb < cout_blocks; ++cb) {
+      {
         int32_t acc32[kLutCoutBlock][kTile] = {};
         const uint8_t* table = args.tables + size_t(cb) * plan.steps * 64;
         size_t pair_base = 0;

@@ -10,10 +10,16 @@ void conv_w2a2_lut_64x4__scalar(const LutConvArgs& args) {
   detail::make_lut_plan(args, &plan);
   const int cout_blocks = args.table_layout.cout_blocks;
   constexpr int P = detail::kLutPixelTile;
-  for (int n = 0; n < args.geometry.batch; ++n) {
-    const uint8_t* image = args.activations + size_t(n) * args.activation_layout.image_bytes;
-    for (size_t p0 = 0; p0 < plan.flat_pixels; p0 += P) {
-      for (int cb = 0; cb < cout_blocks; ++cb) {
+  const size_t tiles = (plan.flat_pixels + P - 1) / P;
+  const size_t items = size_t(args.geometry.batch) * tiles * cout_blocks;
+  const size_t end = args.work.end < items ? args.work.end : items;
+  for (size_t item = args.work.begin; item < end; ++item) {
+    {
+      const int cb = int(item % cout_blocks);
+      const size_t p0 = item / cout_blocks % tiles * P;
+      const int n = int(item / cout_blocks / tiles);
+      const uint8_t* image = args.activations + size_t(n) * args.activation_layout.image_bytes;
+      {
         int32_t acc[kLutCoutBlock][P] = {};
         const uint8_t* table = args.tables + size_t(cb) * plan.steps * 64;
         size_t pair_base = 0;

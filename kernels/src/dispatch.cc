@@ -42,12 +42,16 @@ const KernelTable kScalarTable = {
     Isa::kScalar,
     conv_w2a2_lut_64x4__scalar, "conv_w2a2_lut_64x4__scalar", 64, 4,
     conv_anybits_bitserial_64x4__scalar, "conv_anybits_bitserial_64x4__scalar", 64, 4,
+    conv_u8s8_6x16__scalar, "conv_u8s8_6x16__scalar",
+    dwconv_u8s8_1x16__scalar, "dwconv_u8s8_1x16__scalar",
 };
 #if LOWBIT_KERNELS_X86
 const KernelTable kAvx2Table = {
     Isa::kAvx2,
     conv_w2a2_lut_64x4__avx2, "conv_w2a2_lut_64x4__avx2", 64, 4,
     conv_anybits_bitserial_64x4__avx2, "conv_anybits_bitserial_64x4__avx2", 64, 4,
+    conv_u8s8_6x16__avx2, "conv_u8s8_6x16__avx2",
+    dwconv_u8s8_1x16__avx2, "dwconv_u8s8_1x16__avx2",
 };
 #endif
 #if LOWBIT_KERNELS_ARM64
@@ -55,6 +59,8 @@ const KernelTable kNeonTable = {
     Isa::kNeon,
     conv_w2a2_lut_64x4__neon, "conv_w2a2_lut_64x4__neon", 64, 4,
     conv_anybits_bitserial_64x4__neon, "conv_anybits_bitserial_64x4__neon", 64, 4,
+    conv_u8s8_6x16__neon, "conv_u8s8_6x16__neon",
+    dwconv_u8s8_1x16__neon, "dwconv_u8s8_1x16__neon",
 };
 #endif
 

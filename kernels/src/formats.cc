@@ -84,4 +84,44 @@ BitSerialWeightsLayout make_bit_serial_weights_layout(int out_channels, int in_c
   return l;
 }
 
+Int8ActivationsLayout make_int8_activations_layout(int channels, int height, int width,
+                                                   int pad) {
+  assert(channels > 0 && height > 0 && width > 0 && pad >= 0);
+  Int8ActivationsLayout l;
+  l.channels = channels;
+  l.height = height;
+  l.width = width;
+  l.pad = pad;
+  l.channel_stride = int(round_up(size_t(channels), kInt8ChannelAlign));
+  l.padded_height = height + 2 * pad;
+  l.padded_width = width + 2 * pad;
+  l.image_elems = size_t(l.padded_height) * l.padded_width * l.channel_stride + kInt8SlackElems;
+  return l;
+}
+
+Int8WeightsLayout make_int8_weights_layout(int out_channels, int in_channels, int taps) {
+  assert(out_channels > 0 && in_channels > 0 && taps > 0);
+  Int8WeightsLayout l;
+  l.out_channels = out_channels;
+  l.in_channels = in_channels;
+  l.taps = taps;
+  l.cout_blocks = (out_channels + kInt8CoutBlock - 1) / kInt8CoutBlock;
+  l.channel_pairs = int(round_up(size_t(in_channels), kInt8ChannelAlign)) / 2;
+  l.block_elems = size_t(taps) * l.channel_pairs * 2 * kInt8CoutBlock;
+  l.elems = l.block_elems * l.cout_blocks;
+  return l;
+}
+
+DwWeightsLayout make_dw_weights_layout(int channels, int taps) {
+  assert(channels > 0 && taps > 0);
+  DwWeightsLayout l;
+  l.channels = channels;
+  l.taps = taps;
+  l.channel_blocks = (channels + kDwChannelBlock - 1) / kDwChannelBlock;
+  l.tap_pairs = (taps + 1) / 2;
+  l.block_elems = size_t(l.tap_pairs) * 2 * kDwChannelBlock;  // 2 rows of 16 int16
+  l.elems = l.block_elems * l.channel_blocks;
+  return l;
+}
+
 }  // namespace lowbit::kernels

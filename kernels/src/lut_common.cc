@@ -2,6 +2,8 @@
 
 #include <cassert>
 
+#include "int8_common.h"
+
 namespace lowbit::kernels::detail {
 
 void make_lut_plan(const LutConvArgs& a, LutPlan* plan) {
@@ -19,6 +21,7 @@ void make_lut_plan(const LutConvArgs& a, LutPlan* plan) {
   plan->steps = t.steps;
   plan->pair_stride = size_t(s) * s * l.plane_bytes;
   plan->flat_pixels = size_t(g.out_height()) * l.row_pitch;
+  check_work_range(a.output, a.work, lut_conv_work_items(a), size_t(t.cout_blocks));
   for (int ky = 0; ky < g.kernel_h; ++ky)
     for (int kx = 0; kx < g.kernel_w; ++kx)
       plan->tap_offset[ky * g.kernel_w + kx] = uint32_t(

@@ -123,4 +123,41 @@ void pack_bit_serial_weights(const int8_t* values, const BitSerialWeightsLayout&
   }
 }
 
+void pack_int8_activations(const uint8_t* codes, int batch, const Int8ActivationsLayout& l,
+                           uint16_t* activations) {
+  for (int n = 0; n < batch; ++n) {
+    uint16_t* image = activations + size_t(n) * l.image_elems;
+    for (int y = 0; y < l.height; ++y)
+      for (int x = 0; x < l.width; ++x) {
+        const uint8_t* px = codes + ((size_t(n) * l.height + y) * l.width + x) * l.channels;
+        uint16_t* dst = image + l.offset(y + l.pad, x + l.pad);
+        for (int c = 0; c < l.channels; ++c) dst[c] = px[c];
+      }
+  }
+}
+
+void pack_int8_weights(const int8_t* values, const Int8WeightsLayout& l, int16_t* weights) {
+  for (size_t i = 0; i < l.elems; ++i) weights[i] = 0;
+  for (int o = 0; o < l.out_channels; ++o) {
+    const int b = o / kInt8CoutBlock, lane = o % kInt8CoutBlock;
+    for (int t = 0; t < l.taps; ++t)
+      for (int c = 0; c < l.in_channels; ++c)
+        weights[b * l.block_elems + ((size_t(t) * l.channel_pairs + c / 2) * kInt8CoutBlock + lane) * 2 +
+                c % 2] = values[(size_t(o) * l.taps + t) * l.in_channels + c];
+  }
+}
+
+void pack_dw_weights(const int8_t* values, const DwWeightsLayout& l, int16_t* weights) {
+  for (size_t i = 0; i < l.elems; ++i) weights[i] = 0;
+  for (int c = 0; c < l.channels; ++c) {
+    const int b = c / kDwChannelBlock, lane = c % kDwChannelBlock;
+    // unpacklo/hi order: lane l of 8-channel half h goes to row (l % 8) / 4,
+    // position (h * 4 + l % 4) of that row.
+    const int row = (lane % 8) / 4, pos = (lane / 8) * 4 + lane % 4;
+    for (int t = 0; t < l.taps; ++t)
+      weights[b * l.block_elems + (size_t(t / 2) * 2 + row) * 16 + pos * 2 + t % 2] =
+          values[size_t(c) * l.taps + t];
+  }
+}
+
 }  // namespace lowbit::kernels

@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "conv_ref.h"
@@ -47,13 +48,22 @@ class ConvTester {
   ConvTester& out_bits(int v) { out_bits_ = v; return *this; }
   // Stride of the consumer of a kPairPlanes destination (its phase split).
   ConvTester& next_stride(int v) { next_stride_ = v; return *this; }
+  // INT8 mode: u8 codes 0..255 and s8 weights -128..127.
+  ConvTester& int8() { wbits_ = abits_ = 8; return *this; }
+  // Depthwise: groups = out channels = in channels.
+  ConvTester& depthwise() { g_.groups = g_.in_channels; g_.out_channels = g_.in_channels; return *this; }
+  // Run the kernel as `parts` work ranges (see WorkRange), last range first;
+  // with threads(true) the ranges run concurrently on std::threads.
+  ConvTester& splits(int parts) { splits_ = parts; return *this; }
+  ConvTester& threads(bool v) { threads_ = v; return *this; }
 
   std::string Describe() const {
     std::ostringstream s;
     s << "N" << g_.batch << " Cin" << g_.in_channels << " Cout" << g_.out_channels << " " << g_.height
       << "x" << g_.width << " k" << g_.kernel_h << "x" << g_.kernel_w << " s" << g_.stride << " p"
       << g_.pad << " W" << wbits_ << "A" << abits_ << " domain" << int(domain_) << " fill"
-      << int(fill_) << " dest" << int(destination_) << " act" << int(activation_) << " seed" << seed_;
+      << int(fill_) << " dest" << int(destination_) << " act" << int(activation_) << " groups"
+      << g_.groups << " splits" << splits_ << (threads_ ? " threads" : "") << " seed" << seed_;
     return s.str();
   }
 
@@ -74,7 +84,50 @@ class ConvTester {
     Outputs out = MakeOutputs();
     out.stage.epilogue = MakeEpilogue(in);
     args.output = out.stage;
-    fn(args);
+    RunSplit(fn, args, lut_conv_work_items(args), size_t(args.table_layout.cout_blocks));
+    Verify(in, out);
+  }
+
+  void Test(Int8ConvFn fn) const {
+    SCOPED_TRACE(Describe());
+    EXPECT_EQ(wbits_, 8) << "Int8 kernels need .int8()";
+    Inputs in = Generate();
+    Int8ConvArgs args;
+    args.geometry = g_;
+    args.activation_layout = make_int8_activations_layout(g_.in_channels, g_.height, g_.width, g_.pad);
+    std::vector<uint16_t> acts(args.activation_layout.image_elems * g_.batch, 0);
+    pack_int8_activations(in.codes.data(), g_.batch, args.activation_layout, acts.data());
+    args.activations = acts.data();
+    args.weight_layout = make_int8_weights_layout(g_.out_channels, g_.in_channels, g_.taps());
+    std::vector<int16_t> w(args.weight_layout.elems);
+    pack_int8_weights(in.weights.data(), args.weight_layout, w.data());
+    args.weights = w.data();
+    Outputs out = MakeOutputs();
+    out.stage.epilogue = MakeEpilogue(in);
+    args.output = out.stage;
+    RunSplit(fn, args, int8_conv_work_items(args), size_t(args.weight_layout.cout_blocks));
+    Verify(in, out);
+  }
+
+  void Test(DwConvFn fn) const {
+    SCOPED_TRACE(Describe());
+    EXPECT_EQ(wbits_, 8) << "depthwise kernels need .int8()";
+    EXPECT_EQ(g_.groups, g_.in_channels) << "depthwise kernels need .depthwise()";
+    Inputs in = Generate();
+    DwConvArgs args;
+    args.geometry = g_;
+    args.activation_layout = make_int8_activations_layout(g_.in_channels, g_.height, g_.width, g_.pad);
+    std::vector<uint16_t> acts(args.activation_layout.image_elems * g_.batch, 0);
+    pack_int8_activations(in.codes.data(), g_.batch, args.activation_layout, acts.data());
+    args.activations = acts.data();
+    args.weight_layout = make_dw_weights_layout(g_.in_channels, g_.taps());
+    std::vector<int16_t> w(args.weight_layout.elems);
+    pack_dw_weights(in.weights.data(), args.weight_layout, w.data());
+    args.weights = w.data();
+    Outputs out = MakeOutputs();
+    out.stage.epilogue = MakeEpilogue(in);
+    args.output = out.stage;
+    RunSplit(fn, args, dw_conv_work_items(args), size_t(args.weight_layout.channel_blocks));
     Verify(in, out);
   }
 
@@ -114,6 +167,29 @@ class ConvTester {
     std::vector<uint64_t> words;
   };
 
+  // Runs fn over splits_ ranges (bounds multiples of `granule` for kBitPlanes),
+  // the last range first, or concurrently with threads_.
+  template <typename Args>
+  void RunSplit(void (*fn)(const Args&), Args args, size_t items, size_t bit_plane_granule) const {
+    if (splits_ <= 1) {
+      fn(args);
+      return;
+    }
+    const size_t granule = destination_ == Destination::kBitPlanes ? bit_plane_granule : 1;
+    std::vector<Args> parts;
+    for (int p = 0; p < splits_; ++p) {
+      parts.push_back(args);
+      parts.back().work = work_range(items, splits_, p, granule);
+    }
+    if (threads_) {
+      std::vector<std::thread> pool;
+      for (const Args& a : parts) pool.emplace_back([fn, &a] { fn(a); });
+      for (std::thread& t : pool) t.join();
+    } else {
+      for (int p = splits_ - 1; p >= 0; --p) fn(parts[size_t(p)]);
+    }
+  }
+
   size_t OutputCount() const {
     return size_t(g_.batch) * g_.out_height() * g_.out_width() * g_.out_channels;
   }
@@ -121,10 +197,11 @@ class ConvTester {
   Inputs Generate() const {
     Inputs in;
     std::mt19937 rng(seed_);
-    const WeightCoding coding = weight_coding(domain_, wbits_);
+    const WeightCoding coding =
+        wbits_ == 8 ? WeightCoding{1, -128, -128, 127} : weight_coding(domain_, wbits_);
     const int max_code = (1 << abits_) - 1;
     in.codes.resize(size_t(g_.batch) * g_.height * g_.width * g_.in_channels);
-    in.weights.resize(size_t(g_.out_channels) * g_.taps() * g_.in_channels);
+    in.weights.resize(size_t(g_.out_channels) * g_.taps() * (g_.in_channels / g_.groups));
     std::uniform_int_distribution<int> code(0, max_code);
     std::uniform_int_distribution<int> q(0, (coding.max_value - coding.offset) / coding.step);
     for (auto& c : in.codes) c = uint8_t(fill_ == Fill::kRandom ? code(rng) : max_code);
@@ -137,7 +214,8 @@ class ConvTester {
     }
     // Scales spread the outputs over the code range; biases shift them.
     std::uniform_real_distribution<float> unit(0.5f, 1.5f), shift(-1.0f, 1.0f);
-    const float spread = std::sqrt(float(g_.taps() * g_.in_channels)) * max_code;
+    const float spread = std::sqrt(float(g_.taps() * g_.in_channels / g_.groups)) * max_code *
+                         (wbits_ == 8 ? 64.0f : 1.0f);
     for (int c = 0; c < g_.out_channels; ++c) {
       in.scale.push_back(unit(rng) / spread);
       in.bias.push_back(shift(rng));
@@ -246,6 +324,8 @@ class ConvTester {
   Activation activation_ = Activation::kNone;
   int out_bits_ = 2;
   int next_stride_ = 1;
+  int splits_ = 1;
+  bool threads_ = false;
 };
 
 }  // namespace lowbit::kernels::testing

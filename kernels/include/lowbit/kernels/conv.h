@@ -4,12 +4,29 @@
 // identical integers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "lowbit/kernels/epilogue.h"
 #include "lowbit/kernels/formats.h"
 
 namespace lowbit::kernels {
+
+// Threads. Each family enumerates its work items (see *_work_items); a call
+// computes the items [work.begin, work.end) (default: all of them), so the
+// engine's thread pool splits one convolution into ranges and runs them
+// concurrently on the same args. Items of LUT and INT8 convs are ordered
+// (image, pixel tile, output-channel block); disjoint ranges write disjoint
+// outputs, except that a kBitPlanes destination packs 64 channels into one
+// word: there, range bounds must be multiples of cout_blocks (whole pixel
+// tiles; see work_range()).
+struct WorkRange {
+  size_t begin = 0;
+  size_t end = ~size_t(0);  // clamped to the number of items
+};
+// Part `part` of `parts` near-equal ranges of `items`, bounds multiples of
+// `granule` (the last range ends at items).
+WorkRange work_range(size_t items, int parts, int part, size_t granule = 1);
 
 // Weight-pair lookup-table convolution, weights in [-2, 1], activations 1- or
 // 2-bit (KERNELS.md design). Any kernel size, stride 1 or 2, any pad.
@@ -28,7 +45,10 @@ struct LutConvArgs {
   const uint8_t* tables = nullptr;
   LutWeightsLayout table_layout;
   OutputStage output;
+  WorkRange work;
 };
+// Items: batch x ceil(out_height * row_pitch / 64) pixel tiles x cout_blocks.
+size_t lut_conv_work_items(const LutConvArgs& args);
 using LutConvFn = void (*)(const LutConvArgs&);
 
 void conv_w2a2_lut_64x4__scalar(const LutConvArgs& args);
@@ -54,5 +74,56 @@ using BitSerialConvFn = void (*)(const BitSerialConvArgs&);
 void conv_anybits_bitserial_64x4__scalar(const BitSerialConvArgs& args);
 void conv_anybits_bitserial_64x4__avx2(const BitSerialConvArgs& args);
 void conv_anybits_bitserial_64x4__neon(const BitSerialConvArgs& args);
+
+// INT8 convolution: u8 activation codes x s8 weights, exact int32 sums
+// (groups = 1, any kernel size, stride, pad).
+//   activations: Int8ActivationsLayout (Cin, H, W, pad), batch back to back
+//   weights:     Int8WeightsLayout (Cout, Cin, KH*KW), int16 k-pairs
+// Exactness: u8 x s8 pairs summed by vpmaddubsw can exceed int16
+// (2 * 255 * 128 = 65280) and saturate, so the AVX2 kernel widens both
+// operands to 16 bits (done once: the formats store them as 16-bit) and uses
+// vpmaddwd, whose int16 x int16 pair sums are exact in int32. Sums are exact
+// for taps * Cin <= 2^31 / (255 * 128) = 65793.
+// Work items: (image, group of kInt8PixelGroup flat output pixels, block of
+// kInt8CoutBlock output channels). Tiles: AVX2 6 pixels x 16 channels,
+// NEON 4 x 16, scalar 1 x 16.
+inline constexpr int kInt8PixelGroup = 24;
+struct Int8ConvArgs {
+  ConvGeometry geometry;
+  const uint16_t* activations = nullptr;
+  Int8ActivationsLayout activation_layout;
+  const int16_t* weights = nullptr;
+  Int8WeightsLayout weight_layout;
+  OutputStage output;
+  WorkRange work;
+};
+size_t int8_conv_work_items(const Int8ConvArgs& args);
+using Int8ConvFn = void (*)(const Int8ConvArgs&);
+
+void conv_u8s8_6x16__scalar(const Int8ConvArgs& args);
+void conv_u8s8_6x16__avx2(const Int8ConvArgs& args);
+void conv_u8s8_6x16__neon(const Int8ConvArgs& args);
+
+// Depthwise INT8 convolution (groups == in_channels == out_channels), u8
+// codes x s8 weights, exact int32 sums; any kernel size, stride, pad.
+//   activations: Int8ActivationsLayout (C, H, W, pad)
+//   weights:     DwWeightsLayout (C, KH*KW)
+// Work items: (image, output row, block of 16 channels). Tile: one output
+// pixel x 16 channels, weights held in registers along the row.
+struct DwConvArgs {
+  ConvGeometry geometry;
+  const uint16_t* activations = nullptr;
+  Int8ActivationsLayout activation_layout;
+  const int16_t* weights = nullptr;
+  DwWeightsLayout weight_layout;
+  OutputStage output;
+  WorkRange work;
+};
+size_t dw_conv_work_items(const DwConvArgs& args);
+using DwConvFn = void (*)(const DwConvArgs&);
+
+void dwconv_u8s8_1x16__scalar(const DwConvArgs& args);
+void dwconv_u8s8_1x16__avx2(const DwConvArgs& args);
+void dwconv_u8s8_1x16__neon(const DwConvArgs& args);
 
 }  // namespace lowbit::kernels

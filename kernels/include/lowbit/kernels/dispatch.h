@@ -23,6 +23,10 @@ struct KernelTable {
   const char* conv_anybits_bitserial_name = "";
   int bitserial_pixel_tile = 64;
   int bitserial_cout_tile = 4;
+  Int8ConvFn conv_u8s8 = nullptr;
+  const char* conv_u8s8_name = "";
+  DwConvFn dwconv_u8s8 = nullptr;
+  const char* dwconv_u8s8_name = "";
 };
 
 // Best ISA this CPU supports (ignores the environment variable).

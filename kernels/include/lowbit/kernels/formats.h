@@ -23,8 +23,10 @@
 
 namespace lowbit::kernels {
 
-// Geometry of one convolution (groups = 1). Output size follows the usual
-// floor((in + 2*pad - kernel) / stride) + 1.
+// Geometry of one convolution. Output size follows the usual
+// floor((in + 2*pad - kernel) / stride) + 1. groups divides in_channels and
+// out_channels (kernels/ref handles any; the kernels take groups == 1, and
+// the depthwise family groups == in_channels == out_channels).
 struct ConvGeometry {
   int batch = 1;
   int height = 1;
@@ -35,13 +37,15 @@ struct ConvGeometry {
   int kernel_w = 1;
   int stride = 1;
   int pad = 0;
+  int groups = 1;
 
   int out_height() const { return (height + 2 * pad - kernel_h) / stride + 1; }
   int out_width() const { return (width + 2 * pad - kernel_w) / stride + 1; }
   int taps() const { return kernel_h * kernel_w; }
   // Multiply-adds of the whole convolution (for GOPS = 2 * macs / s).
   double macs() const {
-    return double(batch) * out_height() * out_width() * out_channels * in_channels * taps();
+    return double(batch) * out_height() * out_width() * out_channels * (in_channels / groups) *
+           taps();
   }
 };
 
@@ -166,5 +170,69 @@ struct BitSerialWeightsLayout {
 };
 BitSerialWeightsLayout make_bit_serial_weights_layout(int out_channels, int in_channels,
                                                       int taps, int bits, WeightDomain domain);
+
+// ---------------------------------------------------------------------------
+// INT8 activations: the activation format of the INT8 conv and depthwise
+// kernels. Codes are u8 (0..255, zero point 0 as everywhere here) stored
+// zero-extended to uint16 so that the AVX2 kernels can use the exact
+// vpmaddwd (int16 x int16 -> int32 pair sums, no saturation), NHWC with a
+// zero border: per image [padded_height][padded_width][channel_stride]
+// uint16, channel_stride = channels rounded up to kInt8ChannelAlign (tail
+// channels are zero). image_elems includes kInt8SlackElems zero elements at
+// the end so a kernel may read one 16-channel vector past the last pixel.
+// Zero-initialise the buffer once; writers touch only interior pixels.
+inline constexpr int kInt8ChannelAlign = 2;
+inline constexpr int kInt8SlackElems = 16;
+struct Int8ActivationsLayout {
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+  int pad = 0;
+  int channel_stride = 0;  // elements between neighbouring pixels
+  int padded_height = 0;
+  int padded_width = 0;
+  size_t image_elems = 0;  // uint16 elements per image (with slack)
+
+  size_t offset(int padded_y, int padded_x) const {
+    return (size_t(padded_y) * padded_width + padded_x) * channel_stride;
+  }
+};
+Int8ActivationsLayout make_int8_activations_layout(int channels, int height, int width, int pad);
+
+// INT8 conv weights (groups = 1), s8 values stored sign-extended to int16:
+// [cout_blocks][taps][channel_pairs][kInt8CoutBlock][2] int16, where element
+// [b][t][p][o][j] is the weight of output channel b*16+o, tap t, input
+// channel 2p+j (zero beyond out_channels / in_channels). One k-pair step of a
+// block is 64 bytes: two 256-bit rows of 8 channels x 2 input channels.
+inline constexpr int kInt8CoutBlock = 16;
+struct Int8WeightsLayout {
+  int out_channels = 0;
+  int in_channels = 0;
+  int taps = 0;
+  int cout_blocks = 0;
+  int channel_pairs = 0;  // channel_stride / 2 of the activations
+  size_t block_elems = 0;  // taps * channel_pairs * 32
+  size_t elems = 0;
+};
+Int8WeightsLayout make_int8_weights_layout(int out_channels, int in_channels, int taps);
+
+// Depthwise INT8 weights: per block of 16 channels, taps grouped in pairs
+// (2q, 2q+1) (a missing last tap has weight 0), each pair stored as two
+// 16-element int16 rows interleaved the way vpunpck{lo,hi}wd interleaves two
+// 16-channel activation vectors:
+//   row 0 = w[c][2q], w[c][2q+1] for c = 0,1,2,3, 8,9,10,11  (unpacklo order)
+//   row 1 = same for c = 4,5,6,7, 12,13,14,15                  (unpackhi order)
+// i.e. [channel_blocks][tap_pairs][2][16] int16; channels beyond `channels`
+// are zero.
+inline constexpr int kDwChannelBlock = 16;
+struct DwWeightsLayout {
+  int channels = 0;
+  int taps = 0;
+  int channel_blocks = 0;
+  int tap_pairs = 0;
+  size_t block_elems = 0;  // tap_pairs * 32
+  size_t elems = 0;
+};
+DwWeightsLayout make_dw_weights_layout(int channels, int taps);
 
 }  // namespace lowbit::kernels

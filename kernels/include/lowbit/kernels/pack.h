@@ -37,4 +37,14 @@ void pack_lut_weights(const int8_t* values, const LutWeightsLayout& layout, uint
 void pack_bit_serial_weights(const int8_t* values, const BitSerialWeightsLayout& layout,
                              uint64_t* planes);
 
+// NHWC uint8 codes -> INT8 activations (uint16, padded NHWC).
+void pack_int8_activations(const uint8_t* codes, int batch, const Int8ActivationsLayout& layout,
+                           uint16_t* activations);
+
+// OHWI int8 weight values -> INT8 conv weights (int16 k-pairs).
+void pack_int8_weights(const int8_t* values, const Int8WeightsLayout& layout, int16_t* weights);
+
+// Depthwise weights [C][KH][KW] int8 (OHWI with Cin/groups = 1) -> DwWeightsLayout.
+void pack_dw_weights(const int8_t* values, const DwWeightsLayout& layout, int16_t* weights);
+
 }  // namespace lowbit::kernels
