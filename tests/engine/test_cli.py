@@ -58,7 +58,7 @@ def test_inspect_nanodet_layers_sum_to_the_printed_totals():
     assert len(layers) == layer_count
     assert sum(number(row[4]) for row in layers) == total_macs
     assert sum(number(row[5]) for row in layers) == total_params
-    # NanoDet-g: 34 convolutions, 2.09 G multiply-adds (MODELS.md).
+    # NanoDet-g: 34 convolutions, 2.09 G multiply-adds.
     assert sum(1 for row in layers if row[2].startswith("Conv")) == 34
     assert 2.08e9 < total_macs < 2.10e9
     # Only convolutions do multiply-adds or hold parameters.

@@ -2,7 +2,7 @@
 
 For NanoDet-g and BlazeFace, each on three real images and on a batch of two
 frames, the input tensor is made with numpy/Pillow per the model's documented
-pre-processing (models/*/config.pbtxt, docs MODELS.md), run through
+pre-processing (models/*/config.pbtxt), run through
 `lowbit tensors` and through ONNX Runtime, and every output element must agree
 within 1e-4 absolute, plus 2e-6 of the value's magnitude.
 

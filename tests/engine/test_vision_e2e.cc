@@ -1,6 +1,6 @@
 // The whole detection pipeline on the real models and photos: decode,
 // pre-process, engine Session::Run, head decode, NMS. Expected results are
-// the ONNX Runtime ones recorded in /work/shared/MODELS.md (labels exact,
+// ONNX Runtime 1.30's on a faithful FP32 conversion of each model (labels exact,
 // boxes within a few pixels, scores within 0.02).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@ namespace {
 
 using testing::ReadTestImage;
 
-// MODELS.md gives boxes "about"/"near" to the pixel. Across resize kernels
+// The reference gives boxes "about"/"near" to the pixel. Across resize kernels
 // (PIL bilinear/box/lanczos, cv::resize INTER_LINEAR) the same model moves box
 // edges by up to ~5 px (the bicycle's left edge by far more), so "a few
 // pixels" is 6 here; labels are exact.
@@ -113,7 +113,7 @@ TEST(VisionEndToEndTest, NanoDetOnDog) {
   ExpectDetection(detections, "bicycle", 0.69f, {117, 130, 570, 424});
   ExpectDetection(detections, "dog", 0.42f, {131, 222, 359, 542});
   ExpectDetection(detections, "truck", 0.37f, {465, 86, 693, 166});
-  // Anything else sits at the 0.35 threshold (MODELS.md's car at 0.36; which
+  // Anything else sits at the 0.35 threshold (the reference's car at 0.36; which
   // near-threshold box appears depends on the resize kernel), once per object.
   for (size_t i = 3; i < detections.size(); ++i) {
     EXPECT_LT(detections[i].score, 0.365f) << Describe(detections);

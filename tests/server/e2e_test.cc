@@ -103,7 +103,7 @@ TEST_F(EndToEndTest, DetectFindsTheBicycleTheDogAndTheTruckInDogJpg) {
   EXPECT_GE(response.timings().total_us(),
             response.timings().decode_us() + response.timings().inference_us());
 
-  // ONNX Runtime's answers on a faithful FP32 conversion (docs: MODELS.md).
+  // ONNX Runtime's answers on a faithful FP32 conversion.
   const std::vector<Expected> expected = {
       {"bicycle", 117, 130, 570, 424}, {"dog", 131, 222, 359, 542}, {"truck", 465, 86, 693, 166}};
   // The same 6-pixel bound as the engine and client tests: the left edge of the

@@ -1,4 +1,5 @@
-"""Expected detections (from /work/shared/MODELS.md) and checks shared by the tests."""
+"""Expected detections (ONNX Runtime's results on a faithful FP32 conversion of NanoDet-g)
+and checks shared by the tests."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -6,10 +7,10 @@ from dataclasses import dataclass
 
 from lowbit import DetectResult, Detection
 
-# NanoDet-g on the darknet photos, per MODELS.md (faithful FP32 model, ONNX Runtime).
+# NanoDet-g on the darknet photos: ONNX Runtime on a faithful FP32 conversion.
 BOX_TOLERANCE_PX = 6.0
 SCORE_TOLERANCE = 0.04
-#: The threshold MODELS.md's figures were taken at.
+#: The threshold the reference figures were taken at.
 SCORE_THRESHOLD = 0.35
 
 

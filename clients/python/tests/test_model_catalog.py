@@ -6,7 +6,7 @@ import pytest
 
 from lowbit import Client, LowbitError
 
-# NanoDet-g 416: about 2.09 G multiply-adds per frame (/work/shared/PEERS.md).
+# NanoDet-g 416: about 2.09 G multiply-adds per frame.
 NANODET_MACS = 2.09e9
 
 

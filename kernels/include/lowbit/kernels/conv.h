@@ -29,7 +29,7 @@ struct WorkRange {
 WorkRange work_range(size_t items, int parts, int part, size_t granule = 1);
 
 // Weight-pair lookup-table convolution, weights in [-2, 1], activations 1- or
-// 2-bit (KERNELS.md design). Any kernel size, stride 1 or 2, any pad.
+// 2-bit (weight-pair table design). Any kernel size, stride 1 or 2, any pad.
 //   activations: PairPlanesLayout made with (Cin, H, W, pad, stride), batch
 //                images back to back (image_bytes apart)
 //   tables:      LutWeightsLayout for (Cout, Cin, KH*KW), see pack.h
