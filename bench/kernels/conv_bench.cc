@@ -5,6 +5,9 @@
 // XNNPACK qc8 (signed int8 activations, per-channel int8 weights) on the same
 // shape with a pthreadpool of the same size, in the same process.
 // Usage: lowbit_kernels_bench [--threads N] [--runs R] [--filter SUBSTRING]
+//        [--families int8,lut,bitserial,xnnpack | choose]
+// (--families choose prints choose_conv_kernel's pick per shape and bit-width
+// with its estimated time at the measured clock instead of running kernels.)
 // (LOWBIT_KERNELS_ISA selects the variant; default: best supported).
 #include <algorithm>
 #include <atomic>
@@ -19,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "lowbit/kernels/choose.h"
 #include "lowbit/kernels/dispatch.h"
 #include "lowbit/kernels/pack.h"
 
@@ -131,6 +135,37 @@ double median_seconds(int runs, const std::function<void()>& fn) {
   return t[size_t(runs / 2)];
 }
 
+// Core clock estimate in GHz (no hardware counters in a VM): a chain of
+// dependent 1-cycle register-register adds (an immediate add can be folded at
+// rename on recent Intel cores), timed; 0 where not implemented. The median
+// of a few runs, so a preemption does not count.
+double clock_ghz() {
+#if defined(__x86_64__)
+  auto once = [] {
+    constexpr long kIters = 2000000;  // x 100 dependent adds
+    long x = 0, n = kIters, one = 1;
+    const auto t0 = std::chrono::steady_clock::now();
+    __asm__ volatile(
+        "1:\n"
+        ".rept 100\n"
+        "add %2, %0\n"
+        ".endr\n"
+        "dec %1\n"
+        "jnz 1b\n"
+        : "+r"(x), "+r"(n)
+        : "r"(one));
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return 100.0 * kIters / s / 1e9;
+  };
+  std::vector<double> g;
+  for (int i = 0; i < 7; ++i) g.push_back(once());
+  std::nth_element(g.begin(), g.begin() + 3, g.end());
+  return g[3];
+#else
+  return 0.0;
+#endif
+}
+
 void print(const Shape& s, const ConvGeometry& g, int threads, const char* family, int bits,
            const char* kernel, double seconds) {
   std::printf("%s,%d,%d,%d,%d,%d,%d,%d,%s,%d,%s,%.2f,%.1f\n", s.name.c_str(), s.cin, s.cout,
@@ -193,6 +228,23 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
     const size_t items = int8_conv_work_items(a);
     print(s, g, pool.threads(), "int8", 8, t.conv_u8s8_name,
           median_seconds(runs, [&] { run_split(pool, t.conv_u8s8, a, items); }));
+    // Byte formats (vpdpbusd); only where the ISA has a native variant.
+    if (t.int8_dot_native) {
+      Int8DotConvArgs d;
+      d.geometry = g;
+      d.activation_layout = make_int8_dot_activations_layout(g.in_channels, g.height, g.width, g.pad);
+      std::vector<uint8_t> bytes(d.activation_layout.image_bytes, 0);
+      pack_int8_dot_activations(codes.data(), 1, d.activation_layout, bytes.data());
+      d.activations = bytes.data();
+      d.weight_layout = make_int8_dot_weights_layout(g.out_channels, g.in_channels, g.taps());
+      std::vector<int8_t> dw(d.weight_layout.bytes);
+      pack_int8_dot_weights(w.data(), d.weight_layout, dw.data());
+      d.weights = dw.data();
+      d.output = stage;
+      const size_t dot_items = int8_dot_conv_work_items(d);
+      print(s, g, pool.threads(), "int8dot", 8, t.conv_u8s8dot_name,
+            median_seconds(runs, [&] { run_split(pool, t.conv_u8s8dot, d, dot_items); }));
+    }
   }
 }
 
@@ -294,12 +346,24 @@ int main(int argc, char** argv) {
 #if LOWBIT_BENCH_XNNPACK
   if (xnn_initialize(nullptr) != xnn_status_success) return 1;
 #endif
-  std::printf("# isa=%s threads=%d runs=%d\n", isa_name(kernel_table().isa), threads, runs);
+  const double clock_ghz_estimate = clock_ghz();
+  std::printf("# isa=%s threads=%d runs=%d clock_ghz=%.2f\n", isa_name(kernel_table().isa), threads,
+              runs, clock_ghz_estimate);
   std::printf("shape,cin,cout,size,kernel,stride,groups,threads,family,bits,kernel_name,median_us,gops\n");
   Pool pool(threads);
   std::mt19937 rng(1);
   for (const Shape& s : all_shapes()) {
     if (!filter.empty() && s.name.find(filter) == std::string::npos) continue;
+    if (want("choose")) {  // the per-layer choice and its estimate, no run
+      const ConvGeometry g = geometry_of(s);
+      for (int bits : {1, 2, 3, 4, 8}) {
+        const ConvKernelChoice c = choose_conv_kernel(
+            g, bits, bits, bits == 1 ? WeightDomain::kBinary : WeightDomain::kSigned);
+        const double seconds = c.estimated_cycles / (clock_ghz_estimate * 1e9);
+        print(s, g, 1, "choose", bits, c.kernel_name, seconds);
+      }
+      continue;
+    }
     if (want("int8")) bench_int8(s, pool, runs, rng);
     if (!s.depthwise && want("lut")) bench_lut(s, pool, runs, rng);
     if (!s.depthwise && threads == 1 && want("bitserial"))

@@ -32,6 +32,16 @@ bool cpu_has_avx2() {
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
   return ebx & (1u << 5);
 }
+
+// AVX-VNNI: CPUID.(EAX=7, ECX=1):EAX bit 4 (VEX-encoded vpdpbusd / vpdpwssd
+// on ymm; only the YMM state checked by cpu_has_avx2 is needed).
+bool cpu_has_avx_vnni() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx) || eax < 7) return false;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || eax < 1) return false;  // max subleaf
+  __cpuid_count(7, 1, eax, ebx, ecx, edx);
+  return eax & (1u << 4);
+}
 #endif
 
 #if LOWBIT_KERNELS_ARM64
@@ -44,6 +54,7 @@ const KernelTable kScalarTable = {
     conv_anybits_bitserial_64x4__scalar, "conv_anybits_bitserial_64x4__scalar", 64, 4,
     conv_u8s8_6x16__scalar, "conv_u8s8_6x16__scalar",
     dwconv_u8s8_1x16__scalar, "dwconv_u8s8_1x16__scalar",
+    conv_u8s8dot_6x16__scalar, "conv_u8s8dot_6x16__scalar", false,
 };
 #if LOWBIT_KERNELS_X86
 const KernelTable kAvx2Table = {
@@ -52,6 +63,15 @@ const KernelTable kAvx2Table = {
     conv_anybits_bitserial_64x4__avx2, "conv_anybits_bitserial_64x4__avx2", 64, 4,
     conv_u8s8_6x16__avx2, "conv_u8s8_6x16__avx2",
     dwconv_u8s8_1x16__avx2, "dwconv_u8s8_1x16__avx2",
+    conv_u8s8dot_6x16__scalar, "conv_u8s8dot_6x16__scalar", false,
+};
+const KernelTable kAvxVnniTable = {
+    Isa::kAvxVnni,
+    conv_w2a2_lut_64x4__avx2, "conv_w2a2_lut_64x4__avx2", 64, 4,
+    conv_anybits_bitserial_64x4__avx2, "conv_anybits_bitserial_64x4__avx2", 64, 4,
+    conv_u8s8_6x16__avxvnni, "conv_u8s8_6x16__avxvnni",
+    dwconv_u8s8_1x16__avxvnni, "dwconv_u8s8_1x16__avxvnni",
+    conv_u8s8dot_6x16__avxvnni, "conv_u8s8dot_6x16__avxvnni", true,
 };
 #endif
 #if LOWBIT_KERNELS_ARM64
@@ -61,6 +81,7 @@ const KernelTable kNeonTable = {
     conv_anybits_bitserial_64x4__neon, "conv_anybits_bitserial_64x4__neon", 64, 4,
     conv_u8s8_6x16__neon, "conv_u8s8_6x16__neon",
     dwconv_u8s8_1x16__neon, "dwconv_u8s8_1x16__neon",
+    conv_u8s8dot_6x16__scalar, "conv_u8s8dot_6x16__scalar", false,
 };
 #endif
 
@@ -70,6 +91,7 @@ const KernelTable& choose_table() {
     Isa wanted = isa;
     if (std::strcmp(forced, "scalar") == 0) wanted = Isa::kScalar;
     else if (std::strcmp(forced, "avx2") == 0) wanted = Isa::kAvx2;
+    else if (std::strcmp(forced, "avxvnni") == 0) wanted = Isa::kAvxVnni;
     else if (std::strcmp(forced, "neon") == 0) wanted = Isa::kNeon;
     if (isa_supported(wanted)) isa = wanted;
   }
@@ -82,6 +104,7 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
+    case Isa::kAvxVnni: return "avxvnni";
     case Isa::kNeon: return "neon";
   }
   return "unknown";
@@ -90,7 +113,7 @@ const char* isa_name(Isa isa) {
 Isa detect_isa() {
   static const Isa detected = [] {
 #if LOWBIT_KERNELS_X86
-    if (cpu_has_avx2()) return Isa::kAvx2;
+    if (cpu_has_avx2()) return cpu_has_avx_vnni() ? Isa::kAvxVnni : Isa::kAvx2;
 #elif LOWBIT_KERNELS_ARM64
     if (cpu_has_neon()) return Isa::kNeon;
 #endif
@@ -110,7 +133,12 @@ const KernelTable* kernel_table_for(Isa isa) {
       return &kScalarTable;
     case Isa::kAvx2:
 #if LOWBIT_KERNELS_X86
-      if (detect_isa() == Isa::kAvx2) return &kAvx2Table;
+      if (detect_isa() == Isa::kAvx2 || detect_isa() == Isa::kAvxVnni) return &kAvx2Table;
+#endif
+      return nullptr;
+    case Isa::kAvxVnni:
+#if LOWBIT_KERNELS_X86
+      if (detect_isa() == Isa::kAvxVnni) return &kAvxVnniTable;
 #endif
       return nullptr;
     case Isa::kNeon:

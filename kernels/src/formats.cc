@@ -112,6 +112,34 @@ Int8WeightsLayout make_int8_weights_layout(int out_channels, int in_channels, in
   return l;
 }
 
+Int8DotActivationsLayout make_int8_dot_activations_layout(int channels, int height, int width,
+                                                          int pad) {
+  assert(channels > 0 && height > 0 && width > 0 && pad >= 0);
+  Int8DotActivationsLayout l;
+  l.channels = channels;
+  l.height = height;
+  l.width = width;
+  l.pad = pad;
+  l.channel_stride = int(round_up(size_t(channels), kInt8DotChannelAlign));
+  l.padded_height = height + 2 * pad;
+  l.padded_width = width + 2 * pad;
+  l.image_bytes = size_t(l.padded_height) * l.padded_width * l.channel_stride + kInt8DotSlackBytes;
+  return l;
+}
+
+Int8DotWeightsLayout make_int8_dot_weights_layout(int out_channels, int in_channels, int taps) {
+  assert(out_channels > 0 && in_channels > 0 && taps > 0);
+  Int8DotWeightsLayout l;
+  l.out_channels = out_channels;
+  l.in_channels = in_channels;
+  l.taps = taps;
+  l.cout_blocks = (out_channels + kInt8CoutBlock - 1) / kInt8CoutBlock;
+  l.channel_quads = int(round_up(size_t(in_channels), kInt8DotChannelAlign)) / 4;
+  l.block_bytes = size_t(taps) * l.channel_quads * 4 * kInt8CoutBlock;
+  l.bytes = l.block_bytes * l.cout_blocks;
+  return l;
+}
+
 DwWeightsLayout make_dw_weights_layout(int channels, int taps) {
   assert(channels > 0 && taps > 0);
   DwWeightsLayout l;

@@ -30,6 +30,12 @@ size_t int8_conv_work_items(const Int8ConvArgs& a) {
          a.weight_layout.cout_blocks;
 }
 
+size_t int8_dot_conv_work_items(const Int8DotConvArgs& a) {
+  const size_t flat = size_t(a.geometry.out_height()) * a.geometry.out_width();
+  return size_t(a.geometry.batch) * ((flat + kInt8PixelGroup - 1) / kInt8PixelGroup) *
+         a.weight_layout.cout_blocks;
+}
+
 size_t dw_conv_work_items(const DwConvArgs& a) {
   return size_t(a.geometry.batch) * a.geometry.out_height() * a.weight_layout.channel_blocks;
 }
@@ -54,6 +60,28 @@ void make_int8_plan(const Int8ConvArgs& a, Int8Plan* plan) {
   plan->cout_blocks = w.cout_blocks;
   plan->items = size_t(g.batch) * plan->pixel_groups * plan->cout_blocks;
   plan->row_pairs = g.kernel_w * l.channel_stride / 2;
+  for (int ky = 0; ky < g.kernel_h; ++ky) plan->row_offset[ky] = l.offset(ky, 0);
+  check_work_range(a.output, a.work, plan->items, size_t(plan->cout_blocks));
+}
+
+void make_int8_dot_plan(const Int8DotConvArgs& a, Int8Plan* plan) {
+  const ConvGeometry& g = a.geometry;
+  const Int8DotActivationsLayout& l = a.activation_layout;
+  const Int8DotWeightsLayout& w = a.weight_layout;
+  assert(g.groups == 1 && g.stride >= 1);
+  assert(l.channels == g.in_channels && l.height == g.height && l.width == g.width &&
+         l.pad == g.pad);
+  assert(w.out_channels == g.out_channels && w.in_channels == g.in_channels &&
+         w.taps == g.taps() && w.channel_quads * 4 == l.channel_stride);
+  assert(g.kernel_h <= kInt8MaxKernelH && g.out_height() > 0 && g.out_width() > 0);
+  assert(size_t(g.taps()) * g.in_channels <= 65793);  // exact int32 sums
+  plan->out_height = g.out_height();
+  plan->out_width = g.out_width();
+  plan->flat_pixels = size_t(plan->out_height) * plan->out_width;
+  plan->pixel_groups = (plan->flat_pixels + kInt8PixelGroup - 1) / kInt8PixelGroup;
+  plan->cout_blocks = w.cout_blocks;
+  plan->items = size_t(g.batch) * plan->pixel_groups * plan->cout_blocks;
+  plan->row_quads = g.kernel_w * l.channel_stride / 4;
   for (int ky = 0; ky < g.kernel_h; ++ky) plan->row_offset[ky] = l.offset(ky, 0);
   check_work_range(a.output, a.work, plan->items, size_t(plan->cout_blocks));
 }

@@ -21,10 +21,13 @@ struct Int8Plan {
   int cout_blocks = 0;
   size_t items = 0;
   int row_pairs = 0;  // k-pairs along one kernel row: kernel_w * channel_stride / 2
+  int row_quads = 0;  // conv_u8s8dot: k-quads along one kernel row (kernel_w * channel_stride / 4)
   // Element offset of kernel row ky from the window's top-left pixel.
   size_t row_offset[kInt8MaxKernelH] = {};
 };
 void make_int8_plan(const Int8ConvArgs& args, Int8Plan* plan);
+// Same plan for the dot-product family (row_offset in bytes, row_quads set).
+void make_int8_dot_plan(const Int8DotConvArgs& args, Int8Plan* plan);
 
 // Element offset (within one image) of the top-left input pixel of the window
 // of flat output pixel f.

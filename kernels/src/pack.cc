@@ -2,6 +2,7 @@
 
 #include <cassert>
 #include <cmath>
+#include <cstring>
 
 namespace lowbit::kernels {
 
@@ -144,6 +145,29 @@ void pack_int8_weights(const int8_t* values, const Int8WeightsLayout& l, int16_t
       for (int c = 0; c < l.in_channels; ++c)
         weights[b * l.block_elems + ((size_t(t) * l.channel_pairs + c / 2) * kInt8CoutBlock + lane) * 2 +
                 c % 2] = values[(size_t(o) * l.taps + t) * l.in_channels + c];
+  }
+}
+
+void pack_int8_dot_activations(const uint8_t* codes, int batch, const Int8DotActivationsLayout& l,
+                               uint8_t* activations) {
+  for (int n = 0; n < batch; ++n) {
+    uint8_t* image = activations + size_t(n) * l.image_bytes;
+    for (int y = 0; y < l.height; ++y)
+      for (int x = 0; x < l.width; ++x) {
+        const uint8_t* px = codes + ((size_t(n) * l.height + y) * l.width + x) * l.channels;
+        std::memcpy(image + l.offset(y + l.pad, x + l.pad), px, size_t(l.channels));
+      }
+  }
+}
+
+void pack_int8_dot_weights(const int8_t* values, const Int8DotWeightsLayout& l, int8_t* weights) {
+  std::memset(weights, 0, l.bytes);
+  for (int o = 0; o < l.out_channels; ++o) {
+    const int b = o / kInt8CoutBlock, lane = o % kInt8CoutBlock;
+    for (int t = 0; t < l.taps; ++t)
+      for (int c = 0; c < l.in_channels; ++c)
+        weights[b * l.block_bytes + ((size_t(t) * l.channel_quads + c / 4) * kInt8CoutBlock + lane) * 4 +
+                c % 4] = values[(size_t(o) * l.taps + t) * l.in_channels + c];
   }
 }
 

@@ -1,4 +1,5 @@
-// INT8 conv (conv_u8s8_6x16__*) and depthwise (dwconv_u8s8_1x16__*) against
+// INT8 conv (conv_u8s8_6x16__* on 16-bit formats and conv_u8s8dot_6x16__* on
+// byte formats, every case run through both) and depthwise (dwconv_u8s8_1x16__*) against
 // kernels/ref, plus work-range splits (threads) of the LUT and INT8 kernels.
 #include "conv_tester.h"
 #include "isa_param.h"
@@ -18,19 +19,19 @@ TEST_P(ConvInt8, ChannelsKernelsStridesPads) {
         for (int cin : {1, 3, 16, 33})
           for (int cout : {1, 15, 16, 17, 40})
             ConvTester().int8().cin(cin).cout(cout).h(7).w(5).kernel(k).stride(s).pad(p)
-                .seed(seed++).Test(table().conv_u8s8);
+                .seed(seed++).Test(table().conv_u8s8, table().conv_u8s8dot);
 }
 
 TEST_P(ConvInt8, ManyTilesOddSizesAndBatch) {
   // Pixel groups of 24 and tiles of 6 crossing rows; partial last tiles.
   ConvTester().int8().batch(2).cin(6).cout(24).h(23).w(29).kernel(3).pad(1).seed(7).Test(
-      table().conv_u8s8);
-  ConvTester().int8().cin(5).cout(9).h(31).w(3).kernel(3).stride(2).seed(8).Test(table().conv_u8s8);
-  ConvTester().int8().cin(64).cout(32).h(14).w(14).kernel(1).seed(9).Test(table().conv_u8s8);
+      table().conv_u8s8, table().conv_u8s8dot);
+  ConvTester().int8().cin(5).cout(9).h(31).w(3).kernel(3).stride(2).seed(8).Test(table().conv_u8s8, table().conv_u8s8dot);
+  ConvTester().int8().cin(64).cout(32).h(14).w(14).kernel(1).seed(9).Test(table().conv_u8s8, table().conv_u8s8dot);
   ConvTester().int8().cin(3).cout(32).h(21).w(19).kernel(3).stride(2).pad(1).seed(10).Test(
-      table().conv_u8s8);
-  ConvTester().int8().cin(1).cout(1).h(1).w(1).kernel(1).seed(11).Test(table().conv_u8s8);
-  ConvTester().int8().cin(4).cout(4).h(9).w(9).kernel(5, 3).pad(1).seed(12).Test(table().conv_u8s8);
+      table().conv_u8s8, table().conv_u8s8dot);
+  ConvTester().int8().cin(1).cout(1).h(1).w(1).kernel(1).seed(11).Test(table().conv_u8s8, table().conv_u8s8dot);
+  ConvTester().int8().cin(4).cout(4).h(9).w(9).kernel(5, 3).pad(1).seed(12).Test(table().conv_u8s8, table().conv_u8s8dot);
 }
 
 TEST_P(ConvInt8, ExtremeValuesNoSaturation) {
@@ -38,9 +39,9 @@ TEST_P(ConvInt8, ExtremeValuesNoSaturation) {
   // (|2 * 255 * 128| > 32767); 1000 x 9 taps x 255 x 128 fits int32.
   for (Fill fill : {Fill::kMaxCodesMinWeights, Fill::kMaxCodesMaxWeights}) {
     ConvTester().int8().fill(fill).cin(1000).cout(17).h(4).w(3).kernel(3).pad(1).Test(
-        table().conv_u8s8);
+        table().conv_u8s8, table().conv_u8s8dot);
     ConvTester().int8().fill(fill).cin(29).cout(16).h(8).w(9).kernel(3).stride(2).pad(1).Test(
-        table().conv_u8s8);
+        table().conv_u8s8, table().conv_u8s8dot);
   }
 }
 
@@ -50,9 +51,9 @@ TEST_P(ConvInt8, FusedEpilogueDestinations) {
                          Activation::kHardSwish, Activation::kSilu}) {
     for (Destination d : {Destination::kFloat, Destination::kCodes, Destination::kPairPlanes})
       ConvTester().int8().destination(d).activation(act).out_bits(d == Destination::kCodes ? 8 : 2)
-          .cin(10).cout(18).h(9).w(12).kernel(3).pad(1).seed(seed++).Test(table().conv_u8s8);
+          .cin(10).cout(18).h(9).w(12).kernel(3).pad(1).seed(seed++).Test(table().conv_u8s8, table().conv_u8s8dot);
     ConvTester().int8().destination(Destination::kBitPlanes).activation(act).out_bits(3).cin(10)
-        .cout(70).h(5).w(6).kernel(3).stride(2).pad(1).seed(seed++).Test(table().conv_u8s8);
+        .cout(70).h(5).w(6).kernel(3).stride(2).pad(1).seed(seed++).Test(table().conv_u8s8, table().conv_u8s8dot);
   }
 }
 
@@ -89,7 +90,7 @@ TEST_P(WorkSplit, RangesEqualSingleRun) {
       ConvTester().splits(parts).threads(threads).cin(17).cout(12).h(23).w(29).kernel(3).pad(1)
           .seed(seed++).Test(table().conv_w2a2_lut);
       ConvTester().splits(parts).threads(threads).int8().cin(19).cout(40).h(15).w(17).kernel(3)
-          .stride(2).pad(1).seed(seed++).Test(table().conv_u8s8);
+          .stride(2).pad(1).seed(seed++).Test(table().conv_u8s8, table().conv_u8s8dot);
       ConvTester().splits(parts).threads(threads).int8().cin(40).depthwise().h(11).w(9).kernel(3)
           .pad(1).seed(seed++).Test(table().dwconv_u8s8);
     }
@@ -98,7 +99,7 @@ TEST_P(WorkSplit, RangesEqualSingleRun) {
         .cin(8).cout(70).h(13).w(11).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut);
     ConvTester().splits(parts).threads(true).int8().destination(Destination::kBitPlanes)
         .out_bits(4).cin(8).cout(70).h(13).w(11).kernel(3).pad(1).seed(seed++)
-        .Test(table().conv_u8s8);
+        .Test(table().conv_u8s8, table().conv_u8s8dot);
     ConvTester().splits(parts).threads(true).destination(Destination::kPairPlanes).out_bits(2)
         .cin(8).cout(20).h(13).w(11).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut);
   }

@@ -109,6 +109,34 @@ class ConvTester {
     Verify(in, out);
   }
 
+  void Test(Int8DotConvFn fn) const {
+    SCOPED_TRACE(Describe());
+    EXPECT_EQ(wbits_, 8) << "Int8 kernels need .int8()";
+    Inputs in = Generate();
+    Int8DotConvArgs args;
+    args.geometry = g_;
+    args.activation_layout =
+        make_int8_dot_activations_layout(g_.in_channels, g_.height, g_.width, g_.pad);
+    std::vector<uint8_t> acts(args.activation_layout.image_bytes * g_.batch, 0);
+    pack_int8_dot_activations(in.codes.data(), g_.batch, args.activation_layout, acts.data());
+    args.activations = acts.data();
+    args.weight_layout = make_int8_dot_weights_layout(g_.out_channels, g_.in_channels, g_.taps());
+    std::vector<int8_t> w(args.weight_layout.bytes);
+    pack_int8_dot_weights(in.weights.data(), args.weight_layout, w.data());
+    args.weights = w.data();
+    Outputs out = MakeOutputs();
+    out.stage.epilogue = MakeEpilogue(in);
+    args.output = out.stage;
+    RunSplit(fn, args, int8_dot_conv_work_items(args), size_t(args.weight_layout.cout_blocks));
+    Verify(in, out);
+  }
+
+  // Both INT8 conv families (16-bit and byte formats) on the same case.
+  void Test(Int8ConvFn fn, Int8DotConvFn dot_fn) const {
+    Test(fn);
+    Test(dot_fn);
+  }
+
   void Test(DwConvFn fn) const {
     SCOPED_TRACE(Describe());
     EXPECT_EQ(wbits_, 8) << "depthwise kernels need .int8()";

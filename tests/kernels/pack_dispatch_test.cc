@@ -102,28 +102,38 @@ TEST(Dispatch, DetectsAndBuildsTables) {
   const Isa best = detect_isa();
   EXPECT_TRUE(isa_supported(Isa::kScalar));
   EXPECT_TRUE(isa_supported(best));
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kNeon}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kNeon}) {
     const KernelTable* t = kernel_table_for(isa);
     if (!t) continue;
     EXPECT_EQ(t->isa, isa);
     EXPECT_NE(t->conv_w2a2_lut, nullptr);
     EXPECT_NE(t->conv_anybits_bitserial, nullptr);
-    EXPECT_NE(std::strstr(t->conv_w2a2_lut_name, isa_name(isa)), nullptr);
+    EXPECT_NE(t->conv_u8s8dot, nullptr);
+    // Every level has its own INT8 variant (other families may be inherited).
+    EXPECT_NE(std::strstr(t->conv_u8s8_name, isa_name(isa)), nullptr);
+    EXPECT_EQ(t->int8_dot_native, isa == Isa::kAvxVnni);
   }
 #if defined(__x86_64__)
   EXPECT_EQ(kernel_table_for(Isa::kNeon), nullptr);
+  // A higher x86 level implies the lower ones.
+  if (best == Isa::kAvxVnni) {
+    EXPECT_NE(kernel_table_for(Isa::kAvx2), nullptr);
+  }
 #elif defined(__aarch64__)
   EXPECT_EQ(kernel_table_for(Isa::kAvx2), nullptr);
+  EXPECT_EQ(kernel_table_for(Isa::kAvxVnni), nullptr);
   EXPECT_EQ(best, Isa::kNeon);
 #endif
 }
 
-// Registered a second time by CMake with LOWBIT_KERNELS_ISA=scalar.
+// Registered again by CMake with LOWBIT_KERNELS_ISA=scalar and =avx2.
 TEST(Dispatch, EnvironmentForcesLowerIsa) {
   const char* forced = std::getenv("LOWBIT_KERNELS_ISA");
   const KernelTable& t = kernel_table();
   if (forced && std::strcmp(forced, "scalar") == 0) {
     EXPECT_EQ(t.isa, Isa::kScalar);
+  } else if (forced && std::strcmp(forced, "avx2") == 0) {
+    EXPECT_EQ(t.isa, isa_supported(Isa::kAvx2) ? Isa::kAvx2 : detect_isa());
   } else if (!forced) {
     EXPECT_EQ(t.isa, detect_isa());
   }

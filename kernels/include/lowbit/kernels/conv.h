@@ -103,6 +103,34 @@ using Int8ConvFn = void (*)(const Int8ConvArgs&);
 void conv_u8s8_6x16__scalar(const Int8ConvArgs& args);
 void conv_u8s8_6x16__avx2(const Int8ConvArgs& args);
 void conv_u8s8_6x16__neon(const Int8ConvArgs& args);
+// Same formats and tile; vpdpwssd (AVX-VNNI) fuses vpmaddwd + vpaddd.
+void conv_u8s8_6x16__avxvnni(const Int8ConvArgs& args);
+
+// INT8 convolution for 4-way dot-product instructions: u8 activation codes
+// x s8 weights, exact int32 sums (groups = 1, any kernel size, stride, pad).
+//   activations: Int8DotActivationsLayout (Cin, H, W, pad), batch back to back
+//   weights:     Int8DotWeightsLayout (Cout, Cin, KH*KW), s8 k-quads
+// Exactness: vpdpbusd forms the four u8 x s8 products of each 32-bit lane at
+// full precision and adds them straight to the int32 accumulator (no int16
+// intermediate that could saturate, unlike vpmaddubsw), so sums are exact for
+// taps * Cin <= 65793 as in the family above.
+// Work items as conv_u8s8 (image, group of kInt8PixelGroup flat output
+// pixels, block of kInt8CoutBlock output channels). Tile: 6 pixels x 16
+// channels (AVX-VNNI), scalar 1 x 16.
+struct Int8DotConvArgs {
+  ConvGeometry geometry;
+  const uint8_t* activations = nullptr;
+  Int8DotActivationsLayout activation_layout;
+  const int8_t* weights = nullptr;
+  Int8DotWeightsLayout weight_layout;
+  OutputStage output;
+  WorkRange work;
+};
+size_t int8_dot_conv_work_items(const Int8DotConvArgs& args);
+using Int8DotConvFn = void (*)(const Int8DotConvArgs&);
+
+void conv_u8s8dot_6x16__scalar(const Int8DotConvArgs& args);
+void conv_u8s8dot_6x16__avxvnni(const Int8DotConvArgs& args);
 
 // Depthwise INT8 convolution (groups == in_channels == out_channels), u8
 // codes x s8 weights, exact int32 sums; any kernel size, stride, pad.
@@ -125,5 +153,7 @@ using DwConvFn = void (*)(const DwConvArgs&);
 void dwconv_u8s8_1x16__scalar(const DwConvArgs& args);
 void dwconv_u8s8_1x16__avx2(const DwConvArgs& args);
 void dwconv_u8s8_1x16__neon(const DwConvArgs& args);
+// Same formats and tile; vpdpwssd (AVX-VNNI) fuses vpmaddwd + vpaddd.
+void dwconv_u8s8_1x16__avxvnni(const DwConvArgs& args);
 
 }  // namespace lowbit::kernels

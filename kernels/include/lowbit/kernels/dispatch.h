@@ -1,7 +1,10 @@
 // The one place that knows which ISA variants exist. The CPU is detected once
 // (cpuid + xgetbv on x86-64, getauxval on AArch64); LOWBIT_KERNELS_ISA =
-// scalar|avx2|neon forces a lower ISA (a request above what the CPU supports
-// falls back to the best supported one). The engine picks kernels only through
+// scalar|avx2|avxvnni|neon forces a lower ISA (a request above what the CPU
+// supports falls back to the best supported one). x86-64 levels are ordered
+// scalar < avx2 < avxvnni (AVX2 plus 256-bit VEX vpdpbusd / vpdpwssd); a
+// table of a higher level carries the lower level's kernel where it has no
+// variant of its own. The engine picks kernels only through
 // this table, so no ISA #if appears outside kernels/.
 #pragma once
 
@@ -9,7 +12,7 @@
 
 namespace lowbit::kernels {
 
-enum class Isa : uint8_t { kScalar, kAvx2, kNeon };
+enum class Isa : uint8_t { kScalar, kAvx2, kAvxVnni, kNeon };
 
 const char* isa_name(Isa isa);
 
@@ -27,6 +30,12 @@ struct KernelTable {
   const char* conv_u8s8_name = "";
   DwConvFn dwconv_u8s8 = nullptr;
   const char* dwconv_u8s8_name = "";
+  // INT8 on the byte formats (Int8Dot*Layout). Only a dot-product ISA makes it
+  // faster than conv_u8s8; elsewhere this is the scalar variant (correct, for
+  // tests and completeness) and int8_dot_native is false.
+  Int8DotConvFn conv_u8s8dot = nullptr;
+  const char* conv_u8s8dot_name = "";
+  bool int8_dot_native = false;
 };
 
 // Best ISA this CPU supports (ignores the environment variable).

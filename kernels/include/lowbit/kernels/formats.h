@@ -216,6 +216,49 @@ struct Int8WeightsLayout {
 };
 Int8WeightsLayout make_int8_weights_layout(int out_channels, int in_channels, int taps);
 
+// INT8 dot-product activations (the format of the conv_u8s8dot family, for
+// 4-way u8 x s8 dot-product instructions: AVX-VNNI / AVX-512 VNNI vpdpbusd,
+// Arm usdot). u8 codes as bytes, NHWC with a zero border: per image
+// [padded_height][padded_width][channel_stride] uint8, channel_stride =
+// channels rounded up to kInt8DotChannelAlign (tail channels are zero), so a
+// kernel row of kernel_w pixels is kernel_w * channel_stride / 4 whole k-quads.
+// image_bytes includes kInt8DotSlackBytes zero bytes at the end.
+// Zero-initialise the buffer once; writers touch only interior pixels.
+inline constexpr int kInt8DotChannelAlign = 4;
+inline constexpr int kInt8DotSlackBytes = 64;
+struct Int8DotActivationsLayout {
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+  int pad = 0;
+  int channel_stride = 0;  // bytes between neighbouring pixels, multiple of 4
+  int padded_height = 0;
+  int padded_width = 0;
+  size_t image_bytes = 0;  // per image (with slack)
+
+  size_t offset(int padded_y, int padded_x) const {
+    return (size_t(padded_y) * padded_width + padded_x) * channel_stride;
+  }
+};
+Int8DotActivationsLayout make_int8_dot_activations_layout(int channels, int height, int width,
+                                                          int pad);
+
+// INT8 dot-product conv weights (groups = 1), s8 values:
+// [cout_blocks][taps][channel_quads][kInt8CoutBlock][4] int8, where element
+// [b][t][q][o][j] is the weight of output channel b*16+o, tap t, input channel
+// 4q+j (zero beyond out_channels / in_channels). One k-quad step of a block is
+// 64 bytes: two 256-bit rows of 8 channels x 4 input channels.
+struct Int8DotWeightsLayout {
+  int out_channels = 0;
+  int in_channels = 0;
+  int taps = 0;
+  int cout_blocks = 0;
+  int channel_quads = 0;   // channel_stride / 4 of the activations
+  size_t block_bytes = 0;  // taps * channel_quads * 64
+  size_t bytes = 0;
+};
+Int8DotWeightsLayout make_int8_dot_weights_layout(int out_channels, int in_channels, int taps);
+
 // Depthwise INT8 weights: per block of 16 channels, taps grouped in pairs
 // (2q, 2q+1) (a missing last tap has weight 0), each pair stored as two
 // 16-element int16 rows interleaved the way vpunpck{lo,hi}wd interleaves two

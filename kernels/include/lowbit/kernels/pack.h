@@ -44,6 +44,14 @@ void pack_int8_activations(const uint8_t* codes, int batch, const Int8Activation
 // OHWI int8 weight values -> INT8 conv weights (int16 k-pairs).
 void pack_int8_weights(const int8_t* values, const Int8WeightsLayout& layout, int16_t* weights);
 
+// NHWC uint8 codes -> INT8 dot-product activations (bytes, padded NHWC).
+void pack_int8_dot_activations(const uint8_t* codes, int batch,
+                               const Int8DotActivationsLayout& layout, uint8_t* activations);
+
+// OHWI int8 weight values -> INT8 dot-product conv weights (k-quads).
+void pack_int8_dot_weights(const int8_t* values, const Int8DotWeightsLayout& layout,
+                           int8_t* weights);
+
 // Depthwise weights [C][KH][KW] int8 (OHWI with Cin/groups = 1) -> DwWeightsLayout.
 void pack_dw_weights(const int8_t* values, const DwWeightsLayout& layout, int16_t* weights);
 
