@@ -350,7 +350,6 @@ int main(int argc, char** argv) {
   std::printf("# isa=%s threads=%d runs=%d clock_ghz=%.2f\n", isa_name(kernel_table().isa), threads,
               runs, clock_ghz_estimate);
   std::printf("shape,cin,cout,size,kernel,stride,groups,threads,family,bits,kernel_name,median_us,gops\n");
-  Pool pool(threads);
   std::mt19937 rng(1);
   for (const Shape& s : all_shapes()) {
     if (!filter.empty() && s.name.find(filter) == std::string::npos) continue;
@@ -364,8 +363,13 @@ int main(int argc, char** argv) {
       }
       continue;
     }
-    if (want("int8")) bench_int8(s, pool, runs, rng);
-    if (!s.depthwise && want("lut")) bench_lut(s, pool, runs, rng);
+    {
+      // Our pool's workers spin while idle: it exists only while our kernels
+      // run, so XNNPACK's pthreadpool below has the cores to itself.
+      Pool pool(threads);
+      if (want("int8")) bench_int8(s, pool, runs, rng);
+      if (!s.depthwise && want("lut")) bench_lut(s, pool, runs, rng);
+    }
     if (!s.depthwise && threads == 1 && want("bitserial"))
       for (int bits = 1; bits <= 4; ++bits) bench_bitserial(s, bits, runs, rng);
 #if LOWBIT_BENCH_XNNPACK

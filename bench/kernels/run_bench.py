@@ -9,8 +9,14 @@ profiler (session overhead excluded), intra_op_num_threads = threads.
 MLAS picks its kernels from cpuid: on a CPU with AVX-512 VNNI / AVX-VNNI it
 uses vpdpbusd, which the AVX2 deploy target lacks; the ISA is printed.
 
+On a shared machine (another container's build on the same cores) a
+2-thread median depends on whether the second core was free during that
+process: --repeat N runs everything (our kernels, XNNPACK, ONNX Runtime) N
+times and keeps each kernel's best median, which approaches the unloaded
+figure for all of them alike.
+
 Usage: .venv/bin/python bench/kernels/run_bench.py [--bench build-kernels/bench/kernels/lowbit_kernels_bench]
-       [--threads 1,2] [--runs 30] [--filter SUBSTRING] [--csv out.csv]
+       [--threads 1,2] [--runs 30] [--repeat 1] [--filter SUBSTRING] [--csv out.csv]
 """
 import argparse
 import csv
@@ -116,22 +122,37 @@ def main():
     ap.add_argument("--bench", default="build-kernels/bench/kernels/lowbit_kernels_bench")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--filter", default="")
     ap.add_argument("--csv", default="")
     a = ap.parse_args()
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[:3]
     print(f"# ONNX Runtime {ort.__version__} (MLAS may use: {cpu_isa()}), load average before: "
-          f"{' '.join(load_before)}")
+          f"{' '.join(load_before)}, best median of {a.repeat} run(s)")
     table = []
     for threads in (int(t) for t in a.threads.split(",")):
-        isa, rows = run_lowbit(a.bench, threads, a.runs, a.filter)
+        # Repeats alternate between our bench process and ONNX Runtime, so a
+        # busy phase of the shared cores does not fall on one side only.
+        best_rows, best_ort = {}, {}
+        for _ in range(a.repeat):
+            isa, rows = run_lowbit(a.bench, threads, a.runs, a.filter)
+            for r in rows:
+                key = (r["shape"], r["family"], r["bits"], r["kernel_name"])
+                if key not in best_rows or float(r["median_us"]) < float(best_rows[key]["median_us"]):
+                    best_rows[key] = r
+            seen = set()
+            for r in rows:
+                if r["shape"] not in seen:
+                    seen.add(r["shape"])
+                    us = ort_kernel_us(r, threads, a.runs)
+                    best_ort[r["shape"]] = min(us, best_ort.get(r["shape"], us))
         print(f"{isa}", flush=True)
         shapes = {}
-        for r in rows:
+        for r in best_rows.values():
             shapes.setdefault(r["shape"], []).append(r)
         for name, rs in shapes.items():
-            ort_us = ort_kernel_us(rs[0], threads, a.runs)
+            ort_us = best_ort[name]
             macs = float(rs[0]["gops"]) * 1e9 * float(rs[0]["median_us"]) * 1e-6 / 2
             ort_gops = 2 * macs / (ort_us * 1e-6) / 1e9
             for r in rs:

@@ -6,7 +6,14 @@
 // GHz from a dependent-add chain), 3x3 layers with K >= 288:
 //   conv_u8s8 (vpmaddwd)        ~22      conv_u8s8 (vpdpwssd)   ~31
 //   conv_u8s8dot (vpdpbusd)     ~61      conv_w2a2_lut          ~55
+//   conv_u8s8dot (512-bit vpdpbusd, 8x32 tile)                  ~118
 //   bit-serial: time per MAC ~ (0.7 + 0.3 * wbits * abits) / 25
+//               AVX-512 vpopcntq, 2 pixels x 16 channels per register tile:
+//               ~ (0.24 + 0.76 * wbits * abits) / 200 (measured 128-224,
+//               42-57, 23-27, 14-17 multiply-adds per cycle at W1A1..W4A4,
+//               the higher figures at 256+ input channels); a CPU with
+//               AVX-512 but no VPOPCNTDQ runs the AVX2 kernel, which this
+//               model then overrates
 //   depthwise (1x16, 16-bit)    ~5
 // plus ~1 cycle per output value for the INT8 output stage and ~1.5 for the
 // LUT one (flush of 16-bit sums and the padded-row store). The NEON and
@@ -28,16 +35,21 @@ struct Rates {
   double lut;        // conv_w2a2_lut
   double bitserial;  // bit-serial W1A1 (one plane pair)
   double depthwise;  // dwconv_u8s8
+  // Bit-serial cycles per multiply-add = (base + pair * wbits * abits) /
+  // bitserial: the share of the work that does not grow with the plane pairs.
+  double bitserial_base;
+  double bitserial_pair;
 };
 
 Rates rates_for(Isa isa) {
   switch (isa) {
-    case Isa::kAvx2: return {22, 1, 55, 25, 4.5};
-    case Isa::kAvxVnni: return {31, 61, 55, 25, 5};
-    case Isa::kNeon: return {8, 1, 16, 16, 3};
+    case Isa::kAvx2: return {22, 1, 55, 25, 4.5, 0.7, 0.3};
+    case Isa::kAvxVnni: return {31, 61, 55, 25, 5, 0.7, 0.3};
+    case Isa::kAvx512: return {31, 118, 55, 200, 5, 0.24, 0.76};
+    case Isa::kNeon: return {8, 1, 16, 16, 3, 0.7, 0.3};
     case Isa::kScalar: break;
   }
-  return {1, 1, 0.5, 2, 1};
+  return {1, 1, 0.5, 2, 1, 0.7, 0.3};
 }
 
 constexpr double kInt8OutputCycles = 1.0;
@@ -99,7 +111,8 @@ double estimate_conv_cycles(ConvFamily family, const ConvGeometry& g, int wbits,
         return -1;
       const bool dot = family == ConvFamily::kInt8Dot;
       const double k = g.taps() * round_up(g.in_channels, dot ? kInt8DotChannelAlign : kInt8ChannelAlign);
-      const double tiles = batch * round_up(oh * ow, detail::kInt8Tile);
+      const double tile = dot && isa == Isa::kAvx512 ? 8 : detail::kInt8Tile;
+      const double tiles = batch * round_up(oh * ow, tile);
       const double macs = tiles * round_up(g.out_channels, kInt8CoutBlock) * k;
       return macs / (dot ? r.int8_dot : r.int8) + kInt8OutputCycles * outputs;
     }
@@ -117,7 +130,8 @@ double estimate_conv_cycles(ConvFamily family, const ConvGeometry& g, int wbits,
       if (wbits > 4 || abits > 4) return -1;
       const double macs = pixels * round_up(g.out_channels, kBitSerialCoutBlock) * g.taps() *
                           round_up(g.in_channels, 64);
-      return macs * (0.7 + 0.3 * wbits * abits) / r.bitserial + kBitSerialOutputCycles * outputs;
+      return macs * (r.bitserial_base + r.bitserial_pair * wbits * abits) / r.bitserial +
+             kBitSerialOutputCycles * outputs;
     }
   }
   return -1;

@@ -125,8 +125,13 @@ void store_pixel_major(const OutputStage& out, const ConvGeometry& g, int image,
     if (out.destination == Destination::kInt32) {
       int32_t* dst = static_cast<int32_t*>(out.data) +
                      ((size_t(image) * g.out_height() + y) * ow + x) * cout + cout_begin;
-      for (int k = 0; k < run; ++k)
-        std::memcpy(dst + size_t(k) * cout, acc + (i + k) * B, sizeof(int32_t) * couts);
+      if (couts == B) {  // fixed-size copies, inlined
+        for (int k = 0; k < run; ++k)
+          std::memcpy(dst + size_t(k) * cout, acc + (i + k) * B, sizeof(int32_t) * B);
+      } else {
+        for (int k = 0; k < run; ++k)
+          std::memcpy(dst + size_t(k) * cout, acc + (i + k) * B, sizeof(int32_t) * couts);
+      }
     } else {
       int32_t t[4 * kInt8PixelGroup];  // channel-major for store_tile
       for (int o0 = 0; o0 < couts; o0 += 4) {

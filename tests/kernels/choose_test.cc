@@ -25,7 +25,7 @@ ConvGeometry Conv(int cin, int cout, int size, int kernel, int stride, int group
 
 TEST(ChooseCost, Eligibility) {
   const ConvGeometry g = Conv(64, 64, 28, 3, 1);
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kNeon}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon}) {
     SCOPED_TRACE(isa_name(isa));
     auto cost = [&](ConvFamily f, int wbits, int abits, WeightDomain d = WeightDomain::kSigned) {
       return estimate_conv_cycles(f, g, wbits, abits, d, isa);
@@ -67,6 +67,19 @@ TEST(ChooseCost, MeasuredOrderings) {
             cost(ConvFamily::kInt8, resnet, 8, Isa::kAvxVnni));
   EXPECT_LT(cost(ConvFamily::kInt8Dot, resnet, 2, Isa::kAvxVnni),
             cost(ConvFamily::kLut, resnet, 2, Isa::kAvxVnni));
+  // AVX-512: 512-bit vpdpbusd (~2x the AVX-VNNI rate) beats the 256-bit LUT at 2 bits.
+  EXPECT_LT(2 * cost(ConvFamily::kInt8Dot, resnet, 8, Isa::kAvx512),
+            1.2 * cost(ConvFamily::kInt8Dot, resnet, 8, Isa::kAvxVnni));
+  EXPECT_LT(cost(ConvFamily::kInt8Dot, resnet, 2, Isa::kAvx512),
+            cost(ConvFamily::kLut, resnet, 2, Isa::kAvx512));
+  // AVX-512: W1A1 bit-serial (vpopcntq, 2 x 16 register tile) beats 512-bit
+  // INT8 from 64 input channels; at 2 bits and more INT8 wins.
+  const ConvGeometry resnet128 = Conv(128, 128, 28, 3, 1);
+  EXPECT_LT(estimate_conv_cycles(ConvFamily::kBitSerial, resnet128, 1, 1, WeightDomain::kBinary,
+                                 Isa::kAvx512),
+            cost(ConvFamily::kInt8Dot, resnet128, 1, Isa::kAvx512));
+  EXPECT_GT(cost(ConvFamily::kBitSerial, resnet128, 2, Isa::kAvx512),
+            cost(ConvFamily::kInt8Dot, resnet128, 2, Isa::kAvx512));
   // Bit-serial at 3 and 4 bits loses to INT8 on x86; W1A1 beats vpmaddwd INT8.
   EXPECT_GT(cost(ConvFamily::kBitSerial, resnet, 3, Isa::kAvx2), cost(ConvFamily::kInt8, resnet, 3, Isa::kAvx2));
   EXPECT_LT(cost(ConvFamily::kBitSerial, resnet, 1, Isa::kAvx2), cost(ConvFamily::kInt8, resnet, 1, Isa::kAvx2));

@@ -37,6 +37,12 @@ TEST_P(ConvBitSerial, ManyTilesOddSizesAndBatch) {
       .kernel(3).stride(2).pad(1).seed(4).Test(table().conv_anybits_bitserial);
   ConvTester().wbits(4).abits(4).cin(7).cout(3).h(1).w(1).kernel(3).pad(1).seed(5).Test(
       table().conv_anybits_bitserial);
+  // Register tiles of 2 pixels x 4 blocks (AVX-512): 9 blocks (4 + 4 + 1), an
+  // odd row of 53 pixels in chunks of 24, every constant bit-width pair.
+  for (int bits = 1; bits <= 4; ++bits)
+    ConvTester().wbits(bits).abits(bits)
+        .domain(bits == 1 ? WeightDomain::kBinary : WeightDomain::kSigned).cin(70).cout(36).h(3)
+        .w(53).kernel(3).pad(1).seed(uint32_t(6 + bits)).Test(table().conv_anybits_bitserial);
 }
 
 TEST_P(ConvBitSerial, ExtremeValues) {

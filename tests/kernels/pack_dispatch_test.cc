@@ -102,31 +102,42 @@ TEST(Dispatch, DetectsAndBuildsTables) {
   const Isa best = detect_isa();
   EXPECT_TRUE(isa_supported(Isa::kScalar));
   EXPECT_TRUE(isa_supported(best));
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kNeon}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon}) {
     const KernelTable* t = kernel_table_for(isa);
     if (!t) continue;
     EXPECT_EQ(t->isa, isa);
     EXPECT_NE(t->conv_w2a2_lut, nullptr);
     EXPECT_NE(t->conv_anybits_bitserial, nullptr);
     EXPECT_NE(t->conv_u8s8dot, nullptr);
-    // Every level has its own INT8 variant (other families may be inherited).
-    EXPECT_NE(std::strstr(t->conv_u8s8_name, isa_name(isa)), nullptr);
-    EXPECT_EQ(t->int8_dot_native, isa == Isa::kAvxVnni);
+    // Every level has its own variant of one INT8 family (other families
+    // may be inherited): conv_u8s8, or conv_u8s8dot from AVX-512 on.
+    EXPECT_NE(std::strstr(isa == Isa::kAvx512 ? t->conv_u8s8dot_name : t->conv_u8s8_name,
+                          isa_name(isa)),
+              nullptr);
+    EXPECT_EQ(t->int8_dot_native, isa == Isa::kAvxVnni || isa == Isa::kAvx512);
   }
 #if defined(__x86_64__)
   EXPECT_EQ(kernel_table_for(Isa::kNeon), nullptr);
   // A higher x86 level implies the lower ones.
-  if (best == Isa::kAvxVnni) {
+  if (best == Isa::kAvxVnni || best == Isa::kAvx512) {
     EXPECT_NE(kernel_table_for(Isa::kAvx2), nullptr);
+  }
+  if (best == Isa::kAvx512) {
+    // The AVX-512 table inherits the AVX-VNNI kernels where the CPU has them.
+    const KernelTable* t = kernel_table_for(Isa::kAvx512);
+    const bool vnni = kernel_table_for(Isa::kAvxVnni) != nullptr;
+    EXPECT_NE(std::strstr(t->conv_u8s8_name, vnni ? "avxvnni" : "avx2"), nullptr);
   }
 #elif defined(__aarch64__)
   EXPECT_EQ(kernel_table_for(Isa::kAvx2), nullptr);
   EXPECT_EQ(kernel_table_for(Isa::kAvxVnni), nullptr);
+  EXPECT_EQ(kernel_table_for(Isa::kAvx512), nullptr);
   EXPECT_EQ(best, Isa::kNeon);
 #endif
 }
 
-// Registered again by CMake with LOWBIT_KERNELS_ISA=scalar and =avx2.
+// Registered again by CMake with LOWBIT_KERNELS_ISA=scalar, =avx2, =avxvnni
+// and =avx512.
 TEST(Dispatch, EnvironmentForcesLowerIsa) {
   const char* forced = std::getenv("LOWBIT_KERNELS_ISA");
   const KernelTable& t = kernel_table();
@@ -134,6 +145,13 @@ TEST(Dispatch, EnvironmentForcesLowerIsa) {
     EXPECT_EQ(t.isa, Isa::kScalar);
   } else if (forced && std::strcmp(forced, "avx2") == 0) {
     EXPECT_EQ(t.isa, isa_supported(Isa::kAvx2) ? Isa::kAvx2 : detect_isa());
+  } else if (forced && std::strcmp(forced, "avxvnni") == 0) {
+    const Isa expected = isa_supported(Isa::kAvxVnni) ? Isa::kAvxVnni
+                         : isa_supported(Isa::kAvx2)  ? Isa::kAvx2
+                                                      : detect_isa();
+    EXPECT_EQ(t.isa, expected);
+  } else if (forced && std::strcmp(forced, "avx512") == 0) {
+    EXPECT_EQ(t.isa, isa_supported(Isa::kAvx512) ? Isa::kAvx512 : detect_isa());
   } else if (!forced) {
     EXPECT_EQ(t.isa, detect_isa());
   }

@@ -74,6 +74,9 @@ using BitSerialConvFn = void (*)(const BitSerialConvArgs&);
 void conv_anybits_bitserial_64x4__scalar(const BitSerialConvArgs& args);
 void conv_anybits_bitserial_64x4__avx2(const BitSerialConvArgs& args);
 void conv_anybits_bitserial_64x4__neon(const BitSerialConvArgs& args);
+// Same formats and work tile; AVX-512 VPOPCNTDQ (vpopcntq on zmm), register
+// tile 2 output pixels x 16 output channels (4 blocks).
+void conv_anybits_bitserial_64x4__avx512(const BitSerialConvArgs& args);
 
 // INT8 convolution: u8 activation codes x s8 weights, exact int32 sums
 // (groups = 1, any kernel size, stride, pad).
@@ -116,7 +119,9 @@ void conv_u8s8_6x16__avxvnni(const Int8ConvArgs& args);
 // taps * Cin <= 65793 as in the family above.
 // Work items as conv_u8s8 (image, group of kInt8PixelGroup flat output
 // pixels, block of kInt8CoutBlock output channels). Tile: 6 pixels x 16
-// channels (AVX-VNNI), scalar 1 x 16.
+// channels (AVX-VNNI), 8 pixels x 32 channels (AVX-512: two consecutive
+// blocks of one pixel group in one pass when both are in the work range,
+// else 8 x 16), scalar 1 x 16.
 struct Int8DotConvArgs {
   ConvGeometry geometry;
   const uint8_t* activations = nullptr;
@@ -131,6 +136,7 @@ using Int8DotConvFn = void (*)(const Int8DotConvArgs&);
 
 void conv_u8s8dot_6x16__scalar(const Int8DotConvArgs& args);
 void conv_u8s8dot_6x16__avxvnni(const Int8DotConvArgs& args);
+void conv_u8s8dot_8x32__avx512(const Int8DotConvArgs& args);
 
 // Depthwise INT8 convolution (groups == in_channels == out_channels), u8
 // codes x s8 weights, exact int32 sums; any kernel size, stride, pad.

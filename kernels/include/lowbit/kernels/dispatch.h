@@ -1,9 +1,15 @@
 // The one place that knows which ISA variants exist. The CPU is detected once
 // (cpuid + xgetbv on x86-64, getauxval on AArch64); LOWBIT_KERNELS_ISA =
-// scalar|avx2|avxvnni|neon forces a lower ISA (a request above what the CPU
-// supports falls back to the best supported one). x86-64 levels are ordered
-// scalar < avx2 < avxvnni (AVX2 plus 256-bit VEX vpdpbusd / vpdpwssd); a
-// table of a higher level carries the lower level's kernel where it has no
+// scalar|avx2|avxvnni|avx512|neon forces a lower ISA (a request above what the
+// CPU supports falls back to the best supported one). x86-64 levels are
+// ordered scalar < avx2 < avxvnni (AVX2 plus 256-bit VEX vpdpbusd / vpdpwssd)
+// and scalar < avx2 < avx512 (AVX-512 F+BW+VL+VNNI, with the OS saving
+// opmask and ZMM state; its bit-serial variant also needs VPOPCNTDQ and is
+// replaced by the level below where the CPU lacks it). Sapphire Rapids has both avxvnni and avx512; Ice
+// Lake / Cascade Lake servers have avx512 without AVX-VNNI, so there the
+// avx512 table inherits the avx2 kernels instead of the avxvnni ones. A
+// forced level the CPU lacks falls back to the best supported level below it.
+// A table of a higher level carries the lower level's kernel where it has no
 // variant of its own. The engine picks kernels only through
 // this table, so no ISA #if appears outside kernels/.
 #pragma once
@@ -12,7 +18,7 @@
 
 namespace lowbit::kernels {
 
-enum class Isa : uint8_t { kScalar, kAvx2, kAvxVnni, kNeon };
+enum class Isa : uint8_t { kScalar, kAvx2, kAvxVnni, kNeon, kAvx512 };
 
 const char* isa_name(Isa isa);
 
