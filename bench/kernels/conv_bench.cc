@@ -202,6 +202,24 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
   OutputStage stage;
   stage.destination = Destination::kInt32;
   stage.data = out.data();
+  // u8 output like ONNX Runtime's QLinearConv: per-channel scale and bias,
+  // ReLU, requantized to 8-bit codes by the fused output stage ("->u8" rows).
+  std::vector<float> scale(g.out_channels), bias(g.out_channels);
+  for (int c = 0; c < g.out_channels; ++c) {
+    scale[c] = 1e-4f * float(1 + c % 7);
+    bias[c] = 0.01f * float(c % 5);
+  }
+  std::vector<uint8_t> out_codes(out.size());
+  OutputStage codes_stage;
+  codes_stage.destination = Destination::kCodes;
+  codes_stage.data = out_codes.data();
+  codes_stage.epilogue.scale = scale.data();
+  codes_stage.epilogue.bias = bias.data();
+  codes_stage.epilogue.activation = Activation::kRelu;
+  codes_stage.epilogue.out_inv_scale = 40.0f;
+  codes_stage.epilogue.out_zero_point = 0;
+  codes_stage.epilogue.out_bits = 8;
+  const std::string u8_suffix = " ->u8";
   if (s.depthwise) {
     DwConvArgs a;
     a.geometry = g;
@@ -214,6 +232,9 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
     a.output = stage;
     const size_t items = dw_conv_work_items(a);
     print(s, g, pool.threads(), "int8", 8, t.dwconv_u8s8_name,
+          median_seconds(runs, [&] { run_split(pool, t.dwconv_u8s8, a, items); }));
+    a.output = codes_stage;
+    print(s, g, pool.threads(), "int8_u8", 8, (t.dwconv_u8s8_name + u8_suffix).c_str(),
           median_seconds(runs, [&] { run_split(pool, t.dwconv_u8s8, a, items); }));
   } else {
     Int8ConvArgs a;
@@ -243,6 +264,9 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
       d.output = stage;
       const size_t dot_items = int8_dot_conv_work_items(d);
       print(s, g, pool.threads(), "int8dot", 8, t.conv_u8s8dot_name,
+            median_seconds(runs, [&] { run_split(pool, t.conv_u8s8dot, d, dot_items); }));
+      d.output = codes_stage;
+      print(s, g, pool.threads(), "int8dot_u8", 8, (t.conv_u8s8dot_name + u8_suffix).c_str(),
             median_seconds(runs, [&] { run_split(pool, t.conv_u8s8dot, d, dot_items); }));
     }
   }
@@ -274,7 +298,7 @@ void bench_lut(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
 }
 
 // Bit-serial has no work ranges yet: measured on one thread only.
-void bench_bitserial(const Shape& s, int bits, int runs, std::mt19937& rng) {
+void bench_bitserial(const Shape& s, Pool& pool, int bits, int runs, std::mt19937& rng) {
   const ConvGeometry g = geometry_of(s);
   const KernelTable& t = kernel_table();
   const WeightDomain domain = bits == 1 ? WeightDomain::kBinary : WeightDomain::kSigned;
@@ -296,8 +320,9 @@ void bench_bitserial(const Shape& s, int bits, int runs, std::mt19937& rng) {
   std::vector<int32_t> out(size_t(g.out_height()) * g.out_width() * g.out_channels);
   a.output.destination = Destination::kInt32;
   a.output.data = out.data();
-  print(s, g, 1, "bitserial", bits, t.conv_anybits_bitserial_name,
-        median_seconds(runs, [&] { t.conv_anybits_bitserial(a); }));
+  const size_t items = bitserial_conv_work_items(a);
+  print(s, g, pool.threads(), "bitserial", bits, t.conv_anybits_bitserial_name,
+        median_seconds(runs, [&] { run_split(pool, t.conv_anybits_bitserial, a, items); }));
 }
 
 #if LOWBIT_BENCH_XNNPACK
@@ -369,9 +394,9 @@ int main(int argc, char** argv) {
       Pool pool(threads);
       if (want("int8")) bench_int8(s, pool, runs, rng);
       if (!s.depthwise && want("lut")) bench_lut(s, pool, runs, rng);
+      if (!s.depthwise && want("bitserial"))
+        for (int bits = 1; bits <= 4; ++bits) bench_bitserial(s, pool, bits, runs, rng);
     }
-    if (!s.depthwise && threads == 1 && want("bitserial"))
-      for (int bits = 1; bits <= 4; ++bits) bench_bitserial(s, bits, runs, rng);
 #if LOWBIT_BENCH_XNNPACK
     if (want("xnnpack")) bench_xnnpack(s, threads, runs, rng);
 #endif

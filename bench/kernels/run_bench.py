@@ -174,7 +174,7 @@ def main():
             print(f"{r['shape']:30} {r['threads']:>3} {'onnxruntime QLinearConv u8s8':34} {'W8A8':>5} "
                   f"{'':>9} {r['ort_gops']:7.1f} {1.0:6.2f} {r['ort_gops'] / r['xnn_gops']:6.2f}")
             last = key
-        bits = "W8A8" if r["family"] in ("int8", "int8dot", "xnnpack") else f"W{r['bits']}A{r['bits']}"
+        bits = "W8A8" if r["family"] in ("int8", "int8dot", "int8_u8", "int8dot_u8", "xnnpack") else f"W{r['bits']}A{r['bits']}"
         print(f"{'':30} {r['threads']:>3} {r['kernel_name']:34} {bits:>5} {float(r['median_us']):9.1f} "
               f"{float(r['gops']):7.1f} {float(r['gops']) / r['ort_gops']:6.2f} "
               f"{float(r['gops']) / r['xnn_gops']:6.2f}")

@@ -1,5 +1,7 @@
 #include "bitserial_common.h"
 
+#include "int8_common.h"
+
 #include <bit>
 #include <cassert>
 
@@ -27,6 +29,19 @@ void make_bit_serial_plan(const BitSerialConvArgs& a, BitSerialPlan* plan) {
           int64_t(l.offset_words(ky, kx));  // (ky * padded_width + kx) * pixel_words
 }
 
+BitSerialWork make_bit_serial_work(const BitSerialConvArgs& a) {
+  BitSerialWork w;
+  w.cout_blocks = a.weight_layout.cout_blocks;
+  w.out_height = a.geometry.out_height();
+  w.out_width = a.geometry.out_width();
+  w.row_tiles = (w.out_width + kBitSerialPixelTile - 1) / kBitSerialPixelTile;
+  const size_t items = bitserial_conv_work_items(a);
+  check_work_range(a.output, a.work, items, size_t(w.cout_blocks));
+  w.end = a.work.end < items ? a.work.end : items;
+  w.begin = a.work.begin < w.end ? a.work.begin : w.end;
+  return w;
+}
+
 void activation_sums(const BitSerialConvArgs& a, const BitSerialPlan& plan,
                      const uint64_t* image, int out_y, int out_x, int pixels, int32_t* sums) {
   const BitPlanesLayout& l = a.activation_layout;
@@ -45,3 +60,14 @@ void activation_sums(const BitSerialConvArgs& a, const BitSerialPlan& plan,
 }
 
 }  // namespace lowbit::kernels::detail
+
+namespace lowbit::kernels {
+
+size_t bitserial_conv_work_items(const BitSerialConvArgs& a) {
+  const size_t row_tiles =
+      (size_t(a.geometry.out_width()) + detail::kBitSerialPixelTile - 1) / detail::kBitSerialPixelTile;
+  return size_t(a.geometry.batch) * a.geometry.out_height() * row_tiles *
+         a.weight_layout.cout_blocks;
+}
+
+}  // namespace lowbit::kernels

@@ -19,7 +19,7 @@ void conv_anybits_bitserial_64x4__avx2(const BitSerialConvArgs& args) {
   detail::make_bit_serial_plan(args, &plan);
   const ConvGeometry& g = args.geometry;
   const BitPlanesLayout& l = args.activation_layout;
-  const int oh = g.out_height(), ow = g.out_width(), s = g.stride;
+  const int s = g.stride;
   const int words = plan.words, wbits = plan.wbits, abits = plan.abits;
   const size_t block_words = size_t(plan.taps) * words * wbits * B;
   const __m256i nibble_counts =
@@ -27,14 +27,16 @@ void conv_anybits_bitserial_64x4__avx2(const BitSerialConvArgs& args) {
                        2, 2, 3, 2, 3, 3, 4);
   const __m256i low_nibble = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
-  for (int n = 0; n < g.batch; ++n) {
+  const detail::BitSerialWork work = detail::make_bit_serial_work(args);
+  for (size_t tile = work.tile_begin(); tile < work.tile_end(); ++tile) {
+    const detail::BitSerialTile tl = work.tile(tile);
+    const int n = tl.image, oy = tl.out_y, ox0 = tl.out_x, pixels = tl.pixels;
     const uint64_t* image = args.activations + size_t(n) * l.image_words;
-    for (int oy = 0; oy < oh; ++oy) {
-      for (int ox0 = 0; ox0 < ow; ox0 += P) {
-        const int pixels = ow - ox0 < P ? ow - ox0 : P;
+    {
+      {
         int32_t sums[P];
         detail::activation_sums(args, plan, image, oy, ox0, pixels, sums);
-        for (int cb = 0; cb < args.weight_layout.cout_blocks; ++cb) {
+        for (int cb = tl.cb_begin; cb < tl.cb_end; ++cb) {
           const uint64_t* wblock = args.weights + cb * block_words;
           alignas(32) int32_t acc[B][P];
           for (int i = 0; i < pixels; ++i) {

@@ -88,19 +88,20 @@ void bitserial_vpopcnt(const BitSerialConvArgs& args, const detail::BitSerialPla
   constexpr int P = detail::kBitSerialPixelTile, B = kBitSerialCoutBlock;
   const ConvGeometry& g = args.geometry;
   const BitPlanesLayout& l = args.activation_layout;
-  const int oh = g.out_height(), ow = g.out_width(), s = g.stride;
+  const int ow = g.out_width(), s = g.stride;
   const int wbits = kWbits ? kWbits : plan.wbits;
-  const int cout_blocks = args.weight_layout.cout_blocks;
   const size_t block_words = size_t(plan.taps) * plan.words * wbits * B;
-  for (int n = 0; n < g.batch; ++n) {
+  const detail::BitSerialWork work = detail::make_bit_serial_work(args);
+  for (size_t tile = work.tile_begin(); tile < work.tile_end(); ++tile) {
+    const detail::BitSerialTile tl = work.tile(tile);
+    const int n = tl.image, oy = tl.out_y, ox0 = tl.out_x, pixels = tl.pixels;
     const uint64_t* image = args.activations + size_t(n) * l.image_words;
-    for (int oy = 0; oy < oh; ++oy) {
-      for (int ox0 = 0; ox0 < ow; ox0 += P) {
-        const int pixels = ow - ox0 < P ? ow - ox0 : P;
+    {
+      {
         int32_t sums[P];
         detail::activation_sums(args, plan, image, oy, ox0, pixels, sums);
-        for (int cb0 = 0; cb0 < cout_blocks; cb0 += kBlocks) {
-          const int nb = cout_blocks - cb0 < kBlocks ? cout_blocks - cb0 : kBlocks;
+        for (int cb0 = tl.cb_begin; cb0 < tl.cb_end; cb0 += kBlocks) {
+          const int nb = tl.cb_end - cb0 < kBlocks ? tl.cb_end - cb0 : kBlocks;
           const uint64_t* wblock = args.weights + cb0 * block_words;
           for (int c0 = 0; c0 < pixels; c0 += kInt8PixelGroup) {
             const int chunk = pixels - c0 < kInt8PixelGroup ? pixels - c0 : kInt8PixelGroup;
@@ -135,8 +136,9 @@ void bitserial_vpopcnt(const BitSerialConvArgs& args, const detail::BitSerialPla
                                 _mm256_extracti128_si256(v, 1));
               }
             }
+            // Only the nb blocks of this range (the next may belong to another).
             detail::store_pixel_major(args.output, g, n, size_t(oy) * ow + ox0 + c0, ow, chunk,
-                                      cb0 * B, acc);
+                                      cb0 * B, acc, nb * B);
           }
         }
       }

@@ -8,9 +8,12 @@
 // instruction, and no separate vpaddd). vpdpbusd adds the four full-precision
 // u8 x s8 products of a lane to int32: exact. The k loop runs over a whole
 // kernel row (kernel_w adjacent pixels x channel_stride bytes are contiguous
-// in padded NHWC), so there is no im2col. File-local code only.
+// in padded NHWC), so there is no im2col. A kCodes destination is
+// requantized with AVX2 from the group's sums in L1 (int8_codes_avx2.h).
+// File-local code only.
 #include <immintrin.h>
 
+#include "int8_codes_avx2.h"
 #include "int8_common.h"
 
 namespace lowbit::kernels {
@@ -93,7 +96,7 @@ void conv_u8s8dot_6x16__avxvnni(const Int8DotConvArgs& args) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + i * B + 8), rows[2 * i + 1]);
       }
     }
-    detail::store_pixel_major(args.output, g, n, g0, plan.out_width, int(f_end - g0), cb * B, acc);
+    store_block256(args.output, g, n, g0, plan.out_width, int(f_end - g0), cb * B, acc);
   }
 }
 

@@ -13,9 +13,13 @@
 // a pass's weights outgrow L1, kernel row, tile, k-quads. vpdpbusd adds the four
 // full-precision u8 x s8 products of a lane to int32: exact. The k loop runs
 // over a whole kernel row (kernel_w pixels x channel_stride bytes are
-// contiguous in padded NHWC), so there is no im2col. File-local code only.
+// contiguous in padded NHWC), so there is no im2col. A kCodes destination
+// (u8 codes for the next INT8 layer) is requantized with AVX-512 from the
+// group's sums while they are in L1 (int8_codes_avx512.h); the others go
+// through the shared output stage. File-local code only.
 #include <immintrin.h>
 
+#include "int8_codes_avx512.h"
 #include "int8_common.h"
 
 namespace lowbit::kernels {
@@ -124,13 +128,9 @@ void conv_u8s8dot_8x32__avx512(const Int8DotConvArgs& args) {
           dot_tile_rows<1>(win + t * kPixels, plan, ky, ky_end, wblock, block_bytes, t0, t1);
       }
     }
-    detail::store_pixel_major(args.output, g, n, g0, plan.out_width, pixels, cb * B, acc0);
-    if (pair) {
-      detail::store_pixel_major(args.output, g, n, g0, plan.out_width, pixels, (cb + 1) * B, acc1);
-      item += 2;
-    } else {
-      item += 1;
-    }
+    store_block512(args.output, g, n, g0, plan.out_width, pixels, cb * B, acc0);
+    if (pair) store_block512(args.output, g, n, g0, plan.out_width, pixels, (cb + 1) * B, acc1);
+    item += pair ? 2 : 1;
   }
 }
 

@@ -149,6 +149,8 @@ const KernelTable& avx512_table() {
     t.conv_u8s8dot = conv_u8s8dot_8x32__avx512;
     t.conv_u8s8dot_name = "conv_u8s8dot_8x32__avx512";
     t.int8_dot_native = true;
+    t.dwconv_u8s8 = dwconv_u8s8_4x32__avx512;
+    t.dwconv_u8s8_name = "dwconv_u8s8_4x32__avx512";
     if (f.avx512_vpopcntdq) {
       t.conv_anybits_bitserial = conv_anybits_bitserial_64x4__avx512;
       t.conv_anybits_bitserial_name = "conv_anybits_bitserial_64x4__avx512";

@@ -114,10 +114,11 @@ void check_work_range(const OutputStage& out, const WorkRange& r, size_t items, 
 }
 
 void store_pixel_major(const OutputStage& out, const ConvGeometry& g, int image, size_t f,
-                       int ow, int pixels, int cout_begin, const int32_t* acc) {
+                       int ow, int pixels, int cout_begin, const int32_t* acc, int max_couts) {
   constexpr int B = kInt8CoutBlock;
   const int cout = g.out_channels;
-  const int couts = cout - cout_begin < B ? cout - cout_begin : B;
+  const int limit = max_couts < B ? max_couts : B;
+  const int couts = cout - cout_begin < limit ? cout - cout_begin : limit;
   int i = 0;
   while (i < pixels) {
     const int y = int((f + i) / ow), x = int((f + i) % ow);

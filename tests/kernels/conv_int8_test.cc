@@ -1,6 +1,7 @@
 // INT8 conv (conv_u8s8_6x16__* on 16-bit formats and conv_u8s8dot_6x16__* on
 // byte formats, every case run through both) and depthwise (dwconv_u8s8_1x16__*) against
-// kernels/ref, plus work-range splits (threads) of the LUT and INT8 kernels.
+// kernels/ref, plus work-range splits (threads) of the LUT, INT8 and
+// bit-serial kernels.
 #include "conv_tester.h"
 #include "isa_param.h"
 
@@ -57,6 +58,30 @@ TEST_P(ConvInt8, FusedEpilogueDestinations) {
   }
 }
 
+// The ISA kernels' vector kCodes output stage (requantize to u8 in registers)
+// against the reference epilogue: every activation, 8- and 3-bit codes, full
+// and partial channel blocks, 1x1 and 3x3, conv and depthwise.
+TEST_P(ConvInt8, RequantizedCodesEveryActivation) {
+  uint32_t seed = 250;
+  for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kLeakyRelu,
+                         Activation::kClip, Activation::kHardSwish, Activation::kSilu})
+    for (int bits : {8, 3})
+      for (int cout : {16, 17, 40, 64}) {
+        ConvTester().int8().destination(Destination::kCodes).activation(act).out_bits(bits)
+            .cin(24).cout(cout).h(7).w(9).kernel(1).seed(seed++)
+            .Test(table().conv_u8s8, table().conv_u8s8dot);
+        ConvTester().int8().destination(Destination::kCodes).activation(act).out_bits(bits)
+            .batch(2).cin(9).cout(cout).h(6).w(11).kernel(3).stride(2).pad(1).seed(seed++)
+            .Test(table().conv_u8s8, table().conv_u8s8dot);
+        ConvTester().int8().destination(Destination::kCodes).activation(act).out_bits(bits)
+            .cin(cout).depthwise().h(7).w(10).kernel(3).pad(1).seed(seed++)
+            .Test(table().dwconv_u8s8);
+      }
+  for (Fill fill : {Fill::kMaxCodesMinWeights, Fill::kMaxCodesMaxWeights})
+    ConvTester().int8().fill(fill).destination(Destination::kCodes).out_bits(8).cin(300).cout(33)
+        .h(5).w(5).kernel(3).pad(1).Test(table().conv_u8s8, table().conv_u8s8dot);
+}
+
 TEST_P(DwConvInt8, ChannelsKernelsStridesPads) {
   uint32_t seed = 300;
   for (int k : {1, 3, 5})
@@ -94,6 +119,15 @@ TEST_P(WorkSplit, RangesEqualSingleRun) {
       ConvTester().splits(parts).threads(threads).int8().cin(40).depthwise().h(11).w(9).kernel(3)
           .pad(1).seed(seed++).Test(table().dwconv_u8s8);
     }
+    // Bit-serial: items (image, row, 64-pixel tile, 4-channel block); rows
+    // wider than one tile, channel blocks split inside a tile.
+    for (int bits : {1, 3})
+      ConvTester().splits(parts).threads(parts != 3).wbits(bits).abits(bits).batch(2).cin(70)
+          .cout(23).h(5).w(67).kernel(3).stride(1).pad(1).seed(seed++)
+          .Test(table().conv_anybits_bitserial);
+    ConvTester().splits(parts).threads(true).wbits(2).abits(2).destination(Destination::kBitPlanes)
+        .out_bits(2).cin(9).cout(70).h(9).w(7).kernel(3).stride(2).pad(1).seed(seed++)
+        .Test(table().conv_anybits_bitserial);
     // kBitPlanes destinations: range bounds on whole pixel tiles / rows.
     ConvTester().splits(parts).threads(true).destination(Destination::kBitPlanes).out_bits(2)
         .cin(8).cout(70).h(13).w(11).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut);

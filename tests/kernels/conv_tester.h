@@ -177,7 +177,7 @@ class ConvTester {
     Outputs out = MakeOutputs();
     out.stage.epilogue = MakeEpilogue(in);
     args.output = out.stage;
-    fn(args);
+    RunSplit(fn, args, bitserial_conv_work_items(args), size_t(args.weight_layout.cout_blocks));
     Verify(in, out);
   }
 

@@ -61,6 +61,9 @@ void conv_w2a2_lut_64x4__neon(const LutConvArgs& args);
 //   activations: BitPlanesLayout (Cin, abits, H, W, pad), batch back to back
 //   weights:     BitSerialWeightsLayout (Cout, Cin, KH*KW, wbits, domain)
 // Tile: up to 64 output pixels of one row x 4 output channels.
+// Work items: (image, output row, tile of 64 pixels of the row, block of
+// kBitSerialCoutBlock output channels); the activation sums of a pixel tile
+// are recomputed by each call that touches it.
 struct BitSerialConvArgs {
   ConvGeometry geometry;
   const uint64_t* activations = nullptr;
@@ -68,7 +71,10 @@ struct BitSerialConvArgs {
   const uint64_t* weights = nullptr;
   BitSerialWeightsLayout weight_layout;
   OutputStage output;
+  WorkRange work;
 };
+// Items: batch x out_height x ceil(out_width / 64) x cout_blocks.
+size_t bitserial_conv_work_items(const BitSerialConvArgs& args);
 using BitSerialConvFn = void (*)(const BitSerialConvArgs&);
 
 void conv_anybits_bitserial_64x4__scalar(const BitSerialConvArgs& args);
@@ -143,7 +149,9 @@ void conv_u8s8dot_8x32__avx512(const Int8DotConvArgs& args);
 //   activations: Int8ActivationsLayout (C, H, W, pad)
 //   weights:     DwWeightsLayout (C, KH*KW)
 // Work items: (image, output row, block of 16 channels). Tile: one output
-// pixel x 16 channels, weights held in registers along the row.
+// pixel x 16 channels (AVX-512: 4 pixels x 32 channels, two blocks of a row
+// in one pass when both are in the work range), weights held in registers
+// along the row.
 struct DwConvArgs {
   ConvGeometry geometry;
   const uint16_t* activations = nullptr;
@@ -161,5 +169,8 @@ void dwconv_u8s8_1x16__avx2(const DwConvArgs& args);
 void dwconv_u8s8_1x16__neon(const DwConvArgs& args);
 // Same formats and tile; vpdpwssd (AVX-VNNI) fuses vpmaddwd + vpaddd.
 void dwconv_u8s8_1x16__avxvnni(const DwConvArgs& args);
+// Same formats and work items; AVX-512: 32 channels (two blocks of one row,
+// when both are in the work range) x 4 output pixels per register tile.
+void dwconv_u8s8_4x32__avx512(const DwConvArgs& args);
 
 }  // namespace lowbit::kernels
