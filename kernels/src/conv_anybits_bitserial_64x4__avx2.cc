@@ -32,50 +32,46 @@ void conv_anybits_bitserial_64x4__avx2(const BitSerialConvArgs& args) {
     const detail::BitSerialTile tl = work.tile(tile);
     const int n = tl.image, oy = tl.out_y, ox0 = tl.out_x, pixels = tl.pixels;
     const uint64_t* image = args.activations + size_t(n) * l.image_words;
-    {
-      {
-        int32_t sums[P];
-        detail::activation_sums(args, plan, image, oy, ox0, pixels, sums);
-        for (int cb = tl.cb_begin; cb < tl.cb_end; ++cb) {
-          const uint64_t* wblock = args.weights + cb * block_words;
-          alignas(32) int32_t acc[B][P];
-          for (int i = 0; i < pixels; ++i) {
-            const uint64_t* window = image + l.offset_words(oy * s, (ox0 + i) * s);
-            __m256i dot = zero;  // 4 x int64, one per output channel
-            const uint64_t* w = wblock;
-            for (int t = 0; t < plan.taps; ++t) {
-              const uint64_t* px = window + plan.tap_offset[t];
-              for (int k = 0; k < words; ++k, w += size_t(wbits) * B) {
-                __m256i act[4];
-                for (int j = 0; j < abits; ++j)
-                  act[j] = _mm256_set1_epi64x(static_cast<long long>(px[j * words + k]));
-                __m256i weighted = zero;  // Horner over weight planes, 64-bit lanes
-                for (int wi = wbits - 1; wi >= 0; --wi) {
-                  const __m256i wv =
-                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + wi * B));
-                  __m256i bytes = zero;  // Horner over activation planes, bytes
-                  for (int j = abits - 1; j >= 0; --j) {
-                    const __m256i x = _mm256_and_si256(wv, act[j]);
-                    const __m256i lo = _mm256_and_si256(x, low_nibble);
-                    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low_nibble);
-                    const __m256i count = _mm256_add_epi8(_mm256_shuffle_epi8(nibble_counts, lo),
-                                                          _mm256_shuffle_epi8(nibble_counts, hi));
-                    bytes = _mm256_add_epi8(_mm256_add_epi8(bytes, bytes), count);
-                  }
-                  weighted = _mm256_add_epi64(_mm256_add_epi64(weighted, weighted),
-                                              _mm256_sad_epu8(bytes, zero));
-                }
-                dot = _mm256_add_epi64(dot, weighted);
+    int32_t sums[P];
+    detail::activation_sums(args, plan, image, oy, ox0, pixels, sums);
+    for (int cb = tl.cb_begin; cb < tl.cb_end; ++cb) {
+      const uint64_t* wblock = args.weights + cb * block_words;
+      alignas(32) int32_t acc[B][P];
+      for (int i = 0; i < pixels; ++i) {
+        const uint64_t* window = image + l.offset_words(oy * s, (ox0 + i) * s);
+        __m256i dot = zero;  // 4 x int64, one per output channel
+        const uint64_t* w = wblock;
+        for (int t = 0; t < plan.taps; ++t) {
+          const uint64_t* px = window + plan.tap_offset[t];
+          for (int k = 0; k < words; ++k, w += size_t(wbits) * B) {
+            __m256i act[4];
+            for (int j = 0; j < abits; ++j)
+              act[j] = _mm256_set1_epi64x(static_cast<long long>(px[j * words + k]));
+            __m256i weighted = zero;  // Horner over weight planes, 64-bit lanes
+            for (int wi = wbits - 1; wi >= 0; --wi) {
+              const __m256i wv =
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + wi * B));
+              __m256i bytes = zero;  // Horner over activation planes, bytes
+              for (int j = abits - 1; j >= 0; --j) {
+                const __m256i x = _mm256_and_si256(wv, act[j]);
+                const __m256i lo = _mm256_and_si256(x, low_nibble);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low_nibble);
+                const __m256i count = _mm256_add_epi8(_mm256_shuffle_epi8(nibble_counts, lo),
+                                                      _mm256_shuffle_epi8(nibble_counts, hi));
+                bytes = _mm256_add_epi8(_mm256_add_epi8(bytes, bytes), count);
               }
+              weighted = _mm256_add_epi64(_mm256_add_epi64(weighted, weighted),
+                                          _mm256_sad_epu8(bytes, zero));
             }
-            alignas(32) int64_t lanes[B];
-            _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), dot);
-            for (int o = 0; o < B; ++o)
-              acc[o][i] = int32_t(plan.step * lanes[o] + int64_t(plan.offset) * sums[i]);
+            dot = _mm256_add_epi64(dot, weighted);
           }
-          store_tile(args.output, g, n, oy, ox0, pixels, cb * B, B, &acc[0][0], P);
         }
+        alignas(32) int64_t lanes[B];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), dot);
+        for (int o = 0; o < B; ++o)
+          acc[o][i] = int32_t(plan.step * lanes[o] + int64_t(plan.offset) * sums[i]);
       }
+      store_tile(args.output, g, n, oy, ox0, pixels, cb * B, B, &acc[0][0], P);
     }
   }
 }

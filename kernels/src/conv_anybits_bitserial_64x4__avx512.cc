@@ -96,51 +96,47 @@ void bitserial_vpopcnt(const BitSerialConvArgs& args, const detail::BitSerialPla
     const detail::BitSerialTile tl = work.tile(tile);
     const int n = tl.image, oy = tl.out_y, ox0 = tl.out_x, pixels = tl.pixels;
     const uint64_t* image = args.activations + size_t(n) * l.image_words;
-    {
-      {
-        int32_t sums[P];
-        detail::activation_sums(args, plan, image, oy, ox0, pixels, sums);
-        for (int cb0 = tl.cb_begin; cb0 < tl.cb_end; cb0 += kBlocks) {
-          const int nb = tl.cb_end - cb0 < kBlocks ? tl.cb_end - cb0 : kBlocks;
-          const uint64_t* wblock = args.weights + cb0 * block_words;
-          for (int c0 = 0; c0 < pixels; c0 += kInt8PixelGroup) {
-            const int chunk = pixels - c0 < kInt8PixelGroup ? pixels - c0 : kInt8PixelGroup;
-            // Pixel-major [pixel][16 channels] (blocks >= nb unused), as
-            // store_pixel_major takes it; one spare row for a lone last pixel.
-            alignas(64) int32_t acc[(kInt8PixelGroup + 1) * kBlocks * B];
-            for (int i = c0; i < c0 + chunk; i += 2) {
-              // A lone last pixel is computed twice (second copy dropped).
-              const int i1 = i + 1 < pixels ? i + 1 : i;
-              const uint64_t* win0 = image + l.offset_words(oy * s, (ox0 + i) * s);
-              const uint64_t* win1 = image + l.offset_words(oy * s, (ox0 + i1) * s);
-              __m512i dot[kBlocks];
-              switch (nb) {
-                case 4: pixel_pair_tile<kWbits, kAbits, 4>(plan, win0, win1, wblock, block_words, dot); break;
-                case 3: pixel_pair_tile<kWbits, kAbits, 3>(plan, win0, win1, wblock, block_words, dot); break;
-                case 2: pixel_pair_tile<kWbits, kAbits, 2>(plan, win0, win1, wblock, block_words, dot); break;
-                default: pixel_pair_tile<kWbits, kAbits, 1>(plan, win0, win1, wblock, block_words, dot); break;
-              }
-              // value = step * dot + offset * sum(a), in int32 lanes: the
-              // true value fits int32 and wrapping arithmetic is exact mod 2^32.
-              const __m256i corr = _mm256_mullo_epi32(
-                  _mm256_set1_epi32(plan.offset),
-                  _mm256_setr_epi32(sums[i], sums[i], sums[i], sums[i], sums[i1], sums[i1],
-                                    sums[i1], sums[i1]));
-              const __m256i step = _mm256_set1_epi32(plan.step);
-              int32_t* row0 = acc + (i - c0) * kBlocks * B;
-              for (int b = 0; b < nb; ++b) {
-                const __m256i v =
-                    _mm256_add_epi32(_mm256_mullo_epi32(step, low_halves(dot[b])), corr);
-                _mm_store_si128(reinterpret_cast<__m128i*>(row0 + b * B), _mm256_castsi256_si128(v));
-                _mm_store_si128(reinterpret_cast<__m128i*>(row0 + kBlocks * B + b * B),
-                                _mm256_extracti128_si256(v, 1));
-              }
-            }
-            // Only the nb blocks of this range (the next may belong to another).
-            detail::store_pixel_major(args.output, g, n, size_t(oy) * ow + ox0 + c0, ow, chunk,
-                                      cb0 * B, acc, nb * B);
+    int32_t sums[P];
+    detail::activation_sums(args, plan, image, oy, ox0, pixels, sums);
+    for (int cb0 = tl.cb_begin; cb0 < tl.cb_end; cb0 += kBlocks) {
+      const int nb = tl.cb_end - cb0 < kBlocks ? tl.cb_end - cb0 : kBlocks;
+      const uint64_t* wblock = args.weights + cb0 * block_words;
+      for (int c0 = 0; c0 < pixels; c0 += kInt8PixelGroup) {
+        const int chunk = pixels - c0 < kInt8PixelGroup ? pixels - c0 : kInt8PixelGroup;
+        // Pixel-major [pixel][16 channels] (blocks >= nb unused), as
+        // store_pixel_major takes it; one spare row for a lone last pixel.
+        alignas(64) int32_t acc[(kInt8PixelGroup + 1) * kBlocks * B];
+        for (int i = c0; i < c0 + chunk; i += 2) {
+          // A lone last pixel is computed twice (second copy dropped).
+          const int i1 = i + 1 < pixels ? i + 1 : i;
+          const uint64_t* win0 = image + l.offset_words(oy * s, (ox0 + i) * s);
+          const uint64_t* win1 = image + l.offset_words(oy * s, (ox0 + i1) * s);
+          __m512i dot[kBlocks];
+          switch (nb) {
+            case 4: pixel_pair_tile<kWbits, kAbits, 4>(plan, win0, win1, wblock, block_words, dot); break;
+            case 3: pixel_pair_tile<kWbits, kAbits, 3>(plan, win0, win1, wblock, block_words, dot); break;
+            case 2: pixel_pair_tile<kWbits, kAbits, 2>(plan, win0, win1, wblock, block_words, dot); break;
+            default: pixel_pair_tile<kWbits, kAbits, 1>(plan, win0, win1, wblock, block_words, dot); break;
+          }
+          // value = step * dot + offset * sum(a), in int32 lanes: the
+          // true value fits int32 and wrapping arithmetic is exact mod 2^32.
+          const __m256i corr = _mm256_mullo_epi32(
+              _mm256_set1_epi32(plan.offset),
+              _mm256_setr_epi32(sums[i], sums[i], sums[i], sums[i], sums[i1], sums[i1],
+                                sums[i1], sums[i1]));
+          const __m256i step = _mm256_set1_epi32(plan.step);
+          int32_t* row0 = acc + (i - c0) * kBlocks * B;
+          for (int b = 0; b < nb; ++b) {
+            const __m256i v =
+                _mm256_add_epi32(_mm256_mullo_epi32(step, low_halves(dot[b])), corr);
+            _mm_store_si128(reinterpret_cast<__m128i*>(row0 + b * B), _mm256_castsi256_si128(v));
+            _mm_store_si128(reinterpret_cast<__m128i*>(row0 + kBlocks * B + b * B),
+                            _mm256_extracti128_si256(v, 1));
           }
         }
+        // Only the nb blocks of this range (the next may belong to another).
+        detail::store_pixel_major(args.output, g, n, size_t(oy) * ow + ox0 + c0, ow, chunk,
+                                  cb0 * B, acc, nb * B);
       }
     }
   }

@@ -72,40 +72,45 @@ bool cpu_has_avx512_vpopcntdq() {
 bool cpu_has_neon() { return getauxval(AT_HWCAP) & HWCAP_ASIMD; }
 #endif
 
+// A kernel's function pointer and its name, spelled once so they cannot
+// drift apart: the fn / fn_name field pairs of KernelTable.
+#define LOWBIT_KERNEL(fn) fn, #fn
+#define LOWBIT_SET_KERNEL(table, field, fn) (table.field = fn, table.field##_name = #fn)
+
 const KernelTable kScalarTable = {
     Isa::kScalar,
-    conv_w2a2_lut_64x4__scalar, "conv_w2a2_lut_64x4__scalar", 64, 4,
-    conv_anybits_bitserial_64x4__scalar, "conv_anybits_bitserial_64x4__scalar", 64, 4,
-    conv_u8s8_6x16__scalar, "conv_u8s8_6x16__scalar",
-    dwconv_u8s8_1x16__scalar, "dwconv_u8s8_1x16__scalar",
-    conv_u8s8dot_6x16__scalar, "conv_u8s8dot_6x16__scalar", false,
+    LOWBIT_KERNEL(conv_w2a2_lut_64x4__scalar), 64, 4,
+    LOWBIT_KERNEL(conv_anybits_bitserial_64x4__scalar), 64, 4,
+    LOWBIT_KERNEL(conv_u8s8_6x16__scalar),
+    LOWBIT_KERNEL(dwconv_u8s8_1x16__scalar),
+    LOWBIT_KERNEL(conv_u8s8dot_6x16__scalar), false,
 };
 #if LOWBIT_KERNELS_X86
 const KernelTable kAvx2Table = {
     Isa::kAvx2,
-    conv_w2a2_lut_64x4__avx2, "conv_w2a2_lut_64x4__avx2", 64, 4,
-    conv_anybits_bitserial_64x4__avx2, "conv_anybits_bitserial_64x4__avx2", 64, 4,
-    conv_u8s8_6x16__avx2, "conv_u8s8_6x16__avx2",
-    dwconv_u8s8_1x16__avx2, "dwconv_u8s8_1x16__avx2",
-    conv_u8s8dot_6x16__scalar, "conv_u8s8dot_6x16__scalar", false,
+    LOWBIT_KERNEL(conv_w2a2_lut_64x4__avx2), 64, 4,
+    LOWBIT_KERNEL(conv_anybits_bitserial_64x4__avx2), 64, 4,
+    LOWBIT_KERNEL(conv_u8s8_6x16__avx2),
+    LOWBIT_KERNEL(dwconv_u8s8_1x16__avx2),
+    LOWBIT_KERNEL(conv_u8s8dot_6x16__scalar), false,
 };
 const KernelTable kAvxVnniTable = {
     Isa::kAvxVnni,
-    conv_w2a2_lut_64x4__avx2, "conv_w2a2_lut_64x4__avx2", 64, 4,
-    conv_anybits_bitserial_64x4__avx2, "conv_anybits_bitserial_64x4__avx2", 64, 4,
-    conv_u8s8_6x16__avxvnni, "conv_u8s8_6x16__avxvnni",
-    dwconv_u8s8_1x16__avxvnni, "dwconv_u8s8_1x16__avxvnni",
-    conv_u8s8dot_6x16__avxvnni, "conv_u8s8dot_6x16__avxvnni", true,
+    LOWBIT_KERNEL(conv_w2a2_lut_64x4__avx2), 64, 4,
+    LOWBIT_KERNEL(conv_anybits_bitserial_64x4__avx2), 64, 4,
+    LOWBIT_KERNEL(conv_u8s8_6x16__avxvnni),
+    LOWBIT_KERNEL(dwconv_u8s8_1x16__avxvnni),
+    LOWBIT_KERNEL(conv_u8s8dot_6x16__avxvnni), true,
 };
 #endif
 #if LOWBIT_KERNELS_ARM64
 const KernelTable kNeonTable = {
     Isa::kNeon,
-    conv_w2a2_lut_64x4__neon, "conv_w2a2_lut_64x4__neon", 64, 4,
-    conv_anybits_bitserial_64x4__neon, "conv_anybits_bitserial_64x4__neon", 64, 4,
-    conv_u8s8_6x16__neon, "conv_u8s8_6x16__neon",
-    dwconv_u8s8_1x16__neon, "dwconv_u8s8_1x16__neon",
-    conv_u8s8dot_6x16__scalar, "conv_u8s8dot_6x16__scalar", false,
+    LOWBIT_KERNEL(conv_w2a2_lut_64x4__neon), 64, 4,
+    LOWBIT_KERNEL(conv_anybits_bitserial_64x4__neon), 64, 4,
+    LOWBIT_KERNEL(conv_u8s8_6x16__neon),
+    LOWBIT_KERNEL(dwconv_u8s8_1x16__neon),
+    LOWBIT_KERNEL(conv_u8s8dot_6x16__scalar), false,
 };
 #endif
 
@@ -146,15 +151,11 @@ const KernelTable& avx512_table() {
     const X86Features& f = x86_features();
     KernelTable t = f.avx_vnni ? kAvxVnniTable : kAvx2Table;
     t.isa = Isa::kAvx512;
-    t.conv_u8s8dot = conv_u8s8dot_8x32__avx512;
-    t.conv_u8s8dot_name = "conv_u8s8dot_8x32__avx512";
+    LOWBIT_SET_KERNEL(t, conv_u8s8dot, conv_u8s8dot_8x32__avx512);
     t.int8_dot_native = true;
-    t.dwconv_u8s8 = dwconv_u8s8_4x32__avx512;
-    t.dwconv_u8s8_name = "dwconv_u8s8_4x32__avx512";
-    if (f.avx512_vpopcntdq) {
-      t.conv_anybits_bitserial = conv_anybits_bitserial_64x4__avx512;
-      t.conv_anybits_bitserial_name = "conv_anybits_bitserial_64x4__avx512";
-    }
+    LOWBIT_SET_KERNEL(t, dwconv_u8s8, dwconv_u8s8_4x32__avx512);
+    if (f.avx512_vpopcntdq)
+      LOWBIT_SET_KERNEL(t, conv_anybits_bitserial, conv_anybits_bitserial_64x4__avx512);
     return t;
   }();
   return table;
@@ -177,6 +178,9 @@ const KernelTable& choose_table() {
   }
   return *kernel_table_for(isa);
 }
+
+#undef LOWBIT_SET_KERNEL
+#undef LOWBIT_KERNEL
 
 }  // namespace
 

@@ -84,29 +84,50 @@ BitSerialWeightsLayout make_bit_serial_weights_layout(int out_channels, int in_c
   return l;
 }
 
-Int8ActivationsLayout make_int8_activations_layout(int channels, int height, int width,
-                                                   int pad) {
+namespace {
+// Fields common to both INT8 activation formats: padded NHWC with
+// channel_stride = channels rounded up to channel_align. The caller sets the
+// per-image size (format-specific name and slack).
+template <class Layout>
+Layout padded_nhwc_layout(int channels, int height, int width, int pad, int channel_align) {
   assert(channels > 0 && height > 0 && width > 0 && pad >= 0);
-  Int8ActivationsLayout l;
+  Layout l;
   l.channels = channels;
   l.height = height;
   l.width = width;
   l.pad = pad;
-  l.channel_stride = int(round_up(size_t(channels), kInt8ChannelAlign));
+  l.channel_stride = int(round_up(size_t(channels), size_t(channel_align)));
   l.padded_height = height + 2 * pad;
   l.padded_width = width + 2 * pad;
+  return l;
+}
+
+// Fields common to both INT8 conv weight formats (blocks of kInt8CoutBlock
+// output channels); returns the k-steps per tap: in_channels rounded up to
+// channels_per_step, divided by it (channel pairs or quads).
+template <class Layout>
+int int8_weights_common(int out_channels, int in_channels, int taps, int channels_per_step,
+                        Layout* l) {
+  assert(out_channels > 0 && in_channels > 0 && taps > 0);
+  l->out_channels = out_channels;
+  l->in_channels = in_channels;
+  l->taps = taps;
+  l->cout_blocks = (out_channels + kInt8CoutBlock - 1) / kInt8CoutBlock;
+  return int(round_up(size_t(in_channels), size_t(channels_per_step))) / channels_per_step;
+}
+}  // namespace
+
+Int8ActivationsLayout make_int8_activations_layout(int channels, int height, int width,
+                                                   int pad) {
+  Int8ActivationsLayout l = padded_nhwc_layout<Int8ActivationsLayout>(channels, height, width,
+                                                                      pad, kInt8ChannelAlign);
   l.image_elems = size_t(l.padded_height) * l.padded_width * l.channel_stride + kInt8SlackElems;
   return l;
 }
 
 Int8WeightsLayout make_int8_weights_layout(int out_channels, int in_channels, int taps) {
-  assert(out_channels > 0 && in_channels > 0 && taps > 0);
   Int8WeightsLayout l;
-  l.out_channels = out_channels;
-  l.in_channels = in_channels;
-  l.taps = taps;
-  l.cout_blocks = (out_channels + kInt8CoutBlock - 1) / kInt8CoutBlock;
-  l.channel_pairs = int(round_up(size_t(in_channels), kInt8ChannelAlign)) / 2;
+  l.channel_pairs = int8_weights_common(out_channels, in_channels, taps, kInt8ChannelAlign, &l);
   l.block_elems = size_t(taps) * l.channel_pairs * 2 * kInt8CoutBlock;
   l.elems = l.block_elems * l.cout_blocks;
   return l;
@@ -114,27 +135,16 @@ Int8WeightsLayout make_int8_weights_layout(int out_channels, int in_channels, in
 
 Int8DotActivationsLayout make_int8_dot_activations_layout(int channels, int height, int width,
                                                           int pad) {
-  assert(channels > 0 && height > 0 && width > 0 && pad >= 0);
-  Int8DotActivationsLayout l;
-  l.channels = channels;
-  l.height = height;
-  l.width = width;
-  l.pad = pad;
-  l.channel_stride = int(round_up(size_t(channels), kInt8DotChannelAlign));
-  l.padded_height = height + 2 * pad;
-  l.padded_width = width + 2 * pad;
+  Int8DotActivationsLayout l = padded_nhwc_layout<Int8DotActivationsLayout>(
+      channels, height, width, pad, kInt8DotChannelAlign);
   l.image_bytes = size_t(l.padded_height) * l.padded_width * l.channel_stride + kInt8DotSlackBytes;
   return l;
 }
 
 Int8DotWeightsLayout make_int8_dot_weights_layout(int out_channels, int in_channels, int taps) {
-  assert(out_channels > 0 && in_channels > 0 && taps > 0);
   Int8DotWeightsLayout l;
-  l.out_channels = out_channels;
-  l.in_channels = in_channels;
-  l.taps = taps;
-  l.cout_blocks = (out_channels + kInt8CoutBlock - 1) / kInt8CoutBlock;
-  l.channel_quads = int(round_up(size_t(in_channels), kInt8DotChannelAlign)) / 4;
+  l.channel_quads =
+      int8_weights_common(out_channels, in_channels, taps, kInt8DotChannelAlign, &l);
   l.block_bytes = size_t(taps) * l.channel_quads * 4 * kInt8CoutBlock;
   l.bytes = l.block_bytes * l.cout_blocks;
   return l;

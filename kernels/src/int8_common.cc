@@ -24,16 +24,21 @@ size_t lut_conv_work_items(const LutConvArgs& a) {
   return size_t(a.geometry.batch) * tiles * a.table_layout.cout_blocks;
 }
 
+namespace {
+// Items of the INT8 conv families (both formats): item = (image * pixel_groups
+// + group) * cout_blocks + block, groups of kInt8PixelGroup flat output pixels.
+size_t int8_items(const ConvGeometry& g, int cout_blocks) {
+  const size_t flat = size_t(g.out_height()) * g.out_width();
+  return size_t(g.batch) * ((flat + kInt8PixelGroup - 1) / kInt8PixelGroup) * cout_blocks;
+}
+}  // namespace
+
 size_t int8_conv_work_items(const Int8ConvArgs& a) {
-  const size_t flat = size_t(a.geometry.out_height()) * a.geometry.out_width();
-  return size_t(a.geometry.batch) * ((flat + kInt8PixelGroup - 1) / kInt8PixelGroup) *
-         a.weight_layout.cout_blocks;
+  return int8_items(a.geometry, a.weight_layout.cout_blocks);
 }
 
 size_t int8_dot_conv_work_items(const Int8DotConvArgs& a) {
-  const size_t flat = size_t(a.geometry.out_height()) * a.geometry.out_width();
-  return size_t(a.geometry.batch) * ((flat + kInt8PixelGroup - 1) / kInt8PixelGroup) *
-         a.weight_layout.cout_blocks;
+  return int8_items(a.geometry, a.weight_layout.cout_blocks);
 }
 
 size_t dw_conv_work_items(const DwConvArgs& a) {
@@ -42,15 +47,23 @@ size_t dw_conv_work_items(const DwConvArgs& a) {
 
 namespace detail {
 
-void make_int8_plan(const Int8ConvArgs& a, Int8Plan* plan) {
+namespace {
+// The plan of both INT8 conv formats. A k-step is kChannelsPerStep input
+// channels of one pixel (2 for the int16 pair format, 4 for the byte quad
+// format); steps_per_row = kernel_w * channel_stride / kChannelsPerStep, and
+// the weight layout holds channel_stride / kChannelsPerStep steps per tap
+// (weight_steps).
+template <int kChannelsPerStep, class Args>
+void make_plan(const Args& a, int weight_steps, Int8Plan* plan, int* steps_per_row) {
   const ConvGeometry& g = a.geometry;
-  const Int8ActivationsLayout& l = a.activation_layout;
-  const Int8WeightsLayout& w = a.weight_layout;
+  const auto& l = a.activation_layout;
+  const auto& w = a.weight_layout;
   assert(g.groups == 1 && g.stride >= 1);
   assert(l.channels == g.in_channels && l.height == g.height && l.width == g.width &&
          l.pad == g.pad);
   assert(w.out_channels == g.out_channels && w.in_channels == g.in_channels &&
-         w.taps == g.taps() && w.channel_pairs * 2 == l.channel_stride);
+         w.taps == g.taps() && weight_steps * kChannelsPerStep == l.channel_stride);
+  (void)weight_steps;
   assert(g.kernel_h <= kInt8MaxKernelH && g.out_height() > 0 && g.out_width() > 0);
   assert(size_t(g.taps()) * g.in_channels <= 65793);  // exact int32 sums
   plan->out_height = g.out_height();
@@ -59,31 +72,18 @@ void make_int8_plan(const Int8ConvArgs& a, Int8Plan* plan) {
   plan->pixel_groups = (plan->flat_pixels + kInt8PixelGroup - 1) / kInt8PixelGroup;
   plan->cout_blocks = w.cout_blocks;
   plan->items = size_t(g.batch) * plan->pixel_groups * plan->cout_blocks;
-  plan->row_pairs = g.kernel_w * l.channel_stride / 2;
+  *steps_per_row = g.kernel_w * l.channel_stride / kChannelsPerStep;
   for (int ky = 0; ky < g.kernel_h; ++ky) plan->row_offset[ky] = l.offset(ky, 0);
   check_work_range(a.output, a.work, plan->items, size_t(plan->cout_blocks));
 }
+}  // namespace
+
+void make_int8_plan(const Int8ConvArgs& a, Int8Plan* plan) {
+  make_plan<2>(a, a.weight_layout.channel_pairs, plan, &plan->row_pairs);
+}
 
 void make_int8_dot_plan(const Int8DotConvArgs& a, Int8Plan* plan) {
-  const ConvGeometry& g = a.geometry;
-  const Int8DotActivationsLayout& l = a.activation_layout;
-  const Int8DotWeightsLayout& w = a.weight_layout;
-  assert(g.groups == 1 && g.stride >= 1);
-  assert(l.channels == g.in_channels && l.height == g.height && l.width == g.width &&
-         l.pad == g.pad);
-  assert(w.out_channels == g.out_channels && w.in_channels == g.in_channels &&
-         w.taps == g.taps() && w.channel_quads * 4 == l.channel_stride);
-  assert(g.kernel_h <= kInt8MaxKernelH && g.out_height() > 0 && g.out_width() > 0);
-  assert(size_t(g.taps()) * g.in_channels <= 65793);  // exact int32 sums
-  plan->out_height = g.out_height();
-  plan->out_width = g.out_width();
-  plan->flat_pixels = size_t(plan->out_height) * plan->out_width;
-  plan->pixel_groups = (plan->flat_pixels + kInt8PixelGroup - 1) / kInt8PixelGroup;
-  plan->cout_blocks = w.cout_blocks;
-  plan->items = size_t(g.batch) * plan->pixel_groups * plan->cout_blocks;
-  plan->row_quads = g.kernel_w * l.channel_stride / 4;
-  for (int ky = 0; ky < g.kernel_h; ++ky) plan->row_offset[ky] = l.offset(ky, 0);
-  check_work_range(a.output, a.work, plan->items, size_t(plan->cout_blocks));
+  make_plan<4>(a, a.weight_layout.channel_quads, plan, &plan->row_quads);
 }
 
 void make_dw_plan(const DwConvArgs& a, DwPlan* plan) {
