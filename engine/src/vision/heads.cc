@@ -8,22 +8,28 @@
 namespace lowbit::engine::vision {
 namespace {
 
+// The output named `name`, or nullptr.
+const Tensor* FindOutput(const std::vector<NamedTensor>& outputs, const std::string& name) {
+  for (const NamedTensor& output : outputs) {
+    if (output.name == name) return &output.tensor;
+  }
+  return nullptr;
+}
+
 // Finds output `name` and returns frame `frame` of it, checking that it is
 // [N > frame, dim1, dim2].
 StatusOr<const float*> FrameOf(const std::vector<NamedTensor>& outputs, const std::string& name,
                                int frame, int64_t dim1, int64_t dim2) {
-  for (const NamedTensor& output : outputs) {
-    if (output.name != name) continue;
-    const Shape& shape = output.tensor.shape();
-    if (shape.size() != 3 || shape[1] != dim1 || shape[2] != dim2 || frame < 0 ||
-        frame >= shape[0] || output.tensor.size() != NumElements(shape)) {
-      return InvalidArgument("output '" + name + "' has shape " + ShapeToString(shape) +
-                             "; expected [N," + std::to_string(dim1) + "," + std::to_string(dim2) +
-                             "] with N > " + std::to_string(frame));
-    }
-    return output.tensor.data() + frame * dim1 * dim2;
+  const Tensor* tensor = FindOutput(outputs, name);
+  if (tensor == nullptr) return InvalidArgument("missing head output '" + name + "'");
+  const Shape& shape = tensor->shape();
+  if (shape.size() != 3 || shape[1] != dim1 || shape[2] != dim2 || frame < 0 ||
+      frame >= shape[0] || tensor->size() != NumElements(shape)) {
+    return InvalidArgument("output '" + name + "' has shape " + ShapeToString(shape) +
+                           "; expected [N," + std::to_string(dim1) + "," + std::to_string(dim2) +
+                           "] with N > " + std::to_string(frame));
   }
-  return InvalidArgument("missing head output '" + name + "'");
+  return tensor->data() + frame * dim1 * dim2;
 }
 
 int64_t GridSide(int size, int stride) { return (size + stride - 1) / stride; }
@@ -65,12 +71,9 @@ StatusOr<std::vector<Detection>> DecodeNanoDet(const v1::NanoDetHead& head,
     const int64_t cols = GridSide(geometry.input_width, stride);
     const int64_t cells = rows * cols;
     // The class count is whatever the score tensor carries.
-    int64_t num_classes = 0;
-    for (const NamedTensor& output : outputs) {
-      if (output.name == head.score_outputs(level) && output.tensor.shape().size() == 3) {
-        num_classes = output.tensor.shape()[2];
-      }
-    }
+    const Tensor* score_tensor = FindOutput(outputs, head.score_outputs(level));
+    const int64_t num_classes =
+        score_tensor != nullptr && score_tensor->shape().size() == 3 ? score_tensor->shape()[2] : 0;
     if (num_classes <= 0) {
       return InvalidArgument("missing or malformed nanodet score output '" +
                              head.score_outputs(level) + "'");
