@@ -1,6 +1,8 @@
 #include "ir/graph.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <set>
 #include <sstream>
 
@@ -20,13 +22,55 @@ const char* DataTypeName(DataType type) {
       return "u8";
     case DataType::kBool:
       return "bool";
+    case DataType::kPacked:
+      return "packed";
   }
   return "?";
+}
+
+int64_t DataTypeSize(DataType type) {
+  switch (type) {
+    case DataType::kFloat32:
+    case DataType::kInt32:
+      return 4;
+    case DataType::kInt64:
+      return 8;
+    case DataType::kInt8:
+    case DataType::kUInt8:
+    case DataType::kBool:
+    case DataType::kPacked:
+      return 1;
+  }
+  return 1;
+}
+
+AlignedBytes& AlignedBytes::operator=(const AlignedBytes& other) {
+  if (this == &other) return *this;
+  resize(other.size_);
+  if (size_ != 0) std::memcpy(data_, other.data_, size_);
+  return *this;
+}
+
+AlignedBytes::~AlignedBytes() { std::free(data_); }
+
+void AlignedBytes::resize(size_t size) {
+  std::free(data_);
+  data_ = nullptr;
+  size_ = size;
+  if (size == 0) return;
+  data_ = static_cast<uint8_t*>(std::aligned_alloc(64, (size + 63) / 64 * 64));
+  if (data_ == nullptr) std::abort();  // out of memory while compiling
+  std::memset(data_, 0, size);
 }
 
 std::string Precision::ToString() const {
   if (kind == Kind::kFloat) return "f32";
   char buffer[96];
+  if (per_axis()) {
+    std::snprintf(buffer, sizeof buffer, "%s%d(axis=%d,%zu scales)", is_signed ? "i" : "u", bits,
+                  axis, scales.size());
+    return buffer;
+  }
   std::snprintf(buffer, sizeof buffer, "%s%d(s=%g,z=%d)", is_signed ? "i" : "u", bits, scale,
                 zero_point);
   return buffer;
@@ -37,6 +81,14 @@ HostTensor HostTensor::Floats(Shape shape, std::vector<float> values) {
   t.dtype = DataType::kFloat32;
   t.shape = std::move(shape);
   t.floats = std::move(values);
+  return t;
+}
+
+HostTensor HostTensor::Packed(AlignedBytes bytes) {
+  HostTensor t;
+  t.dtype = DataType::kPacked;
+  t.shape = {static_cast<int64_t>(bytes.size())};
+  t.bytes = std::move(bytes);
   return t;
 }
 

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "lowbit/engine/status.h"
@@ -26,17 +27,65 @@
 
 namespace lowbit::engine::ir {
 
-enum class DataType { kFloat32, kInt64, kInt32, kInt8, kUInt8, kBool };
+// kPacked: opaque bytes in a kernel or storage format (packed weights), held
+// by constants only; its layout is stated by the node that reads it.
+enum class DataType { kFloat32, kInt64, kInt32, kInt8, kUInt8, kBool, kPacked };
 const char* DataTypeName(DataType type);  // "f32", "i64", ...
+// Bytes per element of a run-time buffer of `type` (1 for kPacked and kBool).
+int64_t DataTypeSize(DataType type);
 
-// Per-tensor numeric precision of a value.
+// 64-byte aligned bytes that own their memory (packed weights: AVX-512 rows
+// and uint64 bit-planes are read straight from them). Copying copies.
+class AlignedBytes {
+ public:
+  AlignedBytes() = default;
+  explicit AlignedBytes(size_t size) { resize(size); }
+  AlignedBytes(const AlignedBytes& other) { *this = other; }
+  AlignedBytes& operator=(const AlignedBytes& other);
+  AlignedBytes(AlignedBytes&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  AlignedBytes& operator=(AlignedBytes&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    return *this;
+  }
+  ~AlignedBytes();
+  // Zero-filled; previous contents are discarded.
+  void resize(size_t size);
+  size_t size() const { return size_; }
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  template <typename T>
+  T* as() {
+    return reinterpret_cast<T*>(data_);
+  }
+  template <typename T>
+  const T* as() const {
+    return reinterpret_cast<const T*>(data_);
+  }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Numeric precision of a value: float32, or integer codes with their
+// quantization parameters, per tensor or per axis.
 struct Precision {
   enum class Kind { kFloat, kIntegerCodes };
   Kind kind = Kind::kFloat;
-  int bits = 32;          // 32 for float; 1..8 for integer codes
+  int bits = 32;          // 32 for float; 1..8 for integer codes (16/32 for wide ints)
   bool is_signed = true;  // integer codes only
   float scale = 1.0f;     // integer codes only: real = scale * (code - zero_point)
   int32_t zero_point = 0;
+  // Per-axis parameters (axis >= 0): scales[i] / zero_points[i] apply to
+  // index i of logical axis `axis`; scale / zero_point above are unused.
+  int axis = -1;
+  std::vector<float> scales;
+  std::vector<int32_t> zero_points;
+
+  bool is_codes() const { return kind == Kind::kIntegerCodes; }
+  bool per_axis() const { return axis >= 0; }
 
   static Precision Float32() { return {}; }
   static Precision IntegerCodes(int bits, bool is_signed, float scale, int32_t zero_point) {
@@ -46,12 +95,14 @@ struct Precision {
 };
 
 // A constant tensor held by the compiler. Float32 data lives in `floats`;
-// every integer or bool type lives widened in `ints`. Row-major, logical order.
+// every integer or bool type lives widened in `ints`; kPacked bytes live in
+// `bytes` (shape = [byte count]). Row-major, logical order.
 struct HostTensor {
   DataType dtype = DataType::kFloat32;
   Shape shape;
   std::vector<float> floats;
   std::vector<int64_t> ints;
+  AlignedBytes bytes;
 
   int64_t size() const { return NumElements(shape); }
   bool is_float() const { return dtype == DataType::kFloat32; }
@@ -60,6 +111,7 @@ struct HostTensor {
   static HostTensor Floats(Shape shape, std::vector<float> values);
   static HostTensor Ints(Shape shape, std::vector<int64_t> values,
                          DataType dtype = DataType::kInt64);
+  static HostTensor Packed(AlignedBytes bytes);
 };
 
 struct Attribute {

@@ -17,7 +17,7 @@
 namespace lowbit::engine::ops {
 namespace {
 
-class XnnpackConv final : public Kernel {
+class XnnpackConv final : public FloatKernel {
  public:
   Status Init(const ir::Graph& graph, const ir::Node& node) {
     LOWBIT_RETURN_IF_ERROR(InitializeXnnpack());
@@ -103,7 +103,7 @@ class XnnpackConv final : public Kernel {
     return Status::Ok();
   }
 
-  Status Run(const KernelContext& context, const float* const* inputs,
+  Status RunFloat(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
     const float* input = inputs[0];
     size_t height = in_height_, width = in_width_;

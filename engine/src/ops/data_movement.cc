@@ -1,6 +1,8 @@
 // Concat, Split, Slice, Pad and lowbit.Relayout on physical buffers. Logical
 // axes from the node's attributes are mapped through each operand's storage
-// order; constant operands (one frame) are reused for every frame.
+// order; constant operands (one frame) are reused for every frame. Concat,
+// Split, Slice and Relayout move elements of any dtype (float32 or integer
+// codes); Pad is float32.
 #include <algorithm>
 #include <cstring>
 
@@ -20,8 +22,12 @@ struct StridedCopy {
   int64_t in_start = 0;             // element offset of the first element
   int64_t in_frame = 0;             // elements per input frame (0: not batched)
   int64_t out_frame = 0;
+  int64_t element_bytes = 4;
 
-  void Run(const KernelContext& context, const float* in, float* out) const {
+  void Run(const KernelContext& context, const void* in_data, void* out_data) const {
+    const char* in = static_cast<const char*>(in_data);
+    char* out = static_cast<char*>(out_data);
+    const int64_t e = element_bytes;
     const size_t rank = out_shape.size();
     const int64_t inner = out_shape[rank - 1];
     const int64_t rows = out_frame / std::max<int64_t>(inner, 1);
@@ -33,12 +39,16 @@ struct StridedCopy {
         offset += (rest % out_shape[d]) * in_strides[d];
         rest /= out_shape[d];
       }
-      float* dst = out + frame * out_frame + row * inner;
-      const float* src = in + offset;
+      char* dst = out + (frame * out_frame + row * inner) * e;
+      const char* src = in + offset * e;
       if (contiguous) {
-        std::memcpy(dst, src, inner * sizeof(float));
+        std::memcpy(dst, src, inner * e);
+      } else if (e == 4) {
+        for (int64_t i = 0; i < inner; ++i)
+          std::memcpy(dst + i * 4, src + i * in_strides[rank - 1] * 4, 4);
       } else {
-        for (int64_t i = 0; i < inner; ++i) dst[i] = src[i * in_strides[rank - 1]];
+        for (int64_t i = 0; i < inner; ++i)
+          std::memcpy(dst + i * e, src + i * in_strides[rank - 1] * e, e);
       }
     });
   }
@@ -55,7 +65,9 @@ std::vector<int64_t> Strides(const Shape& shape) {
 // chunk of chunk[k] elements per block.
 class ConcatKernel final : public Kernel {
  public:
-  ConcatKernel(std::vector<Operand> inputs, const Operand& output, int logical_axis) {
+  ConcatKernel(std::vector<Operand> inputs, const Operand& output, int logical_axis,
+               int64_t element_bytes)
+      : element_bytes_(element_bytes) {
     const int axis = output.PhysicalAxis(logical_axis);
     outer_per_frame_ = 1;
     for (int d = 1; d < axis; ++d) outer_per_frame_ *= output.physical[d];
@@ -71,22 +83,24 @@ class ConcatKernel final : public Kernel {
     for (int64_t c : chunks_) out_block_ += c;
   }
 
-  Status Run(const KernelContext& context, const float* const* inputs,
-             float* const* outputs) override {
-    const int64_t blocks = outer_per_frame_ * context.batch;
-    float* out = outputs[0];
+  Status Run(const KernelContext& context, const void* const* inputs,
+             void* const* outputs) override {
+    const int64_t blocks = outer_per_frame_ * context.batch, e = element_bytes_;
+    char* out = static_cast<char*>(outputs[0]);
     ParallelFor(context, static_cast<size_t>(blocks), [&](size_t block) {
-      float* dst = out + block * out_block_;
+      char* dst = out + block * out_block_ * e;
       for (size_t k = 0; k < chunks_.size(); ++k) {
         const int64_t source_block = batched_[k] ? block : block % outer_per_frame_;
-        std::memcpy(dst, inputs[k] + source_block * chunks_[k], chunks_[k] * sizeof(float));
-        dst += chunks_[k];
+        std::memcpy(dst, static_cast<const char*>(inputs[k]) + source_block * chunks_[k] * e,
+                    chunks_[k] * e);
+        dst += chunks_[k] * e;
       }
     });
     return Status::Ok();
   }
 
  private:
+  int64_t element_bytes_;
   int64_t outer_per_frame_ = 1, out_block_ = 0;
   std::vector<int64_t> chunks_;
   std::vector<char> batched_;
@@ -94,7 +108,8 @@ class ConcatKernel final : public Kernel {
 
 class SplitKernel final : public Kernel {
  public:
-  SplitKernel(const Operand& input, const std::vector<Operand>& outputs, int logical_axis) {
+  SplitKernel(const Operand& input, const std::vector<Operand>& outputs, int logical_axis,
+              int64_t element_bytes) {
     const int axis = input.PhysicalAxis(logical_axis);
     const Shape in_strides = Strides(input.physical);
     int64_t start = 0;
@@ -105,13 +120,14 @@ class SplitKernel final : public Kernel {
       copy.in_start = start * in_strides[axis];
       copy.in_frame = NumElements(input.physical);
       copy.out_frame = NumElements(out.physical);
+      copy.element_bytes = element_bytes;
       copies_.push_back(copy);
       start += out.physical[axis];
     }
   }
 
-  Status Run(const KernelContext& context, const float* const* inputs,
-             float* const* outputs) override {
+  Status Run(const KernelContext& context, const void* const* inputs,
+             void* const* outputs) override {
     for (size_t k = 0; k < copies_.size(); ++k) copies_[k].Run(context, inputs[0], outputs[k]);
     return Status::Ok();
   }
@@ -123,8 +139,8 @@ class SplitKernel final : public Kernel {
 class StridedCopyKernel final : public Kernel {
  public:
   explicit StridedCopyKernel(StridedCopy copy) : copy_(std::move(copy)) {}
-  Status Run(const KernelContext& context, const float* const* inputs,
-             float* const* outputs) override {
+  Status Run(const KernelContext& context, const void* const* inputs,
+             void* const* outputs) override {
     copy_.Run(context, inputs[0], outputs[0]);
     return Status::Ok();
   }
@@ -134,7 +150,7 @@ class StridedCopyKernel final : public Kernel {
 };
 
 // Constant Pad through XNNPACK (per physical axis pre/post padding).
-class XnnpackPadKernel final : public Kernel {
+class XnnpackPadKernel final : public FloatKernel {
  public:
   XnnpackPadKernel(Operand input, std::vector<size_t> begin, std::vector<size_t> end)
       : input_(std::move(input)), begin_(std::move(begin)), end_(std::move(end)) {}
@@ -145,7 +161,7 @@ class XnnpackPadKernel final : public Kernel {
       return Internal("XNNPACK rejected the pad");
     return Status::Ok();
   }
-  Status Run(const KernelContext& context, const float* const* inputs,
+  Status RunFloat(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
     return op_.Run(
         {context, inputs[0], outputs[0]},
@@ -171,8 +187,17 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
                                                            const ir::Node& node) {
   const std::string& op = node.op_type;
   const ir::Value& first = graph.values[node.inputs[0]];
-  if (first.dtype != ir::DataType::kFloat32)
-    return Unimplemented(node.Describe() + ": only float32 data is supported at run time");
+  const bool moves_any_type = op != "Pad";
+  if (first.dtype != ir::DataType::kFloat32 &&
+      !(moves_any_type && (first.dtype == ir::DataType::kUInt8 ||
+                           first.dtype == ir::DataType::kInt8 ||
+                           first.dtype == ir::DataType::kInt32)))
+    return Unimplemented(node.Describe() + ": " + ir::DataTypeName(first.dtype) +
+                         " data is not supported at run time");
+  for (int in : node.inputs)
+    if (op == "Concat" && graph.values[in].dtype != first.dtype)
+      return Internal(node.Describe() + " concatenates tensors of different types");
+  const int64_t element_bytes = ir::DataTypeSize(first.dtype);
   const Operand input = DescribeOperand(first);
   const Operand output = DescribeOperand(graph.values[node.outputs[0]]);
   if (op == "Concat") {
@@ -181,7 +206,7 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
     LOWBIT_ASSIGN_OR_RETURN(int axis,
                             ir::NormalizeAxis(node.GetInt("axis", 0), first.shape.size(), node));
     if (axis == 0) return Unimplemented(node.Describe() + " concatenates along the batch axis");
-    return std::unique_ptr<Kernel>(new ConcatKernel(std::move(inputs), output, axis));
+    return std::unique_ptr<Kernel>(new ConcatKernel(std::move(inputs), output, axis, element_bytes));
   }
   if (op == "Split") {
     std::vector<Operand> outputs;
@@ -189,7 +214,7 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
     LOWBIT_ASSIGN_OR_RETURN(int axis,
                             ir::NormalizeAxis(node.GetInt("axis", 0), first.shape.size(), node));
     if (axis == 0) return Unimplemented(node.Describe() + " splits along the batch axis");
-    return std::unique_ptr<Kernel>(new SplitKernel(input, outputs, axis));
+    return std::unique_ptr<Kernel>(new SplitKernel(input, outputs, axis, element_bytes));
   }
   if (op == "Slice") {
     LOWBIT_ASSIGN_OR_RETURN(auto ranges, ir::ResolveSlice(graph, node, first.shape));
@@ -206,6 +231,7 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
     }
     copy.in_frame = NumElements(input.physical);
     copy.out_frame = NumElements(output.physical);
+    copy.element_bytes = element_bytes;
     return std::unique_ptr<Kernel>(new StridedCopyKernel(copy));
   }
   if (op == "lowbit.Relayout") {
@@ -221,6 +247,7 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
     }
     copy.in_frame = NumElements(input.physical);
     copy.out_frame = NumElements(output.physical);
+    copy.element_bytes = element_bytes;
     return std::unique_ptr<Kernel>(new StridedCopyKernel(copy));
   }
   if (op == "Pad") {

@@ -19,11 +19,11 @@ enum class BinaryOp { kAdd, kSub, kMul, kDiv, kMax, kMin };
 constexpr int64_t kBlock = 16384;  // elements per parallel task
 
 // Tanh / Exp / Neg / Sqrt / Abs as plain loops over N * frame elements.
-class UnaryKernel final : public Kernel {
+class UnaryKernel final : public FloatKernel {
  public:
   UnaryKernel(UnaryOp op, int64_t frame) : op_(op), frame_(frame) {}
 
-  Status Run(const KernelContext& context, const float* const* inputs,
+  Status RunFloat(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
     const float* x = inputs[0];
     float* y = outputs[0];
@@ -64,7 +64,7 @@ class UnaryKernel final : public Kernel {
 
 // Relu / Clip / LeakyRelu / Sigmoid through XNNPACK's vectorised NC
 // operators: the frame is one row of `frame` channels, the batch the rows.
-class XnnpackUnaryKernel final : public Kernel {
+class XnnpackUnaryKernel final : public FloatKernel {
  public:
   explicit XnnpackUnaryKernel(int64_t frame) : frame_(frame) {}
   Status Create(UnaryOp op, float a, float b) {
@@ -86,7 +86,7 @@ class XnnpackUnaryKernel final : public Kernel {
     return Status::Ok();
   }
 
-  Status Run(const KernelContext& context, const float* const* inputs,
+  Status RunFloat(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
     auto setup = op_kind_ == UnaryOp::kLeakyRelu ? xnn_setup_leaky_relu_nc_f32
                  : op_kind_ == UnaryOp::kSigmoid ? xnn_setup_sigmoid_nc_f32
@@ -107,7 +107,7 @@ class XnnpackUnaryKernel final : public Kernel {
 
 // Broadcasting binary ops through XNNPACK's ND operators (rank <= 6), with an
 // optional fused output clamp (Relu/Clip after an Add, see FuseActivations).
-class XnnpackBinaryKernel final : public Kernel {
+class XnnpackBinaryKernel final : public FloatKernel {
  public:
   XnnpackBinaryKernel(BinaryOp op, Operand a, Operand b)
       : op_kind_(op), a_(std::move(a)), b_(std::move(b)) {}
@@ -140,7 +140,7 @@ class XnnpackBinaryKernel final : public Kernel {
     return Status::Ok();
   }
 
-  Status Run(const KernelContext& context, const float* const* inputs,
+  Status RunFloat(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
     return op_.Run(
         {context, inputs[0], outputs[0], inputs[1]},

@@ -1,10 +1,13 @@
 // Executable kernels for compiled graph nodes.
 //
-// A kernel reads and writes float32 buffers in each value's storage order
-// (see ir/graph.h). Activations hold `batch` frames back to back (the batch
-// is the outermost physical dimension); constant operands hold one frame and
-// are broadcast over the batch. Kernels are created once per session (they
-// may own packed weights and XNNPACK operators) and run for any batch size.
+// A kernel reads and writes typed buffers in each value's storage order
+// (see ir/graph.h): float32, int32, or int8/uint8 codes, one element of
+// DataTypeSize(value.dtype) bytes each. Activations hold `batch` frames back
+// to back (the batch is the outermost physical dimension); constant operands
+// hold one frame and are broadcast over the batch. Kernels are created once
+// per session and run for any batch size; what they read from constants
+// (packed weights) stays owned by the model's graph and is shared read-only
+// by every session.
 #pragma once
 
 #include <pthreadpool.h>
@@ -20,6 +23,10 @@ namespace lowbit::engine::ops {
 struct KernelContext {
   int64_t batch = 1;
   pthreadpool_t threadpool = nullptr;  // nullptr: run on the caller's thread
+  // Scratch of workspace_bytes(batch) bytes, 64-byte aligned, valid during
+  // this Run only. Its contents are undefined on entry: the arena reuses the
+  // memory for other buffers between steps.
+  void* workspace = nullptr;
 };
 
 // One operand as a kernel sees it.
@@ -43,10 +50,26 @@ Operand DescribeOperand(const ir::Value& value);
 class Kernel {
  public:
   virtual ~Kernel() = default;
-  // `inputs[i]` / `outputs[i]`: buffers of the node's inputs and outputs
-  // (nullptr for omitted or non-float inputs, which kernels read at creation).
-  virtual Status Run(const KernelContext& context, const float* const* inputs,
-                     float* const* outputs) = 0;
+  // `inputs[i]` / `outputs[i]`: buffers of the node's inputs and outputs in
+  // their value's dtype (nullptr for omitted inputs and for integer
+  // constants, which kernels read at creation; float constants and kPacked
+  // constants point at the graph's data).
+  virtual Status Run(const KernelContext& context, const void* const* inputs,
+                     void* const* outputs) = 0;
+  // Scratch bytes the kernel needs for a batch of `batch` frames.
+  virtual int64_t workspace_bytes(int64_t batch) const { return 0; }
+};
+
+// A kernel whose operands are all float32.
+class FloatKernel : public Kernel {
+ public:
+  Status Run(const KernelContext& context, const void* const* inputs,
+             void* const* outputs) final {
+    return RunFloat(context, reinterpret_cast<const float* const*>(inputs),
+                    reinterpret_cast<float* const*>(outputs));
+  }
+  virtual Status RunFloat(const KernelContext& context, const float* const* inputs,
+                          float* const* outputs) = 0;
 };
 
 // True for ops whose output is its input's memory reinterpreted (Reshape,

@@ -16,7 +16,7 @@ struct Nhwc {
 
 Nhwc NhwcOf(const ir::Value& value) { return {value.shape[2], value.shape[3], value.shape[1]}; }
 
-class PoolKernel final : public Kernel {
+class PoolKernel final : public FloatKernel {
  public:
   PoolKernel(bool is_max, Nhwc in, Nhwc out, std::vector<int64_t> kernel,
              std::vector<int64_t> strides, std::vector<int64_t> pads,
@@ -30,7 +30,7 @@ class PoolKernel final : public Kernel {
         dilations_(std::move(dilations)),
         count_include_pad_(count_include_pad) {}
 
-  Status Run(const KernelContext& context, const float* const* inputs,
+  Status RunFloat(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
     const int64_t c = in_.c;
     ParallelFor(context, static_cast<size_t>(context.batch * out_.h), [&](size_t task) {
@@ -75,7 +75,7 @@ class PoolKernel final : public Kernel {
 };
 
 // MaxPool through XNNPACK (floor-mode output sizes; ceil_mode uses PoolKernel).
-class XnnpackMaxPoolKernel final : public Kernel {
+class XnnpackMaxPoolKernel final : public FloatKernel {
  public:
   XnnpackMaxPoolKernel(Nhwc in) : in_(in) {}
   Status Create(const std::vector<int64_t>& kernel, const std::vector<int64_t>& strides,
@@ -89,7 +89,7 @@ class XnnpackMaxPoolKernel final : public Kernel {
       return Internal("XNNPACK rejected the max pooling");
     return Status::Ok();
   }
-  Status Run(const KernelContext& context, const float* const* inputs,
+  Status RunFloat(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
     return op_.Run(
         {context, inputs[0], outputs[0]},
@@ -112,12 +112,12 @@ struct Tap {
   float weight1 = 0;
 };
 
-class ResizeKernel final : public Kernel {
+class ResizeKernel final : public FloatKernel {
  public:
   ResizeKernel(Nhwc in, Nhwc out, std::vector<Tap> rows, std::vector<Tap> cols)
       : in_(in), out_(out), rows_(std::move(rows)), cols_(std::move(cols)) {}
 
-  Status Run(const KernelContext& context, const float* const* inputs,
+  Status RunFloat(const KernelContext& context, const float* const* inputs,
              float* const* outputs) override {
     const int64_t c = in_.c;
     ParallelFor(context, static_cast<size_t>(context.batch * out_.h), [&](size_t task) {

@@ -16,6 +16,11 @@ StatusOr<std::shared_ptr<const Model>> Model::LoadOnnx(const std::string& path,
 
 namespace runtime {
 
+bool IsRuntimeType(ir::DataType type) {
+  return type == ir::DataType::kFloat32 || type == ir::DataType::kInt32 ||
+         type == ir::DataType::kInt8 || type == ir::DataType::kUInt8;
+}
+
 StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::Compile(ir::Graph graph) {
   auto model = std::shared_ptr<CompiledModel>(new CompiledModel());
   std::vector<std::string> output_names;
@@ -24,10 +29,10 @@ StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::Compile(ir::Graph 
   model->graph_ = std::move(graph);
   const ir::Graph& g = model->graph_;
   for (int id : g.inputs) {
-    if (g.values[id].dtype != ir::DataType::kFloat32)
+    if (!IsRuntimeType(g.values[id].dtype))
       return Unimplemented("graph input '" + g.values[id].name + "' is " +
                            ir::DataTypeName(g.values[id].dtype) +
-                           "; only float32 inputs are supported");
+                           "; inputs must be float32, int32, int8 or uint8");
     model->inputs_.push_back({g.values[id].name, g.values[id].shape});
   }
   for (size_t i = 0; i < g.outputs.size(); ++i) {
@@ -55,11 +60,10 @@ Status CompiledModel::Validate() const {
                            node.op_type);
     for (int out : node.outputs) {
       const ir::Value& v = graph_.values[out];
-      if (v.dtype != ir::DataType::kFloat32)
+      if (!IsRuntimeType(v.dtype))
         return Unimplemented(node.Describe() + " produces " + ir::DataTypeName(v.dtype) +
                              " tensor '" + v.name +
-                             "' at run time; only float32 activations "
-                             "are supported");
+                             "' at run time; activations must be float32, int32, int8 or uint8");
       if (v.shape.empty() || v.shape[0] != 1)
         return Unimplemented(node.Describe() + " output '" + v.name + "' has shape " +
                              ShapeToString(v.shape) + ": the batch must stay the first dimension");
@@ -83,8 +87,8 @@ Status CompiledModel::BuildPlan() {
   plan.buffer_of_value.assign(graph_.values.size(), -1);
   auto new_buffer = [&](int value, int first_step) {
     plan.buffer_of_value[value] = static_cast<int>(plan.buffer_frame_bytes.size());
-    plan.buffer_frame_bytes.push_back(NumElements(graph_.values[value].shape) *
-                                      static_cast<int64_t>(sizeof(float)));
+    const ir::Value& v = graph_.values[value];
+    plan.buffer_frame_bytes.push_back(NumElements(v.shape) * ir::DataTypeSize(v.dtype));
     plan.buffer_first_step.push_back(first_step);
     plan.buffer_last_step.push_back(first_step);
   };

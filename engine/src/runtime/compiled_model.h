@@ -11,6 +11,11 @@
 
 namespace lowbit::engine::runtime {
 
+// Element types a run-time buffer may hold (activations, graph inputs and
+// outputs). The public Tensor is float32: integer inputs and outputs cross
+// the Session boundary as float32 tensors holding the exact integers.
+bool IsRuntimeType(ir::DataType type);
+
 // Batch-independent schedule. Each runtime value lives in a buffer; view ops
 // (Reshape, Transpose after layout assignment, ...) share their input's buffer.
 struct ExecutionPlan {

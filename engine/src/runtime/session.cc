@@ -24,6 +24,33 @@ struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
 };
 
+// The public Tensor is float32; integer graph inputs and outputs hold exact
+// integers in it (the range checks belong to whoever made the values).
+template <typename T>
+void CastCopy(const float* from, int64_t count, T* to) {
+  for (int64_t i = 0; i < count; ++i) to[i] = static_cast<T>(from[i]);
+}
+void FromFloat(const float* from, int64_t count, ir::DataType type, void* to) {
+  switch (type) {
+    case ir::DataType::kInt32: return CastCopy(from, count, static_cast<int32_t*>(to));
+    case ir::DataType::kInt8: return CastCopy(from, count, static_cast<int8_t*>(to));
+    case ir::DataType::kUInt8: return CastCopy(from, count, static_cast<uint8_t*>(to));
+    default: std::memcpy(to, from, count * sizeof(float));
+  }
+}
+template <typename T>
+void WidenCopy(const T* from, int64_t count, float* to) {
+  for (int64_t i = 0; i < count; ++i) to[i] = static_cast<float>(from[i]);
+}
+void ToFloat(const void* from, int64_t count, ir::DataType type, float* to) {
+  switch (type) {
+    case ir::DataType::kInt32: return WidenCopy(static_cast<const int32_t*>(from), count, to);
+    case ir::DataType::kInt8: return WidenCopy(static_cast<const int8_t*>(from), count, to);
+    case ir::DataType::kUInt8: return WidenCopy(static_cast<const uint8_t*>(from), count, to);
+    default: std::memcpy(to, from, count * sizeof(float));
+  }
+}
+
 class SessionImpl final : public Session {
  public:
   SessionImpl(std::shared_ptr<const CompiledModel> model, pthreadpool_t threadpool)
@@ -48,6 +75,18 @@ class SessionImpl final : public Session {
     for (size_t b = 0; b < requests.size(); ++b)
       requests[b] = {plan.buffer_frame_bytes[b], plan.buffer_first_step[b],
                      plan.buffer_last_step[b]};
+    // Kernel scratch lives in the arena for its own step only. Workspaces
+    // are planned per frame like every buffer; a kernel's need at batch N
+    // is at most N times its need at batch 1 (checked in Run).
+    workspace_buffer_.assign(kernels_.size(), -1);
+    for (size_t k = 0; k < kernels_.size(); ++k) {
+      const int64_t bytes = kernels_[k]->workspace_bytes(1);
+      if (bytes <= 0) continue;
+      workspace_buffer_[k] = static_cast<int>(requests.size());
+      workspace_frame_bytes_.resize(kernels_.size());
+      workspace_frame_bytes_[k] = bytes;
+      requests.push_back({bytes, static_cast<int>(k), static_cast<int>(k)});
+    }
     frame_plan_ = PlanMemory(requests);
     return Status::Ok();
   }
@@ -90,19 +129,18 @@ class SessionImpl final : public Session {
     LOWBIT_RETURN_IF_ERROR(ReserveArena(batch));
 
     char* arena = static_cast<char*>(arena_.get());
-    auto buffer_of = [&](int value) -> float* {
-      return reinterpret_cast<float*>(arena +
-                                      frame_plan_.offsets[plan.buffer_of_value[value]] * batch);
+    auto buffer_of = [&](int value) -> void* {
+      return arena + frame_plan_.offsets[plan.buffer_of_value[value]] * batch;
     };
     for (size_t i = 0; i < ordered.size(); ++i)
-      std::memcpy(buffer_of(graph.inputs[i]), ordered[i]->data(),
-                  ordered[i]->size() * sizeof(float));
+      FromFloat(ordered[i]->data(), ordered[i]->size(), graph.values[graph.inputs[i]].dtype,
+                buffer_of(graph.inputs[i]));
 
     ops::KernelContext context;
     context.batch = batch;
     context.threadpool = threadpool_;
-    std::vector<const float*> in_ptrs;
-    std::vector<float*> out_ptrs;
+    std::vector<const void*> in_ptrs;
+    std::vector<void*> out_ptrs;
     for (size_t k = 0; k < kernels_.size(); ++k) {
       const ir::Node& node = graph.nodes[plan.steps[k]];
       in_ptrs.clear();
@@ -113,12 +151,24 @@ class SessionImpl final : public Session {
           continue;
         }
         const ir::Value& v = graph.values[in];
-        if (v.is_constant())
-          in_ptrs.push_back(v.constant->is_float() ? v.constant->floats.data() : nullptr);
-        else
+        if (!v.is_constant())
           in_ptrs.push_back(buffer_of(in));
+        else if (v.constant->is_float())
+          in_ptrs.push_back(v.constant->floats.data());
+        else if (v.constant->dtype == ir::DataType::kPacked)
+          in_ptrs.push_back(v.constant->bytes.data());
+        else
+          in_ptrs.push_back(nullptr);
       }
       for (int out : node.outputs) out_ptrs.push_back(buffer_of(out));
+      context.workspace = nullptr;
+      if (workspace_buffer_[k] >= 0) {
+        const int64_t planned = workspace_frame_bytes_[k] * batch;
+        if (kernels_[k]->workspace_bytes(batch) > planned)
+          return Internal(node.Describe() + " needs more scratch at batch " +
+                          std::to_string(batch) + " than planned");
+        context.workspace = arena + frame_plan_.offsets[workspace_buffer_[k]] * batch;
+      }
       const auto start =
           profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
       Status status = kernels_[k]->Run(context, in_ptrs.data(), out_ptrs.data());
@@ -135,7 +185,8 @@ class SessionImpl final : public Session {
       Shape shape = declared_outputs[i].shape;
       shape[0] = batch;
       Tensor tensor(shape);
-      std::memcpy(tensor.data(), buffer_of(graph.outputs[i]), tensor.size() * sizeof(float));
+      ToFloat(buffer_of(graph.outputs[i]), tensor.size(), graph.values[graph.outputs[i]].dtype,
+              tensor.data());
       outputs->push_back({declared_outputs[i].name, std::move(tensor)});
     }
     return Status::Ok();
@@ -160,6 +211,8 @@ class SessionImpl final : public Session {
   std::shared_ptr<const CompiledModel> model_;
   pthreadpool_t threadpool_;
   std::vector<std::unique_ptr<ops::Kernel>> kernels_;
+  std::vector<int> workspace_buffer_;  // per kernel: its scratch request, or -1
+  std::vector<int64_t> workspace_frame_bytes_;
   MemoryPlan frame_plan_;  // offsets and size for one frame; scaled by the batch
   std::unique_ptr<void, FreeDeleter> arena_;
   int64_t arena_bytes_ = 0;
