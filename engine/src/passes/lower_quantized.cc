@@ -1,0 +1,515 @@
+// Lowering of fake-quantized graphs onto integer kernels.
+//
+// Input: the canonical form of the importer (ir/quant_ops.h), where every
+// quantized tensor is `lowbit.Dequantize(codes)` of an integer value. The
+// pass gives such tensors an integer representation end to end:
+//
+//   Dequantize(c) -> Conv(Dequantize(W), b) [-> fused act] -> Quantize -> c'
+//     becomes  c -> lowbit.QConv -> c'   (requantizing epilogue, exact int32
+//                                          sums; float output when no
+//                                          Quantize follows)
+//   Quantize(Dequantize(c))           -> c itself (same parameters) or a
+//                                          lowbit.CodeTable (requantize)
+//   Quantize(unary(Dequantize(c)))    -> lowbit.CodeTable (Relu, LeakyRelu,
+//                                          Clip, Sigmoid evaluated per code)
+//   Quantize(Concat(Dequantize(c_i))) -> Concat of the codes (tables where an
+//                                          input's parameters differ)
+//   Quantize(Pad(x, 0)) feeding convolutions -> Quantize(x), the pads move
+//                                          into the convolutions (padded with
+//                                          the zero point's code)
+// Everything else stays in float; the Dequantize / Quantize nodes left at its
+// boundary run as kernels. Two lowered layers in a row pass codes, never
+// floats. Activation codes handed to lowbit.QConv are unsigned with a zero
+// point (signed codes get a code offset, ir/quant_ops.h), so the kernels'
+// unsigned formats apply.
+//
+// lowbit.QConv (read by ops/qconv.cc):
+//   inputs:  0 activation codes u8 [N,C,H,W] (zero point `input_zero_point`)
+//            1 weights: kPacked, `wbits` bits per value, OHWI order, stored
+//              as q = value - weight_min, LSB first (see UnpackWeightValues)
+//            2 scale f32 [M]: s_in * s_w[m]       (epilogue multiplier)
+//            3 bias  f32 [M]: b[m] - scale[m] * input_zero_point * sum(w[m])
+//   attributes: kernel_shape, strides, pads, group, wbits, weight_min,
+//            weight_domain ("signed" | "binary"), abits, input_zero_point,
+//            lowbit_activation / lowbit_alpha / lowbit_min / lowbit_max (fused),
+//            out_codes (1: u8 codes with out_scale, out_zero_point, out_bits;
+//            0: float32)
+//   output: NHWC like Conv.
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "ir/quant_ops.h"
+#include "passes/passes.h"
+#include "passes/quantized_conv.h"
+
+namespace lowbit::engine::passes {
+namespace {
+
+using ir::Graph;
+using ir::Node;
+using ir::QuantParams;
+using ir::Value;
+
+class Lowerer {
+ public:
+  explicit Lowerer(Graph* graph) : graph_(graph) {}
+
+  Status Run() {
+    Index();
+    LOWBIT_RETURN_IF_ERROR(MakeActivationCodesUnsigned());
+    Index();
+    LOWBIT_RETURN_IF_ERROR(HoistPadsIntoConvolutions());
+    Index();
+    for (size_t n = 0; n < graph_->nodes.size(); ++n)
+      if (graph_->nodes[n].op_type == "Conv") LOWBIT_RETURN_IF_ERROR(LowerConv(n));
+    RemoveDead();
+    Index();
+    // Each rewrite re-indexes: later patterns see the codes earlier ones made.
+    for (size_t n = 0; n < graph_->nodes.size();) {
+      bool changed = false;
+      if (graph_->nodes[n].op_type == ir::kQuantizeOp) {
+        const size_t before = graph_->nodes.size();
+        LOWBIT_RETURN_IF_ERROR(LowerQuantize(n));
+        changed = !dead_.empty() || graph_->nodes.size() != before ||
+                  graph_->nodes[n].op_type != ir::kQuantizeOp;
+      }
+      if (changed) {
+        const bool removed_self = dead_.count(static_cast<int>(n)) != 0;
+        RemoveDead();
+        Index();
+        if (removed_self) continue;  // the next node moved into slot n
+      }
+      ++n;
+    }
+    return graph_->TopologicalSort();
+  }
+
+ private:
+  // ---- graph bookkeeping -------------------------------------------------
+  void Index() {
+    producer_ = graph_->Producers();
+    consumers_.assign(graph_->values.size(), {});
+    for (size_t n = 0; n < graph_->nodes.size(); ++n)
+      for (int in : graph_->nodes[n].inputs)
+        if (in != ir::kNoValue) consumers_[in].push_back(static_cast<int>(n));
+    is_output_.assign(graph_->values.size(), false);
+    for (int o : graph_->outputs) is_output_[o] = true;
+  }
+  const Node* Producer(int value) const {
+    return producer_[value] < 0 ? nullptr : &graph_->nodes[producer_[value]];
+  }
+  bool SoleUse(int value) const { return consumers_[value].size() == 1 && !is_output_[value]; }
+  void Kill(size_t n) { dead_.insert(static_cast<int>(n)); }
+  void RemoveDead() {
+    std::vector<Node> kept;
+    for (size_t n = 0; n < graph_->nodes.size(); ++n)
+      if (!dead_.count(static_cast<int>(n))) kept.push_back(std::move(graph_->nodes[n]));
+    graph_->nodes = std::move(kept);
+    dead_.clear();
+  }
+  // Codes value behind `value` when it is Dequantize(codes) of a run-time
+  // value with per-tensor parameters; -1 otherwise.
+  int CodesBehind(int value, QuantParams* params) const {
+    const Node* dq = Producer(value);
+    if (dq == nullptr || dq->op_type != ir::kDequantizeOp) return -1;
+    if (graph_->values[dq->inputs[0]].is_constant()) return -1;
+    auto p = ir::ReadQuantParams(*graph_, *dq);
+    if (!p.ok() || !p->per_tensor() || p->zero_points.size() != 1) return -1;
+    if (params) *params = *p;
+    return dq->inputs[0];
+  }
+  // The Quantize node producing codes value `codes`, or nullptr.
+  const Node* QuantizeOf(int codes) const {
+    const Node* q = Producer(codes);
+    return q != nullptr && q->op_type == ir::kQuantizeOp ? q : nullptr;
+  }
+
+  // ---- 1. unsigned activation codes ------------------------------------
+  // Every run-time Quantize whose codes only feed Dequantize nodes gets
+  // code_offset = qmin, so its codes are 0..qmax-qmin with zero point
+  // zp - qmin (the float values are unchanged).
+  Status MakeActivationCodesUnsigned() {
+    for (size_t n = 0; n < graph_->nodes.size(); ++n) {
+      Node& q = graph_->nodes[n];
+      if (q.op_type != ir::kQuantizeOp || graph_->values[q.inputs[0]].is_constant()) continue;
+      const int codes = q.outputs[0];
+      if (is_output_[codes] || consumers_[codes].empty()) continue;
+      bool only_dequantized = true;
+      for (int c : consumers_[codes])
+        only_dequantized &= graph_->nodes[c].op_type == ir::kDequantizeOp;
+      if (!only_dequantized) continue;
+      auto p = ir::ReadQuantParams(*graph_, q);
+      if (!p.ok() || p->bipolar || p->qmax - p->qmin > 255) continue;
+      const int64_t offset = p->qmin;
+      q.attributes["code_offset"] = ir::Attribute::Int(offset);
+      graph_->values[codes].dtype = ir::CodeType(0, p->qmax - p->qmin);
+      for (int c : consumers_[codes])
+        graph_->nodes[c].attributes["code_offset"] = ir::Attribute::Int(offset);
+    }
+    return Status::Ok();
+  }
+
+  // ---- 2. pads move behind the quantizer into the convolutions ----------
+  Status HoistPadsIntoConvolutions() {
+    for (size_t n = 0; n < graph_->nodes.size(); ++n) {
+      Node& q = graph_->nodes[n];
+      if (q.op_type != ir::kQuantizeOp) continue;
+      const int padded = q.inputs[0];
+      const Node* pad = Producer(padded);
+      if (pad == nullptr || pad->op_type != "Pad" || !SoleUse(padded)) continue;
+      if (pad->GetString("mode", "constant") != "constant") continue;
+      const Value& x = graph_->values[pad->inputs[0]];
+      if (x.shape.size() != 4) continue;
+      std::vector<int64_t> pads = pad->GetInts("pads");
+      if (!pad->has("pads")) {
+        auto from_input = ir::ConstantInts(*graph_, *pad, 1);
+        if (!from_input.ok()) continue;
+        pads = *from_input;
+      }
+      float fill = pad->GetFloat("value", 0.0f);
+      if (ir::HasInput(*pad, 2)) {
+        auto v = ir::ConstantFloats(*graph_, *pad, 2);
+        if (!v.ok() || v->empty()) continue;
+        fill = (*v)[0];
+      }
+      if (pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5]) continue;
+      bool negative = false;
+      for (int64_t p : pads) negative |= p < 0;
+      if (negative) continue;
+      auto params = ir::ReadQuantParams(*graph_, q);
+      if (!params.ok() || !params->per_tensor()) continue;
+      // The pad must stay real zero after quantization: Dequantize(Quantize(fill)) == 0.
+      if (params->DequantizeValue(params->QuantizeValue(fill, 0), 0) != 0.0f) continue;
+      // Every reader of the codes is a Dequantize read only as a Conv's input 0.
+      const int codes = q.outputs[0];
+      if (is_output_[codes]) continue;
+      std::vector<int> convs;
+      bool only_convs = true;
+      for (int d : consumers_[codes]) {
+        const Node& dq = graph_->nodes[d];
+        if (dq.op_type != ir::kDequantizeOp || is_output_[dq.outputs[0]]) {
+          only_convs = false;
+          break;
+        }
+        for (int c : consumers_[dq.outputs[0]]) {
+          const Node& conv = graph_->nodes[c];
+          if (conv.op_type != "Conv" || conv.inputs[0] != dq.outputs[0] ||
+              conv.inputs[1] == dq.outputs[0] || (conv.inputs.size() > 2 && conv.inputs[2] == dq.outputs[0]))
+            only_convs = false;
+          else
+            convs.push_back(c);
+        }
+      }
+      if (!only_convs || convs.empty()) continue;
+      // Rewire: Quantize reads the unpadded tensor; shapes of the codes and
+      // of their dequantized copies shrink back; the convs pad instead.
+      q.inputs[0] = pad->inputs[0];
+      Kill(producer_[padded]);
+      graph_->values[codes].shape = x.shape;
+      for (int d : consumers_[codes]) graph_->values[graph_->nodes[d].outputs[0]].shape = x.shape;
+      for (int c : convs) {
+        Node& conv = graph_->nodes[c];
+        std::vector<int64_t> conv_pads = conv.GetInts("pads", {0, 0, 0, 0});
+        conv_pads[0] += pads[2];
+        conv_pads[1] += pads[3];
+        conv_pads[2] += pads[6];
+        conv_pads[3] += pads[7];
+        conv.attributes["pads"] = ir::Attribute::Ints(conv_pads);
+      }
+    }
+    RemoveDead();
+    return Status::Ok();
+  }
+
+  // ---- 3. convolutions ----------------------------------------------------
+  Status LowerConv(size_t n) {
+    const Node& conv = graph_->nodes[n];
+    QuantParams in_params;
+    const int codes = CodesBehind(conv.inputs[0], &in_params);
+    if (codes < 0) return Status::Ok();
+    const Value& codes_value = graph_->values[codes];
+    if (codes_value.dtype != ir::DataType::kUInt8 || in_params.code_offset != in_params.qmin)
+      return Status::Ok();
+    // Weights: Dequantize of an integer constant.
+    const Node* wdq = Producer(conv.inputs[1]);
+    if (wdq == nullptr || wdq->op_type != ir::kDequantizeOp) return Status::Ok();
+    const Value& wq = graph_->values[wdq->inputs[0]];
+    if (!wq.is_constant() || wq.constant->is_float()) return Status::Ok();
+    auto wparams = ir::ReadQuantParams(*graph_, *wdq);
+    if (!wparams.ok()) return Status::Ok();
+    if (!wparams->per_tensor() && wparams->axis != 0) return Status::Ok();
+
+    QuantizedConvSpec spec;
+    spec.name = conv.name;
+    spec.weight_shape = wq.shape;
+    spec.input_shape = codes_value.shape;
+    spec.output_shape = graph_->values[conv.outputs[0]].shape;
+    spec.group = conv.GetInt("group", 1);
+    spec.strides = conv.GetInts("strides", {1, 1});
+    spec.pads = conv.GetInts("pads", {0, 0, 0, 0});
+    spec.dilations = conv.GetInts("dilations", {1, 1});
+    spec.input_scale = in_params.scales[0];
+    spec.input_zero_point = in_params.zero_points[0] - static_cast<float>(in_params.code_offset);
+    spec.abits = in_params.code_bits();
+    const int64_t out_channels = wq.shape[0];
+    const int64_t per_channel = wq.constant->size() / std::max<int64_t>(out_channels, 1);
+    spec.weight_values.resize(wq.constant->size());
+    spec.weight_scales.resize(out_channels);
+    for (int64_t o = 0; o < out_channels; ++o) {
+      const float zp = wparams->zero_point(o);
+      spec.weight_scales[o] = wparams->scale(o);
+      for (int64_t i = 0; i < per_channel; ++i) {
+        const double v = static_cast<double>(wq.constant->ints[o * per_channel + i] +
+                                             wparams->code_offset) - zp;
+        if (v != std::floor(v)) return Status::Ok();  // non-integer zero point
+        spec.weight_values[o * per_channel + i] = static_cast<int32_t>(v);
+      }
+    }
+    // Bias: float constant, or Dequantize of an integer constant.
+    spec.bias.assign(out_channels, 0.0f);
+    if (ir::HasInput(conv, 2)) {
+      const int b = conv.inputs[2];
+      if (graph_->values[b].is_constant()) {
+        LOWBIT_ASSIGN_OR_RETURN(spec.bias, ir::ConstantFloats(*graph_, conv, 2));
+      } else {
+        const Node* bdq = Producer(b);
+        if (bdq == nullptr || bdq->op_type != ir::kDequantizeOp ||
+            !graph_->values[bdq->inputs[0]].is_constant())
+          return Status::Ok();
+        auto bparams = ir::ReadQuantParams(*graph_, *bdq);
+        if (!bparams.ok()) return Status::Ok();
+        const ir::HostTensor& bq = *graph_->values[bdq->inputs[0]].constant;
+        for (int64_t o = 0; o < out_channels && o < bq.size(); ++o)
+          spec.bias[o] = bparams->DequantizeValue(static_cast<int64_t>(bq.at(o)), o);
+      }
+      if (static_cast<int64_t>(spec.bias.size()) != out_channels) return Status::Ok();
+    }
+    spec.activation_attributes = conv.attributes;
+
+    // Output: codes when the (activated) result only feeds one Quantize whose
+    // rounding the kernels' epilogue reproduces.
+    const int y = conv.outputs[0];
+    int out_quantize = -1;
+    if (SoleUse(y)) {
+      const int c = consumers_[y][0];
+      const Node& q = graph_->nodes[c];
+      if (q.op_type == ir::kQuantizeOp) {
+        auto p = ir::ReadQuantParams(*graph_, q);
+        if (p.ok() && EpilogueCanQuantize(*p, graph_->values[q.outputs[0]])) {
+          out_quantize = c;
+          spec.out_codes = true;
+          spec.out_scale = p->scales[0];
+          spec.out_zero_point = static_cast<int32_t>(p->zero_points[0]) - p->code_offset;
+          spec.out_bits = p->code_bits();
+        }
+      }
+    }
+    auto lowered = BuildQuantizedConv(spec);
+    if (!lowered.ok()) return Status::Ok();  // the float path stays correct
+    Node node = std::move(lowered).value();
+    node.inputs[0] = codes;
+    const int weights = graph_->AddConstant(graph_->UniqueName(conv.name + "/qweights"),
+                                            std::move(spec.packed_weights));
+    const int scale = graph_->AddConstant(graph_->UniqueName(conv.name + "/qscale"),
+                                          ir::HostTensor::Floats({out_channels}, spec.epilogue_scale));
+    const int bias = graph_->AddConstant(graph_->UniqueName(conv.name + "/qbias"),
+                                         ir::HostTensor::Floats({out_channels}, spec.epilogue_bias));
+    node.inputs[1] = weights;
+    node.inputs[2] = scale;
+    node.inputs[3] = bias;
+    if (out_quantize >= 0) {
+      node.outputs = {graph_->nodes[out_quantize].outputs[0]};
+      Kill(out_quantize);
+    } else {
+      node.outputs = {y};
+    }
+    graph_->nodes[n] = std::move(node);  // the Conv's slot keeps the order valid
+    return Status::Ok();
+  }
+
+  static bool EpilogueCanQuantize(const QuantParams& p, const Value& codes) {
+    if (!p.per_tensor() || p.bipolar || p.zero_points.size() != 1) return false;
+    if (codes.dtype != ir::DataType::kUInt8 || p.code_min() != 0) return false;
+    const int bits = p.code_bits();
+    if (p.code_max() != (int64_t(1) << bits) - 1) return false;
+    const float zp = p.zero_points[0];
+    if (zp != std::floor(zp)) return false;
+    // The epilogue rounds half to even, then adds the zero point.
+    if (p.rounding != ir::Rounding::kHalfEven) return false;
+    if (p.zero_point_first && static_cast<int64_t>(zp) % 2 != 0) return false;
+    return true;
+  }
+
+  // ---- 4. quantizers over codes -------------------------------------------
+  Status LowerQuantize(size_t n) {
+    const Node& q = graph_->nodes[n];
+    if (dead_.count(static_cast<int>(n))) return Status::Ok();
+    auto out_params = ir::ReadQuantParams(*graph_, q);
+    if (!out_params.ok() || !out_params->per_tensor() || out_params->bipolar) return Status::Ok();
+    const int out_codes = q.outputs[0];
+    const Value& out_value = graph_->values[out_codes];
+    if (out_value.dtype != ir::DataType::kUInt8 && out_value.dtype != ir::DataType::kInt8)
+      return Status::Ok();
+    const int x = q.inputs[0];
+    const Node* producer = Producer(x);
+    if (producer == nullptr) return Status::Ok();
+
+    if (producer->op_type == "Concat" && SoleUse(x)) return LowerConcat(n, *out_params);
+
+    // A chain of single-use unary ops back to a Dequantize.
+    std::vector<const Node*> chain;
+    int value = x;
+    while (true) {
+      const Node* p = Producer(value);
+      if (p == nullptr) return Status::Ok();
+      if (p->op_type == ir::kDequantizeOp) break;
+      if (!IsTableOp(*p) || !SoleUse(value)) return Status::Ok();
+      chain.push_back(p);
+      value = p->inputs[0];
+    }
+    QuantParams in_params;
+    const int in_codes = CodesBehind(value, &in_params);
+    if (in_codes < 0) return Status::Ok();
+    std::vector<int64_t> table;
+    if (!MakeTable(in_params, graph_->values[in_codes].dtype, chain, *out_params, out_value.dtype,
+                   &table))
+      return Status::Ok();
+    ReplaceWithTable(n, in_codes, std::move(table));
+    return Status::Ok();
+  }
+
+  static bool IsTableOp(const Node& node) {
+    static const std::set<std::string> kOps = {"Relu", "LeakyRelu", "Clip", "Sigmoid"};
+    return kOps.count(node.op_type) != 0 && !node.has("lowbit_activation");
+  }
+
+  // Codes of `in` through the float chain (applied last-to-first: chain[0]
+  // is nearest the Quantize) into codes of `out`. Identity tables are
+  // returned empty.
+  bool MakeTable(const QuantParams& in, ir::DataType in_type, const std::vector<const Node*>& chain,
+                 const QuantParams& out, ir::DataType out_type, std::vector<int64_t>* table) const {
+    const int64_t lo = in_type == ir::DataType::kInt8 ? -128 : 0;
+    const int64_t hi = in_type == ir::DataType::kInt8 ? 127 : 255;
+    bool identity = in_type == out_type;
+    table->assign(256, 0);
+    for (int64_t code = lo; code <= hi; ++code) {
+      float v = in.DequantizeValue(code, 0);
+      for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+        auto applied = ApplyUnary(**it, v);
+        if (!applied.ok()) return false;
+        v = *applied;
+      }
+      const int64_t r = out.QuantizeValue(v, 0);
+      (*table)[static_cast<uint8_t>(code)] = r;
+      if (code >= in.code_min() && code <= in.code_max()) identity &= r == code;
+    }
+    if (identity) table->clear();
+    return true;
+  }
+
+  StatusOr<float> ApplyUnary(const Node& node, float v) const {
+    if (node.op_type == "Relu") return v < 0.0f ? 0.0f : v;
+    if (node.op_type == "LeakyRelu") return v < 0.0f ? v * node.GetFloat("alpha", 0.01f) : v;
+    if (node.op_type == "Sigmoid") return 1.0f / (1.0f + std::exp(-v));
+    if (node.op_type == "Clip") {
+      float lo = node.GetFloat("min", -INFINITY), hi = node.GetFloat("max", INFINITY);
+      if (ir::HasInput(node, 1)) {
+        LOWBIT_ASSIGN_OR_RETURN(auto m, ir::ConstantFloats(*graph_, node, 1));
+        lo = m.at(0);
+      }
+      if (ir::HasInput(node, 2)) {
+        LOWBIT_ASSIGN_OR_RETURN(auto m, ir::ConstantFloats(*graph_, node, 2));
+        hi = m.at(0);
+      }
+      return v < lo ? lo : (v > hi ? hi : v);
+    }
+    return Unimplemented(node.op_type);
+  }
+
+  // Node n (a Quantize) becomes a CodeTable from `in_codes`, or, for an
+  // identity table, its readers read `in_codes` directly.
+  void ReplaceWithTable(size_t n, int in_codes, std::vector<int64_t> table) {
+    Node& q = graph_->nodes[n];
+    const int out_codes = q.outputs[0];
+    if (table.empty() && !is_output_[out_codes] &&
+        graph_->values[in_codes].dtype == graph_->values[out_codes].dtype) {
+      for (int c : consumers_[out_codes])
+        for (int& in : graph_->nodes[c].inputs)
+          if (in == out_codes) in = in_codes;
+      Kill(n);
+      return;
+    }
+    if (table.empty()) {
+      for (int code = 0; code < 256; ++code) table.push_back(static_cast<int8_t>(code));
+      if (graph_->values[in_codes].dtype == ir::DataType::kUInt8)
+        for (int code = 0; code < 256; ++code) table[code] = code;
+    }
+    Node node;
+    node.op_type = "lowbit.CodeTable";
+    node.name = q.name + "/table";
+    node.inputs = {in_codes};
+    node.outputs = {out_codes};
+    node.attributes["table"] = ir::Attribute::Ints(std::move(table));
+    graph_->nodes[n] = std::move(node);
+  }
+
+  Status LowerConcat(size_t n, const QuantParams& out_params) {
+    const Node& q = graph_->nodes[n];
+    const Node& concat = *Producer(q.inputs[0]);
+    const ir::DataType out_type = graph_->values[q.outputs[0]].dtype;
+    std::vector<int> inputs;
+    std::vector<std::vector<int64_t>> tables;
+    for (int in : concat.inputs) {
+      QuantParams p;
+      const int codes = CodesBehind(in, &p);
+      if (codes < 0) return Status::Ok();
+      std::vector<int64_t> table;
+      if (!MakeTable(p, graph_->values[codes].dtype, {}, out_params, out_type, &table))
+        return Status::Ok();
+      if (table.empty() && graph_->values[codes].dtype != out_type) return Status::Ok();
+      inputs.push_back(codes);
+      tables.push_back(std::move(table));
+    }
+    // Inputs whose parameters differ go through a table first.
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (tables[i].empty()) continue;
+      Value v = graph_->values[inputs[i]];
+      v.name = graph_->UniqueName(v.name + "/requantized");
+      v.dtype = out_type;
+      v.constant.reset();
+      const int requantized = graph_->AddValue(std::move(v));
+      Node table;
+      table.op_type = "lowbit.CodeTable";
+      table.name = graph_->values[requantized].name;
+      table.inputs = {inputs[i]};
+      table.outputs = {requantized};
+      table.attributes["table"] = ir::Attribute::Ints(std::move(tables[i]));
+      graph_->nodes.push_back(std::move(table));
+      inputs[i] = requantized;
+    }
+    Node node;
+    node.op_type = "Concat";
+    node.name = concat.name + "/codes";
+    node.inputs = inputs;
+    node.outputs = {q.outputs[0]};
+    node.attributes = concat.attributes;
+    graph_->nodes[n] = std::move(node);
+    return Status::Ok();
+  }
+
+  Graph* graph_;
+  std::vector<int> producer_;
+  std::vector<std::vector<int>> consumers_;
+  std::vector<char> is_output_;
+  std::set<int> dead_;
+};
+
+}  // namespace
+
+Status LowerQuantizedOps(ir::Graph* graph) {
+  LOWBIT_RETURN_IF_ERROR(Lowerer(graph).Run());
+  return EliminateDeadNodes(graph);
+}
+
+}  // namespace lowbit::engine::passes

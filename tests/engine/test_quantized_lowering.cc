@@ -1,0 +1,288 @@
+// Lowering of fake-quantized convolutions onto the integer kernels: QDQ /
+// QCDQ graphs built here compile to lowbit.QConv and compute what the
+// fake-quantized graph computes (checked against an independent float64
+// computation in this file), identically on every kernel family.
+#include <cmath>
+#include <cstdlib>
+#include <set>
+
+#include "engine_test_util.h"
+
+namespace lowbit::engine::testing {
+namespace {
+
+// Integer initializer of ONNX type `type` (INT8, UINT8, INT32).
+void IntTensor(OnnxBuilder& b, const std::string& name, int type, const std::vector<int64_t>& dims,
+               const std::vector<int32_t>& values) {
+  auto* t = b.proto().mutable_graph()->add_initializer();
+  t->set_name(name);
+  t->set_data_type(type);
+  for (int64_t d : dims) t->add_dims(d);
+  for (int32_t v : values) t->add_int32_data(v);
+}
+
+struct ConvCase {
+  int cin = 8, cout = 12, height = 9, width = 11, kernel = 3, stride = 1;
+  std::vector<int64_t> pads = {1, 1, 1, 1};  // top, left, bottom, right
+  int wbits = 8, abits = 8;
+  bool binary_weights = false;
+  int in_zero_point = 3;   // activation code zero point (odd on purpose)
+  int out_zero_point = 5;
+  int out_bits = 8;
+  float alpha = 0.1f;      // LeakyRelu
+  bool quantize_output = true;
+};
+
+struct Reference {
+  std::vector<double> output;  // NCHW, dequantized output (or float when not quantized)
+  double out_step = 0;
+};
+
+// Scales that make the chosen bit widths meaningful for inputs in [-1, 1].
+struct Scales {
+  float in, out;
+  std::vector<float> weights;
+};
+
+class QuantizedConvModel {
+ public:
+  explicit QuantizedConvModel(const ConvCase& c) : c_(c), builder_(13) {
+    const int levels = (1 << c.abits) - 1;
+    scales_.in = 2.0f / levels;
+    const int out_levels = (1 << c.out_bits) - 1;
+    scales_.out = 4.0f / out_levels;
+    for (int o = 0; o < c.cout; ++o) scales_.weights.push_back(0.05f + 0.01f * o);
+    std::mt19937 rng(7);
+    const int wmin = c.binary_weights ? -1 : -(1 << (c.wbits - 1));
+    const int wmax = c.binary_weights ? 1 : (1 << (c.wbits - 1)) - 1;
+    std::uniform_int_distribution<int> pick(wmin, wmax);
+    weights_.resize(size_t(c.cout) * c.cin * c.kernel * c.kernel);
+    for (int32_t& w : weights_) {
+      w = pick(rng);
+      if (c.binary_weights) w = w < 0 ? -1 : 1;
+    }
+    bias_ = RandomFloats(c.cout, 11, -0.5f, 0.5f);
+
+    OnnxBuilder& b = builder_;
+    b.Input("x", {-1, c.cin, c.height, c.width}).Output("y");
+    b.Floats("sa", {}, {scales_.in}).Floats("so", {}, {scales_.out});
+    IntTensor(b, "za", onnx::TensorProto::UINT8, {}, {c.in_zero_point});
+    IntTensor(b, "zo", onnx::TensorProto::UINT8, {}, {c.out_zero_point});
+    b.Floats("sw", {c.cout}, scales_.weights);
+    IntTensor(b, "zw", onnx::TensorProto::INT8, {c.cout}, std::vector<int32_t>(c.cout, 0));
+    IntTensor(b, "w", onnx::TensorProto::INT8, {c.cout, c.cin, c.kernel, c.kernel}, weights_);
+    b.Floats("bias", {c.cout}, bias_);
+    b.Node("QuantizeLinear", {"x", "sa", "za"}, {"xq"});
+    std::string xq = "xq";
+    if (c.abits < 8) {  // Brevitas QCDQ: the Clip bounds give the bit width
+      IntTensor(b, "alo", onnx::TensorProto::UINT8, {}, {0});
+      IntTensor(b, "ahi", onnx::TensorProto::UINT8, {}, {levels});
+      b.Node("Clip", {"xq", "alo", "ahi"}, {"xqc"});
+      xq = "xqc";
+    }
+    b.Node("DequantizeLinear", {xq, "sa", "za"}, {"xd"});
+    SetInt(b.Node("DequantizeLinear", {"w", "sw", "zw"}, {"wd"}), "axis", 0);
+    auto& conv = b.Node("Conv", {"xd", "wd", "bias"}, {"conv"});
+    SetInts(conv, "kernel_shape", {c.kernel, c.kernel});
+    SetInts(conv, "strides", {c.stride, c.stride});
+    SetInts(conv, "pads", c.pads);
+    SetFloat(b.Node("LeakyRelu", {"conv"}, {"act"}), "alpha", c.alpha);
+    if (c.quantize_output) {
+      b.Node("QuantizeLinear", {"act", "so", "zo"}, {"yq"});
+      std::string yq = "yq";
+      if (c.out_bits < 8) {
+        IntTensor(b, "olo", onnx::TensorProto::UINT8, {}, {0});
+        IntTensor(b, "ohi", onnx::TensorProto::UINT8, {}, {out_levels});
+        b.Node("Clip", {"yq", "olo", "ohi"}, {"yqc"});
+        yq = "yqc";
+      }
+      b.Node("DequantizeLinear", {yq, "so", "zo"}, {"y"});
+    } else {
+      b.Node("Identity", {"act"}, {"y"});
+    }
+  }
+
+  const OnnxBuilder& builder() const { return builder_; }
+  int out_height() const { return (c_.height + int(c_.pads[0] + c_.pads[2]) - c_.kernel) / c_.stride + 1; }
+  int out_width() const { return (c_.width + int(c_.pads[1] + c_.pads[3]) - c_.kernel) / c_.stride + 1; }
+
+  // The fake-quantized graph in float64 (ONNX semantics: rne(x / s) + zp).
+  Reference Compute(const std::vector<float>& x, int batch) const {
+    const int levels = (1 << c_.abits) - 1, out_levels = (1 << c_.out_bits) - 1;
+    std::vector<double> xd(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      double q = std::nearbyint(x[i] / scales_.in) + c_.in_zero_point;
+      q = std::min<double>(std::max<double>(q, 0), levels);
+      xd[i] = (q - c_.in_zero_point) * double(scales_.in);
+    }
+    const int oh = out_height(), ow = out_width(), k = c_.kernel;
+    Reference r;
+    r.out_step = c_.quantize_output ? scales_.out : 0;
+    r.output.resize(size_t(batch) * c_.cout * oh * ow);
+    for (int n = 0; n < batch; ++n)
+      for (int o = 0; o < c_.cout; ++o)
+        for (int y = 0; y < oh; ++y)
+          for (int xo = 0; xo < ow; ++xo) {
+            double sum = bias_[o];
+            for (int ci = 0; ci < c_.cin; ++ci)
+              for (int ky = 0; ky < k; ++ky)
+                for (int kx = 0; kx < k; ++kx) {
+                  const int iy = y * c_.stride - int(c_.pads[0]) + ky;
+                  const int ix = xo * c_.stride - int(c_.pads[1]) + kx;
+                  if (iy < 0 || iy >= c_.height || ix < 0 || ix >= c_.width) continue;
+                  const double a = xd[((size_t(n) * c_.cin + ci) * c_.height + iy) * c_.width + ix];
+                  const double w = weights_[((size_t(o) * c_.cin + ci) * k + ky) * k + kx] *
+                                   double(scales_.weights[o]);
+                  sum += a * w;
+                }
+            double v = sum < 0 ? sum * c_.alpha : sum;
+            if (c_.quantize_output) {
+              double q = std::nearbyint(float(v) / scales_.out) + c_.out_zero_point;
+              q = std::min<double>(std::max<double>(q, 0), out_levels);
+              v = (q - c_.out_zero_point) * double(scales_.out);
+            }
+            r.output[((size_t(n) * c_.cout + o) * oh + y) * ow + xo] = v;
+          }
+    return r;
+  }
+
+ private:
+  ConvCase c_;
+  OnnxBuilder builder_;
+  Scales scales_;
+  std::vector<int32_t> weights_;
+  std::vector<float> bias_;
+};
+
+std::set<std::string> OpTypes(const runtime::CompiledModel& model) {
+  std::set<std::string> ops;
+  for (const ir::Node& node : model.graph().nodes) ops.insert(node.op_type);
+  return ops;
+}
+
+std::string KernelOf(const runtime::CompiledModel& model) {
+  for (const ir::Node& node : model.graph().nodes)
+    if (node.op_type == "lowbit.QConv") return node.GetString("lowbit_kernel", "");
+  return "";
+}
+
+// Compiles with LOWBIT_CONV_FAMILY = family ("" = the chooser's pick).
+std::shared_ptr<const runtime::CompiledModel> CompileWith(const QuantizedConvModel& m,
+                                                          const std::string& family) {
+  if (family.empty())
+    unsetenv("LOWBIT_CONV_FAMILY");
+  else
+    setenv("LOWBIT_CONV_FAMILY", family.c_str(), 1);
+  auto compiled = m.builder().Compile();
+  unsetenv("LOWBIT_CONV_FAMILY");
+  EXPECT_TRUE(compiled.ok()) << compiled.status().ToString();
+  return compiled.ok() ? *compiled : nullptr;
+}
+
+std::vector<float> RunOnce(const runtime::CompiledModel& model, const std::vector<float>& x,
+                       const Shape& shape, int threads = 1) {
+  SessionOptions options;
+  options.threads = threads;
+  auto session = model.CreateSession(options);
+  EXPECT_TRUE(session.ok()) << session.status().ToString();
+  std::vector<NamedTensor> outputs;
+  const Status status = (*session)->Run({{"x", Tensor(shape, x)}}, &outputs);
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  return outputs.empty() ? std::vector<float>() : outputs[0].tensor.values();
+}
+
+// Checks every element within one output step of the reference, and (for a
+// quantized output) at least 97% of them equal to it.
+void ExpectMatches(const std::vector<float>& got, const Reference& ref, const std::string& what) {
+  ASSERT_EQ(got.size(), ref.output.size()) << what;
+  size_t exact = 0, worst = 0;
+  double worst_diff = 0;
+  const double tolerance = ref.out_step > 0 ? ref.out_step * 1.001 : 1e-4;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double diff = std::abs(got[i] - ref.output[i]);
+    if (diff > worst_diff) worst_diff = diff, worst = i;
+    if (diff <= (ref.out_step > 0 ? ref.out_step * 1e-3 : 1e-5)) ++exact;
+  }
+  EXPECT_LE(worst_diff, tolerance) << what << ": element " << worst << " is " << got[worst]
+                                   << ", reference " << ref.output[worst];
+  if (ref.out_step > 0)
+    EXPECT_GE(double(exact) / got.size(), 0.97) << what << ": " << exact << " of " << got.size()
+                                                << " equal the reference";
+}
+
+struct FamilyCase {
+  const char* name;
+  ConvCase conv;
+  std::vector<std::string> families;  // each must be the one that runs
+};
+
+void PrintTo(const FamilyCase& c, std::ostream* os) { *os << c.name; }
+
+class QuantizedConvTest : public ::testing::TestWithParam<FamilyCase> {};
+
+TEST_P(QuantizedConvTest, EveryFamilyComputesTheFakeQuantizedGraph) {
+  const FamilyCase& p = GetParam();
+  QuantizedConvModel model(p.conv);
+  const int batch = 2;
+  const Shape shape = {batch, p.conv.cin, p.conv.height, p.conv.width};
+  const std::vector<float> x = RandomFloats(NumElements(shape), 5, -1.2f, 1.2f);
+  const Reference ref = model.Compute(x, batch);
+  std::vector<float> first;
+  for (const std::string& family : p.families) {
+    auto compiled = CompileWith(model, family);
+    ASSERT_NE(compiled, nullptr);
+    const auto ops = OpTypes(*compiled);
+    EXPECT_TRUE(ops.count("lowbit.QConv")) << family;
+    EXPECT_FALSE(ops.count("Conv")) << family << ": the float convolution is still there";
+    EXPECT_EQ(KernelOf(*compiled), family);
+    const std::vector<float> got = RunOnce(*compiled, x, shape);
+    ExpectMatches(got, ref, family);
+    if (first.empty())
+      first = got;
+    else
+      EXPECT_EQ(got, first) << family << " differs from " << p.families[0];
+    // Two threads split the work items; the result must not change.
+    EXPECT_EQ(RunOnce(*compiled, x, shape, 2), got) << family << " with 2 threads";
+  }
+}
+
+ConvCase Bits(int wbits, int abits, ConvCase c = {}) {
+  c.wbits = wbits;
+  c.abits = abits;
+  c.out_bits = abits;
+  c.in_zero_point = abits == 1 ? 0 : (1 << (abits - 1)) - 1;
+  c.out_zero_point = abits == 1 ? 0 : 1;
+  return c;
+}
+
+ConvCase Asymmetric(ConvCase c) {  // TF-SAME stride 2: no pad at the top and left
+  c.stride = 2;
+  c.pads = {0, 0, 1, 1};
+  return c;
+}
+
+ConvCase Binary(ConvCase c) {
+  c.binary_weights = true;
+  return c;
+}
+
+ConvCase FloatOutput(ConvCase c) {
+  c.quantize_output = false;
+  return c;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, QuantizedConvTest,
+    ::testing::Values(
+        FamilyCase{"W8A8", Bits(8, 8), {"int8dot", "int8"}},
+        FamilyCase{"W8A8_stride2_asymmetric_pads", Asymmetric(Bits(8, 8)), {"int8dot", "int8"}},
+        FamilyCase{"W4A4", Bits(4, 4), {"int8dot", "int8", "bitserial"}},
+        FamilyCase{"W2A2", Bits(2, 2), {"int8dot", "int8", "bitserial", "lut"}},
+        FamilyCase{"W2A2_stride2_asymmetric_pads", Asymmetric(Bits(2, 2)),
+                   {"int8dot", "int8", "bitserial", "lut"}},
+        FamilyCase{"W1A1_binary", Binary(Bits(1, 1)), {"int8dot", "bitserial", "lut"}},
+        FamilyCase{"W3A2_float_output", FloatOutput(Bits(3, 2)), {"int8dot", "bitserial"}}),
+    [](const ::testing::TestParamInfo<FamilyCase>& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace lowbit::engine::testing
