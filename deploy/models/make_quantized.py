@@ -1,0 +1,564 @@
+#!/usr/bin/env python3
+"""Makes fake-quantized NanoDet models: the oracles for lowbit's quantized import.
+
+    make_quantized.py MODEL.onnx -o OUT.onnx --format ort-qdq --calib data/images
+    make_quantized.py MODEL.onnx -o OUT.onnx --format qcdq --wbits 4 --abits 4 \
+        [--first-last-bits 8] [--weight-range narrow|full] [--act-site conv-input|pre-pad] \
+        --calib data/images [--images N]
+    make_quantized.py ... --check data/images/dog.jpg   # ONNX Runtime's detections
+    make_quantized.py ... --bench 30                    # ORT FP32 vs OUT, 1 and 2 threads
+
+Both formats are calibrated post-training on real photos: the first N images
+(default all) of DIR's *.jpg/*.png in sorted name order, pre-processed as
+lowbit feeds NanoDet (models/nanodet-g/config.pbtxt: stretch to 416x416 with
+a bilinear resize, BGR, (pixel - mean) / std). Everything is deterministic:
+fixed image order, fixed-stride subsamples, no random numbers.
+
+--format ort-qdq: onnxruntime.quantization.quantize_static, QDQ, per-channel
+  int8 weights (axis 0), uint8 activations, MinMax calibration, restricted to
+  op_types_to_quantize=["Conv"] (Q/DQ on every Conv input and output). With
+  every op type (--ort-all-ops) ORT also quantizes the Pad in front of the
+  MaxPool, whose constant value is -inf: its calibrated range is infinite, the
+  scale comes out inf (zero point NaN), shared by the MaxPool and the next
+  Pad, and the model detects nothing. Excluding only that node
+  (nodes_to_exclude=["PadV2"]) also gives a sound model.
+
+--format qcdq: a small fake quantizer writing Brevitas-style QCDQ (opset 13):
+  weights  int8 initializer -> Clip(qmin, qmax) -> DequantizeLinear(s_w[Cout], zp 0, axis 0)
+  bias     int32 initializer -> DequantizeLinear(s_in * s_w[Cout], zp 0, axis 0)
+  input    QuantizeLinear(s, zp, uint8) -> Clip(0, 2^abits - 1) -> DequantizeLinear(s, zp)
+  Weights are signed and symmetric per output channel:
+    narrow (default, Brevitas' narrow_range): codes [-(2^(b-1)-1), 2^(b-1)-1],
+      s_w = max|w| / (2^(b-1)-1); so W2 is ternary, Clip[-1, 1];
+    full: codes [-2^(b-1), 2^(b-1)-1], s_w = max|w| / 2^(b-1) (the largest
+      positive weight clips to 2^(b-1)-1); W2 is Clip[-2, 1];
+    wbits 1: binary values {-1, +1} (sign, 0 -> +1), s_w = mean|w| (the
+      L2-optimal scale for a sign code). The codes are plain int8 -1/+1 behind
+      Clip[-1, 1]: the same Clip as ternary, the value 0 just never occurs, so
+      an importer can only tell W1 from narrow W2 by the initializer's values.
+  Activations are asymmetric unsigned per tensor: NanoDet's conv inputs are
+  signed (normalised image, LeakyRelu with slope 0.1, FPN sums), so a range
+  [lo <= 0, hi >= 0] maps onto codes 0..2^abits-1 with s = (hi - lo) /
+  (2^abits - 1) and zp = clamp(round_half_even(-lo / s)), so real 0 (the Pads'
+  value) is exactly code zp. The zero point is whatever the data gives (odd
+  and even values both occur). The range (--act-calib, default auto) is the
+  calibration min/max at 8 bits; below 8 bits it is min/max shrunk by the
+  factor (k/100, k = 100..10) that minimises the squared fake-quantization
+  error on a fixed subsample of the calibration tensors (min/max alone leaves
+  W4A4 with no detections at all).
+  --act-site conv-input (default) puts the activation Q/Clip/DQ between each
+  Pad and its Conv (on the Conv's input itself); pre-pad puts one on the
+  tensor in front of the Pad, so DequantizeLinear -> Pad(0) -> Conv.
+  The first conv (reading the graph input) and the last convs (those a graph
+  output is reached from without another Conv: NanoDet's three heads) use
+  --first-last-bits for both weights and input (default 8). Conv outputs are
+  not quantized: the next Conv's input quantizer covers them; all other ops
+  (Pad, LeakyRelu, Concat, Resize, Add, Split, Sigmoid, ...) stay float.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# NanoDet-g input and head (models/nanodet-g/config.pbtxt).
+INPUT_SIZE = 416
+MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)
+STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
+STRIDES = (8, 16, 32)
+REG_MAX = 10  # 11 bins per box side
+QCDQ_OPSET = 13
+
+
+# --- images ------------------------------------------------------------------
+def calibration_images(directory: pathlib.Path, count: int | None) -> list[pathlib.Path]:
+    """DIR's *.jpg and *.png in sorted name order, the first `count` (all when None)."""
+    images = sorted(p for p in directory.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not images:
+        raise SystemExit(f"make_quantized: no .jpg/.png images in {directory}")
+    return images[:count] if count else images
+
+
+def resize_bilinear(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of uint8 [H, W, 3] with centres aligned and no anti-aliasing
+    (OpenCV INTER_LINEAR's geometry, what lowbit's pre-processing calls), back to uint8."""
+
+    def taps(size_in: int, size_out: int):
+        source = np.clip((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0, size_in - 1)
+        lower = np.floor(source).astype(np.int64)
+        return lower, np.minimum(lower + 1, size_in - 1), (source - lower).astype(np.float32)
+
+    y0, y1, wy = taps(rgb.shape[0], height)
+    x0, x1, wx = taps(rgb.shape[1], width)
+    image = rgb.astype(np.float32)
+    wx = wx[None, :, None]
+    top = image[y0][:, x0] * (1 - wx) + image[y0][:, x1] * wx
+    bottom = image[y1][:, x0] * (1 - wx) + image[y1][:, x1] * wx
+    result = top * (1 - wy[:, None, None]) + bottom * wy[:, None, None]
+    return np.clip(np.rint(result), 0, 255).astype(np.uint8)
+
+
+def load_image(path: pathlib.Path) -> np.ndarray:
+    """uint8 RGB [H, W, 3]."""
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def nanodet_input(rgb: np.ndarray) -> np.ndarray:
+    """float32 [1, 3, 416, 416]: stretched, BGR, (pixel - mean) / std."""
+    resized = resize_bilinear(rgb, INPUT_SIZE, INPUT_SIZE).astype(np.float32)
+    bgr = resized[:, :, ::-1]
+    return np.ascontiguousarray(((bgr - MEAN_BGR) / STD_BGR).transpose(2, 0, 1)[None])
+
+
+# --- NanoDet decode ------------------------------------------------------------
+def decode_nanodet(outputs: dict[str, np.ndarray], width: int, height: int,
+                   score_threshold: float = 0.35, iou_threshold: float = 0.5):
+    """[(class index, score, [x0, y0, x1, y1] in original pixels)] by falling score,
+    from outputs cls_stride{8,16,32} [1, cells, 80] and box_stride{8,16,32} [1, cells, 44]."""
+    boxes_all, scores_all, classes_all = [], [], []
+    for stride in STRIDES:
+        scores = outputs[f"cls_stride{stride}"][0]
+        regression = outputs[f"box_stride{stride}"][0].reshape(-1, 4, REG_MAX + 1)
+        grid = INPUT_SIZE // stride
+        rows, cols = np.divmod(np.arange(grid * grid), grid)
+        cx, cy = (cols + 0.5) * stride, (rows + 0.5) * stride
+        p = np.exp(regression - regression.max(axis=2, keepdims=True))
+        p /= p.sum(axis=2, keepdims=True)
+        d = (p * np.arange(REG_MAX + 1)).sum(axis=2) * stride
+        boxes = np.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], axis=1)
+        best = scores.max(axis=1)
+        keep = best >= score_threshold
+        boxes_all.append(boxes[keep])
+        scores_all.append(best[keep])
+        classes_all.append(scores.argmax(axis=1)[keep])
+    boxes = np.concatenate(boxes_all) * np.array([width, height] * 2) / INPUT_SIZE
+    scores, classes = np.concatenate(scores_all), np.concatenate(classes_all)
+
+    def iou(box, others):
+        x0, y0 = np.maximum(box[0], others[:, 0]), np.maximum(box[1], others[:, 1])
+        x1, y1 = np.minimum(box[2], others[:, 2]), np.minimum(box[3], others[:, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+        return inter / (area(box) + area(others) - inter)
+
+    kept: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        same = [k for k in kept if classes[k] == classes[i]]
+        if not same or np.all(iou(boxes[i], boxes[same]) <= iou_threshold):
+            kept.append(int(i))
+    return [(int(classes[k]), float(scores[k]), boxes[k]) for k in kept]
+
+
+# --- ONNX Runtime helpers ------------------------------------------------------
+def ort_session(model: onnx.ModelProto | str, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    source = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run(session, x: np.ndarray) -> dict[str, np.ndarray]:
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))
+
+
+# --- ort-qdq -------------------------------------------------------------------
+def make_ort_qdq(model_path: pathlib.Path, out: pathlib.Path, images: list[pathlib.Path], all_ops: bool) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, input_name: str):
+            self.frames = iter([{input_name: nanodet_input(load_image(p))} for p in images])
+
+        def get_next(self):
+            return next(self.frames, None)
+
+    input_name = onnx.load(str(model_path)).graph.input[0].name
+    quantize_static(
+        str(model_path), str(out), Reader(input_name),
+        quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        op_types_to_quantize=None if all_ops else ["Conv"],
+    )
+
+
+# --- qcdq ----------------------------------------------------------------------
+def rne(x: np.ndarray) -> np.ndarray:
+    return np.rint(x)  # numpy rounds half to even, as ONNX QuantizeLinear does
+
+
+def quantize_weights(w: np.ndarray, bits: int, weight_range: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """int8 codes [Cout, ...], float32 scales [Cout], Clip bounds (qmin, qmax): see the
+    module docstring (max-abs scales; mean-abs for binary 1-bit)."""
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    if bits == 1:
+        codes = np.where(flat >= 0, 1, -1)
+        scale = np.abs(flat).mean(axis=1)
+        qmin, qmax = -1, 1
+    else:
+        maxabs = np.abs(flat).max(axis=1)
+        if weight_range == "narrow":
+            qmin, qmax = -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
+            scale = maxabs / qmax
+        else:
+            qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+            scale = maxabs / 2 ** (bits - 1)
+    # An all-zero channel keeps codes 0 with a harmless positive scale.
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    if bits > 1:
+        codes = np.clip(rne(flat / scale[:, None].astype(np.float64)), qmin, qmax)
+    return codes.astype(np.int8).reshape(w.shape), scale, qmin, qmax
+
+
+def activation_params(lo: float, hi: float, bits: int) -> tuple[np.float32, int]:
+    """Asymmetric unsigned: scale and zero point for codes 0..2^bits-1 over [min(lo,0), max(hi,0)]."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    qmax = 2 ** bits - 1
+    scale = np.float32((hi - lo) / qmax) if hi > lo else np.float32(1.0)
+    zero_point = int(np.clip(rne(-lo / float(scale)), 0, qmax))
+    return scale, zero_point
+
+
+def fake_quantize(x: np.ndarray, scale: np.float32, zero_point: int, bits: int) -> np.ndarray:
+    """What QuantizeLinear -> Clip -> DequantizeLinear computes on float32 x."""
+    q = np.clip(rne(x / scale) + zero_point, 0, 2 ** bits - 1)
+    return ((q - zero_point) * scale).astype(np.float32)
+
+
+def mse_range(samples: np.ndarray, lo: float, hi: float, bits: int) -> tuple[float, float]:
+    """[lo, hi] shrunk by the factor k / 100 (k = 100 down to 10) whose fake quantization of
+    the samples has the least squared error (the widest range on ties)."""
+    best, best_error = (lo, hi), np.inf
+    for k in range(100, 9, -1):
+        candidate = (lo * k / 100.0, hi * k / 100.0)
+        error = float(((fake_quantize(samples, *activation_params(*candidate, bits), bits) - samples) ** 2).sum())
+        if error < best_error:
+            best, best_error = candidate, error
+    return best
+
+
+class Graph:
+    """Index of a graph: producers, consumers, initializers."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.init = {i.name: i for i in model.graph.initializer}
+        self.producer = {o: n for n in model.graph.node for o in n.output}
+        self.consumers = collections.defaultdict(list)
+        for n in model.graph.node:
+            for i in n.input:
+                self.consumers[i].append(n)
+
+    def array(self, name: str) -> np.ndarray:
+        return numpy_helper.to_array(self.init[name])
+
+    def zero_pad_input(self, tensor: str) -> str | None:
+        """The data input of a constant-mode Pad with value 0 producing `tensor`, else None."""
+        node = self.producer.get(tensor)
+        if node is None or node.op_type != "Pad":
+            return None
+        mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+        if mode != b"constant":
+            return None
+        if len(node.input) > 2 and node.input[2]:
+            if node.input[2] not in self.init or float(self.array(node.input[2]).reshape(-1)[0]) != 0.0:
+                return None
+        return node.input[0]
+
+
+def first_and_last_convs(g: Graph) -> set[str]:
+    """Convs reading a graph input (through a zero Pad) and convs a graph output is
+    reached from without passing another Conv."""
+    graph_inputs = {i.name for i in g.model.graph.input}
+    picked = set()
+    for n in g.model.graph.node:
+        if n.op_type == "Conv":
+            source = g.zero_pad_input(n.input[0]) or n.input[0]
+            if source in graph_inputs:
+                picked.add(n.name)
+    stack = [o.name for o in g.model.graph.output]
+    seen = set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen or tensor not in g.producer:
+            continue
+        seen.add(tensor)
+        node = g.producer[tensor]
+        if node.op_type == "Conv":
+            picked.add(node.name)
+        else:
+            stack.extend(i for i in node.input if i and i not in g.init)
+    return picked
+
+
+SAMPLES_PER_IMAGE = 32768
+
+
+def calibrate(model: onnx.ModelProto, tensors: list[str], images: list[pathlib.Path]):
+    """Per tensor: (min, max) over the images by ONNX Runtime on the float model, and a
+    deterministic subsample (every k-th element, about SAMPLES_PER_IMAGE per image)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    for t in tensors:
+        if t not in existing:
+            probe.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    session = ort_session(probe)
+    ranges: dict[str, tuple[float, float]] = {}
+    samples: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+    for path in images:
+        values = run(session, nanodet_input(load_image(path)))
+        for t in tensors:
+            v = values[t].reshape(-1)
+            lo, hi = float(v.min()), float(v.max())
+            old = ranges.get(t, (lo, hi))
+            ranges[t] = (min(old[0], lo), max(old[1], hi))
+            samples[t].append(v[:: max(1, v.size // SAMPLES_PER_IMAGE)].copy())
+    return ranges, {t: np.concatenate(v) for t, v in samples.items()}
+
+
+def topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
+    """Stable Kahn sort: each node after the producers of its inputs, otherwise in the given order."""
+    done = set(available)
+    pending, ordered = list(nodes), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all((not i) or i in done for i in n.input):
+                ordered.append(n)
+                done.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise SystemExit(f"make_quantized: graph has a cycle or a missing input at {rest[0].name}")
+        pending = rest
+    return ordered
+
+
+def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, abits: int,
+              first_last_bits: int = 8, weight_range: str = "narrow", act_site: str = "conv-input",
+              act_calib: str = "auto") -> tuple[onnx.ModelProto, list[dict]]:
+    """The QCDQ model and one dict per Conv (bits, clip bounds, scales). act_calib "auto"
+    is minmax at 8 bits and mse below."""
+    g = Graph(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    edge = first_and_last_convs(g)
+    # The tensor each Conv's input quantizer is calibrated on: in front of a zero Pad.
+    source = {n.name: (g.zero_pad_input(n.input[0]) or n.input[0]) for n in convs}
+    ranges, samples = calibrate(model, sorted(set(source.values())), images)
+    chosen: dict[tuple[str, int], tuple[float, float]] = {}
+
+    def act_range(calib: str, bits: int) -> tuple[float, float]:
+        method = act_calib if act_calib != "auto" else ("minmax" if bits == 8 else "mse")
+        if (calib, bits) not in chosen:
+            lo, hi = ranges[calib]
+            chosen[(calib, bits)] = (lo, hi) if method == "minmax" else mse_range(samples[calib], lo, hi, bits)
+        return chosen[(calib, bits)]
+
+    new_inits: list[TensorProto] = []
+    new_nodes: list[onnx.NodeProto] = []
+    renames: dict[tuple[str, str], str] = {}  # (node name, old input) -> new input
+    act_chains: dict[tuple[str, int], tuple[str, np.float32, int]] = {}  # (tensor, bits) -> (dq output, s, zp)
+    layers = []
+
+    def scalar(name, value, dtype):
+        new_inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
+        return name
+
+    def act_chain(tensor: str, calib: str, bits: int):
+        key = (tensor, bits)
+        if key not in act_chains:
+            s, zp = activation_params(*act_range(calib, bits), bits)
+            base = f"{tensor}_a{bits}"
+            scalar(f"{base}_scale", s, np.float32)
+            scalar(f"{base}_zero_point", zp, np.uint8)
+            scalar(f"{base}_clip_min", 0, np.uint8)
+            scalar(f"{base}_clip_max", 2 ** bits - 1, np.uint8)
+            new_nodes.extend([
+                helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zero_point"], [f"{base}_q"],
+                                 name=f"{base}_QuantizeLinear"),
+                helper.make_node("Clip", [f"{base}_q", f"{base}_clip_min", f"{base}_clip_max"], [f"{base}_clip"],
+                                 name=f"{base}_Clip"),
+                helper.make_node("DequantizeLinear", [f"{base}_clip", f"{base}_scale", f"{base}_zero_point"],
+                                 [f"{base}_dq"], name=f"{base}_DequantizeLinear"),
+            ])
+            act_chains[key] = (f"{base}_dq", s, zp)
+        return act_chains[key]
+
+    dropped = set()
+    for conv in convs:
+        bits_w = first_last_bits if conv.name in edge else wbits
+        bits_a = first_last_bits if conv.name in edge else abits
+        x = conv.input[0]
+        pad_input = g.zero_pad_input(x)
+        if act_site == "pre-pad" and pad_input is not None:
+            pad = g.producer[x]
+            if any(c.op_type != "Conv" for c in g.consumers[x]):
+                raise SystemExit(f"make_quantized: {pad.name} feeds more than convs; use --act-site conv-input")
+            dq, s_in, zp = act_chain(pad_input, pad_input, bits_a)
+            renames[(pad.name, pad_input)] = dq
+        else:
+            dq, s_in, zp = act_chain(x, source[conv.name], bits_a)
+            renames[(conv.name, x)] = dq
+
+        w_name = conv.input[1]
+        w = g.array(w_name)
+        codes, s_w, qmin, qmax = quantize_weights(w, bits_w, weight_range)
+        base = f"{conv.name}_w{bits_w}"
+        new_inits.append(numpy_helper.from_array(codes, f"{base}_codes"))
+        new_inits.append(numpy_helper.from_array(s_w, f"{base}_scale"))
+        new_inits.append(numpy_helper.from_array(np.zeros(w.shape[0], np.int8), f"{base}_zero_point"))
+        scalar(f"{base}_clip_min", qmin, np.int8)
+        scalar(f"{base}_clip_max", qmax, np.int8)
+        new_nodes.extend([
+            helper.make_node("Clip", [f"{base}_codes", f"{base}_clip_min", f"{base}_clip_max"], [f"{base}_clip"],
+                             name=f"{base}_Clip"),
+            helper.make_node("DequantizeLinear", [f"{base}_clip", f"{base}_scale", f"{base}_zero_point"],
+                             [f"{base}_dq"], name=f"{base}_DequantizeLinear", axis=0),
+        ])
+        renames[(conv.name, w_name)] = f"{base}_dq"
+        dropped.add(w_name)
+
+        if len(conv.input) > 2 and conv.input[2]:
+            b_name = conv.input[2]
+            s_b = (np.float32(s_in) * s_w).astype(np.float32)  # float32 product, as an importer computes it
+            b_codes = rne(g.array(b_name).astype(np.float64) / s_b.astype(np.float64))
+            assert np.all(np.abs(b_codes) < 2 ** 31), conv.name
+            new_inits.append(numpy_helper.from_array(b_codes.astype(np.int32), f"{conv.name}_bias_codes"))
+            new_inits.append(numpy_helper.from_array(s_b, f"{conv.name}_bias_scale"))
+            new_inits.append(numpy_helper.from_array(np.zeros(w.shape[0], np.int32), f"{conv.name}_bias_zero_point"))
+            new_nodes.append(helper.make_node(
+                "DequantizeLinear", [f"{conv.name}_bias_codes", f"{conv.name}_bias_scale", f"{conv.name}_bias_zero_point"],
+                [f"{conv.name}_bias_dq"], name=f"{conv.name}_bias_DequantizeLinear", axis=0))
+            renames[(conv.name, b_name)] = f"{conv.name}_bias_dq"
+            dropped.add(b_name)
+        layers.append(dict(conv=conv.name, wbits=bits_w, abits=bits_a, weight_clip=(qmin, qmax),
+                           act_scale=float(s_in), act_zero_point=zp, act_range=ranges[source[conv.name]],
+                           act_clip_range=act_range(source[conv.name], bits_a)))
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes = []
+    for n in out.graph.node:
+        for k, i in enumerate(n.input):
+            if (n.name, i) in renames:
+                n.input[k] = renames[(n.name, i)]
+        nodes.append(n)
+    still_used = {i for n in nodes for i in n.input}
+    kept_inits = [i for i in out.graph.initializer if not (i.name in dropped and i.name not in still_used)]
+    available = {i.name for i in out.graph.input} | {i.name for i in kept_inits} | {i.name for i in new_inits}
+    ordered = topological(new_nodes + nodes, available)
+    del out.graph.node[:]
+    out.graph.node.extend(ordered)
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(kept_inits + new_inits)
+    del out.graph.value_info[:]
+    del out.opset_import[:]
+    out.opset_import.append(helper.make_opsetid("", max(QCDQ_OPSET, onnx_opset(model))))
+    out.producer_name = "lowbit make_quantized.py"
+    out.doc_string = (f"QCDQ fake quantization: W{wbits}A{abits} inner convs, first/last convs at "
+                      f"{first_last_bits} bits, weights {weight_range}, activation site {act_site}")
+    onnx.checker.check_model(out, full_check=True)
+    return out, layers
+
+
+def onnx_opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+# --- checks --------------------------------------------------------------------
+def check(model_path: pathlib.Path, image: pathlib.Path, labels: list[str] | None) -> None:
+    rgb = load_image(image)
+    detections = decode_nanodet(run(ort_session(str(model_path)), nanodet_input(rgb)), rgb.shape[1], rgb.shape[0])
+    print(f"{image.name}: {len(detections)} detections at score >= 0.35")
+    for cls, score, box in detections[:10]:
+        name = labels[cls] if labels else str(cls)
+        print(f"  {name:12s} {score:.3f}  [{', '.join(f'{v:.0f}' for v in box)}]")
+
+
+def bench(models: dict[str, pathlib.Path], image: pathlib.Path, runs: int) -> None:
+    """Median ONNX Runtime latency per model, 1 and 2 intra-op threads, pre-processing excluded."""
+    x = nanodet_input(load_image(image))
+    for threads in (1, 2):
+        for name, path in models.items():
+            session = ort_session(str(path), threads)
+            for _ in range(3):
+                run(session, x)
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                run(session, x)
+                times.append(time.perf_counter() - t0)
+            print(f"  threads={threads} {name:10s} median {1e3 * statistics.median(times):7.2f} ms  "
+                  f"min {1e3 * min(times):7.2f} ms  ({runs} runs)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model", type=pathlib.Path, help="FP32 NanoDet ONNX (models/nanodet-g/model.onnx)")
+    p.add_argument("-o", "--output", type=pathlib.Path, required=True)
+    p.add_argument("--format", choices=["ort-qdq", "qcdq"], required=True)
+    p.add_argument("--wbits", type=int, default=8, choices=range(1, 9), metavar="1..8")
+    p.add_argument("--abits", type=int, default=8, choices=range(1, 9), metavar="1..8")
+    p.add_argument("--first-last-bits", type=int, default=8, choices=range(1, 9), metavar="1..8")
+    p.add_argument("--weight-range", choices=["narrow", "full"], default="narrow")
+    p.add_argument("--act-site", choices=["conv-input", "pre-pad"], default="conv-input")
+    p.add_argument("--act-calib", choices=["auto", "minmax", "mse"], default="auto",
+                   help="activation range (auto: minmax at 8 bits, mse below)")
+    p.add_argument("--ort-all-ops", action="store_true", help="ort-qdq: quantize every op type ORT knows")
+    p.add_argument("--calib", type=pathlib.Path, required=True, help="directory of calibration photos")
+    p.add_argument("--images", type=int, default=None, help="use the first N images (sorted by name)")
+    p.add_argument("--check", type=pathlib.Path, action="append", default=[], help="print ORT detections on IMAGE")
+    p.add_argument("--labels", type=pathlib.Path, help="labels.txt (default: beside MODEL)")
+    p.add_argument("--bench", type=int, default=0, metavar="RUNS", help="time ORT on MODEL and OUT")
+    args = p.parse_args(argv)
+
+    images = calibration_images(args.calib, args.images)
+    print(f"make_quantized: calibrating on {', '.join(i.name for i in images)}")
+    t0 = time.perf_counter()
+    if args.format == "ort-qdq":
+        make_ort_qdq(args.model, args.output, images, args.ort_all_ops)
+    else:
+        model, layers = make_qcdq(onnx.load(str(args.model)), images, args.wbits, args.abits,
+                                  args.first_last_bits, args.weight_range, args.act_site, args.act_calib)
+        onnx.save(model, str(args.output))
+        for layer in layers:
+            (lo, hi), (clo, chi) = layer["act_range"], layer["act_clip_range"]
+            print(f"  {layer['conv']:16s} W{layer['wbits']} clip{layer['weight_clip']}  A{layer['abits']} "
+                  f"scale {layer['act_scale']:.6g} zp {layer['act_zero_point']}  range [{lo:.4g}, {hi:.4g}]"
+                  f" -> [{clo:.4g}, {chi:.4g}]")
+    digest = hashlib.sha256(args.output.read_bytes()).hexdigest()
+    print(f"make_quantized: wrote {args.output} ({args.output.stat().st_size} bytes, sha256 {digest[:16]}) "
+          f"in {time.perf_counter() - t0:.1f} s")
+
+    labels_path = args.labels or args.model.parent / "labels.txt"
+    labels = labels_path.read_text().splitlines() if labels_path.exists() else None
+    for image in args.check:
+        for name, path in (("fp32", args.model), (args.output.name, args.output)):
+            print(f"[{name}] ", end="")
+            check(path, image, labels)
+    if args.bench:
+        bench({"fp32": args.model, args.output.stem: args.output}, args.check[0] if args.check else images[0], args.bench)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
