@@ -156,9 +156,11 @@ def integer_exact_qcdq(model: onnx.ModelProto) -> onnx.ModelProto:
 
     ONNX Runtime's float Conv on the dequantized values rounds its fp32 sums, so a
     few codes per million land on the other side of a tie in the next quantizer and
-    the difference travels downstream; this twin has no such error. Expects the layout
-    make_quantized.py writes (Q -> Clip -> DQ on the Conv's input, Clip -> DQ weights,
-    DQ int32 bias); other Convs are left as they are.
+    the difference travels downstream; this twin has no such error. Any Conv whose data,
+    weight and bias inputs come straight from DequantizeLinear is rewritten: the QCDQ
+    models make_quantized.py writes (conv-input site) and ORT's QDQ models alike; the
+    weight codes are read from the DequantizeLinear's input (a Clip on an int8
+    initializer in QCDQ). Other Convs are left as they are.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -179,7 +181,14 @@ def integer_exact_qcdq(model: onnx.ModelProto) -> onnx.ModelProto:
         name = node.name
         w_scale = numpy_helper.to_array(init[w_dq.input[1]]).astype(np.float32)
         x_scale = numpy_helper.to_array(init[x_dq.input[1]]).astype(np.float32)
+        w_zero = numpy_helper.to_array(init[w_dq.input[2]]) if len(w_dq.input) > 2 and w_dq.input[2] else np.zeros(1)
         scale = (x_scale * w_scale).astype(np.float32).reshape(1, -1, 1, 1)
+        if x_scale.size != 1 or np.any(w_zero != 0):
+            raise ValueError(f"{name}: per-tensor input and symmetric weights expected")
+        if b_dq is not None:
+            b_scale = numpy_helper.to_array(init[b_dq.input[1]]).astype(np.float32).reshape(1, -1, 1, 1)
+            if not np.array_equal(np.broadcast_to(b_scale, scale.shape), scale):
+                raise ValueError(f"{name}: bias scale is not input scale x weight scale")
         extra.append(numpy_helper.from_array(scale, f"{name}_exact_scale"))
         attrs = [a for a in node.attribute if a.name in ("dilations", "group", "kernel_shape", "pads", "strides")]
         conv_int = helper.make_node("ConvInteger", [x_dq.input[0], w_dq.input[0], x_dq.input[2]], [f"{name}_acc"],
