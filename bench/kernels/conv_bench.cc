@@ -7,7 +7,11 @@
 // Usage: lowbit_kernels_bench [--threads N] [--runs R] [--filter SUBSTRING]
 //        [--families int8,lut,bitserial,xnnpack | choose]
 // (--families choose prints choose_conv_kernel's pick per shape and bit-width
-// with its estimated time at the measured clock instead of running kernels.)
+// with its estimated time at the measured clock instead of running kernels;
+// --families measure runs measure_conv_kernels per shape and bit-width and
+// prints, for every candidate, its fastest single-thread time ("measured",
+// or "not_exact") and the cost model's estimate at the measured clock
+// ("estimated"), then the measured pick ("measured_best").)
 // (LOWBIT_KERNELS_ISA selects the variant; default: best supported).
 #include <algorithm>
 #include <atomic>
@@ -24,6 +28,7 @@
 
 #include "lowbit/kernels/choose.h"
 #include "lowbit/kernels/dispatch.h"
+#include "lowbit/kernels/measure.h"
 #include "lowbit/kernels/pack.h"
 
 #if LOWBIT_BENCH_XNNPACK
@@ -231,11 +236,11 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
     a.weights = pw.data();
     a.output = stage;
     const size_t items = dw_conv_work_items(a);
-    print(s, g, pool.threads(), "int8", 8, t.dwconv_u8s8_name,
-          median_seconds(runs, [&] { run_split(pool, t.dwconv_u8s8, a, items); }));
+    print(s, g, pool.threads(), "int8", 8, t.dwconv_u8s8.name,
+          median_seconds(runs, [&] { run_split(pool, t.dwconv_u8s8.fn, a, items); }));
     a.output = codes_stage;
-    print(s, g, pool.threads(), "int8_u8", 8, (t.dwconv_u8s8_name + u8_suffix).c_str(),
-          median_seconds(runs, [&] { run_split(pool, t.dwconv_u8s8, a, items); }));
+    print(s, g, pool.threads(), "int8_u8", 8, (t.dwconv_u8s8.name + u8_suffix).c_str(),
+          median_seconds(runs, [&] { run_split(pool, t.dwconv_u8s8.fn, a, items); }));
   } else {
     Int8ConvArgs a;
     a.geometry = g;
@@ -247,10 +252,10 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
     a.weights = pw.data();
     a.output = stage;
     const size_t items = int8_conv_work_items(a);
-    print(s, g, pool.threads(), "int8", 8, t.conv_u8s8_name,
-          median_seconds(runs, [&] { run_split(pool, t.conv_u8s8, a, items); }));
+    print(s, g, pool.threads(), "int8", 8, t.conv_u8s8.name,
+          median_seconds(runs, [&] { run_split(pool, t.conv_u8s8.fn, a, items); }));
     // Byte formats (vpdpbusd); only where the ISA has a native variant.
-    if (t.int8_dot_native) {
+    if (t.conv_u8s8dot.native) {
       Int8DotConvArgs d;
       d.geometry = g;
       d.activation_layout = make_int8_dot_activations_layout(g.in_channels, g.height, g.width, g.pad);
@@ -263,11 +268,11 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
       d.weights = dw.data();
       d.output = stage;
       const size_t dot_items = int8_dot_conv_work_items(d);
-      print(s, g, pool.threads(), "int8dot", 8, t.conv_u8s8dot_name,
-            median_seconds(runs, [&] { run_split(pool, t.conv_u8s8dot, d, dot_items); }));
+      print(s, g, pool.threads(), "int8dot", 8, t.conv_u8s8dot.name,
+            median_seconds(runs, [&] { run_split(pool, t.conv_u8s8dot.fn, d, dot_items); }));
       d.output = codes_stage;
-      print(s, g, pool.threads(), "int8dot_u8", 8, (t.conv_u8s8dot_name + u8_suffix).c_str(),
-            median_seconds(runs, [&] { run_split(pool, t.conv_u8s8dot, d, dot_items); }));
+      print(s, g, pool.threads(), "int8dot_u8", 8, (t.conv_u8s8dot.name + u8_suffix).c_str(),
+            median_seconds(runs, [&] { run_split(pool, t.conv_u8s8dot.fn, d, dot_items); }));
     }
   }
 }
@@ -293,8 +298,8 @@ void bench_lut(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
   a.output.destination = Destination::kInt32;
   a.output.data = out.data();
   const size_t items = lut_conv_work_items(a);
-  print(s, g, pool.threads(), "lut", 2, t.conv_w2a2_lut_name,
-        median_seconds(runs, [&] { run_split(pool, t.conv_w2a2_lut, a, items); }));
+  print(s, g, pool.threads(), "lut", 2, t.conv_w2a2_lut.name,
+        median_seconds(runs, [&] { run_split(pool, t.conv_w2a2_lut.fn, a, items); }));
 }
 
 // Bit-serial has no work ranges yet: measured on one thread only.
@@ -321,8 +326,8 @@ void bench_bitserial(const Shape& s, Pool& pool, int bits, int runs, std::mt1993
   a.output.destination = Destination::kInt32;
   a.output.data = out.data();
   const size_t items = bitserial_conv_work_items(a);
-  print(s, g, pool.threads(), "bitserial", bits, t.conv_anybits_bitserial_name,
-        median_seconds(runs, [&] { run_split(pool, t.conv_anybits_bitserial, a, items); }));
+  print(s, g, pool.threads(), "bitserial", bits, t.conv_anybits_bitserial.name,
+        median_seconds(runs, [&] { run_split(pool, t.conv_anybits_bitserial.fn, a, items); }));
 }
 
 #if LOWBIT_BENCH_XNNPACK
@@ -385,6 +390,24 @@ int main(int argc, char** argv) {
             g, bits, bits, bits == 1 ? WeightDomain::kBinary : WeightDomain::kSigned);
         const double seconds = c.estimated_cycles / (clock_ghz_estimate * 1e9);
         print(s, g, 1, "choose", bits, c.kernel_name, seconds);
+      }
+      continue;
+    }
+    if (want("measure")) {  // every candidate timed on one thread, and the pick
+      const ConvGeometry g = geometry_of(s);
+      for (int bits : {1, 2, 3, 4, 8}) {
+        const MeasuredConvChoice m = measure_conv_kernels(
+            g, bits, bits, bits == 1 ? WeightDomain::kBinary : WeightDomain::kSigned,
+            kernel_table());
+        for (int i = 0; i < m.count; ++i) {
+          const ConvKernelTiming& timing = m.timings[i];
+          if (!timing.runs) continue;
+          print(s, g, 1, timing.exact ? "measured" : "not_exact", bits, timing.kernel_name,
+                timing.ns * 1e-9);
+          print(s, g, 1, "estimated", bits, timing.kernel_name,
+                timing.estimated_cycles / (clock_ghz_estimate * 1e9));
+        }
+        print(s, g, 1, "measured_best", bits, m.best.kernel_name, m.best_ns * 1e-9);
       }
       continue;
     }

@@ -2,8 +2,10 @@
 // variants this build carries.
 #include "lowbit/kernels/dispatch.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -72,45 +74,274 @@ bool cpu_has_avx512_vpopcntdq() {
 bool cpu_has_neon() { return getauxval(AT_HWCAP) & HWCAP_ASIMD; }
 #endif
 
-// A kernel's function pointer and its name, spelled once so they cannot
-// drift apart: the fn / fn_name field pairs of KernelTable.
-#define LOWBIT_KERNEL(fn) fn, #fn
-#define LOWBIT_SET_KERNEL(table, field, fn) (table.field = fn, table.field##_name = #fn)
+// One definition per kernel variant: kernel, name, ISA, tile and cost-model
+// rate together (field meanings in dispatch.h). The tables below refer to
+// these by name, so a level that inherits a lower level's kernel inherits its
+// measured rate too.
+//
+// Rates (macs_per_cycle, plane_pair_share): x86-64 figures measured with
+// bench/kernels on a Sapphire Rapids-class Xeon (AVX2 + AVX-VNNI + AVX-512
+// VNNI, clock 2.8 GHz from a dependent-add chain), single thread, 3x3 layers
+// with K >= 288 unless stated; output_cycles ~1 cycle per int32 output value
+// for the INT8 and bit-serial output stages and ~1.5 for the LUT one (flush
+// of 16-bit sums and the padded-row store).
+// epilogue_cycles: measured with measure_conv_kernels (kCodes minus kInt32
+// time, plus output_cycles) on a Sapphire Rapids Xeon whose dependent-add
+// clock read 4.0 GHz (there the rates above reproduce the measured int32
+// times of the AVX2 / AVX-VNNI kernels within 5%, of the AVX-512 ones within
+// 25%), NanoDet 3x3 and 1x1 layers: the x86 INT8 variants' vector kCodes
+// stage adds ~0.5 cycle per value; the LUT and bit-serial kernels write
+// through the scalar store_tile (epilogue, lrint and clamp per value): +11-15
+// cycles at W2A2, +25-30 at W1A1 (sums centred on zero make the ReLU and
+// clamp branches unpredictable); scalar and NEON INT8 take that scalar path
+// too (estimated). The NEON and scalar rates are estimates, not measurements
+// (no ARM hardware here): they only keep the families in their expected
+// order (llvm-mca figures in KERNELS.md).
+//
+// The name of a kernel is spelled once, with its function.
+#define LOWBIT_KERNEL_FN(kernel) .fn = ::lowbit::kernels::kernel, .name = #kernel
 
-const KernelTable kScalarTable = {
-    Isa::kScalar,
-    LOWBIT_KERNEL(conv_w2a2_lut_64x4__scalar), 64, 4,
-    LOWBIT_KERNEL(conv_anybits_bitserial_64x4__scalar), 64, 4,
-    LOWBIT_KERNEL(conv_u8s8_6x16__scalar),
-    LOWBIT_KERNEL(dwconv_u8s8_1x16__scalar),
-    LOWBIT_KERNEL(conv_u8s8dot_6x16__scalar), false,
+namespace variant {
+
+// --- portable scalar: every architecture ---------------------------------
+constexpr LutConvEntry conv_w2a2_lut_64x4__scalar = {
+    .family = ConvFamily::kLut,
+    LOWBIT_KERNEL_FN(conv_w2a2_lut_64x4__scalar),
+    .isa = Isa::kScalar,
+    .pixel_tile = 64,
+    .cout_tile = 4,
+    .macs_per_cycle = 0.5,  // estimate: one table byte per multiply-add pair, scalar loads
+    .output_cycles = 1.5,
+    .epilogue_cycles = 20,  // estimate: scalar output stage
+};
+constexpr BitSerialConvEntry conv_anybits_bitserial_64x4__scalar = {
+    .family = ConvFamily::kBitSerial,
+    LOWBIT_KERNEL_FN(conv_anybits_bitserial_64x4__scalar),
+    .isa = Isa::kScalar,
+    .pixel_tile = 64,
+    .cout_tile = 4,
+    .macs_per_cycle = 2,
+    .plane_pair_share = 0.3,  // estimate: 64-bit AND + popcnt
+    .epilogue_cycles = 22,    // estimate: scalar output stage
+};
+constexpr Int8ConvEntry conv_u8s8_6x16__scalar = {
+    .family = ConvFamily::kInt8,
+    LOWBIT_KERNEL_FN(conv_u8s8_6x16__scalar),
+    .isa = Isa::kScalar,
+    .pixel_tile = 6,
+    .cout_tile = 16,
+    .macs_per_cycle = 1,    // estimate
+    .epilogue_cycles = 20,  // estimate: scalar output stage
+};
+// Stand-in below the dot-product ISAs: the byte formats run everywhere, but
+// conv_u8s8 is the faster choice there.
+constexpr Int8DotConvEntry conv_u8s8dot_6x16__scalar = {
+    .family = ConvFamily::kInt8Dot,
+    LOWBIT_KERNEL_FN(conv_u8s8dot_6x16__scalar),
+    .isa = Isa::kScalar,
+    .pixel_tile = 6,
+    .cout_tile = 16,
+    .native = false,
+    .macs_per_cycle = 1,    // estimate
+    .epilogue_cycles = 20,  // estimate: scalar output stage
+};
+constexpr DwConvEntry dwconv_u8s8_1x16__scalar = {
+    .family = ConvFamily::kDepthwiseInt8,
+    LOWBIT_KERNEL_FN(dwconv_u8s8_1x16__scalar),
+    .isa = Isa::kScalar,
+    .pixel_tile = 1,
+    .cout_tile = 16,
+    .macs_per_cycle = 1,    // estimate
+    .epilogue_cycles = 20,  // estimate: scalar output stage
+};
+
+#if LOWBIT_KERNELS_X86
+// --- AVX2 (also inherited by the AVX-VNNI and AVX-512 levels) -------------
+constexpr LutConvEntry conv_w2a2_lut_64x4__avx2 = {
+    .family = ConvFamily::kLut,
+    LOWBIT_KERNEL_FN(conv_w2a2_lut_64x4__avx2),
+    .isa = Isa::kAvx2,
+    .pixel_tile = 64,
+    .cout_tile = 4,
+    .macs_per_cycle = 55,  // measured, vpshufb weight-pair tables
+    .output_cycles = 1.5,
+    .epilogue_cycles = 20,  // measured: scalar output stage
+};
+// Measured time per multiply-add ~ (0.7 + 0.3 * wbits * abits) / 25.
+constexpr BitSerialConvEntry conv_anybits_bitserial_64x4__avx2 = {
+    .family = ConvFamily::kBitSerial,
+    LOWBIT_KERNEL_FN(conv_anybits_bitserial_64x4__avx2),
+    .isa = Isa::kAvx2,
+    .pixel_tile = 64,
+    .cout_tile = 4,
+    .macs_per_cycle = 25,
+    .plane_pair_share = 0.3,
+    .epilogue_cycles = 22,  // as the AVX-512 variant: same scalar output stage
+};
+constexpr Int8ConvEntry conv_u8s8_6x16__avx2 = {
+    .family = ConvFamily::kInt8,
+    LOWBIT_KERNEL_FN(conv_u8s8_6x16__avx2),
+    .isa = Isa::kAvx2,
+    .pixel_tile = 6,
+    .cout_tile = 16,
+    .macs_per_cycle = 22,    // measured, vpmaddwd on 16-bit operands
+    .epilogue_cycles = 1.5,  // vector kCodes stage
+};
+// MobileNetV2 3x3 depthwise, 144..576 channels, int32 or u8 output.
+constexpr DwConvEntry dwconv_u8s8_1x16__avx2 = {
+    .family = ConvFamily::kDepthwiseInt8,
+    LOWBIT_KERNEL_FN(dwconv_u8s8_1x16__avx2),
+    .isa = Isa::kAvx2,
+    .pixel_tile = 1,
+    .cout_tile = 16,
+    .macs_per_cycle = 4.5,   // measured
+    .epilogue_cycles = 1.5,  // vector kCodes stage
+};
+
+// --- AVX-VNNI (256-bit VEX vpdpbusd / vpdpwssd) ---------------------------
+constexpr Int8ConvEntry conv_u8s8_6x16__avxvnni = {
+    .family = ConvFamily::kInt8,
+    LOWBIT_KERNEL_FN(conv_u8s8_6x16__avxvnni),
+    .isa = Isa::kAvxVnni,
+    .pixel_tile = 6,
+    .cout_tile = 16,
+    .macs_per_cycle = 31,    // measured, vpdpwssd
+    .epilogue_cycles = 1.5,  // measured, vector kCodes stage
+};
+constexpr Int8DotConvEntry conv_u8s8dot_6x16__avxvnni = {
+    .family = ConvFamily::kInt8Dot,
+    LOWBIT_KERNEL_FN(conv_u8s8dot_6x16__avxvnni),
+    .isa = Isa::kAvxVnni,
+    .pixel_tile = 6,
+    .cout_tile = 16,
+    .macs_per_cycle = 61,    // measured, ymm vpdpbusd
+    .epilogue_cycles = 1.5,  // vector kCodes stage
+};
+constexpr DwConvEntry dwconv_u8s8_1x16__avxvnni = {
+    .family = ConvFamily::kDepthwiseInt8,
+    LOWBIT_KERNEL_FN(dwconv_u8s8_1x16__avxvnni),
+    .isa = Isa::kAvxVnni,
+    .pixel_tile = 1,
+    .cout_tile = 16,
+    .macs_per_cycle = 5,     // measured, MobileNetV2 3x3 depthwise as above
+    .epilogue_cycles = 1.5,  // vector kCodes stage
+};
+
+// --- AVX-512 F+BW+VL+VNNI (bit-serial: + VPOPCNTDQ) -----------------------
+constexpr Int8DotConvEntry conv_u8s8dot_8x32__avx512 = {
+    .family = ConvFamily::kInt8Dot,
+    LOWBIT_KERNEL_FN(conv_u8s8dot_8x32__avx512),
+    .isa = Isa::kAvx512,
+    .pixel_tile = 8,
+    .cout_tile = 32,
+    .macs_per_cycle = 118,   // measured, zmm vpdpbusd
+    .epilogue_cycles = 1.5,  // measured, vector kCodes stage
+};
+constexpr DwConvEntry dwconv_u8s8_4x32__avx512 = {
+    .family = ConvFamily::kDepthwiseInt8,
+    LOWBIT_KERNEL_FN(dwconv_u8s8_4x32__avx512),
+    .isa = Isa::kAvx512,
+    .pixel_tile = 4,
+    .cout_tile = 32,
+    .macs_per_cycle = 8,     // measured, zmm vpdpwssd, MobileNetV2 3x3 depthwise as above
+    .epilogue_cycles = 1.5,  // vector kCodes stage
+};
+// vpopcntq, register tile 2 pixels x 16 channels: time per multiply-add ~
+// (0.24 + 0.76 * wbits * abits) / 200 (measured 128-224, 42-57, 23-27,
+// 14-17 multiply-adds per cycle at W1A1..W4A4, the higher figures at 256+
+// input channels).
+constexpr BitSerialConvEntry conv_anybits_bitserial_64x4__avx512 = {
+    .family = ConvFamily::kBitSerial,
+    LOWBIT_KERNEL_FN(conv_anybits_bitserial_64x4__avx512),
+    .isa = Isa::kAvx512,
+    .pixel_tile = 64,
+    .cout_tile = 4,
+    .macs_per_cycle = 200,
+    .plane_pair_share = 0.76,
+    .epilogue_cycles = 22,  // measured: scalar output stage
+};
+#endif  // LOWBIT_KERNELS_X86
+
+#if LOWBIT_KERNELS_ARM64
+// --- NEON (baseline on AArch64); rates are estimates --------------------
+constexpr LutConvEntry conv_w2a2_lut_64x4__neon = {
+    .family = ConvFamily::kLut,
+    LOWBIT_KERNEL_FN(conv_w2a2_lut_64x4__neon),
+    .isa = Isa::kNeon,
+    .pixel_tile = 64,
+    .cout_tile = 4,
+    .macs_per_cycle = 16,  // estimate (llvm-mca: 8-15.5 on A53..A72)
+    .output_cycles = 1.5,
+    .epilogue_cycles = 20,  // estimate: scalar output stage
+};
+constexpr BitSerialConvEntry conv_anybits_bitserial_64x4__neon = {
+    .family = ConvFamily::kBitSerial,
+    LOWBIT_KERNEL_FN(conv_anybits_bitserial_64x4__neon),
+    .isa = Isa::kNeon,
+    .pixel_tile = 64,
+    .cout_tile = 4,
+    .macs_per_cycle = 16,
+    .plane_pair_share = 0.3,  // estimate
+    .epilogue_cycles = 22,    // estimate: scalar output stage
+};
+constexpr Int8ConvEntry conv_u8s8_6x16__neon = {
+    .family = ConvFamily::kInt8,
+    LOWBIT_KERNEL_FN(conv_u8s8_6x16__neon),
+    .isa = Isa::kNeon,
+    .pixel_tile = 6,
+    .cout_tile = 16,
+    .macs_per_cycle = 8,    // estimate (smlal limit; llvm-mca 1.5-2.6)
+    .epilogue_cycles = 20,  // estimate: scalar output stage
+};
+constexpr DwConvEntry dwconv_u8s8_1x16__neon = {
+    .family = ConvFamily::kDepthwiseInt8,
+    LOWBIT_KERNEL_FN(dwconv_u8s8_1x16__neon),
+    .isa = Isa::kNeon,
+    .pixel_tile = 1,
+    .cout_tile = 16,
+    .macs_per_cycle = 3,    // estimate
+    .epilogue_cycles = 20,  // estimate: scalar output stage
+};
+#endif  // LOWBIT_KERNELS_ARM64
+
+}  // namespace variant
+
+#undef LOWBIT_KERNEL_FN
+
+constexpr KernelTable kScalarTable = {
+    .isa = Isa::kScalar,
+    .conv_w2a2_lut = variant::conv_w2a2_lut_64x4__scalar,
+    .conv_anybits_bitserial = variant::conv_anybits_bitserial_64x4__scalar,
+    .conv_u8s8 = variant::conv_u8s8_6x16__scalar,
+    .conv_u8s8dot = variant::conv_u8s8dot_6x16__scalar,
+    .dwconv_u8s8 = variant::dwconv_u8s8_1x16__scalar,
 };
 #if LOWBIT_KERNELS_X86
-const KernelTable kAvx2Table = {
-    Isa::kAvx2,
-    LOWBIT_KERNEL(conv_w2a2_lut_64x4__avx2), 64, 4,
-    LOWBIT_KERNEL(conv_anybits_bitserial_64x4__avx2), 64, 4,
-    LOWBIT_KERNEL(conv_u8s8_6x16__avx2),
-    LOWBIT_KERNEL(dwconv_u8s8_1x16__avx2),
-    LOWBIT_KERNEL(conv_u8s8dot_6x16__scalar), false,
+constexpr KernelTable kAvx2Table = {
+    .isa = Isa::kAvx2,
+    .conv_w2a2_lut = variant::conv_w2a2_lut_64x4__avx2,
+    .conv_anybits_bitserial = variant::conv_anybits_bitserial_64x4__avx2,
+    .conv_u8s8 = variant::conv_u8s8_6x16__avx2,
+    .conv_u8s8dot = variant::conv_u8s8dot_6x16__scalar,
+    .dwconv_u8s8 = variant::dwconv_u8s8_1x16__avx2,
 };
-const KernelTable kAvxVnniTable = {
-    Isa::kAvxVnni,
-    LOWBIT_KERNEL(conv_w2a2_lut_64x4__avx2), 64, 4,
-    LOWBIT_KERNEL(conv_anybits_bitserial_64x4__avx2), 64, 4,
-    LOWBIT_KERNEL(conv_u8s8_6x16__avxvnni),
-    LOWBIT_KERNEL(dwconv_u8s8_1x16__avxvnni),
-    LOWBIT_KERNEL(conv_u8s8dot_6x16__avxvnni), true,
+constexpr KernelTable kAvxVnniTable = {
+    .isa = Isa::kAvxVnni,
+    .conv_w2a2_lut = variant::conv_w2a2_lut_64x4__avx2,
+    .conv_anybits_bitserial = variant::conv_anybits_bitserial_64x4__avx2,
+    .conv_u8s8 = variant::conv_u8s8_6x16__avxvnni,
+    .conv_u8s8dot = variant::conv_u8s8dot_6x16__avxvnni,
+    .dwconv_u8s8 = variant::dwconv_u8s8_1x16__avxvnni,
 };
 #endif
 #if LOWBIT_KERNELS_ARM64
-const KernelTable kNeonTable = {
-    Isa::kNeon,
-    LOWBIT_KERNEL(conv_w2a2_lut_64x4__neon), 64, 4,
-    LOWBIT_KERNEL(conv_anybits_bitserial_64x4__neon), 64, 4,
-    LOWBIT_KERNEL(conv_u8s8_6x16__neon),
-    LOWBIT_KERNEL(dwconv_u8s8_1x16__neon),
-    LOWBIT_KERNEL(conv_u8s8dot_6x16__scalar), false,
+constexpr KernelTable kNeonTable = {
+    .isa = Isa::kNeon,
+    .conv_w2a2_lut = variant::conv_w2a2_lut_64x4__neon,
+    .conv_anybits_bitserial = variant::conv_anybits_bitserial_64x4__neon,
+    .conv_u8s8 = variant::conv_u8s8_6x16__neon,
+    .conv_u8s8dot = variant::conv_u8s8dot_6x16__scalar,
+    .dwconv_u8s8 = variant::dwconv_u8s8_1x16__neon,
 };
 #endif
 
@@ -151,36 +382,35 @@ const KernelTable& avx512_table() {
     const X86Features& f = x86_features();
     KernelTable t = f.avx_vnni ? kAvxVnniTable : kAvx2Table;
     t.isa = Isa::kAvx512;
-    LOWBIT_SET_KERNEL(t, conv_u8s8dot, conv_u8s8dot_8x32__avx512);
-    t.int8_dot_native = true;
-    LOWBIT_SET_KERNEL(t, dwconv_u8s8, dwconv_u8s8_4x32__avx512);
-    if (f.avx512_vpopcntdq)
-      LOWBIT_SET_KERNEL(t, conv_anybits_bitserial, conv_anybits_bitserial_64x4__avx512);
+    t.conv_u8s8dot = variant::conv_u8s8dot_8x32__avx512;
+    t.dwconv_u8s8 = variant::dwconv_u8s8_4x32__avx512;
+    if (f.avx512_vpopcntdq) t.conv_anybits_bitserial = variant::conv_anybits_bitserial_64x4__avx512;
     return t;
   }();
   return table;
 }
 #endif
 
-const KernelTable& choose_table() {
-  Isa isa = detect_isa();
-  if (const char* forced = std::getenv("LOWBIT_KERNELS_ISA")) {
-    Isa wanted = isa;
-    if (std::strcmp(forced, "scalar") == 0) wanted = Isa::kScalar;
-    else if (std::strcmp(forced, "avx2") == 0) wanted = Isa::kAvx2;
-    else if (std::strcmp(forced, "avxvnni") == 0) wanted = Isa::kAvxVnni;
-    else if (std::strcmp(forced, "avx512") == 0) wanted = Isa::kAvx512;
-    else if (std::strcmp(forced, "neon") == 0) wanted = Isa::kNeon;
-    // Never above the detected level; an unsupported level below it (avxvnni
-    // on an AVX-512 CPU without AVX-VNNI) steps down to avx2.
-    if (wanted == Isa::kAvxVnni && !isa_supported(wanted)) wanted = Isa::kAvx2;
-    if (isa_supported(wanted) && isa_rank(wanted) <= isa_rank(isa)) isa = wanted;
-  }
-  return *kernel_table_for(isa);
+// LOWBIT_KERNELS_ISA, read once: the level it selects and, for an unknown
+// value, the message isa_override_error() returns.
+struct Override {
+  Isa isa = Isa::kScalar;
+  bool valid = true;
+  char message[160] = {};
+};
+const Override& isa_override() {
+  static const Override o = [] {
+    Override r;
+    const char* value = std::getenv("LOWBIT_KERNELS_ISA");
+    r.valid = parse_isa_override(value, detect_isa(), supported_isas(), &r.isa);
+    if (!r.valid)
+      std::snprintf(r.message, sizeof r.message,
+                    "LOWBIT_KERNELS_ISA='%.64s' is not one of scalar, avx2, avxvnni, avx512, neon",
+                    value);
+    return r;
+  }();
+  return o;
 }
-
-#undef LOWBIT_SET_KERNEL
-#undef LOWBIT_KERNEL
 
 }  // namespace
 
@@ -193,6 +423,59 @@ const char* isa_name(Isa isa) {
     case Isa::kAvx512: return "avx512";
   }
   return "unknown";
+}
+
+bool isa_from_name(const char* name, Isa* isa) {
+  if (!name) return false;
+  for (Isa i : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon}) {
+    if (std::strcmp(name, isa_name(i)) == 0) {
+      *isa = i;
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* conv_family_name(ConvFamily family) {
+  switch (family) {
+    case ConvFamily::kNone: return "none";
+    case ConvFamily::kInt8: return "int8";
+    case ConvFamily::kInt8Dot: return "int8dot";
+    case ConvFamily::kDepthwiseInt8: return "dwint8";
+    case ConvFamily::kLut: return "lut";
+    case ConvFamily::kBitSerial: return "bitserial";
+  }
+  return "unknown";
+}
+
+namespace {
+template <typename Fn>
+ConvKernelInfo info_of(const ConvKernelEntry<Fn>& e) {
+  ConvKernelInfo i;
+  i.family = e.family;
+  i.name = e.name;
+  i.isa = e.isa;
+  i.pixel_tile = e.pixel_tile;
+  i.cout_tile = e.cout_tile;
+  i.native = e.native && e.fn != nullptr;
+  i.macs_per_cycle = e.macs_per_cycle;
+  i.plane_pair_share = e.plane_pair_share;
+  i.output_cycles = e.output_cycles;
+  i.epilogue_cycles = e.epilogue_cycles;
+  return i;
+}
+}  // namespace
+
+bool conv_kernel_info(const KernelTable& table, ConvFamily family, ConvKernelInfo* info) {
+  switch (family) {
+    case ConvFamily::kInt8: *info = info_of(table.conv_u8s8); return true;
+    case ConvFamily::kInt8Dot: *info = info_of(table.conv_u8s8dot); return true;
+    case ConvFamily::kDepthwiseInt8: *info = info_of(table.dwconv_u8s8); return true;
+    case ConvFamily::kLut: *info = info_of(table.conv_w2a2_lut); return true;
+    case ConvFamily::kBitSerial: *info = info_of(table.conv_anybits_bitserial); return true;
+    case ConvFamily::kNone: break;
+  }
+  return false;
 }
 
 Isa detect_isa() {
@@ -243,9 +526,33 @@ const KernelTable* kernel_table_for(Isa isa) {
   return nullptr;
 }
 
+uint32_t supported_isas() {
+  uint32_t mask = 0;
+  for (Isa i : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon})
+    if (kernel_table_for(i) != nullptr) mask |= 1u << int(i);
+  return mask;
+}
+
 const KernelTable& kernel_table() {
-  static const KernelTable& table = choose_table();
+  static const KernelTable& table = *kernel_table_for(isa_override().isa);
   return table;
+}
+
+bool parse_isa_override(const char* value, Isa detected, uint32_t supported, Isa* out) {
+  *out = detected;
+  if (value == nullptr || *value == '\0') return true;
+  Isa wanted;
+  if (!isa_from_name(value, &wanted)) return false;
+  const auto runs = [supported](Isa isa) { return ((supported >> int(isa)) & 1u) != 0; };
+  // avxvnni on an AVX-512 CPU without AVX-VNNI (Ice Lake, Zen 4): the level below it.
+  if (wanted == Isa::kAvxVnni && !runs(wanted)) wanted = Isa::kAvx2;
+  if (runs(wanted) && isa_rank(wanted) <= isa_rank(detected)) *out = wanted;
+  return true;
+}
+
+const char* isa_override_error() {
+  const Override& o = isa_override();
+  return o.valid ? nullptr : o.message;
 }
 
 }  // namespace lowbit::kernels

@@ -15,7 +15,7 @@ TEST_P(ConvBitSerial, AllBitWidthsAndDomains) {
         if (d == WeightDomain::kBinary && wb != 1) continue;
         for (int cin : {5, 64, 65, 130})
           ConvTester().wbits(wb).abits(ab).domain(d).cin(cin).cout(cin == 5 ? 9 : 4).h(5).w(6)
-              .kernel(3).stride(1).pad(1).seed(seed++).Test(table().conv_anybits_bitserial);
+              .kernel(3).stride(1).pad(1).seed(seed++).Test(table().conv_anybits_bitserial.fn);
       }
 }
 
@@ -27,22 +27,22 @@ TEST_P(ConvBitSerial, ChannelsKernelsStridesPads) {
         for (int cin : {1, 3, 63, 64, 65})
           for (int cout : {1, 4, 5, 11})
             ConvTester().wbits(2).abits(2).cin(cin).cout(cout).h(7).w(5).kernel(k).stride(s).pad(p)
-                .seed(seed++).Test(table().conv_anybits_bitserial);
+                .seed(seed++).Test(table().conv_anybits_bitserial.fn);
 }
 
 TEST_P(ConvBitSerial, ManyTilesOddSizesAndBatch) {
   ConvTester().batch(2).wbits(3).abits(2).cin(20).cout(8).h(9).w(70).kernel(3).pad(1).seed(3).Test(
-      table().conv_anybits_bitserial);
+      table().conv_anybits_bitserial.fn);
   ConvTester().wbits(1).abits(1).domain(WeightDomain::kBinary).cin(129).cout(6).h(9).w(11)
-      .kernel(3).stride(2).pad(1).seed(4).Test(table().conv_anybits_bitserial);
+      .kernel(3).stride(2).pad(1).seed(4).Test(table().conv_anybits_bitserial.fn);
   ConvTester().wbits(4).abits(4).cin(7).cout(3).h(1).w(1).kernel(3).pad(1).seed(5).Test(
-      table().conv_anybits_bitserial);
+      table().conv_anybits_bitserial.fn);
   // Register tiles of 2 pixels x 4 blocks (AVX-512): 9 blocks (4 + 4 + 1), an
   // odd row of 53 pixels in chunks of 24, every constant bit-width pair.
   for (int bits = 1; bits <= 4; ++bits)
     ConvTester().wbits(bits).abits(bits)
         .domain(bits == 1 ? WeightDomain::kBinary : WeightDomain::kSigned).cin(70).cout(36).h(3)
-        .w(53).kernel(3).pad(1).seed(uint32_t(6 + bits)).Test(table().conv_anybits_bitserial);
+        .w(53).kernel(3).pad(1).seed(uint32_t(6 + bits)).Test(table().conv_anybits_bitserial.fn);
 }
 
 TEST_P(ConvBitSerial, ExtremeValues) {
@@ -50,10 +50,10 @@ TEST_P(ConvBitSerial, ExtremeValues) {
     for (int wb : {1, 2, 4})
       for (WeightDomain d : {WeightDomain::kSigned, WeightDomain::kUnsigned}) {
         ConvTester().fill(fill).wbits(wb).abits(4).domain(d).cin(1000).cout(4).h(3).w(4).kernel(3)
-            .pad(1).Test(table().conv_anybits_bitserial);
+            .pad(1).Test(table().conv_anybits_bitserial.fn);
       }
   ConvTester().fill(Fill::kMaxCodesMinWeights).wbits(1).abits(1).domain(WeightDomain::kBinary)
-      .cin(1000).cout(5).h(3).w(3).kernel(3).pad(1).Test(table().conv_anybits_bitserial);
+      .cin(1000).cout(5).h(3).w(3).kernel(3).pad(1).Test(table().conv_anybits_bitserial.fn);
 }
 
 TEST_P(ConvBitSerial, FusedEpilogueDestinations) {
@@ -61,12 +61,12 @@ TEST_P(ConvBitSerial, FusedEpilogueDestinations) {
   for (Activation act : {Activation::kRelu, Activation::kLeakyRelu, Activation::kClip,
                          Activation::kSilu}) {
     ConvTester().destination(Destination::kBitPlanes).activation(act).out_bits(4).wbits(4).abits(4)
-        .cin(33).cout(66).h(5).w(7).kernel(3).pad(1).seed(seed++).Test(table().conv_anybits_bitserial);
+        .cin(33).cout(66).h(5).w(7).kernel(3).pad(1).seed(seed++).Test(table().conv_anybits_bitserial.fn);
     ConvTester().destination(Destination::kPairPlanes).activation(act).out_bits(2).wbits(3).abits(3)
         .cin(17).cout(9).h(6).w(5).kernel(3).stride(2).pad(1).seed(seed++)
-        .Test(table().conv_anybits_bitserial);
+        .Test(table().conv_anybits_bitserial.fn);
     ConvTester().destination(Destination::kCodes).activation(act).out_bits(8).wbits(2).abits(2)
-        .cin(17).cout(9).h(6).w(5).kernel(1).seed(seed++).Test(table().conv_anybits_bitserial);
+        .cin(17).cout(9).h(6).w(5).kernel(1).seed(seed++).Test(table().conv_anybits_bitserial.fn);
   }
 }
 

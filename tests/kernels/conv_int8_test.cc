@@ -20,19 +20,19 @@ TEST_P(ConvInt8, ChannelsKernelsStridesPads) {
         for (int cin : {1, 3, 16, 33})
           for (int cout : {1, 15, 16, 17, 40})
             ConvTester().int8().cin(cin).cout(cout).h(7).w(5).kernel(k).stride(s).pad(p)
-                .seed(seed++).Test(table().conv_u8s8, table().conv_u8s8dot);
+                .seed(seed++).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
 }
 
 TEST_P(ConvInt8, ManyTilesOddSizesAndBatch) {
   // Pixel groups of 24 and tiles of 6 crossing rows; partial last tiles.
   ConvTester().int8().batch(2).cin(6).cout(24).h(23).w(29).kernel(3).pad(1).seed(7).Test(
-      table().conv_u8s8, table().conv_u8s8dot);
-  ConvTester().int8().cin(5).cout(9).h(31).w(3).kernel(3).stride(2).seed(8).Test(table().conv_u8s8, table().conv_u8s8dot);
-  ConvTester().int8().cin(64).cout(32).h(14).w(14).kernel(1).seed(9).Test(table().conv_u8s8, table().conv_u8s8dot);
+      table().conv_u8s8.fn, table().conv_u8s8dot.fn);
+  ConvTester().int8().cin(5).cout(9).h(31).w(3).kernel(3).stride(2).seed(8).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
+  ConvTester().int8().cin(64).cout(32).h(14).w(14).kernel(1).seed(9).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
   ConvTester().int8().cin(3).cout(32).h(21).w(19).kernel(3).stride(2).pad(1).seed(10).Test(
-      table().conv_u8s8, table().conv_u8s8dot);
-  ConvTester().int8().cin(1).cout(1).h(1).w(1).kernel(1).seed(11).Test(table().conv_u8s8, table().conv_u8s8dot);
-  ConvTester().int8().cin(4).cout(4).h(9).w(9).kernel(5, 3).pad(1).seed(12).Test(table().conv_u8s8, table().conv_u8s8dot);
+      table().conv_u8s8.fn, table().conv_u8s8dot.fn);
+  ConvTester().int8().cin(1).cout(1).h(1).w(1).kernel(1).seed(11).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
+  ConvTester().int8().cin(4).cout(4).h(9).w(9).kernel(5, 3).pad(1).seed(12).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
 }
 
 TEST_P(ConvInt8, ExtremeValuesNoSaturation) {
@@ -40,9 +40,9 @@ TEST_P(ConvInt8, ExtremeValuesNoSaturation) {
   // (|2 * 255 * 128| > 32767); 1000 x 9 taps x 255 x 128 fits int32.
   for (Fill fill : {Fill::kMaxCodesMinWeights, Fill::kMaxCodesMaxWeights}) {
     ConvTester().int8().fill(fill).cin(1000).cout(17).h(4).w(3).kernel(3).pad(1).Test(
-        table().conv_u8s8, table().conv_u8s8dot);
+        table().conv_u8s8.fn, table().conv_u8s8dot.fn);
     ConvTester().int8().fill(fill).cin(29).cout(16).h(8).w(9).kernel(3).stride(2).pad(1).Test(
-        table().conv_u8s8, table().conv_u8s8dot);
+        table().conv_u8s8.fn, table().conv_u8s8dot.fn);
   }
 }
 
@@ -52,9 +52,9 @@ TEST_P(ConvInt8, FusedEpilogueDestinations) {
                          Activation::kHardSwish, Activation::kSilu}) {
     for (Destination d : {Destination::kFloat, Destination::kCodes, Destination::kPairPlanes})
       ConvTester().int8().destination(d).activation(act).out_bits(d == Destination::kCodes ? 8 : 2)
-          .cin(10).cout(18).h(9).w(12).kernel(3).pad(1).seed(seed++).Test(table().conv_u8s8, table().conv_u8s8dot);
+          .cin(10).cout(18).h(9).w(12).kernel(3).pad(1).seed(seed++).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
     ConvTester().int8().destination(Destination::kBitPlanes).activation(act).out_bits(3).cin(10)
-        .cout(70).h(5).w(6).kernel(3).stride(2).pad(1).seed(seed++).Test(table().conv_u8s8, table().conv_u8s8dot);
+        .cout(70).h(5).w(6).kernel(3).stride(2).pad(1).seed(seed++).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
   }
 }
 
@@ -69,17 +69,17 @@ TEST_P(ConvInt8, RequantizedCodesEveryActivation) {
       for (int cout : {16, 17, 40, 64}) {
         ConvTester().int8().destination(Destination::kCodes).activation(act).out_bits(bits)
             .cin(24).cout(cout).h(7).w(9).kernel(1).seed(seed++)
-            .Test(table().conv_u8s8, table().conv_u8s8dot);
+            .Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
         ConvTester().int8().destination(Destination::kCodes).activation(act).out_bits(bits)
             .batch(2).cin(9).cout(cout).h(6).w(11).kernel(3).stride(2).pad(1).seed(seed++)
-            .Test(table().conv_u8s8, table().conv_u8s8dot);
+            .Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
         ConvTester().int8().destination(Destination::kCodes).activation(act).out_bits(bits)
             .cin(cout).depthwise().h(7).w(10).kernel(3).pad(1).seed(seed++)
-            .Test(table().dwconv_u8s8);
+            .Test(table().dwconv_u8s8.fn);
       }
   for (Fill fill : {Fill::kMaxCodesMinWeights, Fill::kMaxCodesMaxWeights})
     ConvTester().int8().fill(fill).destination(Destination::kCodes).out_bits(8).cin(300).cout(33)
-        .h(5).w(5).kernel(3).pad(1).Test(table().conv_u8s8, table().conv_u8s8dot);
+        .h(5).w(5).kernel(3).pad(1).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
 }
 
 TEST_P(DwConvInt8, ChannelsKernelsStridesPads) {
@@ -89,21 +89,21 @@ TEST_P(DwConvInt8, ChannelsKernelsStridesPads) {
       for (int p : {0, 1, 2})
         for (int c : {1, 8, 16, 17, 40})
           ConvTester().int8().cin(c).depthwise().h(9).w(11).kernel(k).stride(s).pad(p).seed(seed++)
-              .Test(table().dwconv_u8s8);
+              .Test(table().dwconv_u8s8.fn);
 }
 
 TEST_P(DwConvInt8, OddSizesBatchExtremesAndEpilogue) {
   ConvTester().int8().batch(2).cin(24).depthwise().h(13).w(21).kernel(3).pad(1).seed(1).Test(
-      table().dwconv_u8s8);
+      table().dwconv_u8s8.fn);
   ConvTester().int8().cin(32).depthwise().h(1).w(1).kernel(3).pad(1).seed(2).Test(
-      table().dwconv_u8s8);
+      table().dwconv_u8s8.fn);
   for (Fill fill : {Fill::kMaxCodesMinWeights, Fill::kMaxCodesMaxWeights})
     ConvTester().int8().fill(fill).cin(33).depthwise().h(6).w(7).kernel(3).pad(1).Test(
-        table().dwconv_u8s8);
+        table().dwconv_u8s8.fn);
   ConvTester().int8().destination(Destination::kCodes).activation(Activation::kClip).out_bits(8)
-      .cin(20).depthwise().h(6).w(10).kernel(3).stride(2).pad(1).seed(3).Test(table().dwconv_u8s8);
+      .cin(20).depthwise().h(6).w(10).kernel(3).stride(2).pad(1).seed(3).Test(table().dwconv_u8s8.fn);
   ConvTester().int8().destination(Destination::kBitPlanes).activation(Activation::kRelu)
-      .out_bits(4).cin(70).depthwise().h(5).w(6).kernel(3).pad(1).seed(4).Test(table().dwconv_u8s8);
+      .out_bits(4).cin(70).depthwise().h(5).w(6).kernel(3).pad(1).seed(4).Test(table().dwconv_u8s8.fn);
 }
 
 // A convolution computed as several work ranges (in reverse order, or on
@@ -113,29 +113,29 @@ TEST_P(WorkSplit, RangesEqualSingleRun) {
   for (int parts : {2, 3, 7}) {
     for (bool threads : {false, true}) {
       ConvTester().splits(parts).threads(threads).cin(17).cout(12).h(23).w(29).kernel(3).pad(1)
-          .seed(seed++).Test(table().conv_w2a2_lut);
+          .seed(seed++).Test(table().conv_w2a2_lut.fn);
       ConvTester().splits(parts).threads(threads).int8().cin(19).cout(40).h(15).w(17).kernel(3)
-          .stride(2).pad(1).seed(seed++).Test(table().conv_u8s8, table().conv_u8s8dot);
+          .stride(2).pad(1).seed(seed++).Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
       ConvTester().splits(parts).threads(threads).int8().cin(40).depthwise().h(11).w(9).kernel(3)
-          .pad(1).seed(seed++).Test(table().dwconv_u8s8);
+          .pad(1).seed(seed++).Test(table().dwconv_u8s8.fn);
     }
     // Bit-serial: items (image, row, 64-pixel tile, 4-channel block); rows
     // wider than one tile, channel blocks split inside a tile.
     for (int bits : {1, 3})
       ConvTester().splits(parts).threads(parts != 3).wbits(bits).abits(bits).batch(2).cin(70)
           .cout(23).h(5).w(67).kernel(3).stride(1).pad(1).seed(seed++)
-          .Test(table().conv_anybits_bitserial);
+          .Test(table().conv_anybits_bitserial.fn);
     ConvTester().splits(parts).threads(true).wbits(2).abits(2).destination(Destination::kBitPlanes)
         .out_bits(2).cin(9).cout(70).h(9).w(7).kernel(3).stride(2).pad(1).seed(seed++)
-        .Test(table().conv_anybits_bitserial);
+        .Test(table().conv_anybits_bitserial.fn);
     // kBitPlanes destinations: range bounds on whole pixel tiles / rows.
     ConvTester().splits(parts).threads(true).destination(Destination::kBitPlanes).out_bits(2)
-        .cin(8).cout(70).h(13).w(11).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut);
+        .cin(8).cout(70).h(13).w(11).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
     ConvTester().splits(parts).threads(true).int8().destination(Destination::kBitPlanes)
         .out_bits(4).cin(8).cout(70).h(13).w(11).kernel(3).pad(1).seed(seed++)
-        .Test(table().conv_u8s8, table().conv_u8s8dot);
+        .Test(table().conv_u8s8.fn, table().conv_u8s8dot.fn);
     ConvTester().splits(parts).threads(true).destination(Destination::kPairPlanes).out_bits(2)
-        .cin(8).cout(20).h(13).w(11).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut);
+        .cin(8).cout(20).h(13).w(11).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
   }
 }
 

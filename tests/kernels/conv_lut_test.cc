@@ -27,7 +27,7 @@ TEST_P(ConvLut, ChannelsKernelsStridesPads) {
         for (int cin : {1, 2, 3, 8, 17})
           for (int cout : {1, 4, 5, 11})
             ConvTester().cin(cin).cout(cout).h(7).w(5).kernel(k).stride(s).pad(p).seed(seed++).Test(
-                table().conv_w2a2_lut);
+                table().conv_w2a2_lut.fn);
 }
 
 TEST_P(ConvLut, AllBitWidths) {
@@ -35,22 +35,22 @@ TEST_P(ConvLut, AllBitWidths) {
   for (const LutBits& b : kLutBits)
     for (int s : {1, 2})
       ConvTester().domain(b.domain).wbits(b.wbits).abits(b.abits).cin(9).cout(6).h(11).w(10)
-          .kernel(3).stride(s).pad(1).seed(seed++).Test(table().conv_w2a2_lut);
+          .kernel(3).stride(s).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
 }
 
 TEST_P(ConvLut, ManyTilesOddSizesAndBatch) {
   // Several 64-pixel tiles, tiles crossing rows, odd sizes, batch 2.
   for (int s : {1, 2}) {
     ConvTester().batch(2).cin(6).cout(8).h(23).w(29).kernel(3).stride(s).pad(1).seed(7).Test(
-        table().conv_w2a2_lut);
+        table().conv_w2a2_lut.fn);
     ConvTester().cin(5).cout(9).h(31).w(3).kernel(3).stride(s).pad(0).seed(8).Test(
-        table().conv_w2a2_lut);
+        table().conv_w2a2_lut.fn);
     ConvTester().cin(64).cout(16).h(14).w(14).kernel(1).stride(s).pad(0).seed(9).Test(
-        table().conv_w2a2_lut);
+        table().conv_w2a2_lut.fn);
   }
-  ConvTester().cin(1).cout(1).h(1).w(1).kernel(1).seed(10).Test(table().conv_w2a2_lut);
-  ConvTester().cin(2).cout(3).h(1).w(1).kernel(3).pad(1).seed(11).Test(table().conv_w2a2_lut);
-  ConvTester().cin(4).cout(4).h(9).w(9).kernel(5, 3).pad(1).seed(12).Test(table().conv_w2a2_lut);
+  ConvTester().cin(1).cout(1).h(1).w(1).kernel(1).seed(10).Test(table().conv_w2a2_lut.fn);
+  ConvTester().cin(2).cout(3).h(1).w(1).kernel(3).pad(1).seed(11).Test(table().conv_w2a2_lut.fn);
+  ConvTester().cin(4).cout(4).h(9).w(9).kernel(5, 3).pad(1).seed(12).Test(table().conv_w2a2_lut.fn);
 }
 
 TEST_P(ConvLut, ExtremeValuesAcrossWidenAndFlush) {
@@ -58,12 +58,12 @@ TEST_P(ConvLut, ExtremeValuesAcrossWidenAndFlush) {
   // the 3584-step 16-bit flush with every table entry at 0 or at 18.
   for (Fill fill : {Fill::kMaxCodesMinWeights, Fill::kMaxCodesMaxWeights}) {
     ConvTester().fill(fill).cin(1030).cout(5).h(4).w(3).kernel(3).pad(1).Test(
-        table().conv_w2a2_lut);
+        table().conv_w2a2_lut.fn);
     ConvTester().fill(fill).cin(29).cout(4).h(8).w(9).kernel(3).stride(2).pad(1).Test(
-        table().conv_w2a2_lut);
+        table().conv_w2a2_lut.fn);
   }
   ConvTester().fill(Fill::kMaxCodesMaxWeights).domain(WeightDomain::kBinary).wbits(1).cin(64)
-      .cout(4).h(6).w(6).kernel(3).pad(1).Test(table().conv_w2a2_lut);
+      .cout(4).h(6).w(6).kernel(3).pad(1).Test(table().conv_w2a2_lut.fn);
 }
 
 TEST_P(ConvLut, FusedEpilogueDestinations) {
@@ -72,14 +72,14 @@ TEST_P(ConvLut, FusedEpilogueDestinations) {
                          Activation::kClip, Activation::kHardSwish, Activation::kSilu}) {
     for (Destination d : {Destination::kFloat, Destination::kCodes, Destination::kPairPlanes}) {
       ConvTester().destination(d).activation(act).out_bits(2).cin(10).cout(7).h(9).w(12).kernel(3)
-          .stride(1).pad(1).seed(seed++).Test(table().conv_w2a2_lut);
+          .stride(1).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
     }
     ConvTester().destination(Destination::kPairPlanes).next_stride(2).activation(act).cin(6)
-        .cout(12).h(10).w(21).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut);
+        .cout(12).h(10).w(21).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
     ConvTester().destination(Destination::kBitPlanes).activation(act).out_bits(3).cin(10).cout(70)
-        .h(5).w(6).kernel(3).stride(2).pad(1).seed(seed++).Test(table().conv_w2a2_lut);
+        .h(5).w(6).kernel(3).stride(2).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
     ConvTester().destination(Destination::kCodes).activation(act).out_bits(8).cin(10).cout(5)
-        .h(5).w(6).kernel(1).seed(seed++).Test(table().conv_w2a2_lut);
+        .h(5).w(6).kernel(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
   }
 }
 

@@ -1,8 +1,12 @@
 // Formats, packing and dispatch.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "lowbit/kernels/dispatch.h"
@@ -98,24 +102,71 @@ TEST(Pack, LutTables) {
   }
 }
 
+// Op and types part of a family's kernel names.
+const char* OpPrefix(ConvFamily f) {
+  switch (f) {
+    case ConvFamily::kInt8: return "conv_u8s8_";
+    case ConvFamily::kInt8Dot: return "conv_u8s8dot_";
+    case ConvFamily::kDepthwiseInt8: return "dwconv_u8s8_";
+    case ConvFamily::kLut: return "conv_w2a2_lut_";
+    case ConvFamily::kBitSerial: return "conv_anybits_bitserial_";
+    case ConvFamily::kNone: break;
+  }
+  return "?";
+}
+
 TEST(Dispatch, DetectsAndBuildsTables) {
   const Isa best = detect_isa();
   EXPECT_TRUE(isa_supported(Isa::kScalar));
   EXPECT_TRUE(isa_supported(best));
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon}) {
+    SCOPED_TRACE(isa_name(isa));
+    EXPECT_EQ((supported_isas() >> int(isa)) & 1u, isa_supported(isa) ? 1u : 0u);
     const KernelTable* t = kernel_table_for(isa);
     if (!t) continue;
     EXPECT_EQ(t->isa, isa);
-    EXPECT_NE(t->conv_w2a2_lut, nullptr);
-    EXPECT_NE(t->conv_anybits_bitserial, nullptr);
-    EXPECT_NE(t->conv_u8s8dot, nullptr);
+    EXPECT_NE(t->conv_w2a2_lut.fn, nullptr);
+    EXPECT_NE(t->conv_anybits_bitserial.fn, nullptr);
+    EXPECT_NE(t->conv_u8s8.fn, nullptr);
+    EXPECT_NE(t->conv_u8s8dot.fn, nullptr);
+    EXPECT_NE(t->dwconv_u8s8.fn, nullptr);
     // Every level has its own variant of one INT8 family (other families
     // may be inherited): conv_u8s8, or conv_u8s8dot from AVX-512 on.
-    EXPECT_NE(std::strstr(isa == Isa::kAvx512 ? t->conv_u8s8dot_name : t->conv_u8s8_name,
+    EXPECT_NE(std::strstr(isa == Isa::kAvx512 ? t->conv_u8s8dot.name : t->conv_u8s8.name,
                           isa_name(isa)),
               nullptr);
-    EXPECT_EQ(t->int8_dot_native, isa == Isa::kAvxVnni || isa == Isa::kAvx512);
+    EXPECT_EQ(t->conv_u8s8dot.native, isa == Isa::kAvxVnni || isa == Isa::kAvx512);
+    // Each entry states its family, its variant's ISA (spelled in its name;
+    // one this CPU runs), its tile (spelled in its name) and a rate.
+    for (ConvFamily f : kConvFamilies) {
+      ConvKernelInfo k;
+      ASSERT_TRUE(conv_kernel_info(*t, f, &k));
+      SCOPED_TRACE(k.name);
+      EXPECT_EQ(k.family, f);
+      const std::string name = k.name;
+      EXPECT_EQ(name.rfind(OpPrefix(f), 0), 0u) << OpPrefix(f);
+      const std::string suffix = std::string("__") + isa_name(k.isa);
+      ASSERT_GE(name.size(), suffix.size());
+      EXPECT_EQ(name.substr(name.size() - suffix.size()), suffix);
+      EXPECT_TRUE(isa_supported(k.isa));
+      char tile[32];
+      std::snprintf(tile, sizeof tile, "_%dx%d__", k.pixel_tile, k.cout_tile);
+      EXPECT_NE(name.find(tile), std::string::npos) << tile;
+      EXPECT_GT(k.macs_per_cycle, 0);
+      EXPECT_GT(k.output_cycles, 0);
+      EXPECT_GE(k.epilogue_cycles, k.output_cycles);
+      EXPECT_GE(k.plane_pair_share, 0);
+      EXPECT_LE(k.plane_pair_share, 1);
+      EXPECT_EQ(k.plane_pair_share > 0, f == ConvFamily::kBitSerial);
+    }
+    EXPECT_EQ(t->conv_u8s8.family, ConvFamily::kInt8);
+    EXPECT_EQ(t->conv_u8s8dot.family, ConvFamily::kInt8Dot);
+    EXPECT_EQ(t->dwconv_u8s8.family, ConvFamily::kDepthwiseInt8);
+    EXPECT_EQ(t->conv_w2a2_lut.family, ConvFamily::kLut);
+    EXPECT_EQ(t->conv_anybits_bitserial.family, ConvFamily::kBitSerial);
   }
+  ConvKernelInfo none;
+  EXPECT_FALSE(conv_kernel_info(kernel_table(), ConvFamily::kNone, &none));
 #if defined(__x86_64__)
   EXPECT_EQ(kernel_table_for(Isa::kNeon), nullptr);
   // A higher x86 level implies the lower ones.
@@ -126,7 +177,8 @@ TEST(Dispatch, DetectsAndBuildsTables) {
     // The AVX-512 table inherits the AVX-VNNI kernels where the CPU has them.
     const KernelTable* t = kernel_table_for(Isa::kAvx512);
     const bool vnni = kernel_table_for(Isa::kAvxVnni) != nullptr;
-    EXPECT_NE(std::strstr(t->conv_u8s8_name, vnni ? "avxvnni" : "avx2"), nullptr);
+    EXPECT_NE(std::strstr(t->conv_u8s8.name, vnni ? "avxvnni" : "avx2"), nullptr);
+    EXPECT_EQ(t->conv_u8s8.isa, vnni ? Isa::kAvxVnni : Isa::kAvx2);
   }
 #elif defined(__aarch64__)
   EXPECT_EQ(kernel_table_for(Isa::kAvx2), nullptr);
@@ -136,11 +188,73 @@ TEST(Dispatch, DetectsAndBuildsTables) {
 #endif
 }
 
-// Registered again by CMake with LOWBIT_KERNELS_ISA=scalar, =avx2, =avxvnni
-// and =avx512.
+TEST(Dispatch, IsaNames) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon}) {
+    Isa back = Isa::kScalar;
+    ASSERT_TRUE(isa_from_name(isa_name(isa), &back));
+    EXPECT_EQ(back, isa);
+  }
+  Isa unused;
+  EXPECT_FALSE(isa_from_name("AVX2", &unused));
+  EXPECT_FALSE(isa_from_name("", &unused));
+  EXPECT_FALSE(isa_from_name(nullptr, &unused));
+}
+
+uint32_t Levels(std::initializer_list<Isa> isas) {
+  uint32_t mask = 0;
+  for (Isa isa : isas) mask |= 1u << int(isa);
+  return mask;
+}
+
+TEST(Dispatch, ParseIsaOverride) {
+  const uint32_t spr = Levels({Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512});
+  const uint32_t zen4 = Levels({Isa::kScalar, Isa::kAvx2, Isa::kAvx512});  // no AVX-VNNI
+  const uint32_t zen3 = Levels({Isa::kScalar, Isa::kAvx2});
+  const uint32_t arm = Levels({Isa::kScalar, Isa::kNeon});
+  auto parse = [](const char* value, Isa detected, uint32_t supported) {
+    Isa out = Isa::kNeon;
+    const bool ok = parse_isa_override(value, detected, supported, &out);
+    return std::make_pair(ok, out);
+  };
+  using P = std::pair<bool, Isa>;
+  // Unset or empty: the detected level.
+  EXPECT_EQ(parse(nullptr, Isa::kAvx512, spr), P(true, Isa::kAvx512));
+  EXPECT_EQ(parse("", Isa::kAvx512, spr), P(true, Isa::kAvx512));
+  // A lower supported level is taken.
+  EXPECT_EQ(parse("scalar", Isa::kAvx512, spr), P(true, Isa::kScalar));
+  EXPECT_EQ(parse("avx2", Isa::kAvx512, spr), P(true, Isa::kAvx2));
+  EXPECT_EQ(parse("avxvnni", Isa::kAvx512, spr), P(true, Isa::kAvxVnni));
+  EXPECT_EQ(parse("avx512", Isa::kAvx512, spr), P(true, Isa::kAvx512));
+  EXPECT_EQ(parse("scalar", Isa::kNeon, arm), P(true, Isa::kScalar));
+  // avxvnni where the AVX-512 CPU lacks AVX-VNNI: the level below it.
+  EXPECT_EQ(parse("avxvnni", Isa::kAvx512, zen4), P(true, Isa::kAvx2));
+  EXPECT_EQ(parse("avxvnni", Isa::kAvx2, zen3), P(true, Isa::kAvx2));
+  // Known levels the CPU does not run fall back to the detected level.
+  EXPECT_EQ(parse("avx512", Isa::kAvx2, zen3), P(true, Isa::kAvx2));
+  EXPECT_EQ(parse("neon", Isa::kAvx512, spr), P(true, Isa::kAvx512));
+  EXPECT_EQ(parse("avx2", Isa::kNeon, arm), P(true, Isa::kNeon));
+  EXPECT_EQ(parse("avx2", Isa::kScalar, Levels({Isa::kScalar})), P(true, Isa::kScalar));
+  // Anything else is an error (and leaves the detected level).
+  for (const char* bad : {"foo", "AVX2", "avx", "avx-512", " avx2", "avx2 ", "sse4"})
+    EXPECT_EQ(parse(bad, Isa::kAvx512, spr), P(false, Isa::kAvx512)) << bad;
+}
+
+// Registered again by CMake with LOWBIT_KERNELS_ISA=scalar, =avx2, =avxvnni,
+// =avx512 and an unknown value.
 TEST(Dispatch, EnvironmentForcesLowerIsa) {
   const char* forced = std::getenv("LOWBIT_KERNELS_ISA");
   const KernelTable& t = kernel_table();
+  Isa named = Isa::kScalar;
+  const bool known = forced == nullptr || *forced == '\0' || isa_from_name(forced, &named);
+  if (known) {
+    EXPECT_EQ(isa_override_error(), nullptr);
+  } else {
+    ASSERT_NE(isa_override_error(), nullptr);
+    const std::string message = isa_override_error();
+    EXPECT_NE(message.find(std::string("'") + forced + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find("scalar, avx2, avxvnni, avx512, neon"), std::string::npos) << message;
+    EXPECT_EQ(t.isa, detect_isa());  // the table stays usable; the engine refuses
+  }
   if (forced && std::strcmp(forced, "scalar") == 0) {
     EXPECT_EQ(t.isa, Isa::kScalar);
   } else if (forced && std::strcmp(forced, "avx2") == 0) {
