@@ -39,6 +39,15 @@ StatusOr<std::vector<ir::HostTensor>> EvaluateConstantNode(const ir::Graph& grap
 // Removes nodes whose outputs no graph output depends on.
 Status EliminateDeadNodes(ir::Graph* graph);
 
+// Inference-mode BatchNormalization with constant parameters, folded in
+// double into the float weights and bias of a preceding Conv (any group),
+// Gemm, or rank-2 MatMul (bias as an Add) when the BN is that output's only
+// reader; otherwise rewritten as Mul + Add with [C,1,...,1] constants. BNs
+// with run-time parameters stay (the runtime reports them unsupported). Runs
+// after FoldConstants (needs constant parameters and inferred ranks) and
+// before FuseActivations and layout assignment.
+Status FoldBatchNormalization(ir::Graph* graph);
+
 // Pad (mode constant, pads on H and W of a 4-D NCHW value only, >= 0) whose
 // result only feeds one Conv: with value 0 it becomes the Conv's pads. Into a
 // MaxPool: with value -inf, or with value 0 when the input is known to be

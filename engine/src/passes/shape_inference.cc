@@ -165,6 +165,22 @@ Status InferNodeShapes(Graph* graph, Node* node) {
     set_output(0, {x[0], w[0], spatial[0], spatial[1]}, DataType::kFloat32);
     return Status::Ok();
   }
+  if (op == "BatchNormalization") {
+    // Y has X's shape; scale, B, mean and var hold one value per channel
+    // (axis 1), or per element of X[1:] when spatial = 0 (opset < 9). The
+    // optional statistics outputs have the parameters' shape.
+    if (in[0].size() < 2) return ShapeError(*node, "input must be [N,C,...]");
+    int64_t per_frame = 1;
+    for (size_t d = 1; d < in[0].size(); ++d) per_frame *= in[0][d];
+    const int64_t expected = node->GetInt("spatial", 1) != 0 ? in[0][1] : per_frame;
+    for (size_t i = 1; i < 5; ++i)
+      if (!ir::HasInput(*node, i) || NumElements(in[i]) != expected)
+        return ShapeError(*node, "scale, B, mean and var must each have " +
+                                     std::to_string(expected) + " elements");
+    set_output(0, in[0], dtype0);
+    for (size_t o = 1; o < node->outputs.size(); ++o) set_output(o, in[1], dtype0);
+    return Status::Ok();
+  }
   if (op == "MaxPool" || op == "AveragePool") {
     const Shape& x = in[0];
     std::vector<int64_t> kernel = node->GetInts("kernel_shape");
