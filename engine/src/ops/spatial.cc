@@ -105,6 +105,39 @@ class XnnpackMaxPoolKernel final : public FloatKernel {
   XnnpackOperator op_;
 };
 
+// MaxPool of u8 codes through XNNPACK (the lowering pass pools codes: with a
+// positive scale, max commutes with dequantization).
+class XnnpackMaxPoolU8Kernel final : public Kernel {
+ public:
+  XnnpackMaxPoolU8Kernel(Nhwc in) : in_(in) {}
+  Status Create(const std::vector<int64_t>& kernel, const std::vector<int64_t>& strides,
+                const std::vector<int64_t>& pads, const std::vector<int64_t>& dilations) {
+    LOWBIT_RETURN_IF_ERROR(InitializeXnnpack());
+    if (xnn_create_max_pooling2d_nhwc_u8(pads[0], pads[3], pads[2], pads[1], kernel[0], kernel[1],
+                                         strides[0], strides[1], dilations[0], dilations[1], in_.c,
+                                         in_.c, in_.c, 0, 255, 0,
+                                         op_.Receive()) != xnn_status_success)
+      return Internal("XNNPACK rejected the u8 max pooling");
+    return Status::Ok();
+  }
+  Status Run(const KernelContext& context, const void* const* inputs,
+             void* const* outputs) override {
+    const auto* in = static_cast<const uint8_t*>(inputs[0]);
+    auto* out = static_cast<uint8_t*>(outputs[0]);
+    return op_.Run(
+        {context, reinterpret_cast<const float*>(in), reinterpret_cast<const float*>(out)},
+        [&](xnn_operator_t op) {
+          return xnn_setup_max_pooling2d_nhwc_u8(op, context.batch, in_.h, in_.w, in, out,
+                                                 context.threadpool);
+        },
+        "u8 max pooling");
+  }
+
+ private:
+  Nhwc in_;
+  XnnpackOperator op_;
+};
+
 // One output coordinate along an axis: two source indices and the weight of
 // the second (nearest: weight 0, index0 == index1).
 struct Tap {
@@ -211,6 +244,18 @@ StatusOr<std::unique_ptr<Kernel>> CreateSpatialKernel(const ir::Graph& graph,
     if (node.GetInt("storage_order", 0) != 0)
       return Unimplemented(node.Describe() + ": storage_order 1");
     const std::vector<int64_t> kernel = node.GetInts("kernel_shape");
+    if (input.dtype == ir::DataType::kUInt8) {
+      if (op != "MaxPool" || node.GetInt("ceil_mode", 0) != 0)
+        return Unimplemented(node.Describe() + ": only floor-mode MaxPool runs on u8 codes");
+      auto pool = std::make_unique<XnnpackMaxPoolU8Kernel>(in);
+      LOWBIT_RETURN_IF_ERROR(pool->Create(kernel, node.GetInts("strides", {1, 1}),
+                                          node.GetInts("pads", {0, 0, 0, 0}),
+                                          node.GetInts("dilations", {1, 1}))
+                                 .WithContext(node.Describe()));
+      return std::unique_ptr<Kernel>(std::move(pool));
+    }
+    if (input.dtype != ir::DataType::kFloat32)
+      return Unimplemented(node.Describe() + ": " + ir::DataTypeName(input.dtype) + " input");
     if (op == "MaxPool" && node.GetInt("ceil_mode", 0) == 0 && kernel[0] * kernel[1] > 1) {
       auto xnnpack = std::make_unique<XnnpackMaxPoolKernel>(in);
       if (xnnpack

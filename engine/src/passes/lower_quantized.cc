@@ -37,6 +37,7 @@
 //   output: NHWC like Conv.
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "ir/quant_ops.h"
@@ -129,11 +130,15 @@ class Lowerer {
   // Every run-time Quantize whose codes only feed Dequantize nodes gets
   // code_offset = qmin, so its codes are 0..qmax-qmin with zero point
   // zp - qmin (the float values are unchanged).
+  // Every Quantize output also gets its precision (bits of the stored code
+  // range, scale, zero point in the code domain): the lowered ops read the
+  // bit width from there, whoever produces the codes later.
   Status MakeActivationCodesUnsigned() {
     for (size_t n = 0; n < graph_->nodes.size(); ++n) {
       Node& q = graph_->nodes[n];
       if (q.op_type != ir::kQuantizeOp || graph_->values[q.inputs[0]].is_constant()) continue;
       const int codes = q.outputs[0];
+      SetPrecision(q);
       if (is_output_[codes] || consumers_[codes].empty()) continue;
       bool only_dequantized = true;
       for (int c : consumers_[codes])
@@ -146,8 +151,27 @@ class Lowerer {
       graph_->values[codes].dtype = ir::CodeType(0, p->qmax - p->qmin);
       for (int c : consumers_[codes])
         graph_->nodes[c].attributes["code_offset"] = ir::Attribute::Int(offset);
+      SetPrecision(q);
     }
     return Status::Ok();
+  }
+
+  void SetPrecision(const Node& q) {
+    auto p = ir::ReadQuantParams(*graph_, q);
+    if (!p.ok()) return;
+    ir::Precision& precision = graph_->values[q.outputs[0]].precision;
+    precision.kind = ir::Precision::Kind::kIntegerCodes;
+    precision.bits = p->code_bits();
+    precision.is_signed = p->code_min() < 0;
+    if (p->per_tensor()) {
+      precision.scale = p->scales[0];
+      precision.zero_point = static_cast<int32_t>(p->zero_points[0]) - p->code_offset;
+    } else {
+      precision.axis = p->axis;
+      precision.scales = p->scales;
+      for (float z : p->zero_points)
+        precision.zero_points.push_back(static_cast<int32_t>(z) - p->code_offset);
+    }
   }
 
   // ---- 2. pads move behind the quantizer into the convolutions ----------
@@ -251,7 +275,8 @@ class Lowerer {
     spec.dilations = conv.GetInts("dilations", {1, 1});
     spec.input_scale = in_params.scales[0];
     spec.input_zero_point = in_params.zero_points[0] - static_cast<float>(in_params.code_offset);
-    spec.abits = in_params.code_bits();
+    // The Dequantize carries no code range: the bits are the codes' own.
+    spec.abits = codes_value.precision.is_codes() ? codes_value.precision.bits : 8;
     const int64_t out_channels = wq.shape[0];
     const int64_t per_channel = wq.constant->size() / std::max<int64_t>(out_channels, 1);
     spec.weight_values.resize(wq.constant->size());
@@ -287,22 +312,83 @@ class Lowerer {
     }
     spec.activation_attributes = conv.attributes;
 
-    // Output: codes when the (activated) result only feeds one Quantize whose
-    // rounding the kernels' epilogue reproduces.
-    const int y = conv.outputs[0];
-    int out_quantize = -1;
-    if (SoleUse(y)) {
-      const int c = consumers_[y][0];
-      const Node& q = graph_->nodes[c];
-      if (q.op_type == ir::kQuantizeOp) {
-        auto p = ir::ReadQuantParams(*graph_, q);
-        if (p.ok() && EpilogueCanQuantize(*p, graph_->values[q.outputs[0]])) {
-          out_quantize = c;
-          spec.out_codes = true;
-          spec.out_scale = p->scales[0];
-          spec.out_zero_point = static_cast<int32_t>(p->zero_points[0]) - p->code_offset;
-          spec.out_bits = p->code_bits();
+    // The epilogue absorbs what follows the conv, each step the sole reader
+    // of the one before: a per-channel Mul and Add (a BatchNormalization
+    // folded after quantization), one activation (Relu, LeakyRelu, Clip),
+    // and a Quantize whose rounding the kernels' epilogue reproduces; the
+    // output is u8 codes then, else float.
+    int y = conv.outputs[0];
+    std::vector<int> absorbed;
+    bool has_activation = conv.has("lowbit_activation");
+    auto sole_reader = [&](int value) -> const Node* {
+      return SoleUse(value) ? &graph_->nodes[consumers_[value][0]] : nullptr;
+    };
+    auto channel_constant = [&](const Node& op) -> std::optional<std::vector<float>> {
+      if (op.inputs.size() != 2) return std::nullopt;
+      const int other = op.inputs[0] == y ? op.inputs[1] : op.inputs[0];
+      const Value& c = graph_->values[other];
+      if (!c.is_constant() || !c.constant->is_float()) return std::nullopt;
+      const int64_t n = c.constant->size();
+      const Shape& sh = c.shape;
+      const bool per_channel = n == out_channels && (sh.size() == 3 || sh.size() == 4) &&
+                               NumElements(sh) == n && sh[sh.size() - 1] == 1 &&
+                               sh[sh.size() - 2] == 1;
+      if (n != 1 && !per_channel) return std::nullopt;
+      std::vector<float> v = c.constant->floats;
+      if (n == 1) v.assign(out_channels, v[0]);
+      return v;
+    };
+    if (const Node* mul = sole_reader(y); mul && mul->op_type == "Mul" && !has_activation) {
+      if (auto m = channel_constant(*mul)) {
+        for (int64_t o = 0; o < out_channels; ++o) {
+          spec.weight_scales[o] *= (*m)[o];
+          spec.bias[o] *= (*m)[o];
         }
+        absorbed.push_back(consumers_[y][0]);
+        y = mul->outputs[0];
+      }
+    }
+    if (const Node* add = sole_reader(y); add && add->op_type == "Add" && !has_activation) {
+      if (auto a = channel_constant(*add)) {
+        for (int64_t o = 0; o < out_channels; ++o) spec.bias[o] += (*a)[o];
+        for (const auto& [key, attribute] : add->attributes)
+          if (key.rfind("lowbit_", 0) == 0) spec.activation_attributes[key] = attribute;
+        has_activation = add->has("lowbit_activation");
+        absorbed.push_back(consumers_[y][0]);
+        y = add->outputs[0];
+      }
+    }
+    if (const Node* act = sole_reader(y); act && !has_activation && act->inputs[0] == y) {
+      std::optional<std::map<std::string, ir::Attribute>> fused;
+      if (act->op_type == "Relu") fused = {{"lowbit_activation", ir::Attribute::String("relu")}};
+      if (act->op_type == "LeakyRelu")
+        fused = {{"lowbit_activation", ir::Attribute::String("leaky_relu")},
+                 {"lowbit_alpha", ir::Attribute::Float(act->GetFloat("alpha", 0.01f))}};
+      if (act->op_type == "Clip") {
+        auto lo = ir::HasInput(*act, 1) ? ir::ConstantFloats(*graph_, *act, 1)
+                                        : StatusOr<std::vector<float>>(std::vector<float>{-INFINITY});
+        auto hi = ir::HasInput(*act, 2) ? ir::ConstantFloats(*graph_, *act, 2)
+                                        : StatusOr<std::vector<float>>(std::vector<float>{INFINITY});
+        if (lo.ok() && hi.ok() && lo->size() == 1 && hi->size() == 1)
+          fused = {{"lowbit_activation", ir::Attribute::String("clip")},
+                   {"lowbit_min", ir::Attribute::Float((*lo)[0])},
+                   {"lowbit_max", ir::Attribute::Float((*hi)[0])}};
+      }
+      if (fused) {
+        for (auto& [key, attribute] : *fused) spec.activation_attributes[key] = attribute;
+        absorbed.push_back(consumers_[y][0]);
+        y = act->outputs[0];
+      }
+    }
+    int out_quantize = -1;
+    if (const Node* q = sole_reader(y); q && q->op_type == ir::kQuantizeOp) {
+      auto p = ir::ReadQuantParams(*graph_, *q);
+      if (p.ok() && EpilogueCanQuantize(*p, graph_->values[q->outputs[0]])) {
+        out_quantize = consumers_[y][0];
+        spec.out_codes = true;
+        spec.out_scale = p->scales[0];
+        spec.out_zero_point = static_cast<int32_t>(p->zero_points[0]) - p->code_offset;
+        spec.out_bits = p->code_bits();
       }
     }
     auto lowered = BuildQuantizedConv(spec);
@@ -318,6 +404,7 @@ class Lowerer {
     node.inputs[1] = weights;
     node.inputs[2] = scale;
     node.inputs[3] = bias;
+    for (int a : absorbed) Kill(a);
     if (out_quantize >= 0) {
       node.outputs = {graph_->nodes[out_quantize].outputs[0]};
       Kill(out_quantize);
@@ -356,6 +443,7 @@ class Lowerer {
     if (producer == nullptr) return Status::Ok();
 
     if (producer->op_type == "Concat" && SoleUse(x)) return LowerConcat(n, *out_params);
+    if (producer->op_type == "MaxPool" && SoleUse(x)) return LowerMaxPool(n, *out_params);
 
     // A chain of single-use unary ops back to a Dequantize.
     std::vector<const Node*> chain;
@@ -452,6 +540,44 @@ class Lowerer {
     node.outputs = {out_codes};
     node.attributes["table"] = ir::Attribute::Ints(std::move(table));
     graph_->nodes[n] = std::move(node);
+  }
+
+  // Quantize(MaxPool(Dequantize(c))) -> MaxPool over the u8 codes (max
+  // commutes with a dequantization of positive scale), then a table when the
+  // parameters differ.
+  Status LowerMaxPool(size_t n, const QuantParams& out_params) {
+    const Node& q = graph_->nodes[n];
+    const Node& pool = *Producer(q.inputs[0]);
+    if (pool.GetInt("ceil_mode", 0) != 0 || pool.outputs.size() != 1) return Status::Ok();
+    QuantParams p;
+    const int codes = CodesBehind(pool.inputs[0], &p);
+    if (codes < 0 || graph_->values[codes].dtype != ir::DataType::kUInt8) return Status::Ok();
+    const ir::DataType out_type = graph_->values[q.outputs[0]].dtype;
+    std::vector<int64_t> table;
+    if (!MakeTable(p, ir::DataType::kUInt8, {}, out_params, out_type, &table)) return Status::Ok();
+    if (table.empty() && out_type != ir::DataType::kUInt8) return Status::Ok();
+    Node node = pool;
+    node.name = pool.name + "/codes";
+    node.inputs = {codes};
+    if (table.empty()) {
+      node.outputs = {q.outputs[0]};
+      graph_->nodes[n] = std::move(node);
+      return Status::Ok();
+    }
+    Value pooled = graph_->values[codes];
+    pooled.name = graph_->UniqueName(pool.name + "/pooled_codes");
+    pooled.shape = graph_->values[q.outputs[0]].shape;
+    const int pooled_id = graph_->AddValue(std::move(pooled));
+    node.outputs = {pooled_id};
+    Node table_node;
+    table_node.op_type = "lowbit.CodeTable";
+    table_node.name = q.name + "/table";
+    table_node.inputs = {pooled_id};
+    table_node.outputs = {q.outputs[0]};
+    table_node.attributes["table"] = ir::Attribute::Ints(std::move(table));
+    graph_->nodes[n] = std::move(table_node);
+    graph_->nodes.push_back(std::move(node));
+    return Status::Ok();
   }
 
   Status LowerConcat(size_t n, const QuantParams& out_params) {
