@@ -6,6 +6,13 @@
 # Result (one directory per model, see proto/lowbit/v1/model_config.proto):
 #   REPO_DIR/blazeface/{model.onnx,config.pbtxt,labels.txt}   (shipped ONNX, batch made symbolic)
 #   REPO_DIR/nanodet-g/{model.onnx,config.pbtxt,labels.txt}   (converted from tfjs)
+#   REPO_DIR/nanodet-g-{w8a8,w4a4,w2a2,w1a1}/...   NanoDet-g fake-quantized as QCDQ
+#       (make_quantized.py: WxAy inner layers, first/last layers 8 bit, producer site)
+#   REPO_DIR/nanodet-g-ort-int8/...               ONNX Runtime's quantize_static (QDQ, Conv only)
+#   The quantized entries are calibrated post-training on the photos of
+#   deploy/fetch-images.sh (LOWBIT_IMAGES, default <repo>/data/images) and need
+#   onnxruntime and Pillow in LOWBIT_PYTHON; without either they are skipped
+#   with a message. LOWBIT_QUANTIZED_MODELS=0 skips them too.
 #
 # npm tarballs are cached in ${LOWBIT_CACHE:-$HOME/.cache/lowbit}/npm and the
 # files taken from them in .../extract; every extracted file is checked
@@ -15,7 +22,7 @@
 # finishes at once.
 #
 # Environment: LOWBIT_CACHE (cache root), LOWBIT_PYTHON (Python with numpy and
-# onnx; default <repo>/.venv/bin/python).
+# onnx; default <repo>/.venv/bin/python), LOWBIT_IMAGES, LOWBIT_QUANTIZED_MODELS.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -119,3 +126,76 @@ install_config nanodet-g
 # The converter reads nanodet.bin beside nanodet.json and imports tfjs_*.py.
 convert_once nanodet-g "converting nanodet (tfjs) to ONNX" \
   "$here/tfjs_to_onnx.py" "$nanodet_json" "$nanodet_bin" "$here"/tfjs_*.py
+
+# --- Quantized NanoDet-g: made from models/nanodet-g by make_quantized.py ------
+# All entries share nanodet-g's config.pbtxt (model_file "model.onnx" is
+# relative to each entry's directory; only `name` is changed to the directory's
+# name, which the server serves it as) and labels.txt. The models are redone
+# when make_quantized.py, the FP32 model, a calibration photo, onnxruntime's
+# version (its quantizer makes the -ort-int8 entry) or the recipe below changes
+# (stamp: <entry>/.model.onnx.stamp); a second run loads no model.
+quantized_entries=(nanodet-g-w8a8 nanodet-g-w4a4 nanodet-g-w2a2 nanodet-g-w1a1 nanodet-g-ort-int8)
+# Calibration: the first N photos in name order. 12 (all of fetch-images.sh's)
+# take about 12 s for the five models on 2 cores.
+calibration_images=12
+images_dir="${LOWBIT_IMAGES:-$repo/data/images}"
+
+install_quantized_config() {
+  local name="$1" config="$repo_dir/$1/.config.pbtxt.new.$$"
+  mkdir -p "$repo_dir/$name"
+  {
+    echo "# $name: models/nanodet-g quantized by deploy/models/make_quantized.py (fetch-models.sh)."
+    sed "s/^name: \"nanodet-g\"$/name: \"$name\"/" "$here/nanodet-g/config.pbtxt"
+  } >"$config"
+  grep -q "^name: \"$name\"$" "$config" || die "$here/nanodet-g/config.pbtxt has no 'name: \"nanodet-g\"' line"
+  install_file "$config" "$repo_dir/$name/config.pbtxt"
+  rm -f "$config"
+  install_file "$here/nanodet-g/labels.txt" "$repo_dir/$name/labels.txt"
+}
+
+make_quantized_models() {
+  if [ "${LOWBIT_QUANTIZED_MODELS:-1}" = 0 ]; then
+    log "LOWBIT_QUANTIZED_MODELS=0: skipping the quantized NanoDet entries"
+    return
+  fi
+  local photos=()
+  if [ -d "$images_dir" ]; then
+    mapfile -t photos < <(find "$images_dir" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | LC_ALL=C sort)
+  fi
+  if [ ${#photos[@]} -eq 0 ]; then
+    log "no calibration photos in $images_dir (deploy/fetch-images.sh): skipping the quantized NanoDet entries"
+    return
+  fi
+  local fp32="$repo_dir/nanodet-g/model.onnx" script="$here/make_quantized.py"
+  # onnxruntime's version from its package metadata (about 0.1 s: nothing is imported).
+  local ort_version
+  ort_version="onnxruntime-$("$python" -c 'import importlib.metadata as m; print(m.version("onnxruntime"))' 2>/dev/null || echo none)"
+  local base_stamp
+  base_stamp="$(sha256sum "$script" "$fp32" "${photos[@]}" | cut -d' ' -f1 | sha256sum | cut -d' ' -f1)"
+  base_stamp="$base_stamp $ort_version images=$calibration_images first_last_bits=8"
+  local stale=() name
+  for name in "${quantized_entries[@]}"; do
+    install_quantized_config "$name"
+    local target="$repo_dir/$name/model.onnx" stamp="$repo_dir/$name/.model.onnx.stamp"
+    if [ -f "$target" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$base_stamp $name" ]; then
+      log "$name up to date in $repo_dir/$name"
+    else
+      rm -f "$stamp"
+      stale+=("$name")
+    fi
+  done
+  [ ${#stale[@]} -eq 0 ] && return
+  if ! "$python" -c 'import onnxruntime, PIL' 2>/dev/null; then
+    log "$python lacks onnxruntime or Pillow (requirements-dev.txt): skipping ${stale[*]}"
+    return
+  fi
+  log "quantizing nanodet-g: ${stale[*]} (calibration on $calibration_images photos from $images_dir)"
+  local entry_args=() started=$SECONDS
+  for name in "${stale[@]}"; do entry_args+=(--entry "$name"); done
+  "$python" "$script" "$fp32" --repo "$repo_dir" "${entry_args[@]}" \
+    --calib "$images_dir" --images "$calibration_images" --first-last-bits 8 >&2 ||
+    die "make_quantized.py failed for ${stale[*]}"
+  for name in "${stale[@]}"; do echo "$base_stamp $name" >"$repo_dir/$name/.model.onnx.stamp"; done
+  log "quantized NanoDet entries ready in $((SECONDS - started)) s"
+}
+make_quantized_models

@@ -3,10 +3,12 @@
 
     make_quantized.py MODEL.onnx -o OUT.onnx --format ort-qdq --calib data/images
     make_quantized.py MODEL.onnx -o OUT.onnx --format qcdq --wbits 4 --abits 4 \
-        [--first-last-bits 8] [--weight-range narrow|full] [--act-site conv-input|pre-pad] \
-        --calib data/images [--images N]
+        [--first-last-bits 8] [--weight-range narrow|full] \
+        [--act-site producer|conv-input|pre-pad] --calib data/images [--images N]
     make_quantized.py ... --check data/images/dog.jpg   # ONNX Runtime's detections
     make_quantized.py ... --bench 30                    # ORT FP32 vs OUT, 1 and 2 threads
+    make_quantized.py MODEL.onnx --repo models --entry nanodet-g-w4a4 [--entry ...] \
+        --calib data/images      # model repository entries (deploy/models/fetch-models.sh)
 
 Both formats are calibrated post-training on real photos: the first N images
 (default all) of DIR's *.jpg/*.png in sorted name order, pre-processed as
@@ -26,7 +28,7 @@ fixed image order, fixed-stride subsamples, no random numbers.
 --format qcdq: a small fake quantizer writing Brevitas-style QCDQ (opset 13):
   weights  int8 initializer -> Clip(qmin, qmax) -> DequantizeLinear(s_w[Cout], zp 0, axis 0)
   bias     int32 initializer -> DequantizeLinear(s_in * s_w[Cout], zp 0, axis 0)
-  input    QuantizeLinear(s, zp, uint8) -> Clip(0, 2^abits - 1) -> DequantizeLinear(s, zp)
+  act.     QuantizeLinear(s, zp, uint8) -> Clip(0, 2^abits - 1) -> DequantizeLinear(s, zp)
   Weights are signed and symmetric per output channel:
     narrow (default, Brevitas' narrow_range): codes [-(2^(b-1)-1), 2^(b-1)-1],
       s_w = max|w| / (2^(b-1)-1); so W2 is ternary, Clip[-1, 1];
@@ -46,14 +48,47 @@ fixed image order, fixed-stride subsamples, no random numbers.
   factor (k/100, k = 100..10) that minimises the squared fake-quantization
   error on a fixed subsample of the calibration tensors (min/max alone leaves
   W4A4 with no detections at all).
-  --act-site conv-input (default) puts the activation Q/Clip/DQ between each
-  Pad and its Conv (on the Conv's input itself); pre-pad puts one on the
-  tensor in front of the Pad, so DequantizeLinear -> Pad(0) -> Conv.
   The first conv (reading the graph input) and the last convs (those a graph
   output is reached from without another Conv: NanoDet's three heads) use
-  --first-last-bits for both weights and input (default 8). Conv outputs are
-  not quantized: the next Conv's input quantizer covers them; all other ops
-  (Pad, LeakyRelu, Concat, Resize, Add, Split, Sigmoid, ...) stay float.
+  --first-last-bits for their weights (default 8). Where the activation
+  quantizers sit (--act-site):
+  producer (default), as QAT exports quantize (Brevitas QuantReLU /
+    QuantIdentity): every activation tensor is quantized once where it is
+    made, so consecutive quantized convs can hand each other integer codes:
+      the graph input:  input -> Q -> Clip -> DQ -> Pad -> ...
+      each Conv but the heads, after its activation when the Conv's only
+      reader is one (Relu, LeakyRelu, Clip, ...), else on the Conv output
+      (NanoDet's FPN laterals convolution_25/26/27, read by Add and Resize):
+        Conv -> LeakyRelu -> Q -> Clip -> DQ -> (Pad, Concat, MaxPool, ...)
+    Tensors joined by code-preserving ops (Concat, Split, Slice, MaxPool, Pad
+    with 0 = code zp, the -inf Pad in front of a MaxPool, edge/reflect Pads)
+    form one group (union-find) with one scale and zero point, calibrated over
+    the values of all its members (in NanoDet every Concat joins two LeakyRelu
+    outputs; LeakyRelu_1 -> PadV2(-inf) -> MaxPool -> Pad_1 is one group).
+    Every Conv reading a group then gets its own Q -> Clip -> DQ with exactly
+    the group's scale and zero point (the same initializers), directly in
+    front of the Conv (after its Pad): an identity requantization of values
+    that are already on the grid, which changes nothing in float and marks the
+    conv input as quantized for importers:
+        ... DQ -> Pad(0) -> Q -> Clip -> DQ -> Conv
+    A Conv whose input is reached through ops that change values gets a
+    calibrated quantizer of its own on its input, as with conv-input (NanoDet's
+    convolution_28/30/32, the three head branches, read FPN sums: Add of a
+    conv output and a bilinear Resize). Bits:
+    a group holding the graph input or the first conv's output, or read by a
+    first/last conv, uses --first-last-bits (so the heads still read 8-bit
+    codes, from 8-bit output quantizers of the inner convs in front of them),
+    every other group --abits. The heads' outputs are not quantized. A group
+    with a constant member (Concat with an initializer) is left to conv-input
+    quantizers; if a group has a source that is not a conv output (an Add
+    joined by a Concat, say), that source is quantized where it is made too.
+  conv-input: one Q/Clip/DQ between each Pad and its Conv (on the Conv's
+    input itself), calibrated on the tensor in front of the Pad; nothing else
+    is quantized. The first/last convs' inputs use --first-last-bits.
+  pre-pad: as conv-input, but the quantizer sits on the tensor in front of
+    the Pad, so DequantizeLinear -> Pad(0) -> Conv.
+  Every other op (Pad, LeakyRelu, Concat, Resize, Add, Split, Sigmoid, ...)
+  stays float and computes on dequantized values.
 """
 
 from __future__ import annotations
@@ -61,7 +96,9 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import os
 import pathlib
+import re
 import statistics
 import sys
 import time
@@ -284,16 +321,16 @@ class Graph:
         return node.input[0]
 
 
-def first_and_last_convs(g: Graph) -> set[str]:
-    """Convs reading a graph input (through a zero Pad) and convs a graph output is
-    reached from without passing another Conv."""
+def first_convs(g: Graph) -> set[str]:
+    """Convs reading a graph input (through a zero Pad)."""
     graph_inputs = {i.name for i in g.model.graph.input}
+    return {n.name for n in g.model.graph.node
+            if n.op_type == "Conv" and (g.zero_pad_input(n.input[0]) or n.input[0]) in graph_inputs}
+
+
+def last_convs(g: Graph) -> set[str]:
+    """Convs a graph output is reached from without passing another Conv (NanoDet's heads)."""
     picked = set()
-    for n in g.model.graph.node:
-        if n.op_type == "Conv":
-            source = g.zero_pad_input(n.input[0]) or n.input[0]
-            if source in graph_inputs:
-                picked.add(n.name)
     stack = [o.name for o in g.model.graph.output]
     seen = set()
     while stack:
@@ -307,6 +344,131 @@ def first_and_last_convs(g: Graph) -> set[str]:
         else:
             stack.extend(i for i in node.input if i and i not in g.init)
     return picked
+
+
+def first_and_last_convs(g: Graph) -> set[str]:
+    return first_convs(g) | last_convs(g)
+
+
+# --- producer site: activation groups ------------------------------------------
+# Ops whose single output follows a Conv and is still "the conv's output" for the
+# producer-side quantizer (Conv -> LeakyRelu -> Q).
+ACTIVATIONS = {"Relu", "LeakyRelu", "PRelu", "Clip", "Elu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh"}
+
+
+def code_preserving_inputs(g: Graph, node: onnx.NodeProto) -> list[str]:
+    """The data inputs whose quantization codes `node` hands to its outputs unchanged: every
+    output value is a copy of an input value, or the real 0 of a zero Pad (exactly code zp),
+    or the -inf of a Pad whose only readers are MaxPools (it never wins a window). [] for
+    every other op (Add, Resize, Sigmoid, ... change the values)."""
+    op = node.op_type
+    if op == "Concat":
+        return [i for i in node.input if i]
+    if op in ("Split", "Slice", "MaxPool"):
+        return [node.input[0]]
+    if op == "Pad":
+        mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+        if mode in (b"edge", b"reflect"):
+            return [node.input[0]]
+        if mode != b"constant":
+            return []
+        value = 0.0
+        if len(node.input) > 2 and node.input[2]:
+            if node.input[2] not in g.init:
+                return []
+            value = float(g.array(node.input[2]).reshape(-1)[0])
+        if value == 0.0:
+            return [node.input[0]]
+        if value == -np.inf and all(c.op_type == "MaxPool" for c in g.consumers[node.output[0]]):
+            return [node.input[0]]
+    return []
+
+
+class ActivationGroups:
+    """Union-find over the tensors joined by code-preserving ops: the members of a group
+    share one (scale, zero point). `sources` are the members no code-preserving op makes
+    (conv outputs, the graph input, Add outputs, ...): every other member's values are a
+    subset of theirs plus the pads' 0, which every activation range includes anyway."""
+
+    def __init__(self, g: Graph):
+        self.parent: dict[str, str] = {}
+        derived = set()
+        for node in g.model.graph.node:
+            inputs = code_preserving_inputs(g, node)
+            if not inputs:
+                continue
+            outputs = node.output[:1] if node.op_type == "MaxPool" else [o for o in node.output if o]
+            for o in outputs:
+                derived.add(o)
+                for i in inputs:
+                    self.union(i, o)
+        tensors = [i.name for i in g.model.graph.input] + [o for n in g.model.graph.node for o in n.output if o]
+        tensors += [i for n in g.model.graph.node for i in n.input if i]
+        self.members: dict[str, list[str]] = collections.defaultdict(list)
+        for t in dict.fromkeys(tensors):  # graph order, no repeats
+            self.members[self.find(t)].append(t)
+        self.sources = {r: [t for t in m if t not in derived] for r, m in self.members.items()}
+        # A group with a constant member (Concat with an initializer) is not quantized at its producers.
+        self.constant = {r for r, m in self.members.items() if any(t in g.init for t in m)}
+
+    def find(self, t: str) -> str:
+        self.parent.setdefault(t, t)
+        while self.parent[t] != t:
+            self.parent[t] = self.parent[self.parent[t]]
+            t = self.parent[t]
+        return t
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+
+def producer_output(g: Graph, conv: onnx.NodeProto) -> str:
+    """The tensor a Conv's producer-side quantizer reads: its activation's output when the
+    Conv's only reader is an activation op, else the Conv output itself."""
+    out = conv.output[0]
+    readers = g.consumers[out]
+    graph_outputs = {o.name for o in g.model.graph.output}
+    if len(readers) == 1 and readers[0].op_type in ACTIVATIONS and out not in graph_outputs:
+        return readers[0].output[0]
+    return out
+
+
+def producer_plan(g: Graph, abits: int, first_last_bits: int):
+    """The producer-side quantization of a model: {group root: bits} for the groups quantized
+    where they are produced, with the ActivationGroups. A group is producer-quantized when
+    one of its sources is the graph input or a non-head Conv's (activated) output and it has
+    no constant member; all its sources are then quantized. Its bits are first_last_bits when
+    it holds the graph input or the first conv's output or feeds a first/last conv, else abits."""
+    groups = ActivationGroups(g)
+    first, last = first_convs(g), last_convs(g)
+    convs = [n for n in g.model.graph.node if n.op_type == "Conv"]
+    sites = {i.name: True for i in g.model.graph.input if i.name not in g.init}
+    for conv in convs:
+        if conv.name not in last:
+            sites[producer_output(g, conv)] = conv.name in first
+    plan: dict[str, int] = {}
+    for root, sources in groups.sources.items():
+        hits = [t for t in sources if t in sites]
+        if not hits or root in groups.constant:
+            continue
+        edge = any(sites[t] for t in hits) or any(
+            c.name in first | last for t in groups.members[root] for c in g.consumers[t]
+            if c.op_type == "Conv" and c.input[0] == t)
+        plan[root] = first_last_bits if edge else abits
+    return plan, groups
+
+
+def calibration_tensors(model: onnx.ModelProto, act_site: str) -> list[str]:
+    """The float tensors make_qcdq calibrates for an activation site (independent of the bits)."""
+    g = Graph(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    if act_site != "producer":
+        return sorted({g.zero_pad_input(n.input[0]) or n.input[0] for n in convs})
+    plan, groups = producer_plan(g, 8, 8)
+    roots = set(plan) | {groups.find(n.input[0]) for n in convs}
+    return sorted({t for r in roots for t in groups.sources[r]})
 
 
 SAMPLES_PER_IMAGE = 32768
@@ -354,28 +516,35 @@ def topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.N
 
 
 def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, abits: int,
-              first_last_bits: int = 8, weight_range: str = "narrow", act_site: str = "conv-input",
-              act_calib: str = "auto") -> tuple[onnx.ModelProto, list[dict]]:
+              first_last_bits: int = 8, weight_range: str = "narrow", act_site: str = "producer",
+              act_calib: str = "auto", calibration=None) -> tuple[onnx.ModelProto, list[dict]]:
     """The QCDQ model and one dict per Conv (bits, clip bounds, scales). act_calib "auto"
-    is minmax at 8 bits and mse below."""
+    is minmax at 8 bits and mse below. `calibration` may pass calibrate()'s result for
+    calibration_tensors(model, act_site) to share it between models."""
     g = Graph(model)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     edge = first_and_last_convs(g)
     # The tensor each Conv's input quantizer is calibrated on: in front of a zero Pad.
     source = {n.name: (g.zero_pad_input(n.input[0]) or n.input[0]) for n in convs}
-    ranges, samples = calibrate(model, sorted(set(source.values())), images)
-    chosen: dict[tuple[str, int], tuple[float, float]] = {}
+    ranges, samples = calibration or calibrate(model, calibration_tensors(model, act_site), images)
+    chosen: dict[tuple[tuple[str, ...], int], tuple[float, float]] = {}
 
-    def act_range(calib: str, bits: int) -> tuple[float, float]:
+    def observed(tensors: tuple[str, ...]) -> tuple[float, float]:
+        return min(ranges[t][0] for t in tensors), max(ranges[t][1] for t in tensors)
+
+    def act_range(tensors: tuple[str, ...], bits: int) -> tuple[float, float]:
+        """Range of the values of `tensors` together: min/max, or min/max MSE-shrunk."""
         method = act_calib if act_calib != "auto" else ("minmax" if bits == 8 else "mse")
-        if (calib, bits) not in chosen:
-            lo, hi = ranges[calib]
-            chosen[(calib, bits)] = (lo, hi) if method == "minmax" else mse_range(samples[calib], lo, hi, bits)
-        return chosen[(calib, bits)]
+        if (tensors, bits) not in chosen:
+            lo, hi = observed(tensors)
+            chosen[(tensors, bits)] = (lo, hi) if method == "minmax" else mse_range(
+                np.concatenate([samples[t] for t in tensors]), lo, hi, bits)
+        return chosen[(tensors, bits)]
 
     new_inits: list[TensorProto] = []
     new_nodes: list[onnx.NodeProto] = []
     renames: dict[tuple[str, str], str] = {}  # (node name, old input) -> new input
+    act_params: dict[str, tuple[str, np.float32, int, int]] = {}  # base -> (base, s, zp, bits)
     act_chains: dict[tuple[str, int], tuple[str, np.float32, int]] = {}  # (tensor, bits) -> (dq output, s, zp)
     layers = []
 
@@ -383,25 +552,48 @@ def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, ab
         new_inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
         return name
 
-    def act_chain(tensor: str, calib: str, bits: int):
-        key = (tensor, bits)
-        if key not in act_chains:
+    def params(base: str, calib: tuple[str, ...], bits: int):
+        """Initializers {base}_scale, _zero_point, _clip_min, _clip_max, made once per base."""
+        if base not in act_params:
             s, zp = activation_params(*act_range(calib, bits), bits)
-            base = f"{tensor}_a{bits}"
             scalar(f"{base}_scale", s, np.float32)
             scalar(f"{base}_zero_point", zp, np.uint8)
             scalar(f"{base}_clip_min", 0, np.uint8)
             scalar(f"{base}_clip_max", 2 ** bits - 1, np.uint8)
-            new_nodes.extend([
-                helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zero_point"], [f"{base}_q"],
-                                 name=f"{base}_QuantizeLinear"),
-                helper.make_node("Clip", [f"{base}_q", f"{base}_clip_min", f"{base}_clip_max"], [f"{base}_clip"],
-                                 name=f"{base}_Clip"),
-                helper.make_node("DequantizeLinear", [f"{base}_clip", f"{base}_scale", f"{base}_zero_point"],
-                                 [f"{base}_dq"], name=f"{base}_DequantizeLinear"),
-            ])
-            act_chains[key] = (f"{base}_dq", s, zp)
+            act_params[base] = (base, s, zp, bits)
+        return act_params[base]
+
+    def chain(base: str, tensor: str, quantizer) -> str:
+        """QuantizeLinear -> Clip -> DequantizeLinear on `tensor` with `quantizer`'s initializers."""
+        p = quantizer[0]
+        new_nodes.extend([
+            helper.make_node("QuantizeLinear", [tensor, f"{p}_scale", f"{p}_zero_point"], [f"{base}_q"],
+                             name=f"{base}_QuantizeLinear"),
+            helper.make_node("Clip", [f"{base}_q", f"{p}_clip_min", f"{p}_clip_max"], [f"{base}_clip"],
+                             name=f"{base}_Clip"),
+            helper.make_node("DequantizeLinear", [f"{base}_clip", f"{p}_scale", f"{p}_zero_point"],
+                             [f"{base}_dq"], name=f"{base}_DequantizeLinear"),
+        ])
+        return f"{base}_dq"
+
+    def act_chain(tensor: str, calib: tuple[str, ...], bits: int):
+        """A quantizer of its own on `tensor` (shared by the convs reading it at these bits)."""
+        key = (tensor, bits)
+        if key not in act_chains:
+            quantizer = params(f"{tensor}_a{bits}", calib, bits)
+            act_chains[key] = (chain(f"{tensor}_a{bits}", tensor, quantizer), quantizer[1], quantizer[2])
         return act_chains[key]
+
+    # Producer site: one quantizer per group, on each of its sources where it is made.
+    plan, groups = producer_plan(g, abits, first_last_bits) if act_site == "producer" else ({}, None)
+    group_quantizer, produced = {}, {}  # group root -> params; source tensor -> its dq output
+    for root, bits in plan.items():
+        sources = tuple(groups.sources[root])
+        group_quantizer[root] = params(f"{sources[0]}_a{bits}", sources, bits)
+        for t in sources:
+            produced[t] = chain(f"{t}_a{bits}", t, group_quantizer[root])
+            for reader in g.consumers[t]:
+                renames[(reader.name, t)] = produced[t]
 
     dropped = set()
     for conv in convs:
@@ -409,14 +601,26 @@ def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, ab
         bits_a = first_last_bits if conv.name in edge else abits
         x = conv.input[0]
         pad_input = g.zero_pad_input(x)
-        if act_site == "pre-pad" and pad_input is not None:
+        calib = (source[conv.name],)
+        site = act_site
+        if act_site == "producer" and groups.find(x) in plan:
+            # The identity requantization: the group's own scale and zero point, on the
+            # (dequantized) tensor the conv reads, directly in front of the conv.
+            root = groups.find(x)
+            bits_a, calib = plan[root], tuple(groups.sources[root])
+            _, s_in, zp, _ = group_quantizer[root]
+            dq = chain(f"{conv.name}_input_a{bits_a}", produced.get(x, x), group_quantizer[root])
+            renames[(conv.name, x)] = dq
+        elif act_site == "pre-pad" and pad_input is not None:
             pad = g.producer[x]
             if any(c.op_type != "Conv" for c in g.consumers[x]):
                 raise SystemExit(f"make_quantized: {pad.name} feeds more than convs; use --act-site conv-input")
-            dq, s_in, zp = act_chain(pad_input, pad_input, bits_a)
+            dq, s_in, zp = act_chain(pad_input, calib, bits_a)
             renames[(pad.name, pad_input)] = dq
         else:
-            dq, s_in, zp = act_chain(x, source[conv.name], bits_a)
+            if act_site == "producer":  # reached through ops that change values: its own quantizer
+                calib, site = tuple(groups.sources[groups.find(x)]), "conv-input"
+            dq, s_in, zp = act_chain(x, calib, bits_a)
             renames[(conv.name, x)] = dq
 
         w_name = conv.input[1]
@@ -451,8 +655,9 @@ def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, ab
             renames[(conv.name, b_name)] = f"{conv.name}_bias_dq"
             dropped.add(b_name)
         layers.append(dict(conv=conv.name, wbits=bits_w, abits=bits_a, weight_clip=(qmin, qmax),
-                           act_scale=float(s_in), act_zero_point=zp, act_range=ranges[source[conv.name]],
-                           act_clip_range=act_range(source[conv.name], bits_a)))
+                           act_scale=float(s_in), act_zero_point=zp, act_range=observed(calib),
+                           act_clip_range=act_range(calib, bits_a), act_site=site, act_sources=calib,
+                           output_quantized=producer_output(g, conv) in produced))
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -511,16 +716,65 @@ def bench(models: dict[str, pathlib.Path], image: pathlib.Path, runs: int) -> No
                   f"min {1e3 * min(times):7.2f} ms  ({runs} runs)")
 
 
+# --- model repository entries (deploy/models/fetch-models.sh) -----------------
+def entry_recipe(name: str) -> tuple[str, int, int]:
+    """(format, wbits, abits) from an entry name: "...-wXaY" is QCDQ at WxAy inner
+    layers (producer site), "...-ort-int8" is ORT's quantize_static QDQ (bits unused)."""
+    match = re.search(r"-w([1-8])a([1-8])$", name)
+    if match:
+        return "qcdq", int(match.group(1)), int(match.group(2))
+    if name.endswith("-ort-int8"):
+        return "ort-qdq", 8, 8
+    raise SystemExit(f"make_quantized: entry name {name!r} ends in neither -wXaY nor -ort-int8")
+
+
+def make_entries(model_path: pathlib.Path, repo: pathlib.Path, names: list[str],
+                 images: list[pathlib.Path], first_last_bits: int) -> None:
+    """Writes REPO/NAME/model.onnx for each name (see entry_recipe), each through a temporary
+    file and a rename. The QCDQ entries share one calibration run. One line per model."""
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_static's "consider pre-processing" advice
+    recipes = {name: entry_recipe(name) for name in names}
+    model = onnx.load(str(model_path))
+    calibration = None
+    if any(fmt == "qcdq" for fmt, _, _ in recipes.values()):
+        t0 = time.perf_counter()
+        tensors = calibration_tensors(model, "producer")
+        calibration = calibrate(model, tensors, images)
+        print(f"make_quantized: calibrated {len(tensors)} tensors on {len(images)} images "
+              f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    for name, (fmt, wbits, abits) in recipes.items():
+        t0 = time.perf_counter()
+        target = repo / name / "model.onnx"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"model.onnx.tmp.{os.getpid()}")
+        if fmt == "ort-qdq":
+            make_ort_qdq(model_path, partial, images, all_ops=False)
+            what = "ORT quantize_static QDQ, Conv only, per-channel int8 weights, uint8 activations"
+        else:
+            quantized, _ = make_qcdq(model, images, wbits, abits, first_last_bits, calibration=calibration)
+            onnx.save(quantized, str(partial))
+            what = f"QCDQ W{wbits}A{abits} inner, first/last {first_last_bits} bit, producer site"
+        partial.replace(target)
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        print(f"make_quantized: {name}/model.onnx ({what}; {target.stat().st_size / 1e6:.1f} MB, "
+              f"sha256 {digest[:16]}) in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", type=pathlib.Path, help="FP32 NanoDet ONNX (models/nanodet-g/model.onnx)")
-    p.add_argument("-o", "--output", type=pathlib.Path, required=True)
-    p.add_argument("--format", choices=["ort-qdq", "qcdq"], required=True)
+    p.add_argument("-o", "--output", type=pathlib.Path)
+    p.add_argument("--format", choices=["ort-qdq", "qcdq"])
+    p.add_argument("--repo", type=pathlib.Path, help="write model repository entries REPO/ENTRY/model.onnx")
+    p.add_argument("--entry", action="append", default=[],
+                   help="with --repo: entry name ending in -wXaY (QCDQ) or -ort-int8 (ORT QDQ)")
     p.add_argument("--wbits", type=int, default=8, choices=range(1, 9), metavar="1..8")
     p.add_argument("--abits", type=int, default=8, choices=range(1, 9), metavar="1..8")
     p.add_argument("--first-last-bits", type=int, default=8, choices=range(1, 9), metavar="1..8")
     p.add_argument("--weight-range", choices=["narrow", "full"], default="narrow")
-    p.add_argument("--act-site", choices=["conv-input", "pre-pad"], default="conv-input")
+    p.add_argument("--act-site", choices=["producer", "conv-input", "pre-pad"], default="producer")
     p.add_argument("--act-calib", choices=["auto", "minmax", "mse"], default="auto",
                    help="activation range (auto: minmax at 8 bits, mse below)")
     p.add_argument("--ort-all-ops", action="store_true", help="ort-qdq: quantize every op type ORT knows")
@@ -530,6 +784,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", type=pathlib.Path, help="labels.txt (default: beside MODEL)")
     p.add_argument("--bench", type=int, default=0, metavar="RUNS", help="time ORT on MODEL and OUT")
     args = p.parse_args(argv)
+    if args.repo:
+        if not args.entry or args.output or args.format:
+            p.error("--repo takes --entry NAME (one or more) and neither -o nor --format")
+        t0 = time.perf_counter()
+        make_entries(args.model, args.repo, args.entry, calibration_images(args.calib, args.images),
+                     args.first_last_bits)
+        print(f"make_quantized: {len(args.entry)} entries in {time.perf_counter() - t0:.1f} s")
+        return 0
+    if not (args.output and args.format):
+        p.error("-o OUT and --format are required (or --repo with --entry)")
 
     images = calibration_images(args.calib, args.images)
     print(f"make_quantized: calibrating on {', '.join(i.name for i in images)}")
@@ -544,7 +808,8 @@ def main(argv: list[str] | None = None) -> int:
             (lo, hi), (clo, chi) = layer["act_range"], layer["act_clip_range"]
             print(f"  {layer['conv']:16s} W{layer['wbits']} clip{layer['weight_clip']}  A{layer['abits']} "
                   f"scale {layer['act_scale']:.6g} zp {layer['act_zero_point']}  range [{lo:.4g}, {hi:.4g}]"
-                  f" -> [{clo:.4g}, {chi:.4g}]")
+                  f" -> [{clo:.4g}, {chi:.4g}]  {layer['act_site']} ({', '.join(layer['act_sources'])})"
+                  f"{'  output quantized' if layer['output_quantized'] else ''}")
     digest = hashlib.sha256(args.output.read_bytes()).hexdigest()
     print(f"make_quantized: wrote {args.output} ({args.output.stat().st_size} bytes, sha256 {digest[:16]}) "
           f"in {time.perf_counter() - t0:.1f} s")

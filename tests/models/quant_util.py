@@ -44,9 +44,11 @@ def _require(path: pathlib.Path, how: str) -> pathlib.Path:
 
 
 def quantized_nanodet(fmt: str, wbits: int = 8, abits: int = 8, first_last_bits: int = 8,
-                      weight_range: str = "narrow", act_site: str = "conv-input",
+                      weight_range: str = "narrow", act_site: str = "producer",
                       act_calib: str = "auto", images: int | None = None) -> pathlib.Path:
-    """Path of NanoDet-g quantized by make_quantized.py ("ort-qdq" or "qcdq"), made once."""
+    """Path of NanoDet-g quantized by make_quantized.py ("ort-qdq" or "qcdq"), made once.
+    act_site: "producer" (every activation quantized where it is made, plus an identity
+    requantization in front of each Conv), "conv-input" or "pre-pad"; see the script."""
     model_path = _require(NANODET, "deploy/models/fetch-models.sh")
     calib = make_quantized.calibration_images(_require(IMAGES, "deploy/fetch-images.sh"), images)
     options = (fmt, wbits, abits, first_last_bits, weight_range, act_site, act_calib)
@@ -158,9 +160,13 @@ def integer_exact_qcdq(model: onnx.ModelProto) -> onnx.ModelProto:
     few codes per million land on the other side of a tie in the next quantizer and
     the difference travels downstream; this twin has no such error. Any Conv whose data,
     weight and bias inputs come straight from DequantizeLinear is rewritten: the QCDQ
-    models make_quantized.py writes (conv-input site) and ORT's QDQ models alike; the
-    weight codes are read from the DequantizeLinear's input (a Clip on an int8
-    initializer in QCDQ). Other Convs are left as they are.
+    models make_quantized.py writes at the producer and conv-input sites (every Conv
+    has its input Q -> Clip -> DQ directly in front of it; at the producer site the
+    ConvInteger reads the codes of that identity requantization, which equal the
+    producer's codes, and the producer-side Q/Clip/DQ chains stay as they are) and
+    ORT's QDQ models alike; the weight codes are read from the DequantizeLinear's input
+    (a Clip on an int8 initializer in QCDQ). Other Convs (pre-pad site: DQ -> Pad ->
+    Conv) are left as they are.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
