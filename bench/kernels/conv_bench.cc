@@ -5,7 +5,10 @@
 // XNNPACK qc8 (signed int8 activations, per-channel int8 weights) on the same
 // shape with a pthreadpool of the same size, in the same process.
 // Usage: lowbit_kernels_bench [--threads N] [--runs R] [--filter SUBSTRING]
-//        [--families int8,lut,bitserial,xnnpack | choose]
+//        [--families int8,lut,bitserial,xnnpack | choose | measure] [--help]
+// Every lowbit family is timed twice: int32 output, then u8 output through the
+// fused requantizing epilogue ("->u8" rows: per-channel scale and bias, ReLU,
+// 8-bit codes).
 // (--families choose prints choose_conv_kernel's pick per shape and bit-width
 // with its estimated time at the measured clock instead of running kernels;
 // --families measure runs measure_conv_kernels per shape and bit-width and
@@ -16,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -59,6 +63,8 @@ std::vector<Shape> all_shapes() {
     s.push_back({"nanodet_3x3_" + std::to_string(n[0]) + "to" + std::to_string(n[1]) + "@" +
                      std::to_string(n[2]) + (n[3] == 2 ? "s2" : ""),
                  n[0], n[1], n[2], 3, n[3], false});
+  // NanoDet-g's FPN lateral 1x1 on the deepest backbone stage.
+  s.push_back({"nanodet_1x1_512to128@13", 512, 128, 13, 1, 1, false});
   for (int c : {64, 128, 256, 512}) {
     const int size = 56 * 64 / c;
     s.push_back({"resnet18_3x3_" + std::to_string(c) + "@" + std::to_string(size), c, c, size, 3, 1,
@@ -277,6 +283,32 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
   }
 }
 
+// u8 output of a low-bit layer ("->u8" rows): per-channel scale and bias
+// spreading y over about [-1, 1] for sums of random codes and weights
+// (centred on zero for signed weights), ReLU, 8-bit codes. The buffers are
+// owned by the caller.
+OutputStage lowbit_codes_stage(const ConvGeometry& g, int abits, std::vector<float>* scale,
+                               std::vector<float>* bias, std::vector<uint8_t>* out) {
+  const float spread = std::sqrt(float(g.taps() * g.in_channels)) * float((1 << abits) - 1);
+  scale->resize(size_t(g.out_channels));
+  bias->resize(size_t(g.out_channels));
+  for (int c = 0; c < g.out_channels; ++c) {
+    (*scale)[size_t(c)] = float(1 + c % 7) / 4.0f / spread;
+    (*bias)[size_t(c)] = 0.05f * float(c % 5 - 2);
+  }
+  out->assign(size_t(g.out_height()) * g.out_width() * g.out_channels, 0);
+  OutputStage stage;
+  stage.destination = Destination::kCodes;
+  stage.data = out->data();
+  stage.epilogue.scale = scale->data();
+  stage.epilogue.bias = bias->data();
+  stage.epilogue.activation = Activation::kRelu;
+  stage.epilogue.out_inv_scale = 255.0f;
+  stage.epilogue.out_zero_point = 0;
+  stage.epilogue.out_bits = 8;
+  return stage;
+}
+
 void bench_lut(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
   const ConvGeometry g = geometry_of(s);
   const KernelTable& t = kernel_table();
@@ -300,9 +332,13 @@ void bench_lut(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
   const size_t items = lut_conv_work_items(a);
   print(s, g, pool.threads(), "lut", 2, t.conv_w2a2_lut.name,
         median_seconds(runs, [&] { run_split(pool, t.conv_w2a2_lut.fn, a, items); }));
+  std::vector<float> scale, bias;
+  std::vector<uint8_t> out_codes;
+  a.output = lowbit_codes_stage(g, 2, &scale, &bias, &out_codes);
+  print(s, g, pool.threads(), "lut_u8", 2, (std::string(t.conv_w2a2_lut.name) + " ->u8").c_str(),
+        median_seconds(runs, [&] { run_split(pool, t.conv_w2a2_lut.fn, a, items); }));
 }
 
-// Bit-serial has no work ranges yet: measured on one thread only.
 void bench_bitserial(const Shape& s, Pool& pool, int bits, int runs, std::mt19937& rng) {
   const ConvGeometry g = geometry_of(s);
   const KernelTable& t = kernel_table();
@@ -327,6 +363,12 @@ void bench_bitserial(const Shape& s, Pool& pool, int bits, int runs, std::mt1993
   a.output.data = out.data();
   const size_t items = bitserial_conv_work_items(a);
   print(s, g, pool.threads(), "bitserial", bits, t.conv_anybits_bitserial.name,
+        median_seconds(runs, [&] { run_split(pool, t.conv_anybits_bitserial.fn, a, items); }));
+  std::vector<float> scale, bias;
+  std::vector<uint8_t> out_codes;
+  a.output = lowbit_codes_stage(g, bits, &scale, &bias, &out_codes);
+  print(s, g, pool.threads(), "bitserial_u8", bits,
+        (std::string(t.conv_anybits_bitserial.name) + " ->u8").c_str(),
         median_seconds(runs, [&] { run_split(pool, t.conv_anybits_bitserial.fn, a, items); }));
 }
 
@@ -366,6 +408,19 @@ int main(int argc, char** argv) {
   using namespace lowbit::kernels;
   int threads = 1, runs = 30;
   std::string filter, families = "int8,lut,bitserial,xnnpack";
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::printf(
+          "usage: %s [--threads N] [--runs R] [--filter SUBSTRING]\n"
+          "          [--families int8,lut,bitserial,xnnpack | choose | measure]\n"
+          "  int8/lut/bitserial rows: int32 output, then \"->u8\" rows (ReLU, 8-bit codes)\n"
+          "  choose: the cost model's pick per shape and bit-width (no run)\n"
+          "  measure: measure_conv_kernels per shape and bit-width (u8 output, 1 thread)\n"
+          "  LOWBIT_KERNELS_ISA=scalar|avx2|avxvnni|avx512|neon selects the variant\n",
+          argv[0]);
+      return 0;
+    }
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);

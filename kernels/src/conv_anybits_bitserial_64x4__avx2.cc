@@ -6,10 +6,12 @@
 // byte popcount by two nibble-table vpshufb, Horner over j in bytes
 // (sum_j 2^j * popcount <= 8 * 15 = 120 per byte), vpsadbw to 64-bit lanes,
 // Horner over i in 64-bit lanes. value = step * sum(q * a) + offset * sum(a).
+// kCodes / kFloat outputs go through the vector stage of tile_codes_avx2.h.
 #include <immintrin.h>
 
 #include "bitserial_common.h"
 #include "lowbit/kernels/conv.h"
+#include "tile_codes_avx2.h"
 
 namespace lowbit::kernels {
 
@@ -28,6 +30,7 @@ void conv_anybits_bitserial_64x4__avx2(const BitSerialConvArgs& args) {
   const __m256i low_nibble = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
   const detail::BitSerialWork work = detail::make_bit_serial_work(args);
+  const TileEpilogue256 epilogue = make_tile_epilogue256(args.output);
   for (size_t tile = work.tile_begin(); tile < work.tile_end(); ++tile) {
     const detail::BitSerialTile tl = work.tile(tile);
     const int n = tl.image, oy = tl.out_y, ox0 = tl.out_x, pixels = tl.pixels;
@@ -71,7 +74,7 @@ void conv_anybits_bitserial_64x4__avx2(const BitSerialConvArgs& args) {
         for (int o = 0; o < B; ++o)
           acc[o][i] = int32_t(plan.step * lanes[o] + int64_t(plan.offset) * sums[i]);
       }
-      store_tile(args.output, g, n, oy, ox0, pixels, cb * B, B, &acc[0][0], P);
+      store_tile256(epilogue, args.output, g, n, oy, ox0, pixels, cb * B, B, &acc[0][0], P);
     }
   }
 }

@@ -12,13 +12,15 @@
 // multiply-adds, and each activation vector is shared by the blocks. Plane
 // pairs (i, j) combine by Horner over j then i in 64-bit lanes (exact: at
 // most 64 * 15 * 15 per word). value = step * sum(q * a) + offset * sum(a),
-// written pixel-major for 16 channels and stored by store_pixel_major.
+// written pixel-major for 16 channels and stored by store_tile_pm512
+// (tile_codes_avx512.h: vector kCodes / kFloat, else store_pixel_major).
 // The common bit-width pairs are compiled with constant plane counts.
 #include <immintrin.h>
 
 #include "bitserial_common.h"
 #include "int8_common.h"
 #include "lowbit/kernels/conv.h"
+#include "tile_codes_avx512.h"
 
 namespace lowbit::kernels {
 namespace {
@@ -135,8 +137,8 @@ void bitserial_vpopcnt(const BitSerialConvArgs& args, const detail::BitSerialPla
           }
         }
         // Only the nb blocks of this range (the next may belong to another).
-        detail::store_pixel_major(args.output, g, n, size_t(oy) * ow + ox0 + c0, ow, chunk,
-                                  cb0 * B, acc, nb * B);
+        store_tile_pm512(args.output, g, n, size_t(oy) * ow + ox0 + c0, ow, chunk, cb0 * B, acc,
+                         nb * B);
       }
     }
   }

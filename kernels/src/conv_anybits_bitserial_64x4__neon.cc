@@ -6,11 +6,13 @@
 // j, vcntq_u8, Horner over j in bytes (<= 8 * 15 = 120), vpaddlq_u8 to 16-bit
 // (<= 240), Horner over i in 16-bit (<= 240 * 15 = 3600), vpadalq_u16 into
 // 32-bit lanes (two per output channel; exact for any K below 2^32 / 3600
-// words). value = step * sum(q * a) + offset * sum(a).
+// words). value = step * sum(q * a) + offset * sum(a). kCodes / kFloat
+// outputs go through the vector stage of tile_codes_neon.h.
 #include <arm_neon.h>
 
 #include "bitserial_common.h"
 #include "lowbit/kernels/conv.h"
+#include "tile_codes_neon.h"
 
 namespace lowbit::kernels {
 
@@ -24,6 +26,7 @@ void conv_anybits_bitserial_64x4__neon(const BitSerialConvArgs& args) {
   const int words = plan.words, wbits = plan.wbits, abits = plan.abits;
   const size_t block_words = size_t(plan.taps) * words * wbits * B;
   const detail::BitSerialWork work = detail::make_bit_serial_work(args);
+  const TileEpilogueNeon epilogue = make_tile_epilogue_neon(args.output);
   for (size_t tile = work.tile_begin(); tile < work.tile_end(); ++tile) {
     const detail::BitSerialTile tl = work.tile(tile);
     const int n = tl.image, oy = tl.out_y, ox0 = tl.out_x, pixels = tl.pixels;
@@ -65,7 +68,7 @@ void conv_anybits_bitserial_64x4__neon(const BitSerialConvArgs& args) {
         for (int o = 0; o < B; ++o)
           acc[o][i] = int32_t(plan.step * dots[o] + int64_t(plan.offset) * sums[i]);
       }
-      store_tile(args.output, g, n, oy, ox0, pixels, cb * B, B, &acc[0][0], P);
+      store_tile_neon(epilogue, args.output, g, n, oy, ox0, pixels, cb * B, B, &acc[0][0], P);
     }
   }
 }

@@ -10,14 +10,16 @@
 // 16-bit sums are flushed to int32, every kLutFlushSteps steps
 // (3584 * 18 <= 65535). The epilogue removes kLutBias per step.
 //
-// Everything here is file-local and uses no shared inline helpers, so no
-// AVX2 code can be merged into baseline callers by the linker.
+// Everything here is file-local (tile_codes_avx2.h has internal linkage too;
+// from int8_common.h it uses only the small inline code_bounds, as the INT8
+// kernels' headers do), so no AVX2 code is shared with baseline callers.
 #include <immintrin.h>
 
 #include <cassert>
 
 #include "lowbit/kernels/conv.h"
 #include "lut_common.h"
+#include "tile_codes_avx2.h"
 
 namespace lowbit::kernels {
 namespace {
@@ -136,52 +138,22 @@ inline void lut_steps14(const uint8_t* base, const uint32_t* offsets, const uint
       : "memory");
 }
 
-// Output stage for 8 pixels x 4 channels at a time: int32 NHWC stores, and the
-// float epilogue + requantize into pair planes for the activations that are
-// plain vector arithmetic. Same float operations in the same order as
-// output_stage.cc (no FMA), so results are identical; everything else (SiLU,
-// hard-swish, other destinations, partial channel blocks, pixel tails) goes
-// to the scalar store_tile.
-__m256i epilogue_codes8(const Epilogue& e, int channel, __m256i sums) {
-  __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(e.scale[channel]));
-  if (e.bias) y = _mm256_add_ps(y, _mm256_set1_ps(e.bias[channel]));
-  const __m256 zero = _mm256_setzero_ps();
-  switch (e.activation) {
-    case Activation::kRelu:
-      y = _mm256_blendv_ps(y, zero, _mm256_cmp_ps(y, zero, _CMP_LT_OQ));
-      break;
-    case Activation::kLeakyRelu:
-      y = _mm256_blendv_ps(y, _mm256_mul_ps(y, _mm256_set1_ps(e.alpha)),
-                           _mm256_cmp_ps(y, zero, _CMP_LT_OQ));
-      break;
-    case Activation::kClip: {
-      const __m256 lo = _mm256_set1_ps(e.clip_min), hi = _mm256_set1_ps(e.clip_max);
-      y = _mm256_blendv_ps(y, lo, _mm256_cmp_ps(y, lo, _CMP_LT_OQ));
-      y = _mm256_blendv_ps(y, hi, _mm256_cmp_ps(y, hi, _CMP_GT_OQ));
-      break;
-    }
-    default:
-      break;
+// Output stage of one row run, 8 pixels x 4 channels at a time: kCodes and
+// kFloat by tile_codes_avx2.h, int32 NHWC stores, and codes into pair planes
+// with the same vector arithmetic (tile_codes256, identical to
+// output_stage.cc). SiLU, other destinations, partial channel blocks and the
+// pixel tails of the int32 / pair-plane paths go to the scalar store_tile.
+void store_run(const TileEpilogue256& k, const OutputStage& out, const ConvGeometry& g,
+               int image, int out_y, int out_x, int pixels, int cout_begin, int couts,
+               const int32_t* acc, int stride) {
+  if (out.destination == Destination::kCodes || out.destination == Destination::kFloat) {
+    store_tile256(k, out, g, image, out_y, out_x, pixels, cout_begin, couts, acc, stride);
+    return;
   }
-  __m256 scaled = _mm256_mul_ps(y, _mm256_set1_ps(e.out_inv_scale));
-  // Keep the conversion in int32 range; the clamp below makes this invisible.
-  scaled = _mm256_min_ps(_mm256_max_ps(scaled, _mm256_set1_ps(-1073741824.0f)),
-                         _mm256_set1_ps(1073741824.0f));
-  __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(scaled), _mm256_set1_epi32(e.out_zero_point));
-  q = _mm256_max_epi32(q, _mm256_setzero_si256());
-  return _mm256_min_epi32(q, _mm256_set1_epi32((1 << e.out_bits) - 1));
-}
-
-void store_tile__avx2(const OutputStage& out, const ConvGeometry& g, int image, int out_y,
-                      int out_x, int pixels, int cout_begin, int couts, const int32_t* acc,
-                      int stride) {
   const int cout = g.out_channels;
-  const Activation act = out.epilogue.activation;
-  const bool vector_epilogue = act == Activation::kNone || act == Activation::kRelu ||
-                               act == Activation::kLeakyRelu || act == Activation::kClip;
   const bool fast = couts == 4 && cout_begin + 4 <= cout &&
                     (out.destination == Destination::kInt32 ||
-                     (out.destination == Destination::kPairPlanes && vector_epilogue));
+                     (out.destination == Destination::kPairPlanes && k.vector));
   if (!fast) {
     store_tile(out, g, image, out_y, out_x, pixels, cout_begin, couts, acc, stride);
     return;
@@ -211,13 +183,13 @@ void store_tile__avx2(const OutputStage& out, const ConvGeometry& g, int image, 
                          _mm256_extracti128_si256(rows[r], 1));
       }
     } else {
-      const Epilogue& e = out.epilogue;
-      const __m256i q0 = epilogue_codes8(e, cout_begin, c0);
-      const __m256i q1 = epilogue_codes8(e, cout_begin + 1, c1);
-      const __m256i q2 = epilogue_codes8(e, cout_begin + 2, c2);
-      const __m256i q3 = epilogue_codes8(e, cout_begin + 3, c3);
-      const __m256i pair0 = _mm256_or_si256(q0, _mm256_slli_epi32(q1, 2));
-      const __m256i pair1 = _mm256_or_si256(q2, _mm256_slli_epi32(q3, 2));
+      const __m256i c[4] = {c0, c1, c2, c3};
+      __m256i q[4];
+      for (int o = 0; o < 4; ++o)
+        q[o] = tile_codes256(k, c[o], _mm256_set1_ps(k.scale[cout_begin + o]),
+                             k.bias ? _mm256_set1_ps(k.bias[cout_begin + o]) : _mm256_setzero_ps());
+      const __m256i pair0 = _mm256_or_si256(q[0], _mm256_slli_epi32(q[1], 2));
+      const __m256i pair1 = _mm256_or_si256(q[2], _mm256_slli_epi32(q[3], 2));
       // int32 lanes (<= 15) -> bytes: [pair0 px0..7, pair1 px0..7].
       const __m256i words = _mm256_packus_epi32(pair0, pair1);  // p0 0-3, p1 0-3 | p0 4-7, p1 4-7
       const __m256i bytes = _mm256_packus_epi16(words, words);
@@ -232,10 +204,10 @@ void store_tile__avx2(const OutputStage& out, const ConvGeometry& g, int image, 
         const int pair = cout_begin / 2 + p;
         if (l.phase_split == 1) {
           uint8_t* dst = base + l.offset(pair, out_y + l.pad, out_x + i + l.pad);
-          for (int k = 0; k < 8; ++k) dst[k] = b[8 * p + k];
+          for (int j = 0; j < 8; ++j) dst[j] = b[8 * p + j];
         } else {
-          for (int k = 0; k < 8; ++k)
-            base[l.offset(pair, out_y + l.pad, out_x + i + k + l.pad)] = b[8 * p + k];
+          for (int j = 0; j < 8; ++j)
+            base[l.offset(pair, out_y + l.pad, out_x + i + j + l.pad)] = b[8 * p + j];
         }
       }
     }
@@ -251,6 +223,7 @@ void conv_w2a2_lut_64x4__avx2(const LutConvArgs& args) {
   detail::LutPlan plan;
   detail::make_lut_plan(args, &plan);
   const int cout_blocks = args.table_layout.cout_blocks;
+  const TileEpilogue256 epilogue = make_tile_epilogue256(args.output);
   // Byte offset of step s (channel pair s / taps, tap s % taps) from the tile
   // base, for the first `window` steps; step s reads
   //   tile_base + (s / window) * window_advance + step_offset[s % window].
@@ -308,7 +281,10 @@ void conv_w2a2_lut_64x4__avx2(const LutConvArgs& args) {
             __m256i* d = reinterpret_cast<__m256i*>(&acc32[o][i]);
             _mm256_store_si256(d, _mm256_sub_epi32(_mm256_load_si256(d), vbias));
           }
-        detail::store_flat_tile(args, n, p0, cb * kLutCoutBlock, &acc32[0][0], store_tile__avx2);
+        detail::for_each_flat_run(args, p0, [&](int y, int x, int run, int i) {
+          store_run(epilogue, args.output, args.geometry, n, y, x, run, cb * kLutCoutBlock,
+                    kLutCoutBlock, &acc32[0][i], kTile);
+        });
       }
     }
   }

@@ -5,11 +5,13 @@
 // loads, 4 table loads, 16 vqtbl1q_u8, 16 vaddq_u8. Every kLutWidenSteps = 14
 // steps (14 * 18 <= 255) the bytes are widened exactly with vaddw_u8 /
 // vaddw_high_u8 into 16-bit sums kept in pixel order, flushed to int32 every
-// kLutFlushSteps steps. The epilogue removes kLutBias per step.
+// kLutFlushSteps steps. The epilogue removes kLutBias per step; kCodes /
+// kFloat outputs go through the vector stage of tile_codes_neon.h.
 #include <arm_neon.h>
 
 #include "lowbit/kernels/conv.h"
 #include "lut_common.h"
+#include "tile_codes_neon.h"
 
 namespace lowbit::kernels {
 
@@ -18,6 +20,7 @@ void conv_w2a2_lut_64x4__neon(const LutConvArgs& args) {
   detail::LutPlan plan;
   detail::make_lut_plan(args, &plan);
   const int cout_blocks = args.table_layout.cout_blocks;
+  const TileEpilogueNeon epilogue = make_tile_epilogue_neon(args.output);
   const size_t tiles = (plan.flat_pixels + kTile - 1) / kTile;
   const size_t items = size_t(args.geometry.batch) * tiles * cout_blocks;
   const size_t end = args.work.end < items ? args.work.end : items;
@@ -80,7 +83,10 @@ void conv_w2a2_lut_64x4__neon(const LutConvArgs& args) {
         for (int o = 0; o < kLutCoutBlock; ++o)
           for (int i = 0; i < kTile; i += 4)
             vst1q_s32(&acc32[o][i], vsubq_s32(vld1q_s32(&acc32[o][i]), bias));
-        detail::store_flat_tile(args, n, p0, cb * kLutCoutBlock, &acc32[0][0]);
+        detail::for_each_flat_run(args, p0, [&](int y, int x, int run, int i) {
+          store_tile_neon(epilogue, args.output, args.geometry, n, y, x, run, cb * kLutCoutBlock,
+                          kLutCoutBlock, &acc32[0][i], kTile);
+        });
       }
     }
   }

@@ -30,23 +30,10 @@ void make_lut_plan(const LutConvArgs& a, LutPlan* plan) {
 
 void store_flat_tile(const LutConvArgs& a, int image, size_t flat_begin, int cout_begin,
                      const int32_t* acc, TileStoreFn store) {
-  const int pitch = a.activation_layout.row_pitch;
-  const int oh = a.geometry.out_height(), ow = a.geometry.out_width();
-  int i = 0;
-  while (i < kLutPixelTile) {
-    const size_t f = flat_begin + i;
-    const int y = int(f / pitch), x = int(f % pitch);
-    if (y >= oh) break;
-    if (x >= ow) {  // skip the dropped columns up to the next row
-      i += pitch - x;
-      continue;
-    }
-    int run = ow - x;
-    if (run > kLutPixelTile - i) run = kLutPixelTile - i;
-    store(a.output, a.geometry, image, y, x, run, cout_begin, kLutCoutBlock, acc + i,
+  for_each_flat_run(a, flat_begin, [&](int y, int x, int pixels, int i) {
+    store(a.output, a.geometry, image, y, x, pixels, cout_begin, kLutCoutBlock, acc + i,
           kLutPixelTile);
-    i += run;
-  }
+  });
 }
 
 }  // namespace lowbit::kernels::detail

@@ -70,6 +70,48 @@ TEST_P(ConvBitSerial, FusedEpilogueDestinations) {
   }
 }
 
+constexpr Activation kAllActivations[] = {Activation::kNone,      Activation::kRelu,
+                                          Activation::kLeakyRelu, Activation::kClip,
+                                          Activation::kHardSwish, Activation::kSilu};
+
+TEST_P(ConvBitSerial, VectorCodesAndFloats) {
+  // The vector kCodes / kFloat stages: every activation, zero points odd,
+  // even, negative and at the top of the code range, Cout not a multiple of 4
+  // or 16 (36 = 4 + 4 + 1 blocks of the AVX-512 register tile), row lengths
+  // with pixel tails of every length (1..8 after the 8-pixel groups, 24-pixel
+  // chunks, 64-pixel row tiles) and work ranges that start and end inside a
+  // pixel tile's channel blocks.
+  constexpr int kZeroPoints[] = {7, 0, -3, 128, 255, 1};
+  uint32_t seed = 1000;
+  int z = 0;
+  for (Activation act : kAllActivations)
+    for (Destination d : {Destination::kCodes, Destination::kFloat}) {
+      for (int cout : {3, 4, 6, 13, 20, 36})
+        ConvTester().destination(d).activation(act).out_bits(8).zero_point(kZeroPoints[z++ % 6])
+            .wbits(1).abits(1).domain(WeightDomain::kBinary).cin(70).cout(cout).h(4)
+            .w(cout + 7).kernel(3).pad(1).splits(cout % 4 + 2).seed(seed++)
+            .Test(table().conv_anybits_bitserial.fn);
+      // W2A2, long rows (a 64-pixel tile and a tail), stride 2, batch.
+      ConvTester().destination(d).activation(act).out_bits(8).zero_point(33).wbits(2).abits(2)
+          .cin(33).cout(19).h(3).w(71).kernel(3).pad(1).splits(5).seed(seed++)
+          .Test(table().conv_anybits_bitserial.fn);
+      ConvTester().destination(d).activation(act).out_bits(4).zero_point(5).batch(2).wbits(3)
+          .abits(2).cin(17).cout(10).h(9).w(9).kernel(3).stride(2).pad(1).seed(seed++)
+          .Test(table().conv_anybits_bitserial.fn);
+      // No bias; a negative multiplier (activation not folded into the code
+      // bounds); a huge one (float values beyond the int32 range).
+      ConvTester().destination(d).activation(act).out_bits(8).zero_point(9).bias(false).wbits(2)
+          .abits(2).cin(20).cout(16).h(3).w(10).kernel(1).seed(seed++)
+          .Test(table().conv_anybits_bitserial.fn);
+      ConvTester().destination(d).activation(act).out_bits(8).zero_point(200)
+          .out_inv_scale(-60.0f).wbits(1).abits(1).domain(WeightDomain::kBinary).cin(64).cout(12)
+          .h(3).w(9).kernel(3).pad(1).seed(seed++).Test(table().conv_anybits_bitserial.fn);
+      ConvTester().destination(d).activation(act).out_bits(8).zero_point(5).out_inv_scale(3e9f)
+          .wbits(4).abits(4).cin(9).cout(8).h(3).w(9).kernel(3).pad(1).seed(seed++)
+          .Test(table().conv_anybits_bitserial.fn);
+    }
+}
+
 LOWBIT_INSTANTIATE_ISA_TESTS(ConvBitSerial);
 
 }  // namespace

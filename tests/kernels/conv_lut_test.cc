@@ -83,6 +83,55 @@ TEST_P(ConvLut, FusedEpilogueDestinations) {
   }
 }
 
+constexpr Activation kAllActivations[] = {Activation::kNone,      Activation::kRelu,
+                                          Activation::kLeakyRelu, Activation::kClip,
+                                          Activation::kHardSwish, Activation::kSilu};
+
+TEST_P(ConvLut, VectorCodesAndFloats) {
+  // The vector kCodes / kFloat stages: every activation, zero points odd,
+  // even, negative and at the top of the code range, Cout not a multiple of 4
+  // or 16, rows of 13 pixels (runs of every length inside a 64-pixel tile)
+  // and work ranges that end inside a tile's channel blocks.
+  constexpr int kZeroPoints[] = {7, 0, -3, 128, 255, 1};
+  uint32_t seed = 300;
+  int z = 0;
+  for (Activation act : kAllActivations)
+    for (Destination d : {Destination::kCodes, Destination::kFloat})
+      for (int cout : {3, 4, 6, 13, 20}) {
+        ConvTester().destination(d).activation(act).out_bits(8).zero_point(kZeroPoints[z++ % 6])
+            .cin(6).cout(cout).h(9).w(13).kernel(3).pad(1).splits(cout % 3 + 1).seed(seed++)
+            .Test(table().conv_w2a2_lut.fn);
+      }
+  for (Activation act : kAllActivations)
+    for (Destination d : {Destination::kCodes, Destination::kFloat}) {
+      // Low-bit codes; one row spanning several tiles, stride 2.
+      ConvTester().destination(d).activation(act).out_bits(3).zero_point(3).cin(9).cout(7).h(5)
+          .w(70).kernel(3).stride(1).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
+      ConvTester().destination(d).activation(act).out_bits(2).zero_point(1).batch(2).cin(4)
+          .cout(5).h(12).w(11).kernel(3).stride(2).pad(1).splits(4).seed(seed++)
+          .Test(table().conv_w2a2_lut.fn);
+      // No bias; a negative multiplier (activation not folded into the code
+      // bounds); a huge one (float values beyond the int32 range).
+      ConvTester().destination(d).activation(act).out_bits(8).zero_point(9).bias(false).cin(8)
+          .cout(8).h(6).w(9).kernel(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
+      ConvTester().destination(d).activation(act).out_bits(8).zero_point(200).out_inv_scale(-60.0f)
+          .cin(8).cout(12).h(6).w(9).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
+      ConvTester().destination(d).activation(act).out_bits(8).zero_point(5).out_inv_scale(3e9f)
+          .cin(8).cout(4).h(6).w(9).kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
+    }
+}
+
+TEST_P(ConvLut, VectorPairPlanes) {
+  // Codes into the next LUT layer's pair planes (8-pixel vector path and
+  // tails), both phase splits, odd zero points.
+  uint32_t seed = 400;
+  for (Activation act : kAllActivations)
+    for (int next : {1, 2})
+      ConvTester().destination(Destination::kPairPlanes).next_stride(next).activation(act)
+          .out_bits(2).zero_point(act == Activation::kRelu ? 0 : 3).cin(5).cout(10).h(7).w(19)
+          .kernel(3).pad(1).seed(seed++).Test(table().conv_w2a2_lut.fn);
+}
+
 LOWBIT_INSTANTIATE_ISA_TESTS(ConvLut);
 
 }  // namespace

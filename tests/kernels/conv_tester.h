@@ -46,6 +46,16 @@ class ConvTester {
   ConvTester& destination(Destination v) { destination_ = v; return *this; }
   ConvTester& activation(Activation v) { activation_ = v; return *this; }
   ConvTester& out_bits(int v) { out_bits_ = v; return *this; }
+  // Requantization of kCodes / plane destinations: zero point (default 0 with
+  // ReLU, else 1), multiplier (default (2^out_bits - 1) / 2); bias(false)
+  // passes no bias array.
+  ConvTester& zero_point(int v) { zero_point_ = v; has_zero_point_ = true; return *this; }
+  ConvTester& out_inv_scale(float v) {
+    out_inv_scale_ = v;
+    has_out_inv_scale_ = true;
+    return *this;
+  }
+  ConvTester& bias(bool v) { bias_ = v; return *this; }
   // Stride of the consumer of a kPairPlanes destination (its phase split).
   ConvTester& next_stride(int v) { next_stride_ = v; return *this; }
   // INT8 mode: u8 codes 0..255 and s8 weights -128..127.
@@ -62,7 +72,9 @@ class ConvTester {
     s << "N" << g_.batch << " Cin" << g_.in_channels << " Cout" << g_.out_channels << " " << g_.height
       << "x" << g_.width << " k" << g_.kernel_h << "x" << g_.kernel_w << " s" << g_.stride << " p"
       << g_.pad << " W" << wbits_ << "A" << abits_ << " domain" << int(domain_) << " fill"
-      << int(fill_) << " dest" << int(destination_) << " act" << int(activation_) << " groups"
+      << int(fill_) << " dest" << int(destination_) << " act" << int(activation_) << " bits"
+      << out_bits_ << " zp" << MakeEpilogue(Inputs{}).out_zero_point << " inv"
+      << MakeEpilogue(Inputs{}).out_inv_scale << (bias_ ? "" : " nobias") << " groups"
       << g_.groups << " splits" << splits_ << (threads_ ? " threads" : "") << " seed" << seed_;
     return s.str();
   }
@@ -254,14 +266,14 @@ class ConvTester {
   Epilogue MakeEpilogue(const Inputs& in) const {
     Epilogue e;
     e.scale = in.scale.data();
-    e.bias = in.bias.data();
+    e.bias = bias_ ? in.bias.data() : nullptr;
     e.activation = activation_;
     e.alpha = 0.125f;
     e.clip_min = -0.5f;
     e.clip_max = 1.0f;
     e.out_bits = out_bits_;
-    e.out_inv_scale = float((1 << out_bits_) - 1) / 2.0f;
-    e.out_zero_point = activation_ == Activation::kRelu ? 0 : 1;
+    e.out_inv_scale = has_out_inv_scale_ ? out_inv_scale_ : float((1 << out_bits_) - 1) / 2.0f;
+    e.out_zero_point = has_zero_point_ ? zero_point_ : activation_ == Activation::kRelu ? 0 : 1;
     return e;
   }
 
@@ -352,6 +364,11 @@ class ConvTester {
   Activation activation_ = Activation::kNone;
   int out_bits_ = 2;
   int next_stride_ = 1;
+  int zero_point_ = 0;
+  bool has_zero_point_ = false;
+  float out_inv_scale_ = 1.0f;
+  bool has_out_inv_scale_ = false;
+  bool bias_ = true;
   int splits_ = 1;
   bool threads_ = false;
 };
