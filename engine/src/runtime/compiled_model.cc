@@ -1,17 +1,41 @@
+// CompiledModel's runtime half: validation, the execution plan, layer
+// descriptions, and loading a .lbm. The compiler half (Compile, LoadOnnx,
+// Load) is in compiler/compile.cc.
 #include "runtime/compiled_model.h"
 
-#include "import/onnx_importer.h"
+#include "format/lbm.h"
 #include "ops/kernel.h"
-#include "passes/passes.h"
+#include "ops/qconv.h"
 
 namespace lowbit::engine {
 
-StatusOr<std::shared_ptr<const Model>> Model::LoadOnnx(const std::string& path,
-                                                       const CompileOptions& options) {
-  LOWBIT_ASSIGN_OR_RETURN(ir::Graph graph, ImportOnnxFile(path));
-  auto compiled = runtime::CompiledModel::Compile(std::move(graph));
-  if (!compiled.ok()) return compiled.status().WithContext(path);
-  return std::shared_ptr<const Model>(std::move(compiled).value());
+const ModelOrigin& Model::origin() const {
+  static const ModelOrigin kNone;
+  return kNone;
+}
+
+StatusOr<std::shared_ptr<const Model>> Model::LoadCompiled(const std::string& path) {
+  StatusOr<format::LbmFile> file = format::ReadLbm(path);
+  if (!file.ok()) {
+    Status status = file.status();
+    const bool onnx_name = path.size() > 5 && path.compare(path.size() - 5, 5, ".onnx") == 0;
+    if (onnx_name && status.message().rfind("not a lowbit model", 0) == 0)
+      status = Status(status.code(), status.message() +
+                                         "; an ONNX model must be compiled first (`lowbit "
+                                         "compile MODEL.onnx -o MODEL.lbm`)");
+    return status.WithContext(path);
+  }
+  ModelOrigin origin;
+  origin.path = path;
+  origin.precompiled = true;
+  origin.source_model = file->metadata.source_model;
+  origin.producer = file->metadata.producer;
+  origin.kernel_isa = file->metadata.kernel_isa;
+  origin.cpu_model = file->metadata.cpu_model;
+  auto model = runtime::CompiledModel::FromGraph(
+      std::move(file->graph), std::move(file->metadata.output_names), std::move(origin));
+  if (!model.ok()) return model.status().WithContext(path);
+  return std::shared_ptr<const Model>(std::move(model).value());
 }
 
 namespace runtime {
@@ -21,12 +45,19 @@ bool IsRuntimeType(ir::DataType type) {
          type == ir::DataType::kInt8 || type == ir::DataType::kUInt8;
 }
 
-StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::Compile(ir::Graph graph) {
+StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromGraph(
+    ir::Graph graph, std::vector<std::string> output_names, ModelOrigin origin) {
+  if (!output_names.empty() && output_names.size() != graph.outputs.size())
+    return InvalidArgument(std::to_string(output_names.size()) + " output names for " +
+                           std::to_string(graph.outputs.size()) + " graph outputs");
   auto model = std::shared_ptr<CompiledModel>(new CompiledModel());
-  std::vector<std::string> output_names;
-  for (int o : graph.outputs) output_names.push_back(graph.values[o].name);
-  LOWBIT_RETURN_IF_ERROR(passes::CompileGraph(&graph));
   model->graph_ = std::move(graph);
+  model->origin_ = std::move(origin);
+  // Kernel-format weights, once per model, shared read-only by every session.
+  // They are derived from the stored (compact) weights, so they are values
+  // appended here and not part of what a .lbm stores (StoredGraph).
+  model->stored_value_count_ = static_cast<int>(model->graph_.values.size());
+  LOWBIT_RETURN_IF_ERROR(ops::PrepareQuantizedConvs(&model->graph_));
   const ir::Graph& g = model->graph_;
   for (int id : g.inputs) {
     if (!IsRuntimeType(g.values[id].dtype))
@@ -37,15 +68,35 @@ StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::Compile(ir::Graph 
   }
   for (size_t i = 0; i < g.outputs.size(); ++i) {
     const ir::Value& v = g.values[g.outputs[i]];
+    const std::string& name = output_names.empty() ? v.name : output_names[i];
     if (v.is_constant())
-      return Unimplemented("graph output '" + output_names[i] +
+      return Unimplemented("graph output '" + name +
                            "' is a constant; lowbit needs outputs computed from the inputs");
-    model->outputs_.push_back({output_names[i], v.shape});
+    model->outputs_.push_back({name, v.shape});
   }
   LOWBIT_RETURN_IF_ERROR(model->Validate());
   LOWBIT_RETURN_IF_ERROR(model->BuildPlan());
   model->DescribeLayers();
   return std::shared_ptr<const CompiledModel>(std::move(model));
+}
+
+ir::Graph CompiledModel::StoredGraph() const {
+  ir::Graph stored;
+  stored.opset = graph_.opset;
+  stored.values.assign(graph_.values.begin(), graph_.values.begin() + stored_value_count_);
+  stored.inputs = graph_.inputs;
+  stored.outputs = graph_.outputs;
+  stored.nodes = graph_.nodes;
+  for (ir::Node& node : stored.nodes)
+    while (!node.inputs.empty() && node.inputs.back() >= stored_value_count_)
+      node.inputs.pop_back();
+  return stored;
+}
+
+std::vector<std::string> CompiledModel::output_names() const {
+  std::vector<std::string> names;
+  for (const ValueInfo& output : outputs_) names.push_back(output.name);
+  return names;
 }
 
 Status CompiledModel::Validate() const {
@@ -114,6 +165,70 @@ Status CompiledModel::BuildPlan() {
   return Status::Ok();
 }
 
+int64_t StoredBytes(const ir::HostTensor& tensor) {
+  if (tensor.dtype == ir::DataType::kPacked) return static_cast<int64_t>(tensor.bytes.size());
+  return tensor.size() * ir::DataTypeSize(tensor.dtype);
+}
+
+namespace {
+
+// Logical [M, C/group, kH, kW] weight shape of a convolution-like node whose
+// weights may be packed: attribute `weight_shape`, else the shape of an
+// unpacked constant input 1, else kernel_shape with the node's logical input
+// and output channels. Empty when none is known.
+Shape ConvWeightShape(const ir::Graph& graph, const ir::Node& node) {
+  if (node.has("weight_shape")) return node.GetInts("weight_shape");
+  if (ir::HasInput(node, 1)) {
+    const ir::Value& w = graph.values[node.inputs[1]];
+    if (w.dtype != ir::DataType::kPacked && w.shape.size() >= 3) return w.shape;
+  }
+  const std::vector<int64_t> kernel = node.GetInts("kernel_shape");
+  if (kernel.empty() || !ir::HasInput(node, 0)) return {};
+  const Shape& x = graph.values[node.inputs[0]].shape;
+  const Shape& y = graph.values[node.outputs[0]].shape;
+  const int64_t group = node.GetInt("group", 1);
+  if (x.size() < 2 || y.size() < 2 || group <= 0) return {};
+  Shape w = {y[1], x[1] / group};
+  w.insert(w.end(), kernel.begin(), kernel.end());
+  return w;
+}
+
+// MACs and parameters of a conv-like node from its logical weight shape.
+void CountConv(const ir::Graph& graph, const ir::Node& node, const Shape& w, LayerInfo* layer) {
+  if (w.size() < 3 || w[0] <= 0) return;
+  layer->macs = NumElements(layer->output_shape) * (NumElements(w) / w[0]);
+  int64_t bias = 0;
+  if (ir::HasInput(node, 2)) bias = NumElements(graph.values[node.inputs[2]].shape);
+  layer->params = NumElements(w) + bias;
+}
+
+}  // namespace
+
+void DescribeLayerWeights(const ir::Graph& graph, const ir::Node& node, LayerInfo* layer,
+                          int stored_value_count) {
+  if (node.op_type == "Conv") {
+    // XNNPACK's f32 convolution with float weights and bias.
+    CountConv(graph, node, graph.values[node.inputs[1]].shape, layer);
+    layer->kernel = "xnnpack_f32";
+    layer->weight_bytes = layer->params * 4;
+    return;
+  }
+  if (!node.has("wbits")) return;
+  // A quantized layer (lowbit.QConv and its kin): bits and kernel from its
+  // attributes; weight bytes are its stored constant operands after the data
+  // input (compact weights, bias, requantization multipliers), not the
+  // kernel-format copy made at load.
+  layer->weight_bits = static_cast<int>(node.GetInt("wbits", 32));
+  layer->activation_bits = static_cast<int>(node.GetInt("abits", 32));
+  layer->kernel = node.GetString("lowbit_kernel", "");
+  for (size_t i = 1; i < node.inputs.size(); ++i) {
+    if (!ir::HasInput(node, i) || node.inputs[i] >= stored_value_count) continue;
+    const ir::Value& v = graph.values[node.inputs[i]];
+    if (v.is_constant()) layer->weight_bytes += StoredBytes(*v.constant);
+  }
+  CountConv(graph, node, ConvWeightShape(graph, node), layer);
+}
+
 void CompiledModel::DescribeLayers() {
   for (const ir::Node& node : graph_.nodes) {
     LayerInfo layer;
@@ -124,11 +239,7 @@ void CompiledModel::DescribeLayers() {
     if (activation == "leaky_relu") layer.op += "+LeakyRelu";
     if (activation == "clip") layer.op += "+Clip";
     layer.output_shape = graph_.values[node.outputs[0]].shape;
-    if (node.op_type == "Conv") {
-      const Shape& w = graph_.values[node.inputs[1]].shape;  // [M, C/group, kH, kW]
-      layer.macs = NumElements(layer.output_shape) * w[1] * w[2] * w[3];
-      layer.params = NumElements(w) + (ir::HasInput(node, 2) ? w[0] : 0);
-    }
+    DescribeLayerWeights(graph_, node, &layer, stored_value_count_);
     layers_.push_back(std::move(layer));
   }
 }

@@ -9,7 +9,10 @@
 
 namespace lowbit::engine {
 
-StatusOr<std::shared_ptr<const DetectorModel>> DetectorModel::Load(const std::string& model_dir) {
+// Load(model_dir) with Model::Load is in compiler/compile.cc: the runtime
+// library does not carry the ONNX compiler.
+StatusOr<std::shared_ptr<const DetectorModel>> DetectorModel::Load(const std::string& model_dir,
+                                                                   const ModelLoader& loader) {
   const std::filesystem::path directory(model_dir);
   std::error_code error;
   if (!std::filesystem::is_directory(directory, error)) {
@@ -24,7 +27,7 @@ StatusOr<std::shared_ptr<const DetectorModel>> DetectorModel::Load(const std::st
 
   const std::string model_file = config.model_file().empty() ? "model.onnx" : config.model_file();
   const std::string model_path = (directory / model_file).string();
-  StatusOr<std::shared_ptr<const Model>> model = Model::LoadOnnx(model_path);
+  StatusOr<std::shared_ptr<const Model>> model = loader(model_path);
   if (!model.ok()) return model.status().WithContext("loading " + model_path);
   LOWBIT_RETURN_IF_ERROR(
       vision::CheckConfigAgainstModel(&config, &labels, (*model)->inputs(), (*model)->outputs())

@@ -64,9 +64,14 @@ struct DetectOptions {
 // shared by every worker.
 class DetectorModel {
  public:
-  // Loads `model_dir/config.pbtxt`, its labels and its ONNX file, and checks
-  // that the config matches the model's inputs and outputs.
+  // Loads `model_dir/config.pbtxt`, its labels and its model file (a .lbm,
+  // or ONNX compiled at load, through Model::Load), and checks that the
+  // config matches the model's inputs and outputs. Compiler library.
   static StatusOr<std::shared_ptr<const DetectorModel>> Load(const std::string& model_dir);
+  // The same with the model file read by `loader`: Model::LoadCompiled in a
+  // program that links only the runtime library.
+  static StatusOr<std::shared_ptr<const DetectorModel>> Load(const std::string& model_dir,
+                                                             const ModelLoader& loader);
 
   // The config as loaded, with `labels` filled in from labels_file or
   // labels.txt (labels_file cleared), so it describes the model completely.

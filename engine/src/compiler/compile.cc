@@ -1,0 +1,70 @@
+// The compiler library's entry points: ONNX file -> compiled model, a file
+// of either kind by its magic, and compiled model -> .lbm. The runtime
+// library never links this file (engine/CMakeLists.txt enforces it).
+#include <fstream>
+
+#include "format/lbm.h"
+#include "import/onnx_importer.h"
+#include "lowbit/engine/detector.h"
+#include "passes/passes.h"
+#include "runtime/compiled_model.h"
+
+namespace lowbit::engine {
+namespace runtime {
+
+StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::Compile(ir::Graph graph,
+                                                                      ModelOrigin origin) {
+  std::vector<std::string> output_names;
+  for (int o : graph.outputs) output_names.push_back(graph.values[o].name);
+  LOWBIT_RETURN_IF_ERROR(passes::CompileGraph(&graph));
+  return FromGraph(std::move(graph), std::move(output_names), std::move(origin));
+}
+
+}  // namespace runtime
+
+StatusOr<std::shared_ptr<const Model>> Model::LoadOnnx(const std::string& path,
+                                                       const CompileOptions& options) {
+  LOWBIT_ASSIGN_OR_RETURN(ir::Graph graph, ImportOnnxFile(path));
+  ModelOrigin origin;
+  origin.path = path;
+  origin.source_model = path;
+  origin.producer = std::string("lowbit ") + format::ProducerVersion();
+  origin.kernel_isa = format::HostKernelIsa();
+  origin.cpu_model = format::HostCpuModel();
+  auto compiled = runtime::CompiledModel::Compile(std::move(graph), std::move(origin));
+  if (!compiled.ok()) return compiled.status().WithContext(path);
+  return std::shared_ptr<const Model>(std::move(compiled).value());
+}
+
+StatusOr<std::shared_ptr<const Model>> Model::Load(const std::string& path,
+                                                   const CompileOptions& options) {
+  uint8_t head[sizeof format::kLbmMagic] = {};
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return NotFound("cannot read " + path);
+  file.read(reinterpret_cast<char*>(head), sizeof head);
+  const size_t got = static_cast<size_t>(file.gcount());
+  if (format::HasLbmMagic(head, got)) return LoadCompiled(path);
+  return LoadOnnx(path, options);
+}
+
+Status WriteCompiledModel(const Model& model, const std::string& path) {
+  const auto* compiled = dynamic_cast<const runtime::CompiledModel*>(&model);
+  if (compiled == nullptr)
+    return InvalidArgument("WriteCompiledModel: the model was not loaded by lowbit's engine");
+  const ModelOrigin& origin = model.origin();
+  format::LbmMetadata metadata;
+  metadata.producer = std::string("lowbit ") + format::ProducerVersion();
+  metadata.source_model = origin.source_model;
+  // A model read from a .lbm keeps the facts of the CPU its kernels were
+  // chosen on; one compiled in this process was chosen here.
+  metadata.kernel_isa = origin.precompiled ? origin.kernel_isa : format::HostKernelIsa();
+  metadata.cpu_model = origin.precompiled ? origin.cpu_model : format::HostCpuModel();
+  metadata.output_names = compiled->output_names();
+  return format::WriteLbm(compiled->StoredGraph(), metadata, path);
+}
+
+StatusOr<std::shared_ptr<const DetectorModel>> DetectorModel::Load(const std::string& model_dir) {
+  return Load(model_dir, [](const std::string& path) { return Model::Load(path); });
+}
+
+}  // namespace lowbit::engine
