@@ -72,6 +72,45 @@ inline StatusOr<std::vector<uint8_t>> ReadFileBytes(const std::string& path) {
   return bytes;
 }
 
+// "2.09 G", "941.2 M", "12.3 K", "512".
+inline std::string WithUnit(int64_t value) {
+  char text[32];
+  if (value >= 1'000'000'000) {
+    std::snprintf(text, sizeof text, "%.2f G", value / 1e9);
+  } else if (value >= 1'000'000) {
+    std::snprintf(text, sizeof text, "%.2f M", value / 1e6);
+  } else if (value >= 1'000) {
+    std::snprintf(text, sizeof text, "%.2f K", value / 1e3);
+  } else {
+    std::snprintf(text, sizeof text, "%lld", static_cast<long long>(value));
+  }
+  return text;
+}
+
+// "2,090,123,456"
+inline std::string WithSeparators(int64_t value) {
+  const std::string digits = std::to_string(value);
+  std::string grouped;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') grouped += ',';
+    grouped += digits[i];
+  }
+  return grouped;
+}
+
+// Bytes in binary units: "3.62 MiB", "12.0 KiB", "512 B".
+inline std::string WithByteUnit(int64_t bytes) {
+  char text[32];
+  if (bytes >= 1024 * 1024) {
+    std::snprintf(text, sizeof text, "%.2f MiB", bytes / (1024.0 * 1024.0));
+  } else if (bytes >= 1024) {
+    std::snprintf(text, sizeof text, "%.1f KiB", bytes / 1024.0);
+  } else {
+    std::snprintf(text, sizeof text, "%lld B", static_cast<long long>(bytes));
+  }
+  return text;
+}
+
 inline double MillisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();

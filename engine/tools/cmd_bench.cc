@@ -16,7 +16,8 @@ namespace {
 
 constexpr const char* kBenchUsage = R"(usage: lowbit bench MODEL_DIR [options]
 
-Measures the latency of one inference call (Session::Run) on a real image,
+Measures the latency of one inference call (Session::Run) of a repository
+entry's model (config.pbtxt + its ONNX or .lbm model_file) on a real image,
 decoded and pre-processed as `lowbit run` does, replicated to the batch size.
 Pre- and post-processing are not timed. Prints median, p90, min, mean and max.
 

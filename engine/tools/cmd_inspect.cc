@@ -1,4 +1,5 @@
-// lowbit inspect MODEL_DIR|MODEL.onnx: per-layer op, output shape, MACs, params.
+// lowbit inspect MODEL_DIR|MODEL.lbm|MODEL.onnx: per layer op, output shape,
+// W/A bits, kernel, weight bytes, MACs, params; totals beside the FP32 size.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -12,39 +13,19 @@
 namespace lowbit::cli {
 namespace {
 
-constexpr const char* kInspectUsage = R"(usage: lowbit inspect MODEL_DIR|MODEL.onnx
+constexpr const char* kInspectUsage = R"(usage: lowbit inspect MODEL_DIR|MODEL.lbm|MODEL.onnx
 
-Compiles the model and prints one row per executable layer: name, op, output
-shape (batch 1), multiply-accumulates and parameters (weight and bias
-elements); then the model's inputs, outputs and totals. MODEL_DIR is a model
-repository entry (config.pbtxt + model.onnx); an .onnx file is read directly.
+Loads the model (a compiled .lbm as it is; an ONNX file compiled for this CPU)
+and prints one row per executable layer: name, op, output shape (batch 1),
+weight/activation bits (W/A: 32/32 for float layers, '-' for layers without
+weights), the kernel that runs it, its weight bytes as stored (packed
+weights, bias, requantization scales), multiply-accumulates and parameters
+(weight and bias elements). Then where the model was compiled (and on which
+CPU its kernels were chosen), its inputs and outputs, and totals: MACs,
+parameters, and the weight bytes beside the FP32 size of the same weights
+(parameters x 4). MODEL_DIR is a model repository entry (config.pbtxt and its
+model file).
 )";
-
-// "2.09 G", "941.2 M", "12.3 K", "512".
-std::string WithUnit(int64_t value) {
-  char text[32];
-  if (value >= 1'000'000'000) {
-    std::snprintf(text, sizeof text, "%.2f G", value / 1e9);
-  } else if (value >= 1'000'000) {
-    std::snprintf(text, sizeof text, "%.2f M", value / 1e6);
-  } else if (value >= 1'000) {
-    std::snprintf(text, sizeof text, "%.2f K", value / 1e3);
-  } else {
-    std::snprintf(text, sizeof text, "%lld", static_cast<long long>(value));
-  }
-  return text;
-}
-
-// "2,090,123,456"
-std::string WithSeparators(int64_t value) {
-  const std::string digits = std::to_string(value);
-  std::string grouped;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') grouped += ',';
-    grouped += digits[i];
-  }
-  return grouped;
-}
 
 }  // namespace
 
@@ -64,7 +45,8 @@ int InspectCommand(int argc, char** argv) {
     path = arg;
   }
   if (path.empty()) {
-    std::fprintf(stderr, "lowbit inspect: need MODEL_DIR or MODEL.onnx\n\n%s", kInspectUsage);
+    std::fprintf(stderr, "lowbit inspect: need MODEL_DIR, MODEL.lbm or MODEL.onnx\n\n%s",
+                 kInspectUsage);
     return kExitUsage;
   }
 
@@ -78,7 +60,7 @@ int InspectCommand(int argc, char** argv) {
     }
     model = (*detector)->shared_model();
   } else {
-    auto loaded = engine::Model::LoadOnnx(path);
+    auto loaded = engine::Model::Load(path);
     if (!loaded.ok()) {
       std::fprintf(stderr, "lowbit inspect: %s\n", loaded.status().ToString().c_str());
       return kExitError;
@@ -87,29 +69,50 @@ int InspectCommand(int argc, char** argv) {
   }
 
   const std::vector<engine::LayerInfo>& layers = model->layers();
-  size_t name_width = 4, op_width = 2, shape_width = 12;
+  const auto bits = [](const engine::LayerInfo& layer) -> std::string {
+    if (layer.params == 0 && layer.weight_bytes == 0) return "-";
+    return std::to_string(layer.weight_bits) + "/" + std::to_string(layer.activation_bits);
+  };
+  const auto kernel = [](const engine::LayerInfo& layer) {
+    return layer.kernel.empty() ? std::string("-") : layer.kernel;
+  };
+  size_t name_width = 4, op_width = 2, shape_width = 12, kernel_width = 6;
   for (const engine::LayerInfo& layer : layers) {
     name_width = std::max(name_width, layer.name.size());
     op_width = std::max(op_width, layer.op.size());
     shape_width = std::max(shape_width, engine::ShapeToString(layer.output_shape).size());
+    kernel_width = std::max(kernel_width, kernel(layer).size());
   }
   name_width = std::min<size_t>(name_width, 48);
   const int nw = static_cast<int>(name_width), ow = static_cast<int>(op_width),
-            sw = static_cast<int>(shape_width);
-  std::printf("%4s  %-*s  %-*s  %-*s  %15s  %12s\n", "#", nw, "name", ow, "op", sw, "output shape",
-              "MACs", "params");
-  int64_t total_macs = 0, total_params = 0;
+            sw = static_cast<int>(shape_width), kw = static_cast<int>(kernel_width);
+  std::printf("%4s  %-*s  %-*s  %-*s  %5s  %-*s  %12s  %15s  %12s\n", "#", nw, "name", ow, "op", sw,
+              "output shape", "W/A", kw, "kernel", "weight bytes", "MACs", "params");
+  int64_t total_macs = 0, total_params = 0, total_weight_bytes = 0;
   for (size_t i = 0; i < layers.size(); ++i) {
     const engine::LayerInfo& layer = layers[i];
     std::string name = layer.name;
     if (name.size() > name_width) name = "..." + name.substr(name.size() - name_width + 3);
-    std::printf("%4zu  %-*s  %-*s  %-*s  %15s  %12s\n", i, nw, name.c_str(), ow, layer.op.c_str(),
-                sw, engine::ShapeToString(layer.output_shape).c_str(),
-                WithSeparators(layer.macs).c_str(), WithSeparators(layer.params).c_str());
+    std::printf("%4zu  %-*s  %-*s  %-*s  %5s  %-*s  %12s  %15s  %12s\n", i, nw, name.c_str(), ow,
+                layer.op.c_str(), sw, engine::ShapeToString(layer.output_shape).c_str(),
+                bits(layer).c_str(), kw, kernel(layer).c_str(),
+                WithSeparators(layer.weight_bytes).c_str(), WithSeparators(layer.macs).c_str(),
+                WithSeparators(layer.params).c_str());
     total_macs += layer.macs;
     total_params += layer.params;
+    total_weight_bytes += layer.weight_bytes;
   }
   std::printf("\n");
+  const engine::ModelOrigin& origin = model->origin();
+  if (origin.precompiled) {
+    std::printf("model   %s: compiled model (.lbm) by %s from %s\n", origin.path.c_str(),
+                origin.producer.c_str(), origin.source_model.c_str());
+  } else {
+    std::printf("model   %s: compiled at load by %s\n", origin.path.c_str(),
+                origin.producer.c_str());
+  }
+  std::printf("kernels chosen on %s (%s)\n", origin.kernel_isa.c_str(),
+              origin.cpu_model.empty() ? "CPU model unknown" : origin.cpu_model.c_str());
   for (const engine::ValueInfo& input : model->inputs()) {
     std::printf("input   %s %s\n", input.name.c_str(), engine::ShapeToString(input.shape).c_str());
   }
@@ -120,6 +123,11 @@ int InspectCommand(int argc, char** argv) {
   std::printf("total   %zu layers, %s MACs (%s), %s params (%s)\n", layers.size(),
               WithUnit(total_macs).c_str(), WithSeparators(total_macs).c_str(),
               WithUnit(total_params).c_str(), WithSeparators(total_params).c_str());
+  const int64_t fp32_bytes = total_params * 4;
+  std::printf("weights %s bytes (%s) as stored; FP32 %s bytes (%s); %.2fx smaller\n",
+              WithSeparators(total_weight_bytes).c_str(), WithByteUnit(total_weight_bytes).c_str(),
+              WithSeparators(fp32_bytes).c_str(), WithByteUnit(fp32_bytes).c_str(),
+              total_weight_bytes > 0 ? static_cast<double>(fp32_bytes) / total_weight_bytes : 1.0);
   return kExitOk;
 }
 

@@ -17,9 +17,10 @@ namespace {
 constexpr const char* kRunUsage = R"(usage: lowbit run MODEL_DIR IMAGE... [options]
 
 Detects objects in JPEG/PNG images with a model repository entry
-(MODEL_DIR/config.pbtxt + model.onnx, e.g. models/nanodet-g) and prints one
-line per detection: label, score, box [x_min, y_min, x_max, y_max] in the
-original image's pixels; then the time spent in each stage.
+(MODEL_DIR/config.pbtxt + its model_file: an ONNX file, compiled at load, or
+a .lbm from `lowbit compile`, loaded as it is; e.g. models/nanodet-g) and
+prints one line per detection: label, score, box [x_min, y_min, x_max,
+y_max] in the original image's pixels; then the time spent in each stage.
 
 Options:
   --threads N   threads inside one inference (default 1)
@@ -107,9 +108,11 @@ int RunCommand(int argc, char** argv) {
     std::fprintf(stderr, "lowbit run: %s\n", session.status().ToString().c_str());
     return kExitError;
   }
-  std::printf("model %s (%s), input %s, loaded in %.1f ms, %d thread(s)\n", positional[0].c_str(),
-              (*detector)->config().name().c_str(),
-              engine::ShapeToString((*detector)->InputShape(1)).c_str(), load_ms, threads);
+  std::printf("model %s (%s), input %s, loaded in %.1f ms (%s), %d thread(s)\n",
+              positional[0].c_str(), (*detector)->config().name().c_str(),
+              engine::ShapeToString((*detector)->InputShape(1)).c_str(), load_ms,
+              (*detector)->model().origin().precompiled ? "compiled .lbm" : "ONNX compiled at load",
+              threads);
 
   int failures = 0;
   for (size_t i = 1; i < positional.size(); ++i) {

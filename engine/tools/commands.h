@@ -4,9 +4,12 @@
 
 namespace lowbit::cli {
 
+// lowbit compile MODEL.onnx -o MODEL.lbm: writes the compiled model file.
+int CompileCommand(int argc, char** argv);
 // lowbit run MODEL_DIR IMAGE...: detections for each image.
 int RunCommand(int argc, char** argv);
-// lowbit inspect MODEL_DIR|MODEL.onnx: per-layer op, shape, MACs, params.
+// lowbit inspect MODEL_DIR|MODEL.lbm|MODEL.onnx: per-layer op, shape, bits,
+// kernel, weight bytes, MACs, params.
 int InspectCommand(int argc, char** argv);
 // lowbit bench MODEL_DIR: inference latency over repeated runs.
 int BenchCommand(int argc, char** argv);

@@ -10,13 +10,17 @@ namespace {
 constexpr const char* kUsage = R"(usage: lowbit COMMAND [ARGS...]
 
 Commands:
+  compile MODEL.onnx -o MODEL.lbm
+                              compile a model once into a file that loads fast
   run MODEL_DIR IMAGE...      detect objects in JPEG/PNG images and print them
-  inspect MODEL               print each layer: op, output shape, MACs, parameters
+  inspect MODEL               print each layer: op, output shape, bits, kernel,
+                              weight bytes, MACs, parameters
   bench MODEL_DIR             measure inference latency (median over runs)
   tensors MODEL.onnx ...      run a model on .npy input tensors, write .npy outputs
 
-MODEL_DIR is a model repository entry (config.pbtxt + model.onnx), e.g.
-models/nanodet-g. `lowbit COMMAND --help` explains each command's options.
+MODEL_DIR is a model repository entry (config.pbtxt + its model file, ONNX or
+a compiled .lbm), e.g. models/nanodet-g; MODEL is a model directory, a .lbm
+or an ONNX file. `lowbit COMMAND --help` explains each command's options.
 )";
 
 }  // namespace
@@ -28,6 +32,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   // Subcommands see argv[0] = their own name.
+  if (command == "compile") return lowbit::cli::CompileCommand(argc - 1, argv + 1);
   if (command == "run") return lowbit::cli::RunCommand(argc - 1, argv + 1);
   if (command == "inspect") return lowbit::cli::InspectCommand(argc - 1, argv + 1);
   if (command == "bench") return lowbit::cli::BenchCommand(argc - 1, argv + 1);

@@ -1,6 +1,7 @@
 """The `lowbit` CLI on the real models: inspect's per-layer figures add up to
-its totals, run prints the detections, and bad input gives a clear error and
-the documented exit code.
+its totals, compile writes a .lbm that inspect and run read as they read the
+ONNX, run prints the detections, and bad input gives a clear error and the
+documented exit code.
 
 Environment: LOWBIT_BIN (default <repo>/build/engine/lowbit), LOWBIT_MODEL_REPO
 (default <repo>/models), LOWBIT_IMAGES (default <repo>/data/images).
@@ -18,9 +19,13 @@ LOWBIT_BIN = pathlib.Path(os.environ.get("LOWBIT_BIN", REPO / "build" / "engine"
 MODEL_REPO = pathlib.Path(os.environ.get("LOWBIT_MODEL_REPO", REPO / "models"))
 IMAGES = pathlib.Path(os.environ.get("LOWBIT_IMAGES", REPO / "data" / "images"))
 
-# "   2  convolution_1   Conv+LeakyRelu  [1,32,104,104]   99,680,256   9,248"
-LAYER_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\[[\d,]+\])\s+([\d,]+)\s+([\d,]+)\s*$")
+# "   2  convolution_1  Conv+LeakyRelu  [1,32,104,104]  32/32  xnnpack_f32  36,992  99,680,256  9,248"
+# groups: index, name, op, shape, W/A, kernel, weight bytes, MACs, params
+LAYER_ROW = re.compile(
+    r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\[[\d,]+\])\s+(\d+/\d+|-)\s+(\S+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s*$"
+)
 TOTAL_ROW = re.compile(r"^total\s+(\d+) layers, .*MACs \(([\d,]+)\), .*params \(([\d,]+)\)")
+WEIGHTS_ROW = re.compile(r"^weights ([\d,]+) bytes .* as stored; FP32 ([\d,]+) bytes")
 
 
 def lowbit(*args: str) -> subprocess.CompletedProcess:
@@ -47,28 +52,104 @@ def number(text: str) -> int:
     return int(text.replace(",", ""))
 
 
-def test_inspect_nanodet_layers_sum_to_the_printed_totals():
-    result = lowbit("inspect", model_dir("nanodet-g"))
+def inspect_rows(*args):
+    result = lowbit("inspect", *args)
     assert result.returncode == 0, result.stderr
-    layers = [m.groups() for m in map(LAYER_ROW.match, result.stdout.splitlines()) if m]
-    totals = [m.groups() for m in map(TOTAL_ROW.match, result.stdout.splitlines()) if m]
-    assert len(totals) == 1, result.stdout
-    layer_count, total_macs, total_params = (number(v) for v in totals[0])
+    lines = result.stdout.splitlines()
+    layers = [m.groups() for m in map(LAYER_ROW.match, lines) if m]
+    totals = [m.groups() for m in map(TOTAL_ROW.match, lines) if m]
+    weights = [m.groups() for m in map(WEIGHTS_ROW.match, lines) if m]
+    assert len(totals) == 1 and len(weights) == 1, result.stdout
+    return result.stdout, layers, totals[0], weights[0]
+
+
+def test_inspect_nanodet_layers_sum_to_the_printed_totals():
+    _, layers, totals, weights = inspect_rows(model_dir("nanodet-g"))
+    layer_count, total_macs, total_params = (number(v) for v in totals)
+    weight_bytes, fp32_bytes = (number(v) for v in weights)
 
     assert len(layers) == layer_count
-    assert sum(number(row[4]) for row in layers) == total_macs
-    assert sum(number(row[5]) for row in layers) == total_params
+    assert sum(number(row[7]) for row in layers) == total_macs
+    assert sum(number(row[8]) for row in layers) == total_params
+    assert sum(number(row[6]) for row in layers) == weight_bytes
     # NanoDet-g: 34 convolutions, 2.09 G multiply-adds.
     assert sum(1 for row in layers if row[2].startswith("Conv")) == 34
     assert 2.08e9 < total_macs < 2.10e9
-    # Only convolutions do multiply-adds or hold parameters.
+    # Only convolutions do multiply-adds or hold parameters; FP32 ones run on
+    # XNNPACK with 4 bytes per parameter.
     for row in layers:
-        if not row[2].startswith("Conv"):
-            assert number(row[4]) == 0 and number(row[5]) == 0, row
+        if row[2].startswith("Conv"):
+            assert row[4] == "32/32" and row[5] == "xnnpack_f32", row
+            assert number(row[6]) == 4 * number(row[8]), row
+        else:
+            assert number(row[7]) == 0 and number(row[8]) == 0 and number(row[6]) == 0, row
+            assert row[4] == "-" and row[5] == "-", row
+    assert fp32_bytes == 4 * total_params == weight_bytes
     first = layers[0]
     assert first[2].startswith("Conv") and first[3] == "[1,32,208,208]"
     # 3x3 conv, 3 -> 32 channels at 208x208: 32*208*208 outputs x 27 MACs each.
-    assert number(first[4]) == 32 * 208 * 208 * 27
+    assert number(first[7]) == 32 * 208 * 208 * 27
+
+
+def test_compile_writes_a_lbm_that_inspects_and_runs_like_the_onnx(tmp_path):
+    onnx = model_dir("nanodet-g") / "model.onnx"
+    lbm = tmp_path / "nanodet-g.lbm"
+    result = lowbit("compile", onnx, "-o", lbm)
+    assert result.returncode == 0, result.stderr
+    assert re.match(rf"^compiled {re.escape(str(onnx))} -> {re.escape(str(lbm))}: 73 layers, weights ", result.stdout)
+    assert lbm.read_bytes()[:8] == b"\x89LBM\r\n\x1a\n"
+
+    onnx_text, onnx_layers, onnx_totals, onnx_weights = inspect_rows(onnx)
+    lbm_text, lbm_layers, lbm_totals, lbm_weights = inspect_rows(lbm)
+    assert lbm_layers == onnx_layers and lbm_totals == onnx_totals and lbm_weights == onnx_weights
+    assert "compiled model (.lbm) by lowbit" in lbm_text and f"from {onnx}" in lbm_text
+    assert "compiled at load" in onnx_text
+
+    # A repository entry naming the .lbm detects what the ONNX entry detects.
+    entry = tmp_path / "nanodet-lbm"
+    entry.mkdir()
+    (entry / "model.lbm").write_bytes(lbm.read_bytes())
+    (entry / "labels.txt").write_bytes((model_dir("nanodet-g") / "labels.txt").read_bytes())
+    config = (model_dir("nanodet-g") / "config.pbtxt").read_text()
+    assert 'model_file: "model.onnx"' in config
+    (entry / "config.pbtxt").write_text(config.replace('model_file: "model.onnx"', 'model_file: "model.lbm"'))
+    from_lbm = lowbit("run", entry, image("dog.jpg"))
+    from_onnx = lowbit("run", model_dir("nanodet-g"), image("dog.jpg"))
+    assert from_lbm.returncode == 0, from_lbm.stderr
+    assert "(compiled .lbm)" in from_lbm.stdout and "(ONNX compiled at load)" in from_onnx.stdout
+    detections = lambda out: re.findall(r"^\s+\w+\s+[\d.]+\s+\[[\d., ]+\]$", out, re.MULTILINE)
+    assert detections(from_lbm.stdout) == detections(from_onnx.stdout) != []
+
+
+def test_compile_measures_load_against_compile(tmp_path):
+    result = lowbit("compile", model_dir("nanodet-g") / "model.onnx", "-o", tmp_path / "m.lbm", "--measure-load", "3")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^load vs compile, median of 3 runs each: compile ONNX [\d.]+ ms, load \.lbm [\d.]+ ms: [\d.]+x faster", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_inspect_refuses_a_damaged_lbm_saying_what_is_wrong(tmp_path):
+    lbm = tmp_path / "m.lbm"
+    assert lowbit("compile", model_dir("nanodet-g") / "model.onnx", "-o", lbm).returncode == 0
+    good = lbm.read_bytes()
+    truncated = tmp_path / "truncated.lbm"
+    truncated.write_bytes(good[: len(good) // 2])
+    result = lowbit("inspect", truncated)
+    assert result.returncode == 1
+    assert f"{truncated}: truncated: section constants ends at byte {len(good)} but the file has {len(good) // 2} bytes" in result.stderr
+    corrupt = tmp_path / "corrupt.lbm"
+    corrupt.write_bytes(good[:-100] + bytes([good[-100] ^ 1]) + good[-99:])
+    result = lowbit("inspect", corrupt)
+    assert result.returncode == 1
+    assert "checksum mismatch in section constants (corrupt file)" in result.stderr
+
+
+def test_compile_usage_errors(tmp_path):
+    assert lowbit("compile").returncode == 2
+    result = lowbit("compile", model_dir("nanodet-g"))
+    assert result.returncode == 2 and "is a directory; give its model file" in result.stderr
+    result = lowbit("compile", tmp_path / "missing.onnx", "-o", tmp_path / "x.lbm")
+    assert result.returncode == 1 and "NOT_FOUND" in result.stderr
+    assert lowbit("compile", "--help").returncode == 0
 
 
 def test_run_prints_the_objects_in_dog_jpg():
@@ -99,5 +180,5 @@ def test_usage_errors_exit_2_and_help_exits_0():
     assert lowbit("frobnicate").returncode == 2
     help_text = lowbit("--help")
     assert help_text.returncode == 0
-    for command in ("run", "inspect", "bench", "tensors"):
+    for command in ("compile", "run", "inspect", "bench", "tensors"):
         assert command in help_text.stdout
