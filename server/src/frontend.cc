@@ -326,6 +326,7 @@ grpc::Status DetectorService::GetModel(grpc::ServerContext* context,
   *response->mutable_config() = model->spec.config;
   int64_t total_macs = 0;
   int64_t total_params = 0;
+  int64_t total_weight_bytes = 0;
   for (const engine::LayerInfo& layer : model->spec.layers) {
     v1::LayerInfo* out = response->add_layers();
     out->set_name(layer.name);
@@ -333,11 +334,24 @@ grpc::Status DetectorService::GetModel(grpc::ServerContext* context,
     for (int64_t dim : layer.output_shape) out->add_output_shape(dim);
     out->set_macs(layer.macs);
     out->set_params(layer.params);
+    out->set_weight_bits(layer.weight_bits);
+    out->set_activation_bits(layer.activation_bits);
+    out->set_kernel(layer.kernel);
+    out->set_weight_bytes(layer.weight_bytes);
     total_macs += layer.macs;
     total_params += layer.params;
+    total_weight_bytes += layer.weight_bytes;
   }
   response->set_total_macs(total_macs);
   response->set_total_params(total_params);
+  response->set_total_weight_bytes(total_weight_bytes);
+  const engine::ModelOrigin& origin = model->spec.origin;
+  v1::CompiledModelInfo* compiled = response->mutable_compiled();
+  compiled->set_precompiled(origin.precompiled);
+  compiled->set_source_model(origin.source_model);
+  compiled->set_producer(origin.producer);
+  compiled->set_kernel_isa(origin.kernel_isa);
+  compiled->set_cpu_model(origin.cpu_model);
   return grpc::Status::OK;
 }
 

@@ -48,10 +48,14 @@ StatusOr<std::vector<ModelSpec>> LoadModelRepository(const std::string& reposito
     }
     spec.num_classes = static_cast<int>(model->labels().size());
     spec.layers = model->model().layers();
+    spec.origin = model->model().origin();
     spec.backend = std::make_shared<EngineBackend>(model);
-    spdlog::info("loaded model {} from {}: input {}x{}, {} classes, {} layers", spec.name,
-                 dir.string(), spec.config.input().width(), spec.config.input().height(),
-                 spec.num_classes, spec.layers.size());
+    spdlog::info(
+        "loaded model {} from {} ({}): input {}x{}, {} classes, {} layers, kernels chosen on {}",
+        spec.name, dir.string(),
+        spec.origin.precompiled ? "compiled .lbm" : "ONNX compiled at load",
+        spec.config.input().width(), spec.config.input().height(), spec.num_classes,
+        spec.layers.size(), spec.origin.kernel_isa);
     specs.push_back(std::move(spec));
   }
   return specs;

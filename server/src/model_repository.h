@@ -1,4 +1,5 @@
-// Loading a model repository: models/<name>/config.pbtxt (+ model.onnx, ...).
+// Loading a model repository: models/<name>/config.pbtxt (+ its model file:
+// model.onnx, compiled at load, or a compiled model.lbm; labels).
 #pragma once
 
 #include <memory>
@@ -18,6 +19,7 @@ struct ModelSpec {
   v1::ModelConfig config;
   int num_classes = 0;
   std::vector<engine::LayerInfo> layers;  // at batch 1
+  engine::ModelOrigin origin;             // .lbm or ONNX, where kernels were chosen
   std::shared_ptr<const InferenceBackend> backend;
 };
 
