@@ -8,6 +8,9 @@
 #   REPO_DIR/nanodet-g/{model.onnx,config.pbtxt,labels.txt}   (converted from tfjs)
 #   REPO_DIR/nanodet-g-{w8a8,w4a4,w2a2,w1a1}/...   NanoDet-g fake-quantized as QCDQ
 #       (make_quantized.py: WxAy inner layers, first/last layers 8 bit, producer site)
+#   REPO_DIR/nanodet-g-mixed/...                  QCDQ with bits per layer (make_quantized.py
+#       mixed_layer_bits: 3x3 backbone convs with >= 64 input channels W2A2, 1x1 FPN
+#       laterals, head branches and the 104x104 stage W4A4, first/last 8 bit)
 #   REPO_DIR/nanodet-g-ort-int8/...               ONNX Runtime's quantize_static (QDQ, Conv only)
 #   The quantized entries are calibrated post-training on the photos of
 #   deploy/fetch-images.sh (LOWBIT_IMAGES, default <repo>/data/images) and need
@@ -134,9 +137,9 @@ convert_once nanodet-g "converting nanodet (tfjs) to ONNX" \
 # when make_quantized.py, the FP32 model, a calibration photo, onnxruntime's
 # version (its quantizer makes the -ort-int8 entry) or the recipe below changes
 # (stamp: <entry>/.model.onnx.stamp); a second run loads no model.
-quantized_entries=(nanodet-g-w8a8 nanodet-g-w4a4 nanodet-g-w2a2 nanodet-g-w1a1 nanodet-g-ort-int8)
+quantized_entries=(nanodet-g-w8a8 nanodet-g-w4a4 nanodet-g-w2a2 nanodet-g-w1a1 nanodet-g-mixed nanodet-g-ort-int8)
 # Calibration: the first N photos in name order. 12 (all of fetch-images.sh's)
-# take about 12 s for the five models on 2 cores.
+# take about 16 s for the six models on 2 cores.
 calibration_images=12
 images_dir="${LOWBIT_IMAGES:-$repo/data/images}"
 

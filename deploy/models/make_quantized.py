@@ -5,10 +5,12 @@
     make_quantized.py MODEL.onnx -o OUT.onnx --format qcdq --wbits 4 --abits 4 \
         [--first-last-bits 8] [--weight-range narrow|full] \
         [--act-site producer|conv-input|pre-pad] --calib data/images [--images N]
+    make_quantized.py MODEL.onnx -o OUT.onnx --format qcdq --mixed --calib data/images
     make_quantized.py ... --check data/images/dog.jpg   # ONNX Runtime's detections
     make_quantized.py ... --bench 30                    # ORT FP32 vs OUT, 1 and 2 threads
     make_quantized.py MODEL.onnx --repo models --entry nanodet-g-w4a4 [--entry ...] \
-        --calib data/images      # model repository entries (deploy/models/fetch-models.sh)
+        --calib data/images      # model repository entries (deploy/models/fetch-models.sh):
+                                 # NAME-wXaY, NAME-mixed, NAME-ort-int8
 
 Both formats are calibrated post-training on real photos: the first N images
 (default all) of DIR's *.jpg/*.png in sorted name order, pre-processed as
@@ -89,6 +91,10 @@ fixed image order, fixed-stride subsamples, no random numbers.
     the Pad, so DequantizeLinear -> Pad(0) -> Conv.
   Every other op (Pad, LeakyRelu, Concat, Resize, Add, Split, Sigmoid, ...)
   stays float and computes on dequantized values.
+  --mixed (entry NAME-mixed): bits per inner conv from mixed_layer_bits(): 3x3
+  backbone convs with >= 64 input channels at W2A2, the 1x1 FPN laterals, the
+  head branches and the < 64-channel backbone convs at W4A4, first/last at 8;
+  an activation group read at several bits is quantized at the largest.
 """
 
 from __future__ import annotations
@@ -435,28 +441,39 @@ def producer_output(g: Graph, conv: onnx.NodeProto) -> str:
     return out
 
 
-def producer_plan(g: Graph, abits: int, first_last_bits: int):
+def producer_plan(g: Graph, abits: int, first_last_bits: int,
+                  layer_abits: dict[str, int] | None = None):
     """The producer-side quantization of a model: {group root: bits} for the groups quantized
     where they are produced, with the ActivationGroups. A group is producer-quantized when
     one of its sources is the graph input or a non-head Conv's (activated) output and it has
     no constant member; all its sources are then quantized. Its bits are first_last_bits when
-    it holds the graph input or the first conv's output or feeds a first/last conv, else abits."""
+    it holds the graph input or the first conv's output or feeds a first/last conv, else abits.
+    With layer_abits (conv name -> input bits, the mixed recipe) an inner group takes the
+    largest input bits of the convs reading it (a group read by no conv: of the convs
+    making it), so no conv reads coarser codes than it asked for; abits is the default."""
+    layer_abits = layer_abits or {}
     groups = ActivationGroups(g)
     first, last = first_convs(g), last_convs(g)
     convs = [n for n in g.model.graph.node if n.op_type == "Conv"]
     sites = {i.name: True for i in g.model.graph.input if i.name not in g.init}
+    made_by: dict[str, str] = {}  # producer-side tensor -> the conv making it
     for conv in convs:
         if conv.name not in last:
             sites[producer_output(g, conv)] = conv.name in first
+            made_by[producer_output(g, conv)] = conv.name
     plan: dict[str, int] = {}
     for root, sources in groups.sources.items():
         hits = [t for t in sources if t in sites]
         if not hits or root in groups.constant:
             continue
-        edge = any(sites[t] for t in hits) or any(
-            c.name in first | last for t in groups.members[root] for c in g.consumers[t]
-            if c.op_type == "Conv" and c.input[0] == t)
-        plan[root] = first_last_bits if edge else abits
+        readers = [c.name for t in groups.members[root] for c in g.consumers[t]
+                   if c.op_type == "Conv" and c.input[0] == t]
+        edge = any(sites[t] for t in hits) or any(c in first | last for c in readers)
+        if edge:
+            plan[root] = first_last_bits
+        else:
+            askers = readers or [made_by[t] for t in hits if t in made_by]
+            plan[root] = max((layer_abits.get(c, abits) for c in askers), default=abits)
     return plan, groups
 
 
@@ -517,10 +534,14 @@ def topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.N
 
 def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, abits: int,
               first_last_bits: int = 8, weight_range: str = "narrow", act_site: str = "producer",
-              act_calib: str = "auto", calibration=None) -> tuple[onnx.ModelProto, list[dict]]:
+              act_calib: str = "auto", calibration=None,
+              layer_bits: dict[str, tuple[int, int]] | None = None) -> tuple[onnx.ModelProto, list[dict]]:
     """The QCDQ model and one dict per Conv (bits, clip bounds, scales). act_calib "auto"
     is minmax at 8 bits and mse below. `calibration` may pass calibrate()'s result for
-    calibration_tensors(model, act_site) to share it between models."""
+    calibration_tensors(model, act_site) to share it between models. `layer_bits` (conv
+    name -> (wbits, abits), e.g. mixed_layer_bits()) overrides wbits/abits per inner conv;
+    first/last convs keep first_last_bits."""
+    layer_bits = layer_bits or {}
     g = Graph(model)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     edge = first_and_last_convs(g)
@@ -585,7 +606,8 @@ def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, ab
         return act_chains[key]
 
     # Producer site: one quantizer per group, on each of its sources where it is made.
-    plan, groups = producer_plan(g, abits, first_last_bits) if act_site == "producer" else ({}, None)
+    plan, groups = (producer_plan(g, abits, first_last_bits, {c: b[1] for c, b in layer_bits.items()})
+                    if act_site == "producer" else ({}, None))
     group_quantizer, produced = {}, {}  # group root -> params; source tensor -> its dq output
     for root, bits in plan.items():
         sources = tuple(groups.sources[root])
@@ -597,8 +619,7 @@ def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, ab
 
     dropped = set()
     for conv in convs:
-        bits_w = first_last_bits if conv.name in edge else wbits
-        bits_a = first_last_bits if conv.name in edge else abits
+        bits_w, bits_a = (first_last_bits,) * 2 if conv.name in edge else layer_bits.get(conv.name, (wbits, abits))
         x = conv.input[0]
         pad_input = g.zero_pad_input(x)
         calib = (source[conv.name],)
@@ -679,7 +700,9 @@ def make_qcdq(model: onnx.ModelProto, images: list[pathlib.Path], wbits: int, ab
     del out.opset_import[:]
     out.opset_import.append(helper.make_opsetid("", max(QCDQ_OPSET, onnx_opset(model))))
     out.producer_name = "lowbit make_quantized.py"
-    out.doc_string = (f"QCDQ fake quantization: W{wbits}A{abits} inner convs, first/last convs at "
+    inner = (f"W{wbits}A{abits} inner convs" if not layer_bits else "mixed inner convs (" + ", ".join(
+        f"{c} W{w}A{a}" for c, (w, a) in layer_bits.items()) + ")")
+    out.doc_string = (f"QCDQ fake quantization: {inner}, first/last convs at "
                       f"{first_last_bits} bits, weights {weight_range}, activation site {act_site}")
     onnx.checker.check_model(out, full_check=True)
     return out, layers
@@ -716,16 +739,53 @@ def bench(models: dict[str, pathlib.Path], image: pathlib.Path, runs: int) -> No
                   f"min {1e3 * min(times):7.2f} ms  ({runs} runs)")
 
 
+# --- the mixed-precision recipe -------------------------------------------------
+def mixed_layer_bits(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
+    """Per inner Conv (not first/last): (wbits, abits) of the "mixed" recipe, read from the
+    graph's structure, not from layer names:
+      W2A2  3x3 backbone convs with >= 64 input channels: they hold 84% of the inner
+            convs' weights (NanoDet-g: convolution_5/6/8/10..24), where 2-bit storage
+            pays most;
+      W4A4  3x3 backbone convs with < 64 input channels (the 104x104 stage: few weights,
+            large activations, the most sensitive layers after the first);
+      W4A4  1x1 convs (the FPN laterals convolution_25/26/27) and the convs reading a
+            value-changing op's output (Add/Resize through a Pad: the head branches
+            convolution_28/30/32, which feed the 8-bit heads).
+    First and last convs stay at --first-last-bits (8). A group of activations read by
+    convs asking for different bits is quantized at the largest (producer_plan), so a
+    W2 conv reading a tensor that a W4A4 conv also reads runs at W2A4 (NanoDet-g:
+    convolution_5/6/8/10/11/12/17/18, beside the FPN laterals' inputs and the 104x104
+    stage's groups). Post-training, like W2A2, it detects little (dog.jpg: a false
+    person 0.37; giraffe/eagle: none at 0.35, max scores 0.30/0.33): it is a speed and
+    size model; accuracy at these bits needs quantization-aware training."""
+    g = Graph(model)
+    edge = first_and_last_convs(g)
+    groups = ActivationGroups(g)
+    bits = {}
+    for conv in (n for n in model.graph.node if n.op_type == "Conv" and n.name not in edge):
+        w = g.array(conv.input[1])
+        kernel, cin = w.shape[2] * w.shape[3], w.shape[1]
+        # Through code-preserving ops (Pad, Concat, MaxPool, ...) back to the values' makers.
+        makers = {g.producer[t].op_type for t in groups.sources[groups.find(conv.input[0])] if t in g.producer}
+        neck = bool(makers & {"Add", "Sum", "Resize", "Upsample"})
+        bits[conv.name] = (4, 4) if kernel == 1 or neck or cin < 64 else (2, 2)
+    return bits
+
+
 # --- model repository entries (deploy/models/fetch-models.sh) -----------------
 def entry_recipe(name: str) -> tuple[str, int, int]:
     """(format, wbits, abits) from an entry name: "...-wXaY" is QCDQ at WxAy inner
-    layers (producer site), "...-ort-int8" is ORT's quantize_static QDQ (bits unused)."""
+    layers (producer site), "...-mixed" QCDQ with mixed_layer_bits() per inner layer
+    ("qcdq-mixed", bits 0: per layer), "...-ort-int8" is ORT's quantize_static QDQ
+    (bits unused)."""
     match = re.search(r"-w([1-8])a([1-8])$", name)
     if match:
         return "qcdq", int(match.group(1)), int(match.group(2))
+    if name.endswith("-mixed"):
+        return "qcdq-mixed", 0, 0
     if name.endswith("-ort-int8"):
         return "ort-qdq", 8, 8
-    raise SystemExit(f"make_quantized: entry name {name!r} ends in neither -wXaY nor -ort-int8")
+    raise SystemExit(f"make_quantized: entry name {name!r} ends in none of -wXaY, -mixed, -ort-int8")
 
 
 def make_entries(model_path: pathlib.Path, repo: pathlib.Path, names: list[str],
@@ -738,7 +798,7 @@ def make_entries(model_path: pathlib.Path, repo: pathlib.Path, names: list[str],
     recipes = {name: entry_recipe(name) for name in names}
     model = onnx.load(str(model_path))
     calibration = None
-    if any(fmt == "qcdq" for fmt, _, _ in recipes.values()):
+    if any(fmt.startswith("qcdq") for fmt, _, _ in recipes.values()):
         t0 = time.perf_counter()
         tensors = calibration_tensors(model, "producer")
         calibration = calibrate(model, tensors, images)
@@ -752,6 +812,13 @@ def make_entries(model_path: pathlib.Path, repo: pathlib.Path, names: list[str],
         if fmt == "ort-qdq":
             make_ort_qdq(model_path, partial, images, all_ops=False)
             what = "ORT quantize_static QDQ, Conv only, per-channel int8 weights, uint8 activations"
+        elif fmt == "qcdq-mixed":
+            quantized, layers = make_qcdq(model, images, 8, 8, first_last_bits, calibration=calibration,
+                                          layer_bits=mixed_layer_bits(model))
+            onnx.save(quantized, str(partial))
+            counts = collections.Counter(f"W{l['wbits']}A{l['abits']}" for l in layers)
+            what = (f"QCDQ mixed: {', '.join(f'{k} x{n}' for k, n in sorted(counts.items()))}, "
+                    f"first/last {first_last_bits} bit, producer site")
         else:
             quantized, _ = make_qcdq(model, images, wbits, abits, first_last_bits, calibration=calibration)
             onnx.save(quantized, str(partial))
@@ -769,10 +836,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=["ort-qdq", "qcdq"])
     p.add_argument("--repo", type=pathlib.Path, help="write model repository entries REPO/ENTRY/model.onnx")
     p.add_argument("--entry", action="append", default=[],
-                   help="with --repo: entry name ending in -wXaY (QCDQ) or -ort-int8 (ORT QDQ)")
+                   help="with --repo: entry name ending in -wXaY (QCDQ), -mixed (QCDQ, "
+                        "mixed_layer_bits) or -ort-int8 (ORT QDQ)")
     p.add_argument("--wbits", type=int, default=8, choices=range(1, 9), metavar="1..8")
     p.add_argument("--abits", type=int, default=8, choices=range(1, 9), metavar="1..8")
     p.add_argument("--first-last-bits", type=int, default=8, choices=range(1, 9), metavar="1..8")
+    p.add_argument("--mixed", action="store_true",
+                   help="qcdq: per-layer bits of the mixed recipe (mixed_layer_bits; --wbits/--abits unused)")
     p.add_argument("--weight-range", choices=["narrow", "full"], default="narrow")
     p.add_argument("--act-site", choices=["producer", "conv-input", "pre-pad"], default="producer")
     p.add_argument("--act-calib", choices=["auto", "minmax", "mse"], default="auto",
@@ -801,8 +871,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "ort-qdq":
         make_ort_qdq(args.model, args.output, images, args.ort_all_ops)
     else:
-        model, layers = make_qcdq(onnx.load(str(args.model)), images, args.wbits, args.abits,
-                                  args.first_last_bits, args.weight_range, args.act_site, args.act_calib)
+        source = onnx.load(str(args.model))
+        model, layers = make_qcdq(source, images, args.wbits, args.abits,
+                                  args.first_last_bits, args.weight_range, args.act_site, args.act_calib,
+                                  layer_bits=mixed_layer_bits(source) if args.mixed else None)
         onnx.save(model, str(args.output))
         for layer in layers:
             (lo, hi), (clo, chi) = layer["act_range"], layer["act_clip_range"]

@@ -46,9 +46,10 @@ def _require(path: pathlib.Path, how: str) -> pathlib.Path:
 def quantized_nanodet(fmt: str, wbits: int = 8, abits: int = 8, first_last_bits: int = 8,
                       weight_range: str = "narrow", act_site: str = "producer",
                       act_calib: str = "auto", images: int | None = None) -> pathlib.Path:
-    """Path of NanoDet-g quantized by make_quantized.py ("ort-qdq" or "qcdq"), made once.
-    act_site: "producer" (every activation quantized where it is made, plus an identity
-    requantization in front of each Conv), "conv-input" or "pre-pad"; see the script."""
+    """Path of NanoDet-g quantized by make_quantized.py ("ort-qdq", "qcdq", or "qcdq-mixed":
+    QCDQ with make_quantized.mixed_layer_bits() per inner conv, wbits/abits unused), made
+    once. act_site: "producer" (every activation quantized where it is made, plus an
+    identity requantization in front of each Conv), "conv-input" or "pre-pad"; see the script."""
     model_path = _require(NANODET, "deploy/models/fetch-models.sh")
     calib = make_quantized.calibration_images(_require(IMAGES, "deploy/fetch-images.sh"), images)
     options = (fmt, wbits, abits, first_last_bits, weight_range, act_site, act_calib)
@@ -62,6 +63,8 @@ def quantized_nanodet(fmt: str, wbits: int = 8, abits: int = 8, first_last_bits:
 
         digest.update(onnxruntime.__version__.encode())  # ORT's quantizer is part of the recipe
         name = "nanodet-g-ort-qdq"
+    elif fmt == "qcdq-mixed":
+        name = f"nanodet-g-qcdq-mixed-fl{first_last_bits}-{weight_range}-{act_site}-{act_calib}"
     else:
         name = f"nanodet-g-qcdq-w{wbits}a{abits}-fl{first_last_bits}-{weight_range}-{act_site}-{act_calib}"
     out = CACHE / "quantized" / f"{name}-{digest.hexdigest()[:12]}.onnx"
@@ -71,8 +74,10 @@ def quantized_nanodet(fmt: str, wbits: int = 8, abits: int = 8, first_last_bits:
         if fmt == "ort-qdq":
             make_quantized.make_ort_qdq(model_path, partial, calib, all_ops=False)
         else:
-            model, _ = make_quantized.make_qcdq(onnx.load(str(model_path)), calib, wbits, abits,
-                                                first_last_bits, weight_range, act_site, act_calib)
+            source = onnx.load(str(model_path))
+            layer_bits = make_quantized.mixed_layer_bits(source) if fmt == "qcdq-mixed" else None
+            model, _ = make_quantized.make_qcdq(source, calib, wbits, abits, first_last_bits, weight_range,
+                                                act_site, act_calib, layer_bits=layer_bits)
             onnx.save(model, str(partial))
         partial.replace(out)  # atomic: concurrent test runs never read half a file
     return out
