@@ -507,6 +507,31 @@ TEST_F(LbmModelTest, ACompiledModelThroughAFileRunsBitForBitTheSame) {
   EXPECT_FALSE((*onnx)->origin().precompiled);
 }
 
+TEST_F(LbmModelTest, ValuesNothingReadsAreNeitherKeptNorStored) {
+  testing::OnnxBuilder builder = SmallModel();
+  builder.Floats("unused_weights", {64, 64}, std::vector<float>(64 * 64, 1.0f));
+  auto compiled = builder.Compile();
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  const ir::Graph& graph = (*compiled)->graph();
+  EXPECT_EQ(graph.FindValue("unused_weights"), ir::kNoValue);
+  EXPECT_NE(graph.FindValue("w1"), ir::kNoValue);
+  // Every value left is read or written by a node, or is a graph input.
+  std::vector<char> used(graph.values.size(), 0);
+  for (int id : graph.inputs) used[id] = 1;
+  for (const ir::Node& node : graph.nodes) {
+    for (int id : node.inputs)
+      if (id != ir::kNoValue) used[id] = 1;
+    for (int id : node.outputs) used[id] = 1;
+  }
+  for (size_t v = 0; v < used.size(); ++v) EXPECT_TRUE(used[v]) << graph.values[v].name;
+  const std::string path = PathOf("small.lbm");
+  ASSERT_TRUE(WriteCompiledModel(**compiled, path).ok());
+  auto file = format::ReadLbm(path);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->graph.FindValue("unused_weights"), ir::kNoValue);
+  EXPECT_LT(std::filesystem::file_size(path), 64u * 64 * 4);
+}
+
 TEST_F(LbmModelTest, LoadCompiledNamesTheFileAndSuggestsCompilingAnOnnx) {
   const std::string onnx_path = PathOf("small.onnx");
   {

@@ -151,13 +151,19 @@ StatusOr<ir::HostTensor> DecodeConstant(const ConstantDescriptor& d, const uint8
       }
       break;
     case ir::DataType::kInt32:
-      t.ints.resize(n);
-      for (size_t i = 0; i < n; ++i) t.ints[i] = Load<int32_t>(data + 4 * i);
+      if (reinterpret_cast<uintptr_t>(data) % alignof(int32_t) == 0) {
+        const int32_t* values = reinterpret_cast<const int32_t*>(data);
+        t.ints.assign(values, values + n);
+      } else {
+        t.ints.resize(n);
+        for (size_t i = 0; i < n; ++i) t.ints[i] = Load<int32_t>(data + 4 * i);
+      }
       break;
-    case ir::DataType::kInt8:
-      t.ints.resize(n);
-      for (size_t i = 0; i < n; ++i) t.ints[i] = static_cast<int8_t>(data[i]);
+    case ir::DataType::kInt8: {
+      const int8_t* values = reinterpret_cast<const int8_t*>(data);
+      t.ints.assign(values, values + n);
       break;
+    }
     case ir::DataType::kUInt8:
     case ir::DataType::kBool:
       t.ints.assign(data, data + n);

@@ -4,6 +4,7 @@
 #include "runtime/compiled_model.h"
 
 #include "format/lbm.h"
+#include "lowbit/kernels/dispatch.h"
 #include "ops/kernel.h"
 #include "ops/qconv.h"
 
@@ -45,13 +46,56 @@ bool IsRuntimeType(ir::DataType type) {
          type == ir::DataType::kInt8 || type == ir::DataType::kUInt8;
 }
 
+namespace {
+
+// The graph without the values that no node, graph input or graph output
+// refers to (the passes never erase values, so folded-away weights stay
+// behind as constants), ids renumbered in their original order.
+ir::Graph WithoutUnusedValues(ir::Graph graph) {
+  std::vector<int> new_id(graph.values.size(), -1);
+  auto mark = [&](int id) {
+    if (id >= 0 && id < static_cast<int>(new_id.size())) new_id[id] = 0;
+  };
+  for (int id : graph.inputs) mark(id);
+  for (int id : graph.outputs) mark(id);
+  for (const ir::Node& node : graph.nodes) {
+    for (int id : node.inputs) mark(id);
+    for (int id : node.outputs) mark(id);
+  }
+  ir::Graph kept;
+  kept.opset = graph.opset;
+  for (size_t v = 0; v < graph.values.size(); ++v) {
+    if (new_id[v] < 0) continue;
+    new_id[v] = static_cast<int>(kept.values.size());
+    kept.values.push_back(std::move(graph.values[v]));
+  }
+  auto remap = [&](std::vector<int>* ids) {
+    for (int& id : *ids)
+      if (id != ir::kNoValue) id = new_id[id];
+  };
+  kept.nodes = std::move(graph.nodes);
+  for (ir::Node& node : kept.nodes) {
+    remap(&node.inputs);
+    remap(&node.outputs);
+  }
+  kept.inputs = std::move(graph.inputs);
+  kept.outputs = std::move(graph.outputs);
+  remap(&kept.inputs);
+  remap(&kept.outputs);
+  return kept;
+}
+
+}  // namespace
+
 StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromGraph(
     ir::Graph graph, std::vector<std::string> output_names, ModelOrigin origin) {
   if (!output_names.empty() && output_names.size() != graph.outputs.size())
     return InvalidArgument(std::to_string(output_names.size()) + " output names for " +
                            std::to_string(graph.outputs.size()) + " graph outputs");
+  // A mistyped LOWBIT_KERNELS_ISA must not silently run other kernels.
+  if (const char* error = kernels::isa_override_error()) return InvalidArgument(error);
   auto model = std::shared_ptr<CompiledModel>(new CompiledModel());
-  model->graph_ = std::move(graph);
+  model->graph_ = WithoutUnusedValues(std::move(graph));
   model->origin_ = std::move(origin);
   // Kernel-format weights, once per model, shared read-only by every session.
   // They are derived from the stored (compact) weights, so they are values
@@ -81,6 +125,8 @@ StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromGraph(
 }
 
 ir::Graph CompiledModel::StoredGraph() const {
+  // Derived values are appended after the stored ones and read only as
+  // trailing node inputs (ops::PrepareQuantizedConvs).
   ir::Graph stored;
   stored.opset = graph_.opset;
   stored.values.assign(graph_.values.begin(), graph_.values.begin() + stored_value_count_);

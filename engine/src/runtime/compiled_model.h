@@ -38,11 +38,12 @@ class CompiledModel final : public Model {
   static StatusOr<std::shared_ptr<const CompiledModel>> Compile(ir::Graph graph,
                                                                 ModelOrigin origin = {});
 
-  // Runtime library: a model from an already compiled graph. Validates it
-  // (run-time types, batch axis, a kernel for every node), plans buffers and
-  // describes the layers. `output_names` are the model's public output names
-  // in graph.outputs order (the compiler may re-point an output to a value
-  // it renamed); empty means the output values' own names.
+  // Runtime library: a model from an already compiled graph. Drops the
+  // values nothing refers to (renumbering the rest), derives kernel-format
+  // weights, validates it (run-time types, batch axis, a kernel for every
+  // node), plans buffers and describes the layers. `output_names` are the model's public output
+  // names in graph.outputs order (the compiler may re-point an output to a value it renamed); empty
+  // means the output values' own names.
   static StatusOr<std::shared_ptr<const CompiledModel>> FromGraph(
       ir::Graph graph, std::vector<std::string> output_names = {}, ModelOrigin origin = {});
 
