@@ -44,19 +44,7 @@ BitSerialWork make_bit_serial_work(const BitSerialConvArgs& a) {
 
 void activation_sums(const BitSerialConvArgs& a, const BitSerialPlan& plan,
                      const uint64_t* image, int out_y, int out_x, int pixels, int32_t* sums) {
-  const BitPlanesLayout& l = a.activation_layout;
-  const int s = a.geometry.stride;
-  for (int i = 0; i < pixels; ++i) {
-    const uint64_t* window = image + l.offset_words(out_y * s, (out_x + i) * s);
-    int32_t total = 0;
-    for (int t = 0; t < plan.taps; ++t) {
-      const uint64_t* px = window + plan.tap_offset[t];
-      for (int j = 0; j < plan.abits; ++j)
-        for (int k = 0; k < plan.words; ++k)
-          total += std::popcount(px[j * plan.words + k]) << j;
-    }
-    sums[i] = total;
-  }
+  activation_sums_local(a, plan, image, out_y, out_x, pixels, sums);
 }
 
 }  // namespace lowbit::kernels::detail

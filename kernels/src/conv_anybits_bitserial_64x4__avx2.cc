@@ -36,7 +36,7 @@ void conv_anybits_bitserial_64x4__avx2(const BitSerialConvArgs& args) {
     const int n = tl.image, oy = tl.out_y, ox0 = tl.out_x, pixels = tl.pixels;
     const uint64_t* image = args.activations + size_t(n) * l.image_words;
     int32_t sums[P];
-    detail::activation_sums(args, plan, image, oy, ox0, pixels, sums);
+    detail::activation_sums_local(args, plan, image, oy, ox0, pixels, sums);
     for (int cb = tl.cb_begin; cb < tl.cb_end; ++cb) {
       const uint64_t* wblock = args.weights + cb * block_words;
       alignas(32) int32_t acc[B][P];

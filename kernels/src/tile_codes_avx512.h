@@ -71,7 +71,7 @@ inline void store_floats512(const OutputStage& out, const ConvGeometry& g, int i
   }
 }
 
-// Store of a pixel-major tile: `pixels` flat pixels from f of `image`,
+// Store of a pixel-major tile: `pixels` (any number) flat pixels from f of `image`,
 // channels cout_begin.. (at most max_couts of them, and those < Cout).
 inline void store_tile_pm512(const OutputStage& out, const ConvGeometry& g, int image, size_t f,
                              int out_width, int pixels, int cout_begin, const int32_t* acc,
@@ -84,8 +84,11 @@ inline void store_tile_pm512(const OutputStage& out, const ConvGeometry& g, int 
   } else if (out.destination == Destination::kFloat && e.activation != Activation::kSilu) {
     store_floats512(out, g, image, f, pixels, cout_begin, make_codes512(e, cout_begin, couts),
                     acc);
-  } else {
-    detail::store_pixel_major(out, g, image, f, out_width, pixels, cout_begin, acc, max_couts);
+  } else {  // store_pixel_major takes at most kInt8PixelGroup pixels per call
+    for (int i = 0; i < pixels; i += kInt8PixelGroup)
+      detail::store_pixel_major(out, g, image, f + i, out_width,
+                                pixels - i < kInt8PixelGroup ? pixels - i : kInt8PixelGroup,
+                                cout_begin, acc + i * kInt8CoutBlock, max_couts);
   }
 }
 

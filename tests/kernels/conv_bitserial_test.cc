@@ -45,6 +45,20 @@ TEST_P(ConvBitSerial, ManyTilesOddSizesAndBatch) {
         .w(53).kernel(3).pad(1).seed(uint32_t(6 + bits)).Test(table().conv_anybits_bitserial.fn);
 }
 
+TEST_P(ConvBitSerial, LongStepListsAndWideStrides) {
+  // 49 taps x 43 words = 2107 (tap, word) steps: more than one step table
+  // (kMaxSteps = 2048, AVX-512), in chunks of whole taps.
+  ConvTester().wbits(1).abits(1).domain(WeightDomain::kBinary).cin(2700).cout(5).h(3).w(4)
+      .kernel(7).pad(3).seed(40).Test(table().conv_anybits_bitserial.fn);
+  ConvTester().wbits(2).abits(2).cin(2700).cout(4).h(2).w(3).kernel(7).pad(3).seed(41).Test(
+      table().conv_anybits_bitserial.fn);
+  // Stride 6 over a 64-pixel row tile: the receptive field spans more input
+  // columns than the per-column activation sums hold (per-window path).
+  for (Destination d : {Destination::kInt32, Destination::kCodes})
+    ConvTester().destination(d).out_bits(8).wbits(2).abits(3).cin(5).cout(6).h(8).w(400)
+        .kernel(3).stride(6).pad(1).seed(42).Test(table().conv_anybits_bitserial.fn);
+}
+
 TEST_P(ConvBitSerial, ExtremeValues) {
   for (Fill fill : {Fill::kMaxCodesMinWeights, Fill::kMaxCodesMaxWeights})
     for (int wb : {1, 2, 4})
