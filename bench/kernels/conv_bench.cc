@@ -284,17 +284,27 @@ void bench_int8(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
 }
 
 // u8 output of a low-bit layer ("->u8" rows): per-channel scale and bias
-// spreading y over about [-1, 1] for sums of random codes and weights
-// (centred on zero for signed weights), ReLU, 8-bit codes. The buffers are
-// owned by the caller.
-OutputStage lowbit_codes_stage(const ConvGeometry& g, int abits, std::vector<float>* scale,
+// spreading y over about [-1, 1] around zero for sums of the random codes and
+// weights (the bias removes their mean, so about half the values are
+// clipped by the ReLU, as in a trained layer), ReLU, 8-bit codes. The
+// buffers are owned by the caller.
+template <typename Weight>
+OutputStage lowbit_codes_stage(const ConvGeometry& g, int abits, const std::vector<uint8_t>& codes,
+                               const std::vector<Weight>& weights, std::vector<float>* scale,
                                std::vector<float>* bias, std::vector<uint8_t>* out) {
-  const float spread = std::sqrt(float(g.taps() * g.in_channels)) * float((1 << abits) - 1);
+  double mean_code = 0, mean_weight = 0;
+  for (uint8_t c : codes) mean_code += c;
+  for (Weight w : weights) mean_weight += w;
+  mean_code /= double(codes.size());
+  mean_weight /= double(weights.size());
+  const double taps_cin = double(g.taps()) * g.in_channels;
+  const float spread = float(std::sqrt(taps_cin) * ((1 << abits) - 1));
   scale->resize(size_t(g.out_channels));
   bias->resize(size_t(g.out_channels));
   for (int c = 0; c < g.out_channels; ++c) {
-    (*scale)[size_t(c)] = float(1 + c % 7) / 4.0f / spread;
-    (*bias)[size_t(c)] = 0.05f * float(c % 5 - 2);
+    const float sc = float(1 + c % 7) / 4.0f / spread;
+    (*scale)[size_t(c)] = sc;
+    (*bias)[size_t(c)] = 0.05f * float(c % 5 - 2) - sc * float(taps_cin * mean_code * mean_weight);
   }
   out->assign(size_t(g.out_height()) * g.out_width() * g.out_channels, 0);
   OutputStage stage;
@@ -334,7 +344,7 @@ void bench_lut(const Shape& s, Pool& pool, int runs, std::mt19937& rng) {
         median_seconds(runs, [&] { run_split(pool, t.conv_w2a2_lut.fn, a, items); }));
   std::vector<float> scale, bias;
   std::vector<uint8_t> out_codes;
-  a.output = lowbit_codes_stage(g, 2, &scale, &bias, &out_codes);
+  a.output = lowbit_codes_stage(g, 2, codes, w, &scale, &bias, &out_codes);
   print(s, g, pool.threads(), "lut_u8", 2, (std::string(t.conv_w2a2_lut.name) + " ->u8").c_str(),
         median_seconds(runs, [&] { run_split(pool, t.conv_w2a2_lut.fn, a, items); }));
 }
@@ -366,7 +376,7 @@ void bench_bitserial(const Shape& s, Pool& pool, int bits, int runs, std::mt1993
         median_seconds(runs, [&] { run_split(pool, t.conv_anybits_bitserial.fn, a, items); }));
   std::vector<float> scale, bias;
   std::vector<uint8_t> out_codes;
-  a.output = lowbit_codes_stage(g, bits, &scale, &bias, &out_codes);
+  a.output = lowbit_codes_stage(g, bits, codes, w, &scale, &bias, &out_codes);
   print(s, g, pool.threads(), "bitserial_u8", bits,
         (std::string(t.conv_anybits_bitserial.name) + " ->u8").c_str(),
         median_seconds(runs, [&] { run_split(pool, t.conv_anybits_bitserial.fn, a, items); }));
