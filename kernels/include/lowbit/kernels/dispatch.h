@@ -3,7 +3,8 @@
 // ordered scalar < avx2 < avxvnni (AVX2 plus 256-bit VEX vpdpbusd / vpdpwssd)
 // and scalar < avx2 < avx512 (AVX-512 F+BW+VL+VNNI, with the OS saving
 // opmask and ZMM state; its bit-serial variant also needs VPOPCNTDQ and is
-// replaced by the level below where the CPU lacks it). Sapphire Rapids has
+// replaced by the level below where the CPU lacks it, as is its byte-map
+// variant where the CPU lacks AVX512_VBMI). Sapphire Rapids has
 // both avxvnni and avx512; Ice Lake / Cascade Lake servers have avx512
 // without AVX-VNNI, so there the avx512 table inherits the avx2 kernels
 // instead of the avxvnni ones. A table of a higher level carries the lower
@@ -21,6 +22,7 @@
 
 #include <cstdint>
 
+#include "lowbit/kernels/bytemap.h"
 #include "lowbit/kernels/conv.h"
 
 namespace lowbit::kernels {
@@ -93,9 +95,19 @@ using Int8ConvEntry = ConvKernelEntry<Int8ConvFn>;
 using Int8DotConvEntry = ConvKernelEntry<Int8DotConvFn>;
 using DwConvEntry = ConvKernelEntry<DwConvFn>;
 
-// The kernels of one ISA level, one entry per family (every table has all
-// five; conv_u8s8dot is a non-native scalar stand-in where the ISA has no
-// dot-product instruction).
+// The byte-map variant a table carries (bytemap.h): the function, its name
+// (the symbol's spelling) and the ISA it is compiled for. No rate: nothing
+// chooses between byte maps (measured throughput beside each definition in
+// dispatch.cc).
+struct MapBytesEntry {
+  MapBytesFn fn = nullptr;
+  const char* name = "";
+  Isa isa = Isa::kScalar;
+};
+
+// The kernels of one ISA level, one entry per convolution family (every
+// table has all five; conv_u8s8dot is a non-native scalar stand-in where the
+// ISA has no dot-product instruction) and the byte map (every table has one).
 struct KernelTable {
   Isa isa = Isa::kScalar;
   LutConvEntry conv_w2a2_lut;
@@ -103,6 +115,7 @@ struct KernelTable {
   Int8ConvEntry conv_u8s8;
   Int8DotConvEntry conv_u8s8dot;
   DwConvEntry dwconv_u8s8;
+  MapBytesEntry map_bytes;
 };
 
 // The family-independent fields of `table`'s entry for `family` (fn left
