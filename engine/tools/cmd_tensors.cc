@@ -1,6 +1,7 @@
 // lowbit tensors MODEL.onnx --input NAME=FILE.npy ... --out DIR [--threads N]
-// Runs a model on raw .npy tensors and writes every output as
-// DIR/<output name>.npy, with '/' and ':' in names replaced by '_'.
+// Runs a model on raw .npy tensors (float or integer, see ReadNpy) and
+// writes every output as float32 DIR/<output name>.npy, with '/' and ':' in
+// names replaced by '_'.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,8 +19,11 @@ namespace {
 constexpr const char* kTensorsUsage =
     R"(usage: lowbit tensors MODEL.onnx --input NAME=FILE.npy [--input ...] --out DIR [--threads N]
 
-Runs MODEL.onnx on float32 .npy tensors (first dimension = batch) and writes
-each output as DIR/<output name>.npy ('/' and ':' in names become '_').
+Runs MODEL.onnx on .npy tensors (first dimension = batch) and writes each
+output as DIR/<output name>.npy ('/' and ':' in names become '_'). Inputs may
+be float32, float16, or integer/bool arrays with values within +-2^24 (the
+codes of quantized models); outputs are float32, integer outputs holding
+their exact integers.
 )";
 
 std::string SanitizeFileName(std::string name) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "import/fake_quant.h"
 #include "lowbit_onnx/onnx.pb.h"
 
 namespace lowbit::engine {
@@ -48,18 +49,59 @@ StatusOr<DataType> ConvertDataType(int onnx_type, const std::string& what) {
     case onnx::TensorProto::INT64:
       return DataType::kInt64;
     case onnx::TensorProto::INT32:
+    case onnx::TensorProto::INT16:  // 16-bit codes are held widened
+    case onnx::TensorProto::UINT16:
       return DataType::kInt32;
     case onnx::TensorProto::INT8:
+    case import::onnx_type::kInt4:  // sub-byte codes are held one per byte
+    case import::onnx_type::kInt2:
       return DataType::kInt8;
     case onnx::TensorProto::UINT8:
+    case import::onnx_type::kUInt4:
+    case import::onnx_type::kUInt2:
       return DataType::kUInt8;
     case onnx::TensorProto::BOOL:
       return DataType::kBool;
     default:
-      return Status(Unimplemented(what + " has ONNX element type " + std::to_string(onnx_type) +
-                                  ", which lowbit does not support (float32/16/64, int64, "
-                                  "int32, int8, uint8, bool are supported)"));
+      return Status(Unimplemented(
+          what + " has ONNX element type " + import::OnnxTypeName(onnx_type) +
+          ", which lowbit does not support (float32/16/64, int64, int32, int16/uint16, "
+          "int8/uint8, int4/uint4, int2/uint2, bool are supported)"));
   }
+}
+
+// Sub-byte integers (int4/uint4: 2 per byte, int2/uint2: 4 per byte, low
+// bits first), from raw_data or from int32_data holding one packed byte per
+// element; signed types are sign-extended.
+Status UnpackSubByte(const onnx::TensorProto& proto, int64_t count, const std::string& what,
+                     std::vector<int64_t>* out) {
+  const int bits = import::PackedIntBits(proto.data_type());
+  const bool is_signed = proto.data_type() == import::onnx_type::kInt4 ||
+                         proto.data_type() == import::onnx_type::kInt2;
+  const int per_byte = 8 / bits;
+  const int64_t bytes = (count + per_byte - 1) / per_byte;
+  std::vector<uint8_t> packed;
+  if (proto.has_raw_data()) {
+    if (static_cast<int64_t>(proto.raw_data().size()) != bytes)
+      return InvalidArgument(what + ": raw_data holds " + std::to_string(proto.raw_data().size()) +
+                             " bytes but " + std::to_string(count) + " " +
+                             import::OnnxTypeName(proto.data_type()) + " values need " +
+                             std::to_string(bytes));
+    packed.assign(proto.raw_data().begin(), proto.raw_data().end());
+  } else {
+    if (proto.int32_data_size() != bytes)
+      return InvalidArgument(what + ": holds " + std::to_string(proto.int32_data_size()) +
+                             " packed bytes but its shape needs " + std::to_string(bytes));
+    for (int32_t v : proto.int32_data()) packed.push_back(static_cast<uint8_t>(v));
+  }
+  out->resize(count);
+  const int mask = (1 << bits) - 1;
+  for (int64_t i = 0; i < count; ++i) {
+    int v = (packed[i / per_byte] >> (bits * (i % per_byte))) & mask;
+    if (is_signed && v >= (1 << (bits - 1))) v -= 1 << bits;
+    (*out)[i] = v;
+  }
+  return Status::Ok();
 }
 
 // Reads raw little-endian elements of `T` from raw_data, checking the size.
@@ -147,6 +189,28 @@ StatusOr<HostTensor> ConvertTensor(const onnx::TensorProto& proto, const std::st
       tensor.ints.assign(values.begin(), values.end());
       break;
     }
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::UINT16: {
+      if (raw && proto.data_type() == onnx::TensorProto::INT16) {
+        std::vector<int16_t> values;
+        LOWBIT_RETURN_IF_ERROR(ReadRaw<int16_t>(bytes, count, what, &values));
+        tensor.ints.assign(values.begin(), values.end());
+      } else if (raw) {
+        std::vector<uint16_t> values;
+        LOWBIT_RETURN_IF_ERROR(ReadRaw<uint16_t>(bytes, count, what, &values));
+        tensor.ints.assign(values.begin(), values.end());
+      } else {
+        LOWBIT_RETURN_IF_ERROR(CheckCount(proto.int32_data(), count, what));
+        tensor.ints.assign(proto.int32_data().begin(), proto.int32_data().end());
+      }
+      break;
+    }
+    case import::onnx_type::kInt4:
+    case import::onnx_type::kUInt4:
+    case import::onnx_type::kInt2:
+    case import::onnx_type::kUInt2:
+      LOWBIT_RETURN_IF_ERROR(UnpackSubByte(proto, count, what, &tensor.ints));
+      break;
     case onnx::TensorProto::INT8: {
       std::vector<int8_t> values;
       if (raw) {
@@ -236,6 +300,8 @@ Status ConvertGraph(const onnx::ModelProto& model, const std::string& source, ir
   if (graph->opset == 0)
     return InvalidArgument(source + " declares no opset for the default ONNX domain");
   const onnx::GraphProto& g = model.graph();
+  const import::ElementTypes element_types = import::CollectElementTypes(g);
+  LOWBIT_RETURN_IF_ERROR(import::CheckFakeQuantNodes(g, element_types).WithContext(source));
 
   for (const auto& init : g.initializer()) {
     if (init.name().empty()) return InvalidArgument(source + ": an initializer has no name");
@@ -262,9 +328,18 @@ Status ConvertGraph(const onnx::ModelProto& model, const std::string& source, ir
     ir::Node node;
     node.op_type = proto.op_type();
     node.name = proto.name().empty() ? proto.op_type() + "_" + std::to_string(n) : proto.name();
-    if (!proto.domain().empty() && proto.domain() != "ai.onnx")
+    if (import::IsQonnxDomain(proto.domain()) && import::IsQonnxQuantizer(proto.op_type())) {
+      // Replaced by RewriteFakeQuantization below.
+      node.op_type = import::kQonnxOpPrefix + proto.op_type();
+      node.attributes[import::kQonnxDomainAttribute] = Attribute::String(proto.domain());
+    } else if (import::IsQonnxDomain(proto.domain())) {
       return Unimplemented(source + ": " + node.Describe() + " is in domain '" + proto.domain() +
-                           "'; only the default ONNX domain is supported");
+                           "'; lowbit reads only Quant, IntQuant, BipolarQuant and Trunc from it");
+    } else if (!proto.domain().empty() && proto.domain() != "ai.onnx") {
+      return Unimplemented(source + ": " + node.Describe() + " is in domain '" + proto.domain() +
+                           "'; only the default ONNX domain and the QONNX quantizers are "
+                           "supported");
+    }
     for (const auto& attr : proto.attribute()) {
       LOWBIT_ASSIGN_OR_RETURN(
           node.attributes[attr.name()],
@@ -357,7 +432,8 @@ Status ConvertGraph(const onnx::ModelProto& model, const std::string& source, ir
     graph->outputs.push_back(id);
   }
   if (graph->outputs.empty()) return InvalidArgument(source + " declares no graph outputs");
-  return graph->TopologicalSort().WithContext(source);
+  LOWBIT_RETURN_IF_ERROR(graph->TopologicalSort().WithContext(source));
+  return import::RewriteFakeQuantization(graph, element_types).WithContext(source);
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
-// ONNX (protobuf) -> graph IR. Supports the default domain (ai.onnx),
-// initializers with raw_data or typed fields (float32, float16, float64,
-// int64, int32, int8, uint8, bool), Constant nodes, typed attributes, opset
-// and graph inputs/outputs with symbolic dimensions.
+// ONNX (protobuf) -> graph IR. Supports the default domain (ai.onnx) and
+// the QONNX quantizers (import/fake_quant.h), initializers with raw_data or
+// typed fields (float32, float16, float64, int64, int32, int16/uint16 and
+// int8/uint8 and packed int4/uint4, int2/uint2 (held widened), bool),
+// Constant nodes, typed attributes, opset and graph inputs/outputs with
+// symbolic dimensions. Fake quantization becomes lowbit.Quantize /
+// lowbit.Dequantize (ir/quant_ops.h).
 #pragma once
 
 #include <cstddef>

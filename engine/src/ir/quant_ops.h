@@ -31,7 +31,9 @@
 // (the integer sum is exact; one rounding to float, then a float multiply).
 // Inputs 1 and 2 are constants (float32 scale > 0; zero point of any numeric
 // type, integer-valued). Attributes (all optional but qmin/qmax):
-//   axis (int, default 1), qmin, qmax (int, Quantize only),
+//   axis (int, default 1), qmin, qmax (int; required by Quantize; on a
+//   Dequantize, when present, the range of the codes it reads, which gives
+//   their precision: e.g. [-2, 1] for Brevitas' clipped 2-bit weights),
 //   rounding (string, default "half_even"), zero_point_first (int, 0/1),
 //   code_offset (int, default 0), bipolar (int, 0/1).
 // The output dtype of Quantize holds [qmin - code_offset, qmax - code_offset]:

@@ -33,6 +33,7 @@ bool IsViewOp(const ir::Node& node) {
 StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Graph& graph, const ir::Node& node) {
   const std::string& op = node.op_type;
   if (op == "Conv") return CreateConvKernel(graph, node);
+  if (op == "lowbit.Quantize" || op == "lowbit.Dequantize") return CreateQuantizeKernel(graph, node);
   static const std::set<std::string> kElementwise = {"Relu", "LeakyRelu", "Sigmoid", "Clip", "Tanh",
                                                      "Exp",  "Neg",       "Sqrt",    "Abs",  "Add",
                                                      "Sub",  "Mul",       "Div",     "Max",  "Min"};

@@ -1,11 +1,14 @@
 // Constant folding: evaluates shape plumbing (Shape/Gather/Slice/Concat/
 // ConstantOfShape/Unsqueeze/Squeeze/Cast/Reshape ...) and any node whose
-// inputs are all constants, on the compiler's HostTensors.
+// inputs are all constants, on the compiler's HostTensors. lowbit.Quantize /
+// lowbit.Dequantize fold with QuantParams' per-element formulas, the same
+// the runtime kernels compute.
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <set>
 
+#include "ir/quant_ops.h"
 #include "passes/passes.h"
 
 namespace lowbit::engine::passes {
@@ -225,6 +228,22 @@ StatusOr<std::vector<HostTensor>> EvaluateConstantNode(const Graph& graph, const
       *from = in[0];
       *offset = o;
     });
+  } else if (op == ir::kQuantizeOp || op == ir::kDequantizeOp) {
+    LOWBIT_ASSIGN_OR_RETURN(ir::QuantParams params, ir::ReadQuantParams(graph, node));
+    // Channel of element i along the (logical, row-major) quantization axis.
+    const Shape& shape = in[0]->shape;
+    int64_t inner = 1, channels = 1;
+    if (!params.per_tensor()) {
+      channels = shape[params.axis];
+      for (size_t d = params.axis + 1; d < shape.size(); ++d) inner *= shape[d];
+    }
+    for (int64_t i = 0; i < y.size(); ++i) {
+      const int64_t channel = (i / inner) % channels;
+      if (op == ir::kQuantizeOp)
+        y.ints[i] = params.QuantizeValue(static_cast<float>(in[0]->at(i)), channel);
+      else
+        y.floats[i] = params.DequantizeValue(static_cast<int64_t>(in[0]->at(i)), channel);
+    }
   } else if (kFoldableUnary.count(op)) {
     const float alpha = node.GetFloat("alpha", 0.01f);
     for (int64_t i = 0; i < y.size(); ++i) {
@@ -298,7 +317,7 @@ StatusOr<std::vector<HostTensor>> EvaluateConstantNode(const Graph& graph, const
   return out;
 }
 
-Status FoldConstants(Graph* graph) {
+Status FoldConstants(Graph* graph, bool fold_dequantize) {
   LOWBIT_RETURN_IF_ERROR(NormalizeGraphInputs(graph));
   // Values that Identity nodes forward: consumer inputs are rewired to the source.
   std::vector<int> replacement(graph->values.size());
@@ -310,12 +329,19 @@ Status FoldConstants(Graph* graph) {
   for (Node& node : graph->nodes) {
     for (int& in : node.inputs)
       if (in != ir::kNoValue) in = replacement[in];
-    LOWBIT_RETURN_IF_ERROR(InferNodeShapes(graph, &node));
+    if (Status shapes = InferNodeShapes(graph, &node); !shapes.ok()) {
+      // Ops made by later passes (lowbit.QConv ...) keep the shapes their
+      // pass gave them when FoldConstants runs again after it.
+      bool known = shapes.code() == StatusCode::kUnimplemented;
+      for (int out : node.outputs) known = known && graph->values[out].shape_known;
+      if (!known) return shapes;
+    }
     bool all_constant = true;
     for (int in : node.inputs)
       if (in != ir::kNoValue && !graph->values[in].is_constant()) all_constant = false;
     const bool fold_shape = node.op_type == "Shape";
-    if (all_constant || fold_shape) {
+    const bool keep = node.op_type == ir::kDequantizeOp && !fold_dequantize;
+    if ((all_constant && !keep) || fold_shape) {
       auto folded = EvaluateConstantNode(*graph, node);
       if (folded.ok()) {
         for (size_t i = 0; i < node.outputs.size(); ++i)

@@ -21,7 +21,10 @@ const std::set<std::string> kSpatialOps = {
     "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample"};
 const std::set<std::string> kSameLayoutOps = {
     "Relu", "LeakyRelu",   "Sigmoid",   "Clip",  "Tanh", "Exp",   "Neg",   "Sqrt", "Abs",
-    "Erf",  "HardSigmoid", "HardSwish", "Floor", "Ceil", "Split", "Slice", "Pad"};
+    "Erf",  "HardSigmoid", "HardSwish", "Floor", "Ceil", "Split", "Slice", "Pad",
+    // Per-axis parameters index the logical axis; the kernels find it in
+    // the storage order (ops/quantize.cc), so any order is kept.
+    "lowbit.Quantize", "lowbit.Dequantize"};
 const std::set<std::string> kBroadcastOps = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
 const std::set<std::string> kLogicalViewOps = {"Reshape", "Flatten", "Squeeze", "Unsqueeze",
                                                "Identity"};
@@ -264,6 +267,9 @@ Status CompileGraph(Graph* graph) {
   LOWBIT_RETURN_IF_ERROR(EliminateDeadNodes(graph));
   LOWBIT_RETURN_IF_ERROR(FusePadIntoConsumer(graph));
   LOWBIT_RETURN_IF_ERROR(FuseActivations(graph));
+  // Weights still behind a Dequantize (layers that stay in float) become
+  // float constants before layouts permute constants.
+  LOWBIT_RETURN_IF_ERROR(FoldConstants(graph, /*fold_dequantize=*/true));
   LOWBIT_RETURN_IF_ERROR(AssignLayouts(graph));
   return EliminateDeadNodes(graph);
 }

@@ -28,8 +28,11 @@ Status InferNodeShapes(ir::Graph* graph, ir::Node* node);
 // Evaluates every node whose inputs are all constant (and Shape of any value
 // with a known shape), replacing its outputs with constants; removes Identity
 // nodes (rewiring their consumers). Normalises graph inputs and infers
-// shapes on the way, so it runs on freshly imported graphs.
-Status FoldConstants(ir::Graph* graph);
+// shapes on the way, so it runs on freshly imported graphs. lowbit.Quantize
+// of constants folds into integer constants; lowbit.Dequantize of integer
+// constants (quantized weights and biases) stays unless `fold_dequantize`,
+// so the lowering pass sees the integer weights.
+Status FoldConstants(ir::Graph* graph, bool fold_dequantize = false);
 // Computes the outputs of `node` from its constant inputs (logical order);
 // output shapes must already be inferred. Unimplemented for ops the folder
 // cannot evaluate.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "ir/quant_ops.h"
 #include "passes/passes.h"
 
 namespace lowbit::engine::passes {
@@ -87,6 +88,34 @@ StatusOr<Shape> WindowOutputSizes(Node* node, const Shape& spatial, const Shape&
   node->attributes["strides"] = ir::Attribute::Ints(strides);
   if (node->op_type == "Conv") node->attributes["dilations"] = ir::Attribute::Ints(dilations);
   return out;
+}
+
+// Precision of the codes a Quantize writes or a Dequantize reads: the
+// stored code range's bits and sign, zero point in stored codes.
+ir::Precision CodesPrecision(const ir::QuantParams& p) {
+  ir::Precision precision;
+  precision.kind = ir::Precision::Kind::kIntegerCodes;
+  precision.is_signed = p.code_min() < 0;
+  int bits = 1;
+  if (precision.is_signed)
+    while (bits < 64 && (p.code_min() < -(int64_t(1) << (bits - 1)) ||
+                         p.code_max() > (int64_t(1) << (bits - 1)) - 1))
+      ++bits;
+  else
+    while (bits < 64 && p.code_max() > (int64_t(1) << bits) - 1) ++bits;
+  precision.bits = bits;
+  auto stored_zero = [&](int64_t c) {
+    return static_cast<int32_t>(static_cast<int64_t>(p.zero_point(c)) - p.code_offset);
+  };
+  if (p.per_tensor()) {
+    precision.scale = p.scales[0];
+    precision.zero_point = stored_zero(0);
+  } else {
+    precision.axis = p.axis;
+    precision.scales = p.scales;
+    for (size_t c = 0; c < p.scales.size(); ++c) precision.zero_points.push_back(stored_zero(c));
+  }
+  return precision;
 }
 
 StatusOr<std::vector<int64_t>> IntsFromAttributeOrInput(const Graph& graph, const Node& node,
@@ -179,6 +208,31 @@ Status InferNodeShapes(Graph* graph, Node* node) {
                                      std::to_string(expected) + " elements");
     set_output(0, in[0], dtype0);
     for (size_t o = 1; o < node->outputs.size(); ++o) set_output(o, in[1], dtype0);
+    return Status::Ok();
+  }
+  if (op == ir::kQuantizeOp || op == ir::kDequantizeOp) {
+    // Same shape; Quantize writes the dtype that holds its stored codes
+    // (ir/quant_ops.h). The per-axis `axis` is normalised against the rank.
+    LOWBIT_ASSIGN_OR_RETURN(ir::QuantParams params, ir::ReadQuantParams(*graph, *node));
+    if (!params.per_tensor()) node->attributes["axis"] = ir::Attribute::Int(params.axis);
+    Value& codes = graph->values[node->inputs[0]];
+    if (op == ir::kQuantizeOp) {
+      if (dtype0 != DataType::kFloat32)
+        return ShapeError(*node, std::string("quantizes a ") + ir::DataTypeName(dtype0) +
+                                     " tensor; the input must be float32");
+      set_output(0, in[0], ir::CodeType(params.code_min(), params.code_max()));
+      graph->values[node->outputs[0]].precision = CodesPrecision(params);
+      return Status::Ok();
+    }
+    const bool codes_type = dtype0 == DataType::kInt8 || dtype0 == DataType::kUInt8 ||
+                            dtype0 == DataType::kInt32 ||
+                            (codes.is_constant() && dtype0 == DataType::kInt64);
+    if (!codes_type)
+      return ShapeError(*node, std::string("dequantizes a ") + ir::DataTypeName(dtype0) +
+                                   " tensor; codes must be int8, uint8 or int32");
+    if (codes.is_constant() && node->has("qmin") && node->has("qmax"))
+      codes.precision = CodesPrecision(params);
+    set_output(0, in[0], DataType::kFloat32);
     return Status::Ok();
   }
   if (op == "MaxPool" || op == "AveragePool") {
