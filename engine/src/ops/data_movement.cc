@@ -250,6 +250,33 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
     copy.element_bytes = element_bytes;
     return std::unique_ptr<Kernel>(new StridedCopyKernel(copy));
   }
+  if (op == "DepthToSpace" || op == "SpaceToDepth") {
+    // Logical-order operands (the layout pass gives unknown ops logical
+    // order). DepthToSpace output [N, C', H*b, W*b] walks as [N, C', H, b, W, b]
+    // with input channel (i*b + j)*C' + c (DCR) or c*b*b + i*b + j (CRD);
+    // SpaceToDepth (DCR) output [N, C*b*b, H/b, W/b] walks as [N, b, b, C, H', W']
+    // reading input (n, c, y*b + i, x*b + j).
+    if (!input.storage_perm.empty() || !output.storage_perm.empty())
+      return Internal(node.Describe() + " expects logical-order operands");
+    const int64_t b = node.GetInt("blocksize", 1);
+    const Shape& x = first.shape;
+    StridedCopy copy;
+    if (op == "DepthToSpace") {
+      const int64_t c_out = x[1] / (b * b), hw = x[2] * x[3];
+      const bool crd = node.GetString("mode", "DCR") == "CRD";
+      copy.out_shape = {1, c_out, x[2], b, x[3], b};
+      copy.in_strides = {x[1] * hw, crd ? b * b * hw : hw, x[3], crd ? b * hw : b * c_out * hw, 1,
+                         crd ? hw : c_out * hw};
+    } else {
+      const int64_t h = x[2] / b, w = x[3] / b;
+      copy.out_shape = {1, b, b, x[1], h, w};
+      copy.in_strides = {x[1] * x[2] * x[3], x[3], 1, x[2] * x[3], b * x[3], b};
+    }
+    copy.in_frame = NumElements(x);
+    copy.out_frame = NumElements(output.physical);
+    copy.element_bytes = element_bytes;
+    return std::unique_ptr<Kernel>(new StridedCopyKernel(copy));
+  }
   if (op == "Pad") {
     const std::string mode = node.GetString("mode", "constant");
     if (mode != "constant")

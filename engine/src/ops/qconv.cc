@@ -43,6 +43,15 @@ struct QConvShape {
   kernels::WeightDomain domain = kernels::WeightDomain::kSigned;
   WeightCodeFormat format;
   int zero_code = 0;
+  // Element strides of the input codes' logical C, H and W axes within a
+  // frame (any storage order: NHWC normally; the graph input's NCHW codes
+  // are read in place instead of being relaid out first).
+  int64_t channel_stride = 1, row_stride = 0, column_stride = 0, frame = 0;
+
+  bool nhwc() const { return channel_stride == 1 && column_stride == geometry.in_channels; }
+  const uint8_t* pixel(const uint8_t* codes, int64_t n, int64_t y, int64_t x) const {
+    return codes + n * frame + y * row_stride + x * column_stride;
+  }
 };
 
 StatusOr<QConvShape> ReadShape(const ir::Graph& graph, const ir::Node& node) {
@@ -77,6 +86,13 @@ StatusOr<QConvShape> ReadShape(const ir::Graph& graph, const ir::Node& node) {
   s.format = {s.wbits, static_cast<int32_t>(node.GetInt("weight_min", -(1 << (s.wbits - 1)))),
               binary ? 2 : 1};
   s.zero_code = static_cast<int>(node.GetInt("input_zero_point", 0));
+  const Operand in = DescribeOperand(input);
+  std::vector<int64_t> physical_strides(4, 1);
+  for (int d = 2; d >= 0; --d) physical_strides[d] = physical_strides[d + 1] * in.physical[d + 1];
+  s.channel_stride = physical_strides[in.PhysicalAxis(1)];
+  s.row_stride = physical_strides[in.PhysicalAxis(2)];
+  s.column_stride = physical_strides[in.PhysicalAxis(3)];
+  s.frame = NumElements(input.shape);
   return s;
 }
 
@@ -106,11 +122,11 @@ void PackPaddedNhwc(const KernelContext& context, const uint8_t* codes, const QC
       T* px = row + x * channel_stride;
       const int64_t ix = x - s.left;
       if (interior_row && ix >= 0 && ix < s.width) {
-        const uint8_t* src = codes + ((n * s.height + iy) * s.width + ix) * channels;
-        if constexpr (sizeof(T) == 1) {
+        const uint8_t* src = s.pixel(codes, n, iy, ix);
+        if (sizeof(T) == 1 && s.channel_stride == 1) {
           std::memcpy(px, src, channels);
         } else {
-          for (int64_t c = 0; c < channels; ++c) px[c] = src[c];
+          for (int64_t c = 0; c < channels; ++c) px[c] = src[c * s.channel_stride];
         }
       } else {
         for (int64_t c = 0; c < channels; ++c) px[c] = zero;
@@ -136,9 +152,9 @@ void PackBitPlanes(const KernelContext& context, const uint8_t* codes, const QCo
       std::fill(px, px + l.pixel_words, uint64_t(0));
       const int64_t ix = x - s.left;
       const bool interior = iy >= 0 && iy < s.height && ix >= 0 && ix < s.width;
-      const uint8_t* src = interior ? codes + ((n * s.height + iy) * s.width + ix) * channels : nullptr;
+      const uint8_t* src = interior ? s.pixel(codes, n, iy, ix) : nullptr;
       for (int c = 0; c < channels; ++c) {
-        const unsigned q = interior ? src[c] : static_cast<unsigned>(s.zero_code);
+        const unsigned q = interior ? src[c * s.channel_stride] : static_cast<unsigned>(s.zero_code);
         const uint64_t bit = uint64_t(1) << (c % 64);
         for (int j = 0; j < l.bits; ++j)
           if ((q >> j) & 1u) px[size_t(j) * l.words + c / 64] |= bit;
@@ -169,9 +185,9 @@ void PackPairPlanes(const KernelContext& context, const uint8_t* codes, const QC
         const int64_t ix = x - s.left;
         uint8_t a0 = zero, a1 = c1 < channels ? zero : 0;
         if (iy >= 0 && iy < s.height && ix >= 0 && ix < s.width) {
-          const uint8_t* src = codes + ((n * s.height + iy) * s.width + ix) * channels;
-          a0 = src[c0];
-          a1 = c1 < channels ? src[c1] : 0;
+          const uint8_t* src = s.pixel(codes, n, iy, ix);
+          a0 = src[c0 * s.channel_stride];
+          a1 = c1 < channels ? src[c1 * s.channel_stride] : 0;
         }
         image[l.offset(pair, y, x)] = static_cast<uint8_t>(a0 | (a1 << 2));
       }

@@ -145,6 +145,32 @@ struct Tap {
   float weight1 = 0;
 };
 
+// Nearest Resize of u8 codes (the lowering pass resizes codes: nearest
+// sampling commutes with dequantization). Taps have weight 0.
+class NearestCodesKernel final : public Kernel {
+ public:
+  NearestCodesKernel(Nhwc in, Nhwc out, std::vector<Tap> rows, std::vector<Tap> cols)
+      : in_(in), out_(out), rows_(std::move(rows)), cols_(std::move(cols)) {}
+
+  Status Run(const KernelContext& context, const void* const* inputs,
+             void* const* outputs) override {
+    const int64_t c = in_.c;
+    ParallelFor(context, static_cast<size_t>(context.batch * out_.h), [&](size_t task) {
+      const int64_t n = task / out_.h, oy = task % out_.h;
+      const uint8_t* row = static_cast<const uint8_t*>(inputs[0]) + n * in_.frame() +
+                           rows_[oy].index0 * in_.w * c;
+      uint8_t* dst = static_cast<uint8_t*>(outputs[0]) + n * out_.frame() + oy * out_.w * c;
+      for (int64_t ox = 0; ox < out_.w; ++ox, dst += c)
+        std::copy(row + cols_[ox].index0 * c, row + cols_[ox].index0 * c + c, dst);
+    });
+    return Status::Ok();
+  }
+
+ private:
+  Nhwc in_, out_;
+  std::vector<Tap> rows_, cols_;
+};
+
 class ResizeKernel final : public FloatKernel {
  public:
   ResizeKernel(Nhwc in, Nhwc out, std::vector<Tap> rows, std::vector<Tap> cols)
@@ -304,12 +330,20 @@ StatusOr<std::unique_ptr<Kernel>> CreateSpatialKernel(const ir::Graph& graph,
     legacy.attributes["nearest_mode"] = ir::Attribute::String("floor");
     LOWBIT_ASSIGN_OR_RETURN(auto rows, MakeTaps(legacy, linear, in.h, out.h, scale_h));
     LOWBIT_ASSIGN_OR_RETURN(auto cols, MakeTaps(legacy, linear, in.w, out.w, scale_w));
+    if (input.dtype == ir::DataType::kUInt8 && !linear)
+      return std::unique_ptr<Kernel>(
+          new NearestCodesKernel(in, out, std::move(rows), std::move(cols)));
     return std::unique_ptr<Kernel>(new ResizeKernel(in, out, std::move(rows), std::move(cols)));
   }
   if (node.GetString("coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize")
     return Unimplemented(node.Describe() + ": tf_crop_and_resize");
   LOWBIT_ASSIGN_OR_RETURN(auto rows, MakeTaps(node, linear, in.h, out.h, scale_h));
   LOWBIT_ASSIGN_OR_RETURN(auto cols, MakeTaps(node, linear, in.w, out.w, scale_w));
+  if (input.dtype == ir::DataType::kUInt8) {
+    if (linear) return Unimplemented(node.Describe() + ": only nearest Resize runs on u8 codes");
+    return std::unique_ptr<Kernel>(
+        new NearestCodesKernel(in, out, std::move(rows), std::move(cols)));
+  }
   return std::unique_ptr<Kernel>(new ResizeKernel(in, out, std::move(rows), std::move(cols)));
 }
 

@@ -62,6 +62,8 @@ class Lowerer {
     Index();
     LOWBIT_RETURN_IF_ERROR(HoistPadsIntoConvolutions());
     Index();
+    PushDequantizeThroughNearestResize();
+    Index();
     for (size_t n = 0; n < graph_->nodes.size(); ++n)
       if (graph_->nodes[n].op_type == "Conv") LOWBIT_RETURN_IF_ERROR(LowerConv(n));
     RemoveDead();
@@ -244,6 +246,37 @@ class Lowerer {
     }
     RemoveDead();
     return Status::Ok();
+  }
+
+  // ---- 2b. nearest Resize of a dequantized tensor resizes the codes ---------
+  // Resize_nearest(Dequantize(c)) == Dequantize(Resize_nearest(c)): the
+  // Resize reads u8 codes and a Dequantize follows it, so a quantized conv
+  // behind it sees codes.
+  void PushDequantizeThroughNearestResize() {
+    const size_t count = graph_->nodes.size();
+    for (size_t n = 0; n < count; ++n) {
+      Node& resize = graph_->nodes[n];
+      if ((resize.op_type != "Resize" && resize.op_type != "Upsample") ||
+          resize.GetString("mode", "nearest") != "nearest")
+        continue;
+      QuantParams params;
+      const int codes = CodesBehind(resize.inputs[0], &params);
+      if (codes < 0 || graph_->values[codes].dtype != ir::DataType::kUInt8) continue;
+      const Node& dq = *Producer(resize.inputs[0]);
+      Node dequantize = dq;
+      const int float_out = resize.outputs[0];
+      Value resized = graph_->values[codes];
+      resized.name = graph_->UniqueName(resize.name + "/codes");
+      resized.shape = graph_->values[float_out].shape;
+      const int resized_id = graph_->AddValue(std::move(resized));
+      resize.inputs[0] = codes;
+      resize.outputs[0] = resized_id;
+      dequantize.name = resize.name + "/dequantize";
+      dequantize.inputs[0] = resized_id;
+      dequantize.outputs = {float_out};
+      graph_->nodes.push_back(std::move(dequantize));
+    }
+    graph_->TopologicalSort();
   }
 
   // ---- 3. convolutions ----------------------------------------------------
@@ -429,42 +462,99 @@ class Lowerer {
   }
 
   // ---- 4. quantizers over codes -------------------------------------------
+  // What a float value is, traced back to integer codes: codes c, then an
+  // optional MaxPool, then monotone element-wise ops (chain[0] nearest the
+  // value). Max commutes with monotone non-decreasing maps, so
+  //   Quantize(f(MaxPool(Dequantize(c)))) == table(MaxPool(c))
+  // for table = Quantize . f . Dequantize, wherever the MaxPool sits among
+  // the ops. The float ops stay for readers that still need them.
+  struct Trace {
+    int codes = -1;
+    QuantParams params;  // of the Dequantize
+    std::vector<const Node*> chain;
+    const Node* pool = nullptr;
+  };
+  bool TraceToCodes(int value, Trace* trace) const {
+    while (true) {
+      const Node* p = Producer(value);
+      if (p == nullptr) return false;
+      if (p->op_type == ir::kDequantizeOp) break;
+      if (p->op_type == "MaxPool" && trace->pool == nullptr && p->outputs.size() == 1 &&
+          p->GetInt("ceil_mode", 0) == 0) {
+        trace->pool = p;
+      } else if (IsTableOp(*p)) {
+        trace->chain.push_back(p);
+      } else {
+        return false;
+      }
+      value = p->inputs[0];
+    }
+    trace->codes = CodesBehind(value, &trace->params);
+    if (trace->codes < 0) return false;
+    return trace->pool == nullptr || graph_->values[trace->codes].dtype == ir::DataType::kUInt8;
+  }
+
   Status LowerQuantize(size_t n) {
     const Node& q = graph_->nodes[n];
     if (dead_.count(static_cast<int>(n))) return Status::Ok();
     auto out_params = ir::ReadQuantParams(*graph_, q);
     if (!out_params.ok() || !out_params->per_tensor() || out_params->bipolar) return Status::Ok();
-    const int out_codes = q.outputs[0];
-    const Value& out_value = graph_->values[out_codes];
+    const Value& out_value = graph_->values[q.outputs[0]];
     if (out_value.dtype != ir::DataType::kUInt8 && out_value.dtype != ir::DataType::kInt8)
       return Status::Ok();
-    const int x = q.inputs[0];
-    const Node* producer = Producer(x);
+    const Node* producer = Producer(q.inputs[0]);
     if (producer == nullptr) return Status::Ok();
-
-    if (producer->op_type == "Concat" && SoleUse(x)) return LowerConcat(n, *out_params);
-    if (producer->op_type == "MaxPool" && SoleUse(x)) return LowerMaxPool(n, *out_params);
-
-    // A chain of single-use unary ops back to a Dequantize.
-    std::vector<const Node*> chain;
-    int value = x;
-    while (true) {
-      const Node* p = Producer(value);
-      if (p == nullptr) return Status::Ok();
-      if (p->op_type == ir::kDequantizeOp) break;
-      if (!IsTableOp(*p) || !SoleUse(value)) return Status::Ok();
-      chain.push_back(p);
-      value = p->inputs[0];
-    }
-    QuantParams in_params;
-    const int in_codes = CodesBehind(value, &in_params);
-    if (in_codes < 0) return Status::Ok();
+    if (producer->op_type == "Concat" && SoleUse(q.inputs[0])) return LowerConcat(n, *out_params);
+    Trace trace;
+    if (!TraceToCodes(q.inputs[0], &trace)) return Status::Ok();
     std::vector<int64_t> table;
-    if (!MakeTable(in_params, graph_->values[in_codes].dtype, chain, *out_params, out_value.dtype,
-                   &table))
+    if (!MakeTable(trace, *out_params, out_value.dtype, &table)) return Status::Ok();
+    const int source = PooledCodes(trace);
+    if (table.empty() && !is_output_[q.outputs[0]] &&
+        graph_->values[source].dtype == out_value.dtype) {
+      // Same codes: readers of the Quantize read them directly.
+      const int out_codes = q.outputs[0];
+      for (int c : consumers_[out_codes])
+        for (int& in : graph_->nodes[c].inputs)
+          if (in == out_codes) in = source;
+      Kill(n);
       return Status::Ok();
-    ReplaceWithTable(n, in_codes, std::move(table));
+    }
+    graph_->nodes[n] = TableNode(q.name + "/table", source, q.outputs[0], std::move(table),
+                                 graph_->values[source].dtype);
     return Status::Ok();
+  }
+
+  // The trace's codes, pooled on codes when it went through a MaxPool (a new
+  // node appended; the topological sort at the end places it).
+  int PooledCodes(const Trace& trace) {
+    if (trace.pool == nullptr) return trace.codes;
+    Value pooled = graph_->values[trace.codes];
+    pooled.name = graph_->UniqueName(trace.pool->name + "/codes");
+    pooled.shape = graph_->values[trace.pool->outputs[0]].shape;
+    pooled.constant.reset();
+    const int id = graph_->AddValue(std::move(pooled));
+    Node node = *trace.pool;
+    node.name = graph_->values[id].name;
+    node.inputs = {trace.codes};
+    node.outputs = {id};
+    graph_->nodes.push_back(std::move(node));
+    return id;
+  }
+
+  static Node TableNode(const std::string& name, int in, int out, std::vector<int64_t> table,
+                        ir::DataType in_type) {
+    if (table.empty()) {  // identity between different code types
+      for (int code = 0; code < 256; ++code)
+        table.push_back(in_type == ir::DataType::kInt8 ? static_cast<int8_t>(code) : code);
+    }
+    Node node;
+    node.op_type = "lowbit.CodeTable";
+    node.name = name;
+    node.inputs = {in};
+    node.outputs = {out};
+    node.attributes["table"] = ir::Attribute::Ints(std::move(table));
+    return node;
   }
 
   static bool IsTableOp(const Node& node) {
@@ -472,25 +562,31 @@ class Lowerer {
     return kOps.count(node.op_type) != 0 && !node.has("lowbit_activation");
   }
 
-  // Codes of `in` through the float chain (applied last-to-first: chain[0]
-  // is nearest the Quantize) into codes of `out`. Identity tables are
-  // returned empty.
-  bool MakeTable(const QuantParams& in, ir::DataType in_type, const std::vector<const Node*>& chain,
-                 const QuantParams& out, ir::DataType out_type, std::vector<int64_t>* table) const {
+  // Codes of the trace through its float chain into codes of `out`;
+  // identity tables are returned empty.
+  bool MakeTable(const Trace& trace, const QuantParams& out, ir::DataType out_type,
+                 std::vector<int64_t>* table) const {
+    const QuantParams& in = trace.params;
+    const ir::DataType in_type = graph_->values[trace.codes].dtype;
     const int64_t lo = in_type == ir::DataType::kInt8 ? -128 : 0;
     const int64_t hi = in_type == ir::DataType::kInt8 ? 127 : 255;
+    // Codes that can occur: the codes' own range (a Dequantize has none).
+    const ir::Precision& precision = graph_->values[trace.codes].precision;
+    int64_t used_lo = lo, used_hi = hi;
+    if (precision.is_codes() && !precision.is_signed && precision.bits < 8)
+      used_lo = 0, used_hi = (int64_t(1) << precision.bits) - 1;
     bool identity = in_type == out_type;
     table->assign(256, 0);
     for (int64_t code = lo; code <= hi; ++code) {
       float v = in.DequantizeValue(code, 0);
-      for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      for (auto it = trace.chain.rbegin(); it != trace.chain.rend(); ++it) {
         auto applied = ApplyUnary(**it, v);
         if (!applied.ok()) return false;
         v = *applied;
       }
       const int64_t r = out.QuantizeValue(v, 0);
       (*table)[static_cast<uint8_t>(code)] = r;
-      if (code >= in.code_min() && code <= in.code_max()) identity &= r == code;
+      if (code >= used_lo && code <= used_hi) identity &= r == code;
     }
     if (identity) table->clear();
     return true;
@@ -515,104 +611,34 @@ class Lowerer {
     return Unimplemented(node.op_type);
   }
 
-  // Node n (a Quantize) becomes a CodeTable from `in_codes`, or, for an
-  // identity table, its readers read `in_codes` directly.
-  void ReplaceWithTable(size_t n, int in_codes, std::vector<int64_t> table) {
-    Node& q = graph_->nodes[n];
-    const int out_codes = q.outputs[0];
-    if (table.empty() && !is_output_[out_codes] &&
-        graph_->values[in_codes].dtype == graph_->values[out_codes].dtype) {
-      for (int c : consumers_[out_codes])
-        for (int& in : graph_->nodes[c].inputs)
-          if (in == out_codes) in = in_codes;
-      Kill(n);
-      return;
-    }
-    if (table.empty()) {
-      for (int code = 0; code < 256; ++code) table.push_back(static_cast<int8_t>(code));
-      if (graph_->values[in_codes].dtype == ir::DataType::kUInt8)
-        for (int code = 0; code < 256; ++code) table[code] = code;
-    }
-    Node node;
-    node.op_type = "lowbit.CodeTable";
-    node.name = q.name + "/table";
-    node.inputs = {in_codes};
-    node.outputs = {out_codes};
-    node.attributes["table"] = ir::Attribute::Ints(std::move(table));
-    graph_->nodes[n] = std::move(node);
-  }
-
-  // Quantize(MaxPool(Dequantize(c))) -> MaxPool over the u8 codes (max
-  // commutes with a dequantization of positive scale), then a table when the
-  // parameters differ.
-  Status LowerMaxPool(size_t n, const QuantParams& out_params) {
-    const Node& q = graph_->nodes[n];
-    const Node& pool = *Producer(q.inputs[0]);
-    if (pool.GetInt("ceil_mode", 0) != 0 || pool.outputs.size() != 1) return Status::Ok();
-    QuantParams p;
-    const int codes = CodesBehind(pool.inputs[0], &p);
-    if (codes < 0 || graph_->values[codes].dtype != ir::DataType::kUInt8) return Status::Ok();
-    const ir::DataType out_type = graph_->values[q.outputs[0]].dtype;
-    std::vector<int64_t> table;
-    if (!MakeTable(p, ir::DataType::kUInt8, {}, out_params, out_type, &table)) return Status::Ok();
-    if (table.empty() && out_type != ir::DataType::kUInt8) return Status::Ok();
-    Node node = pool;
-    node.name = pool.name + "/codes";
-    node.inputs = {codes};
-    if (table.empty()) {
-      node.outputs = {q.outputs[0]};
-      graph_->nodes[n] = std::move(node);
-      return Status::Ok();
-    }
-    Value pooled = graph_->values[codes];
-    pooled.name = graph_->UniqueName(pool.name + "/pooled_codes");
-    pooled.shape = graph_->values[q.outputs[0]].shape;
-    const int pooled_id = graph_->AddValue(std::move(pooled));
-    node.outputs = {pooled_id};
-    Node table_node;
-    table_node.op_type = "lowbit.CodeTable";
-    table_node.name = q.name + "/table";
-    table_node.inputs = {pooled_id};
-    table_node.outputs = {q.outputs[0]};
-    table_node.attributes["table"] = ir::Attribute::Ints(std::move(table));
-    graph_->nodes[n] = std::move(table_node);
-    graph_->nodes.push_back(std::move(node));
-    return Status::Ok();
-  }
-
+  // Quantize(Concat(x_i)) with every x_i traced to codes: a Concat of the
+  // codes, each through its table first unless that is the identity.
   Status LowerConcat(size_t n, const QuantParams& out_params) {
     const Node& q = graph_->nodes[n];
     const Node& concat = *Producer(q.inputs[0]);
     const ir::DataType out_type = graph_->values[q.outputs[0]].dtype;
-    std::vector<int> inputs;
-    std::vector<std::vector<int64_t>> tables;
-    for (int in : concat.inputs) {
-      QuantParams p;
-      const int codes = CodesBehind(in, &p);
-      if (codes < 0) return Status::Ok();
-      std::vector<int64_t> table;
-      if (!MakeTable(p, graph_->values[codes].dtype, {}, out_params, out_type, &table))
-        return Status::Ok();
-      if (table.empty() && graph_->values[codes].dtype != out_type) return Status::Ok();
-      inputs.push_back(codes);
-      tables.push_back(std::move(table));
+    std::vector<Trace> traces(concat.inputs.size());
+    std::vector<std::vector<int64_t>> tables(concat.inputs.size());
+    for (size_t i = 0; i < concat.inputs.size(); ++i) {
+      if (!TraceToCodes(concat.inputs[i], &traces[i])) return Status::Ok();
+      if (!MakeTable(traces[i], out_params, out_type, &tables[i])) return Status::Ok();
     }
-    // Inputs whose parameters differ go through a table first.
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      if (tables[i].empty()) continue;
-      Value v = graph_->values[inputs[i]];
-      v.name = graph_->UniqueName(v.name + "/requantized");
-      v.dtype = out_type;
-      v.constant.reset();
-      const int requantized = graph_->AddValue(std::move(v));
-      Node table;
-      table.op_type = "lowbit.CodeTable";
-      table.name = graph_->values[requantized].name;
-      table.inputs = {inputs[i]};
-      table.outputs = {requantized};
-      table.attributes["table"] = ir::Attribute::Ints(std::move(tables[i]));
-      graph_->nodes.push_back(std::move(table));
-      inputs[i] = requantized;
+    std::vector<int> inputs;
+    for (size_t i = 0; i < traces.size(); ++i) {
+      int codes = PooledCodes(traces[i]);
+      const ir::DataType in_type = graph_->values[codes].dtype;
+      if (!tables[i].empty() || in_type != out_type) {
+        Value v = graph_->values[codes];
+        v.name = graph_->UniqueName(v.name + "/requantized");
+        v.dtype = out_type;
+        v.precision = graph_->values[q.outputs[0]].precision;
+        v.constant.reset();
+        const int requantized = graph_->AddValue(std::move(v));
+        graph_->nodes.push_back(TableNode(graph_->values[requantized].name, codes, requantized,
+                                          std::move(tables[i]), in_type));
+        codes = requantized;
+      }
+      inputs.push_back(codes);
     }
     Node node;
     node.op_type = "Concat";
