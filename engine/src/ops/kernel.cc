@@ -34,11 +34,14 @@ StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Graph& graph, const ir:
   const std::string& op = node.op_type;
   if (op == "Conv") return CreateConvKernel(graph, node);
   if (op == "lowbit.Quantize" || op == "lowbit.Dequantize") return CreateQuantizeKernel(graph, node);
+  if (op == "lowbit.QConv") return CreateQConvKernel(graph, node);
+  if (op == "lowbit.CodeTable") return CreateCodeTableKernel(graph, node);
   static const std::set<std::string> kElementwise = {"Relu", "LeakyRelu", "Sigmoid", "Clip", "Tanh",
                                                      "Exp",  "Neg",       "Sqrt",    "Abs",  "Add",
                                                      "Sub",  "Mul",       "Div",     "Max",  "Min"};
   if (kElementwise.count(op)) return CreateElementwiseKernel(graph, node);
   static const std::set<std::string> kDataMovement = {"Concat", "Split", "Slice", "Pad",
+                                                      "DepthToSpace", "SpaceToDepth",
                                                       "lowbit.Relayout"};
   if (kDataMovement.count(op)) return CreateDataMovementKernel(graph, node);
   static const std::set<std::string> kSpatial = {"MaxPool", "AveragePool", "GlobalAveragePool",

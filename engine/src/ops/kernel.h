@@ -90,6 +90,9 @@ StatusOr<std::unique_ptr<Kernel>> CreateDataMovementKernel(const ir::Graph& grap
 StatusOr<std::unique_ptr<Kernel>> CreateSpatialKernel(const ir::Graph& graph, const ir::Node& node);
 // lowbit.Quantize and lowbit.Dequantize (quantize.cc).
 StatusOr<std::unique_ptr<Kernel>> CreateQuantizeKernel(const ir::Graph& graph, const ir::Node& node);
+StatusOr<std::unique_ptr<Kernel>> CreateQConvKernel(const ir::Graph& graph, const ir::Node& node);
+StatusOr<std::unique_ptr<Kernel>> CreateCodeTableKernel(const ir::Graph& graph,
+                                                        const ir::Node& node);
 
 // Output bounds of a Relu or Clip that FuseActivations moved into `node`
 // (attribute `lowbit_activation`); [-inf, +inf] when none was fused. A fused

@@ -18,10 +18,12 @@ using Perm = std::vector<int>;
 
 const Perm kNhwc = {0, 2, 3, 1};
 const std::set<std::string> kSpatialOps = {
-    "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample"};
+    "Conv",   "MaxPool",  "AveragePool",  "GlobalAveragePool",
+    "GlobalMaxPool", "Resize", "Upsample", "lowbit.QConv"};
 const std::set<std::string> kSameLayoutOps = {
     "Relu", "LeakyRelu",   "Sigmoid",   "Clip",  "Tanh", "Exp",   "Neg",   "Sqrt", "Abs",
     "Erf",  "HardSigmoid", "HardSwish", "Floor", "Ceil", "Split", "Slice", "Pad",
+    "lowbit.CodeTable",
     // Per-axis parameters index the logical axis; the kernels find it in
     // the storage order (ops/quantize.cc), so any order is kept.
     "lowbit.Quantize", "lowbit.Dequantize"};
@@ -193,7 +195,8 @@ class LayoutAssigner {
       if (in != ir::kNoValue && !values[in].is_constant())
         LOWBIT_RETURN_IF_ERROR(check_batched(in));
 
-    if (op == "Conv" && ConvGathersPatches(*graph_, *node)) {
+    if ((op == "Conv" && ConvGathersPatches(*graph_, *node)) || op == "lowbit.QConv") {
+      // These read their input in any storage order (their packing gathers).
       set_outputs(kNhwc);
     } else if (kSpatialOps.count(op)) {
       node->inputs[0] = Ensure(node->inputs[0], kNhwc);
@@ -261,17 +264,5 @@ class LayoutAssigner {
 }  // namespace
 
 Status AssignLayouts(Graph* graph) { return LayoutAssigner(graph).Run(); }
-
-Status CompileGraph(Graph* graph) {
-  LOWBIT_RETURN_IF_ERROR(FoldConstants(graph));
-  LOWBIT_RETURN_IF_ERROR(EliminateDeadNodes(graph));
-  LOWBIT_RETURN_IF_ERROR(FusePadIntoConsumer(graph));
-  LOWBIT_RETURN_IF_ERROR(FuseActivations(graph));
-  // Weights still behind a Dequantize (layers that stay in float) become
-  // float constants before layouts permute constants.
-  LOWBIT_RETURN_IF_ERROR(FoldConstants(graph, /*fold_dequantize=*/true));
-  LOWBIT_RETURN_IF_ERROR(AssignLayouts(graph));
-  return EliminateDeadNodes(graph);
-}
 
 }  // namespace lowbit::engine::passes

@@ -1,7 +1,9 @@
 // Graph passes of the compiler. Each takes the graph in topological order and
-// leaves it in topological order. Run order (see CompileGraph):
-//   FoldConstants (with shape inference) -> EliminateDeadNodes ->
-//   FusePadIntoConsumer -> FuseActivations -> AssignLayouts -> EliminateDeadNodes
+// leaves it in topological order. Run order (CompileGraph, pipeline.cc):
+//   FoldConstants (with shape inference; Dequantize of integer weights kept)
+//   -> EliminateDeadNodes -> FoldBatchNormalization -> FusePadIntoConsumer
+//   -> FuseActivations -> LowerQuantizedOps -> FoldConstants (the rest)
+//   -> ChooseQConvKernels -> AssignLayouts -> EliminateDeadNodes
 #pragma once
 
 #include <array>
@@ -72,7 +74,13 @@ Status FuseActivations(ir::Graph* graph);
 // storage order is chosen so that its memory equals its input's.
 Status AssignLayouts(ir::Graph* graph);
 
-// The whole pipeline in order.
+// Fake-quantized patterns (Dequantize -> Conv -> Quantize, requantization,
+// element-wise ops and Concat between quantizers, Pad before a quantizer)
+// become integer ops: lowbit.QConv, lowbit.CodeTable, Concat of codes.
+// Definitions in lower_quantized.cc.
+Status LowerQuantizedOps(ir::Graph* graph);
+
+// The whole pipeline in order (pipeline.cc).
 Status CompileGraph(ir::Graph* graph);
 
 }  // namespace lowbit::engine::passes

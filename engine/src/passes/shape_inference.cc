@@ -242,7 +242,7 @@ Status InferNodeShapes(Graph* graph, Node* node) {
       return ShapeError(*node, "only 2-D pooling on [N,C,H,W] is supported");
     if (node->outputs.size() > 1) return Unimplemented(node->Describe() + ": Indices output");
     LOWBIT_ASSIGN_OR_RETURN(Shape spatial, WindowOutputSizes(node, {x[2], x[3]}, kernel));
-    set_output(0, {x[0], x[1], spatial[0], spatial[1]}, DataType::kFloat32);
+    set_output(0, {x[0], x[1], spatial[0], spatial[1]}, dtype0);  // pools keep codes as codes
     return Status::Ok();
   }
   if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
@@ -298,6 +298,20 @@ Status InferNodeShapes(Graph* graph, Node* node) {
     Shape out;
     for (const auto& r : ranges) out.push_back(r[2]);
     set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "DepthToSpace" || op == "SpaceToDepth") {
+    const int64_t b = node->GetInt("blocksize", 0);
+    if (in[0].size() != 4 || b < 1) return ShapeError(*node, "needs a 4-D input and blocksize >= 1");
+    const Shape& x = in[0];
+    if (op == "DepthToSpace") {
+      if (x[1] % (b * b) != 0) return ShapeError(*node, "channels are not a multiple of blocksize^2");
+      set_output(0, {x[0], x[1] / (b * b), x[2] * b, x[3] * b}, dtype0);
+    } else {
+      if (x[2] % b != 0 || x[3] % b != 0)
+        return ShapeError(*node, "height and width are not multiples of blocksize");
+      set_output(0, {x[0], x[1] * b * b, x[2] / b, x[3] / b}, dtype0);
+    }
     return Status::Ok();
   }
   if (op == "Transpose") {
