@@ -12,10 +12,11 @@
 // row. Both loops run at unit stride and vectorise.
 //
 // Quantize fast path, float32 throughout and identical to
-// QuantParams::QuantizeValue when |qmin|, |qmax|, |zero point| <= 2^20:
+// QuantParams::QuantizeValue when |qmin|, |qmax|, |zero point|, |code_offset|
+// <= 2^20:
 //   zero_point_first: v = x / s + z, bounds [qmin, qmax],         post = 0
 //   otherwise:        v = x / s + 0, bounds [qmin - z, qmax - z], post = z
-//   NaN v -> -post;  code = int(R(clamp(v, bounds)) + post) - code_offset
+//   NaN v -> -post;  code = R(clamp(v, bounds)) + post - code_offset
 // Clamping before rounding gives the same codes because R is monotone and
 // maps integers to themselves (for |v| <= 2^22, where every R below is
 // exact), and the bounds are integers. R is built on the round-to-nearest-
@@ -95,87 +96,88 @@ void ForEachRun(const KernelContext& context, const Plan& plan, const Fn& fn) {
   });
 }
 
-// ---- rounding on float32 (|v| <= 2^22) --------------------------------------
+// ---- rounding on float32 (|v| <= 2^22), to int32 -----------------------------
+// Float arithmetic is unconditional and every choice is an integer select or
+// add, so the loops vectorise (a float op on one side of a condition could
+// trap and would keep the compiler scalar).
 inline float RoundEven(float v) {
   constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: the sum's ulp is 1
   return (v + kMagic) - kMagic;
 }
-inline float Floor(float v) {
+inline int32_t FloorToInt(float v) {
   const float r = RoundEven(v);
-  return r > v ? r - 1.0f : r;
+  return static_cast<int32_t>(r) - static_cast<int32_t>(r > v);
 }
-inline float Ceil(float v) {
+inline int32_t CeilToInt(float v) {
   const float r = RoundEven(v);
-  return r < v ? r + 1.0f : r;
+  return static_cast<int32_t>(r) + static_cast<int32_t>(r < v);
 }
+inline int32_t WithSignOf(int32_t magnitude, float v) { return v < 0.0f ? -magnitude : magnitude; }
 template <Rounding R>
-inline float Round(float v) {
+inline int32_t Round(float v) {
   if constexpr (R == Rounding::kHalfEven) {
-    return RoundEven(v);
+    return static_cast<int32_t>(RoundEven(v));
   } else if constexpr (R == Rounding::kFloor) {
-    return Floor(v);
+    return FloorToInt(v);
   } else if constexpr (R == Rounding::kCeil) {
-    return Ceil(v);
+    return CeilToInt(v);
   } else if constexpr (R == Rounding::kToZero) {
-    return v < 0.0f ? Ceil(v) : Floor(v);
-  } else if constexpr (R == Rounding::kHalfUp) {  // fl + 0.5 is exact: compare, not subtract
-    const float fl = Floor(v);
-    return v >= fl + 0.5f ? fl + 1.0f : fl;
-  } else if constexpr (R == Rounding::kHalfDown) {
-    const float fl = Floor(v);
-    return v > fl + 0.5f ? fl + 1.0f : fl;
+    return WithSignOf(FloorToInt(std::fabs(v)), v);
+  } else if constexpr (R == Rounding::kHalfUp || R == Rounding::kHalfDown) {
+    const int32_t fl = FloorToInt(v);
+    const float half = static_cast<float>(fl) + 0.5f;  // exact: compare, not subtract
+    return fl + static_cast<int32_t>(R == Rounding::kHalfUp ? v >= half : v > half);
   } else if constexpr (R == Rounding::kHalfAway) {  // qonnx's float32 formula
-    const float m = Floor(std::fabs(v) + 0.5f);
-    return v < 0.0f ? -m : m;
+    return WithSignOf(FloorToInt(std::fabs(v) + 0.5f), v);
   } else if constexpr (R == Rounding::kHalfToZero) {
-    const float m = Ceil(std::fabs(v) - 0.5f);
-    return v < 0.0f ? -m : m;
+    return WithSignOf(CeilToInt(std::fabs(v) - 0.5f), v);
   } else {
     static_assert(R == Rounding::kAwayFromZero);
-    const float m = Ceil(std::fabs(v));
-    return v < 0.0f ? -m : m;
+    return WithSignOf(CeilToInt(std::fabs(v)), v);
   }
 }
 
 // ---- Quantize -------------------------------------------------------------
 // Parameter arrays of the fast path, one entry per channel (span mode) or
 // per element of a row (table mode).
+// `nan` = -post, the v that gives the code of 0; `add` = post - code_offset.
 struct QuantizeTables {
-  std::vector<float> scale, pre, post, lo, hi;
+  std::vector<float> scale, pre, nan, lo, hi;
+  std::vector<int32_t> add;
 };
 
 template <Rounding R, typename Code>
-inline Code QuantizeOne(float x, float scale, float pre, float post, float lo, float hi,
-                        int32_t offset) {
+inline Code QuantizeOne(float x, float scale, float pre, float nan, float lo, float hi,
+                        int32_t add) {
   float v = x / scale + pre;
-  v = v != v ? -post : v;  // NaN: code of 0 (QuantizeValue)
+  v = v != v ? nan : v;  // NaN: code of 0 (QuantizeValue)
   v = v < lo ? lo : v;
   v = v > hi ? hi : v;
-  return static_cast<Code>(static_cast<int32_t>(Round<R>(v) + post) - offset);
+  return static_cast<Code>(Round<R>(v) + add);
 }
 
 template <Rounding R, typename Code>
 void QuantizeFast(const float* __restrict x, Code* __restrict q, int64_t n, const QuantizeTables& t,
-                  int64_t entry, bool table, int32_t offset) {
+                  int64_t entry, bool table) {
   if (table) {
     const float* __restrict scale = t.scale.data() + entry;
     const float* __restrict pre = t.pre.data() + entry;
-    const float* __restrict post = t.post.data() + entry;
+    const float* __restrict nan = t.nan.data() + entry;
     const float* __restrict lo = t.lo.data() + entry;
     const float* __restrict hi = t.hi.data() + entry;
+    const int32_t* __restrict add = t.add.data() + entry;
     for (int64_t i = 0; i < n; ++i)
-      q[i] = QuantizeOne<R, Code>(x[i], scale[i], pre[i], post[i], lo[i], hi[i], offset);
+      q[i] = QuantizeOne<R, Code>(x[i], scale[i], pre[i], nan[i], lo[i], hi[i], add[i]);
     return;
   }
-  const float scale = t.scale[entry], pre = t.pre[entry], post = t.post[entry];
+  const float scale = t.scale[entry], pre = t.pre[entry], nan = t.nan[entry];
   const float lo = t.lo[entry], hi = t.hi[entry];
-  for (int64_t i = 0; i < n; ++i)
-    q[i] = QuantizeOne<R, Code>(x[i], scale, pre, post, lo, hi, offset);
+  const int32_t add = t.add[entry];
+  for (int64_t i = 0; i < n; ++i) q[i] = QuantizeOne<R, Code>(x[i], scale, pre, nan, lo, hi, add);
 }
 
 template <typename Code>
-using QuantizeSpanFn = void (*)(const float*, Code*, int64_t, const QuantizeTables&, int64_t, bool,
-                                int32_t);
+using QuantizeSpanFn = void (*)(const float*, Code*, int64_t, const QuantizeTables&, int64_t, bool);
 
 template <typename Code>
 QuantizeSpanFn<Code> FastSpanFor(Rounding rounding) {
@@ -208,6 +210,7 @@ class QuantizeKernel final : public Kernel {
   QuantizeKernel(ir::QuantParams params, Plan plan) : params_(std::move(params)), plan_(plan) {
     const bool fast = std::fabs(static_cast<double>(params_.qmin)) <= kFastLimit &&
                       std::fabs(static_cast<double>(params_.qmax)) <= kFastLimit &&
+                      std::fabs(static_cast<double>(params_.code_offset)) <= kFastLimit &&
                       std::all_of(params_.zero_points.begin(), params_.zero_points.end(),
                                   [](float z) { return std::fabs(z) <= kFastLimit; });
     if (params_.bipolar || !fast) {
@@ -220,11 +223,13 @@ class QuantizeKernel final : public Kernel {
       const int64_t c = ChannelOfEntry(plan_, e);
       const float z = params_.zero_point(c);
       const bool first = params_.zero_point_first;
+      const float post = first ? 0.0f : z;
       tables_.scale.push_back(params_.scale(c));
       tables_.pre.push_back(first ? z : 0.0f);
-      tables_.post.push_back(first ? 0.0f : z);
-      tables_.lo.push_back(static_cast<float>(params_.qmin) - (first ? 0.0f : z));
-      tables_.hi.push_back(static_cast<float>(params_.qmax) - (first ? 0.0f : z));
+      tables_.nan.push_back(-post);
+      tables_.lo.push_back(static_cast<float>(params_.qmin) - post);
+      tables_.hi.push_back(static_cast<float>(params_.qmax) - post);
+      tables_.add.push_back(static_cast<int32_t>(post) - static_cast<int32_t>(params_.code_offset));
     }
   }
 
@@ -246,7 +251,7 @@ class QuantizeKernel final : public Kernel {
       });
     } else if (span_ != nullptr) {
       ForEachRun(context, plan_, [&](int64_t begin, int64_t n, int64_t entry, bool table) {
-        span_(x + begin, q + begin, n, tables_, entry, table, offset);
+        span_(x + begin, q + begin, n, tables_, entry, table);
       });
     } else {  // wide code ranges: the reference formula per element
       ForEachRun(context, plan_, [&](int64_t begin, int64_t n, int64_t channel, bool) {
