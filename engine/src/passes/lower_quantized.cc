@@ -491,6 +491,8 @@ class Lowerer {
     }
     trace->codes = CodesBehind(value, &trace->params);
     if (trace->codes < 0) return false;
+    const ir::DataType type = graph_->values[trace->codes].dtype;
+    if (type != ir::DataType::kUInt8 && type != ir::DataType::kInt8) return false;  // tables are 8-bit
     return trace->pool == nullptr || graph_->values[trace->codes].dtype == ir::DataType::kUInt8;
   }
 
