@@ -140,25 +140,61 @@ void PackPaddedNhwc(const KernelContext& context, const uint8_t* codes, const QC
   });
 }
 
+// Bit j of 8 channel codes at once: x holds 8 codes (channel c in byte c);
+// t keeps bit j of each byte at the byte's bit 0, and the multiply gathers
+// byte i's bit into bit 56 + i (the partial products land on distinct bits,
+// so nothing carries into the top byte).
+inline uint64_t PlaneByte(uint64_t x, int j) {
+  const uint64_t t = (x >> j) & 0x0101010101010101ull;
+  return (t * 0x0102040810204080ull) >> 56;
+}
+
+// One pixel's words: [bits][words] uint64, channel c at bit c % 64 of word
+// c / 64; channels past `channels` are 0. `src` has channel stride 1.
+inline void PackPixelPlanes(const uint8_t* src, int channels, const kernels::BitPlanesLayout& l,
+                            uint64_t* px) {
+  for (int w = 0; w < l.words; ++w) {
+    uint64_t groups[8] = {};
+    const int begin = w * 64, count = std::min(64, channels - begin);
+    for (int g = 0; g * 8 < count; ++g) {
+      const int n = std::min(8, count - g * 8);
+      uint64_t x = 0;
+      std::memcpy(&x, src + begin + g * 8, n);  // little-endian: channel order = byte order
+      groups[g] = x;
+    }
+    for (int j = 0; j < l.bits; ++j) {
+      uint64_t word = 0;
+      for (int g = 0; g < 8; ++g) word |= PlaneByte(groups[g], j) << (8 * g);
+      px[size_t(j) * l.words + w] = word;
+    }
+  }
+}
+
 void PackBitPlanes(const KernelContext& context, const uint8_t* codes, const QConvShape& s,
                    const kernels::BitPlanesLayout& l, uint64_t* out) {
   const int channels = l.channels;
+  // The border pixel: every channel holds the zero point's code.
+  std::vector<uint8_t> zero_codes(channels, static_cast<uint8_t>(s.zero_code));
+  std::vector<uint64_t> border(l.pixel_words);
+  PackPixelPlanes(zero_codes.data(), channels, l, border.data());
   ParallelFor(context, static_cast<size_t>(context.batch * l.padded_height), [&](size_t task) {
     const int64_t n = task / l.padded_height, y = task % l.padded_height;
     uint64_t* image = out + n * l.image_words;
     const int64_t iy = y - s.top;
+    std::vector<uint8_t> gathered(s.channel_stride == 1 ? 0 : channels);
     for (int x = 0; x < l.padded_width; ++x) {
       uint64_t* px = image + l.offset_words(static_cast<int>(y), x);
-      std::fill(px, px + l.pixel_words, uint64_t(0));
       const int64_t ix = x - s.left;
-      const bool interior = iy >= 0 && iy < s.height && ix >= 0 && ix < s.width;
-      const uint8_t* src = interior ? s.pixel(codes, n, iy, ix) : nullptr;
-      for (int c = 0; c < channels; ++c) {
-        const unsigned q = interior ? src[c * s.channel_stride] : static_cast<unsigned>(s.zero_code);
-        const uint64_t bit = uint64_t(1) << (c % 64);
-        for (int j = 0; j < l.bits; ++j)
-          if ((q >> j) & 1u) px[size_t(j) * l.words + c / 64] |= bit;
+      if (iy < 0 || iy >= s.height || ix < 0 || ix >= s.width) {
+        std::copy(border.begin(), border.end(), px);
+        continue;
       }
+      const uint8_t* src = s.pixel(codes, n, iy, ix);
+      if (s.channel_stride != 1) {
+        for (int c = 0; c < channels; ++c) gathered[c] = src[c * s.channel_stride];
+        src = gathered.data();
+      }
+      PackPixelPlanes(src, channels, l, px);
     }
     if (y == l.padded_height - 1) {
       uint64_t* end = image + size_t(l.padded_height) * l.padded_width * l.pixel_words;
@@ -269,8 +305,9 @@ class QConvKernel final : public Kernel {
     return Status::Ok();
   }
 
+  // Packed input, then (float output) the int32 sums.
   int64_t workspace_bytes(int64_t batch) const override {
-    return static_cast<int64_t>(image_bytes_) * batch;
+    return (SumsOffset() + (out_codes_ ? 0 : OutputElements() * 4)) * batch;
   }
 
   Status Run(const KernelContext& context, const void* const* inputs,
@@ -279,8 +316,11 @@ class QConvKernel final : public Kernel {
     kernels::ConvGeometry g = shape_.geometry;
     g.batch = static_cast<int>(context.batch);
     kernels::OutputStage out;
-    out.destination = out_codes_ ? kernels::Destination::kCodes : kernels::Destination::kFloat;
-    out.data = outputs[0];
+    // Float outputs: the kernels write exact int32 sums (their fastest
+    // path), and FloatEpilogue below turns them into floats in bulk.
+    out.destination = out_codes_ ? kernels::Destination::kCodes : kernels::Destination::kInt32;
+    out.data = out_codes_ ? outputs[0]
+                          : static_cast<char*>(context.workspace) + SumsOffset() * context.batch;
     out.epilogue = epilogue_;
     switch (family_) {
       case ConvFamily::kInt8Dot: {
@@ -326,6 +366,8 @@ class QConvKernel final : public Kernel {
       case ConvFamily::kNone:
         return Internal("quantized convolution without a kernel");
     }
+    if (!out_codes_)
+      FloatEpilogue(context, static_cast<const int32_t*>(out.data), static_cast<float*>(outputs[0]));
     return Status::Ok();
   }
 
@@ -345,6 +387,53 @@ class QConvKernel final : public Kernel {
       range.work = kernels::work_range(items, parts, static_cast<int>(part));
       fn(range);
     });
+  }
+
+  int64_t OutputElements() const {
+    const kernels::ConvGeometry& g = shape_.geometry;
+    return int64_t(g.out_height()) * g.out_width() * g.out_channels;
+  }
+  int64_t SumsOffset() const { return (static_cast<int64_t>(image_bytes_) + 63) / 64 * 64; }
+
+  // The kernels' epilogue for a float destination, y = float(s) * scale[c] +
+  // bias[c] then the activation, in the same float operations and order
+  // (epilogue.h), over [N * OH * OW][Cout] in rows the compiler vectorises.
+  // The lowering fuses only Relu, LeakyRelu and Clip.
+  void FloatEpilogue(const KernelContext& context, const int32_t* sums, float* out) const {
+    const kernels::Epilogue& e = epilogue_;
+    const int64_t channels = shape_.geometry.out_channels;
+    const int64_t pixels = OutputElements() / channels * context.batch;
+    constexpr int64_t kPixelsPerTask = 64;
+    ParallelFor(context, static_cast<size_t>((pixels + kPixelsPerTask - 1) / kPixelsPerTask),
+                [&](size_t task) {
+                  const int64_t begin = int64_t(task) * kPixelsPerTask;
+                  const int64_t end = std::min(pixels, begin + kPixelsPerTask);
+                  for (int64_t p = begin; p < end; ++p) {
+                    const int32_t* s = sums + p * channels;
+                    float* y = out + p * channels;
+                    for (int64_t c = 0; c < channels; ++c) y[c] = float(s[c]) * e.scale[c] + e.bias[c];
+                    ApplyActivation(e, y, channels);
+                  }
+                });
+  }
+
+  static void ApplyActivation(const kernels::Epilogue& e, float* y, int64_t n) {
+    switch (e.activation) {
+      case kernels::Activation::kNone:
+        break;
+      case kernels::Activation::kRelu:
+        for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+        break;
+      case kernels::Activation::kLeakyRelu:
+        for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? y[i] * e.alpha : y[i];
+        break;
+      case kernels::Activation::kClip:
+        for (int64_t i = 0; i < n; ++i)
+          y[i] = y[i] < e.clip_min ? e.clip_min : (y[i] > e.clip_max ? e.clip_max : y[i]);
+        break;
+      default:  // the lowering fuses only the activations above
+        break;
+    }
   }
 
   QConvShape shape_;
