@@ -1,4 +1,4 @@
-// lowbit tensors MODEL.onnx --input NAME=FILE.npy ... --out DIR [--threads N]
+// lowbit tensors MODEL --input NAME=FILE.npy ... --out DIR [--threads N]
 // Runs a model on raw .npy tensors (float or integer, see ReadNpy) and
 // writes every output as float32 DIR/<output name>.npy, with '/' and ':' in
 // names replaced by '_'.
@@ -17,9 +17,9 @@ namespace lowbit::cli {
 namespace {
 
 constexpr const char* kTensorsUsage =
-    R"(usage: lowbit tensors MODEL.onnx --input NAME=FILE.npy [--input ...] --out DIR [--threads N]
+    R"(usage: lowbit tensors MODEL --input NAME=FILE.npy [--input ...] --out DIR [--threads N]
 
-Runs MODEL.onnx on .npy tensors (first dimension = batch) and writes each
+Runs MODEL (an ONNX file, compiled at load, or a .lbm) on .npy tensors (first dimension = batch) and writes each
 output as DIR/<output name>.npy ('/' and ':' in names become '_'). Inputs may
 be float32, float16, or integer/bool arrays with values within +-2^24 (the
 codes of quantized models); outputs are float32, integer outputs holding
@@ -82,7 +82,7 @@ int TensorsCommand(int argc, char** argv) {
     return 2;
   }
 
-  auto model = engine::Model::LoadOnnx(model_path);
+  auto model = engine::Model::Load(model_path);  // ONNX or .lbm
   if (!model.ok()) {
     std::fprintf(stderr, "lowbit tensors: %s\n", model.status().ToString().c_str());
     return 1;

@@ -33,6 +33,13 @@ StatusOr<std::shared_ptr<const Model>> Model::LoadCompiled(const std::string& pa
   origin.producer = file->metadata.producer;
   origin.kernel_isa = file->metadata.kernel_isa;
   origin.cpu_model = file->metadata.cpu_model;
+  // Kernel choices measured on another CPU (or ISA level) are measured
+  // again here, once per layer shape, when the weights are packed.
+  if (origin.kernel_isa != kernels::isa_name(kernels::kernel_table().isa) ||
+      origin.cpu_model != format::HostCpuModel()) {
+    for (ir::Node& node : file->graph.nodes)
+      if (node.op_type == "lowbit.QConv") node.attributes.erase("lowbit_kernel");
+  }
   auto model = runtime::CompiledModel::FromGraph(
       std::move(file->graph), std::move(file->metadata.output_names), std::move(origin));
   if (!model.ok()) return model.status().WithContext(path);
