@@ -18,12 +18,16 @@ namespace {
 
 constexpr const char* kTensorsUsage =
     R"(usage: lowbit tensors MODEL --input NAME=FILE.npy [--input ...] --out DIR [--threads N]
+                      [--no-lowering]
 
-Runs MODEL (an ONNX file, compiled at load, or a .lbm) on .npy tensors (first dimension = batch) and writes each
-output as DIR/<output name>.npy ('/' and ':' in names become '_'). Inputs may
-be float32, float16, or integer/bool arrays with values within +-2^24 (the
-codes of quantized models); outputs are float32, integer outputs holding
-their exact integers.
+Runs MODEL (an ONNX file, compiled at load, or a .lbm) on .npy tensors
+(first dimension = batch) and writes each output as DIR/<output name>.npy
+('/' and ':' in names become '_'). Inputs may be float32, float16, or
+integer/bool arrays with values within +-2^24 (the codes of quantized
+models); outputs are float32, integer outputs holding their exact integers.
+
+  --no-lowering   an ONNX model's fake quantization runs as written, on the
+                  float path, instead of on the integer kernels (a reference)
 )";
 
 std::string SanitizeFileName(std::string name) {
@@ -38,6 +42,7 @@ int TensorsCommand(int argc, char** argv) {
   std::string model_path, out_dir;
   std::vector<std::pair<std::string, std::string>> input_files;
   int threads = 1;
+  engine::CompileOptions compile_options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -59,6 +64,8 @@ int TensorsCommand(int argc, char** argv) {
         return 2;
       }
       out_dir = value;
+    } else if (arg == "--no-lowering") {
+      compile_options.lower_quantized = false;
     } else if (arg == "--threads") {
       const char* value = next();
       char* end = nullptr;
@@ -82,7 +89,7 @@ int TensorsCommand(int argc, char** argv) {
     return 2;
   }
 
-  auto model = engine::Model::Load(model_path);  // ONNX or .lbm
+  auto model = engine::Model::Load(model_path, compile_options);  // ONNX or .lbm
   if (!model.ok()) {
     std::fprintf(stderr, "lowbit tensors: %s\n", model.status().ToString().c_str());
     return 1;

@@ -23,6 +23,7 @@ void IntTensor(OnnxBuilder& b, const std::string& name, int type, const std::vec
 
 struct ConvCase {
   int cin = 8, cout = 12, height = 9, width = 11, kernel = 3, stride = 1;
+  int group = 1;  // cin == cout == group: depthwise
   std::vector<int64_t> pads = {1, 1, 1, 1};  // top, left, bottom, right
   int wbits = 8, abits = 8;
   bool binary_weights = false;
@@ -56,7 +57,7 @@ class QuantizedConvModel {
     const int wmin = c.binary_weights ? -1 : -(1 << (c.wbits - 1));
     const int wmax = c.binary_weights ? 1 : (1 << (c.wbits - 1)) - 1;
     std::uniform_int_distribution<int> pick(wmin, wmax);
-    weights_.resize(size_t(c.cout) * c.cin * c.kernel * c.kernel);
+    weights_.resize(size_t(c.cout) * (c.cin / c.group) * c.kernel * c.kernel);
     for (int32_t& w : weights_) {
       w = pick(rng);
       if (c.binary_weights) w = w < 0 ? -1 : 1;
@@ -70,7 +71,8 @@ class QuantizedConvModel {
     IntTensor(b, "zo", onnx::TensorProto::UINT8, {}, {c.out_zero_point});
     b.Floats("sw", {c.cout}, scales_.weights);
     IntTensor(b, "zw", onnx::TensorProto::INT8, {c.cout}, std::vector<int32_t>(c.cout, 0));
-    IntTensor(b, "w", onnx::TensorProto::INT8, {c.cout, c.cin, c.kernel, c.kernel}, weights_);
+    IntTensor(b, "w", onnx::TensorProto::INT8, {c.cout, c.cin / c.group, c.kernel, c.kernel},
+              weights_);
     b.Floats("bias", {c.cout}, bias_);
     b.Node("QuantizeLinear", {"x", "sa", "za"}, {"xq"});
     std::string xq = "xq";
@@ -86,6 +88,7 @@ class QuantizedConvModel {
     SetInts(conv, "kernel_shape", {c.kernel, c.kernel});
     SetInts(conv, "strides", {c.stride, c.stride});
     SetInts(conv, "pads", c.pads);
+    SetInt(conv, "group", c.group);
     SetFloat(b.Node("LeakyRelu", {"conv"}, {"act"}), "alpha", c.alpha);
     if (c.quantize_output) {
       b.Node("QuantizeLinear", {"act", "so", "zo"}, {"yq"});
@@ -124,14 +127,15 @@ class QuantizedConvModel {
         for (int y = 0; y < oh; ++y)
           for (int xo = 0; xo < ow; ++xo) {
             double sum = bias_[o];
-            for (int ci = 0; ci < c_.cin; ++ci)
+            const int group_in = c_.cin / c_.group, first = o / (c_.cout / c_.group) * group_in;
+            for (int ci = first; ci < first + group_in; ++ci)
               for (int ky = 0; ky < k; ++ky)
                 for (int kx = 0; kx < k; ++kx) {
                   const int iy = y * c_.stride - int(c_.pads[0]) + ky;
                   const int ix = xo * c_.stride - int(c_.pads[1]) + kx;
                   if (iy < 0 || iy >= c_.height || ix < 0 || ix >= c_.width) continue;
                   const double a = xd[((size_t(n) * c_.cin + ci) * c_.height + iy) * c_.width + ix];
-                  const double w = weights_[((size_t(o) * c_.cin + ci) * k + ky) * k + kx] *
+                  const double w = weights_[((size_t(o) * group_in + ci - first) * k + ky) * k + kx] *
                                    double(scales_.weights[o]);
                   sum += a * w;
                 }
@@ -266,6 +270,11 @@ ConvCase Binary(ConvCase c) {
   return c;
 }
 
+ConvCase Depthwise(ConvCase c) {
+  c.cin = c.cout = c.group = 24;
+  return c;
+}
+
 ConvCase FloatOutput(ConvCase c) {
   c.quantize_output = false;
   return c;
@@ -281,8 +290,104 @@ INSTANTIATE_TEST_SUITE_P(
         FamilyCase{"W2A2_stride2_asymmetric_pads", Asymmetric(Bits(2, 2)),
                    {"int8dot", "int8", "bitserial", "lut"}},
         FamilyCase{"W1A1_binary", Binary(Bits(1, 1)), {"int8dot", "bitserial", "lut"}},
-        FamilyCase{"W3A2_float_output", FloatOutput(Bits(3, 2)), {"int8dot", "bitserial"}}),
+        FamilyCase{"W3A2_float_output", FloatOutput(Bits(3, 2)), {"int8dot", "bitserial"}},
+        FamilyCase{"W8A8_depthwise", Depthwise(Bits(8, 8)), {"dwint8"}},
+        FamilyCase{"W4A4_depthwise_stride2_asymmetric_pads", Asymmetric(Depthwise(Bits(4, 4))),
+                   {"dwint8"}}),
     [](const ::testing::TestParamInfo<FamilyCase>& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace lowbit::engine::testing
+
+namespace lowbit::engine::testing {
+namespace {
+
+// Two quantized convs with a MaxPool and a Concat between them (QCDQ, one
+// quantizer per tensor, shared by the Concat's inputs as QAT exports do):
+// the codes go from one conv to the next without a float tensor between.
+TEST(QuantizedChainTest, ConsecutiveLayersPassCodes) {
+  OnnxBuilder b(13);
+  b.Input("x", {-1, 4, 12, 12}).Output("y");
+  b.Floats("s", {}, {0.05f}).Floats("sw", {}, {0.02f});
+  IntTensor(b, "z", onnx::TensorProto::UINT8, {}, {1});
+  IntTensor(b, "lo", onnx::TensorProto::UINT8, {}, {0});
+  IntTensor(b, "hi", onnx::TensorProto::UINT8, {}, {3});
+  IntTensor(b, "zw", onnx::TensorProto::INT8, {}, {0});
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> pick(-2, 1);
+  auto weights = [&](const std::string& name, int cout, int cin) {
+    std::vector<int32_t> w(size_t(cout) * cin * 9);
+    for (int32_t& v : w) v = pick(rng);
+    IntTensor(b, name, onnx::TensorProto::INT8, {cout, cin, 3, 3}, w);
+    b.Node("DequantizeLinear", {name, "sw", "zw"}, {name + "_dq"});
+  };
+  // A2 quantizer: Q -> Clip[0,3] -> DQ, on `in`, named `out`.
+  auto quantize = [&](const std::string& in, const std::string& out) {
+    b.Node("QuantizeLinear", {in, "s", "z"}, {out + "_q"});
+    b.Node("Clip", {out + "_q", "lo", "hi"}, {out + "_c"});
+    b.Node("DequantizeLinear", {out + "_c", "s", "z"}, {out});
+  };
+  auto conv = [&](const std::string& in, const std::string& w, const std::string& out) {
+    auto& node = b.Node("Conv", {in, w + "_dq"}, {out + "_conv"});
+    SetInts(node, "pads", {1, 1, 1, 1});
+    SetFloat(b.Node("LeakyRelu", {out + "_conv"}, {out}), "alpha", 0.1f);
+  };
+  weights("w1", 8, 4);
+  weights("w2", 8, 16);
+  quantize("x", "xq");
+  conv("xq", "w1", "a");
+  quantize("a", "aq");
+  auto& pool = b.Node("MaxPool", {"aq"}, {"p"});
+  SetInts(pool, "kernel_shape", {2, 2});
+  SetInts(pool, "strides", {2, 2});
+  auto& pool2 = b.Node("MaxPool", {"aq"}, {"p2"});
+  SetInts(pool2, "kernel_shape", {3, 3});
+  SetInts(pool2, "strides", {2, 2});
+  SetInts(pool2, "pads", {0, 0, 1, 1});
+  SetInt(b.Node("Concat", {"p", "p2"}, {"cat"}), "axis", 1);
+  quantize("cat", "catq");
+  conv("catq", "w2", "y_float");
+  quantize("y_float", "y");
+
+  const Shape shape = {2, 4, 12, 12};
+  const std::vector<float> x = RandomFloats(NumElements(shape), 9, -0.2f, 0.3f);
+  std::vector<float> first;
+  for (const std::string family : {"int8dot", "bitserial", "lut", "int8"}) {
+    setenv("LOWBIT_CONV_FAMILY", family.c_str(), 1);
+    auto compiled = b.Compile();
+    unsetenv("LOWBIT_CONV_FAMILY");
+    ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+    std::vector<std::string> ops;
+    for (const ir::Node& node : (*compiled)->graph().nodes) ops.push_back(node.op_type);
+    const auto last_qconv = std::find(ops.rbegin(), ops.rend(), "lowbit.QConv");
+    ASSERT_NE(last_qconv, ops.rend());
+    EXPECT_EQ(std::count(ops.begin(), ops.end(), "lowbit.QConv"), 2);
+    EXPECT_EQ(std::find(ops.begin(), last_qconv.base(), "lowbit.Dequantize"), last_qconv.base())
+        << "a float tensor between the quantized layers (" << family << ")";
+    EXPECT_EQ(std::find(ops.begin(), ops.end(), "Conv"), ops.end());
+    const std::vector<float> y = RunOnce(**compiled, x, shape);
+    if (first.empty())
+      first = y;
+    else
+      EXPECT_EQ(y, first) << family;
+  }
+  // The float path (CompileOptions::lower_quantized = false) computes the
+  // same codes: every output within one step, nearly all equal.
+  auto graph = b.Import();
+  ASSERT_TRUE(graph.ok());
+  CompileOptions options;
+  options.lower_quantized = false;
+  auto reference = runtime::CompiledModel::Compile(std::move(graph).value(), {}, options);
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  const std::vector<float> want = RunOnce(**reference, x, shape);
+  ASSERT_EQ(want.size(), first.size());
+  size_t equal = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_LE(std::abs(want[i] - first[i]), 0.05f * 1.001f) << i;
+    equal += want[i] == first[i];
+  }
+  EXPECT_GE(double(equal) / want.size(), 0.99);
+}
 
 }  // namespace
 }  // namespace lowbit::engine::testing

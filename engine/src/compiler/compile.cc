@@ -12,11 +12,11 @@
 namespace lowbit::engine {
 namespace runtime {
 
-StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::Compile(ir::Graph graph,
-                                                                      ModelOrigin origin) {
+StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::Compile(
+    ir::Graph graph, ModelOrigin origin, const CompileOptions& options) {
   std::vector<std::string> output_names;
   for (int o : graph.outputs) output_names.push_back(graph.values[o].name);
-  LOWBIT_RETURN_IF_ERROR(passes::CompileGraph(&graph));
+  LOWBIT_RETURN_IF_ERROR(passes::CompileGraph(&graph, options.lower_quantized));
   return FromGraph(std::move(graph), std::move(output_names), std::move(origin));
 }
 
@@ -31,7 +31,7 @@ StatusOr<std::shared_ptr<const Model>> Model::LoadOnnx(const std::string& path,
   origin.producer = std::string("lowbit ") + format::ProducerVersion();
   origin.kernel_isa = format::HostKernelIsa();
   origin.cpu_model = format::HostCpuModel();
-  auto compiled = runtime::CompiledModel::Compile(std::move(graph), std::move(origin));
+  auto compiled = runtime::CompiledModel::Compile(std::move(graph), std::move(origin), options);
   if (!compiled.ok()) return compiled.status().WithContext(path);
   return std::shared_ptr<const Model>(std::move(compiled).value());
 }

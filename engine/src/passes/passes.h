@@ -81,6 +81,7 @@ Status AssignLayouts(ir::Graph* graph);
 Status LowerQuantizedOps(ir::Graph* graph);
 
 // The whole pipeline in order (pipeline.cc).
-Status CompileGraph(ir::Graph* graph);
+// lower_quantized = false skips LowerQuantizedOps (CompileOptions).
+Status CompileGraph(ir::Graph* graph, bool lower_quantized = true);
 
 }  // namespace lowbit::engine::passes

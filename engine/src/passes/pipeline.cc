@@ -8,13 +8,13 @@ namespace lowbit::engine::passes {
 
 using ir::Graph;
 
-Status CompileGraph(Graph* graph) {
+Status CompileGraph(Graph* graph, bool lower_quantized) {
   LOWBIT_RETURN_IF_ERROR(FoldConstants(graph));
   LOWBIT_RETURN_IF_ERROR(EliminateDeadNodes(graph));
   LOWBIT_RETURN_IF_ERROR(FoldBatchNormalization(graph));
   LOWBIT_RETURN_IF_ERROR(FusePadIntoConsumer(graph));
   LOWBIT_RETURN_IF_ERROR(FuseActivations(graph));
-  LOWBIT_RETURN_IF_ERROR(LowerQuantizedOps(graph));
+  if (lower_quantized) LOWBIT_RETURN_IF_ERROR(LowerQuantizedOps(graph));
   // Weights still behind a Dequantize (layers that stay in float) become
   // float constants before layouts permute constants.
   LOWBIT_RETURN_IF_ERROR(FoldConstants(graph, /*fold_dequantize=*/true));

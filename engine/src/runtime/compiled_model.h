@@ -35,8 +35,8 @@ class CompiledModel final : public Model {
   // Compiler library: runs the passes (passes::CompileGraph) on an imported
   // graph, then FromGraph. The graph's output names before the passes become
   // the model's output names.
-  static StatusOr<std::shared_ptr<const CompiledModel>> Compile(ir::Graph graph,
-                                                                ModelOrigin origin = {});
+  static StatusOr<std::shared_ptr<const CompiledModel>> Compile(
+      ir::Graph graph, ModelOrigin origin = {}, const CompileOptions& options = {});
 
   // Runtime library: a model from an already compiled graph. Drops the
   // values nothing refers to (renumbering the rest), derives kernel-format

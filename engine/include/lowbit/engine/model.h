@@ -57,7 +57,11 @@ struct ModelOrigin {
 };
 
 struct CompileOptions {
-  // Reserved for the low-bit compiler; FP32 models compile as they are.
+  // Fake-quantized models: lower quantized patterns onto the integer kernels
+  // (the default). false runs the graph as written, every Quantize /
+  // Dequantize on the float path: the reference the integer path is tested
+  // against, and a way to tell a lowering problem from a model problem.
+  bool lower_quantized = true;
 };
 
 struct SessionOptions {
