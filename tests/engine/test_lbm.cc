@@ -618,7 +618,9 @@ TEST_F(LbmModelTest, AQuantizedModelStoresCompactWeightsAndRunsBitForBitTheSame)
   ExpectSameGraph(model.StoredGraph(), file->graph);
   EXPECT_LT(file->graph.values.size(), model.graph().values.size());
   for (const ir::Node& node : file->graph.nodes)
-    if (node.op_type == "lowbit.QConv") EXPECT_LT(node.inputs.size(), loaded_inputs);
+    if (node.op_type == "lowbit.QConv") {
+      EXPECT_LT(node.inputs.size(), loaded_inputs);
+    }
 
   auto loaded = Model::LoadCompiled(lbm_path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
