@@ -89,7 +89,13 @@ struct Precision {
 
   static Precision Float32() { return {}; }
   static Precision IntegerCodes(int bits, bool is_signed, float scale, int32_t zero_point) {
-    return {Kind::kIntegerCodes, bits, is_signed, scale, zero_point};
+    Precision p;
+    p.kind = Kind::kIntegerCodes;
+    p.bits = bits;
+    p.is_signed = is_signed;
+    p.scale = scale;
+    p.zero_point = zero_point;
+    return p;
   }
   std::string ToString() const;  // "f32" or "i2(s=0.05,z=0)"
 };
