@@ -209,9 +209,10 @@ void ExpectMatches(const std::vector<float>& got, const Reference& ref, const st
   }
   EXPECT_LE(worst_diff, tolerance) << what << ": element " << worst << " is " << got[worst]
                                    << ", reference " << ref.output[worst];
-  if (ref.out_step > 0)
+  if (ref.out_step > 0) {
     EXPECT_GE(double(exact) / got.size(), 0.97) << what << ": " << exact << " of " << got.size()
                                                 << " equal the reference";
+  }
 }
 
 struct FamilyCase {

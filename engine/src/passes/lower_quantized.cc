@@ -62,7 +62,7 @@ class Lowerer {
     Index();
     LOWBIT_RETURN_IF_ERROR(HoistPadsIntoConvolutions());
     Index();
-    PushDequantizeThroughNearestResize();
+    LOWBIT_RETURN_IF_ERROR(PushDequantizeThroughNearestResize());
     Index();
     for (size_t n = 0; n < graph_->nodes.size(); ++n)
       if (graph_->nodes[n].op_type == "Conv") LOWBIT_RETURN_IF_ERROR(LowerConv(n));
@@ -252,7 +252,7 @@ class Lowerer {
   // Resize_nearest(Dequantize(c)) == Dequantize(Resize_nearest(c)): the
   // Resize reads u8 codes and a Dequantize follows it, so a quantized conv
   // behind it sees codes.
-  void PushDequantizeThroughNearestResize() {
+  Status PushDequantizeThroughNearestResize() {
     const size_t count = graph_->nodes.size();
     for (size_t n = 0; n < count; ++n) {
       Node& resize = graph_->nodes[n];
@@ -276,7 +276,7 @@ class Lowerer {
       dequantize.outputs = {float_out};
       graph_->nodes.push_back(std::move(dequantize));
     }
-    graph_->TopologicalSort();
+    return graph_->TopologicalSort();
   }
 
   // ---- 3. convolutions ----------------------------------------------------
