@@ -31,6 +31,8 @@ void conv(const ConvGeometry& g, const uint8_t* activations, const int8_t* weigh
 }
 
 float epilogue_value(const Epilogue& e, int channel, int64_t sum) {
+  // The centred sum in int64 (exact), then one rounding to float.
+  if (e.sum_offset) sum -= e.sum_offset[channel];
   float y = float(sum) * e.scale[channel];
   if (e.bias) y = y + e.bias[channel];
   if (e.activation == Activation::kRelu) {
@@ -53,9 +55,14 @@ float epilogue_value(const Epilogue& e, int channel, int64_t sum) {
 
 uint8_t epilogue_code(const Epilogue& e, int channel, int64_t sum) {
   const float y = epilogue_value(e, channel, sum);
-  long q = std::lrint(y * e.out_inv_scale) + e.out_zero_point;
-  const long max_code = (1L << e.out_bits) - 1;
-  if (q < 0) q = 0;
+  // ONNX QuantizeLinear: the float32 quotient (one IEEE division, as ONNX
+  // Runtime computes it; a double quotient would round differently where
+  // y / out_scale lies within half a float ulp of a half-integer), rounded
+  // half to even. Rounding and clamping in double: exact for any float.
+  const float v = e.out_scale > 0.0f ? y / e.out_scale : y * e.out_inv_scale;
+  double q = std::nearbyint(double(v)) + e.out_zero_point;
+  const double max_code = double((1 << e.out_bits) - 1);
+  if (q < 0.0) q = 0.0;
   if (q > max_code) q = max_code;
   return uint8_t(q);
 }

@@ -16,7 +16,8 @@ void conv(const ConvGeometry& geometry, const uint8_t* activations, const int8_t
           int64_t* out);
 
 // Epilogue for one accumulator, written independently of the kernels' output
-// stage but with the same float expressions in the same order.
+// stage but with the same float expressions in the same order (sum_offset
+// subtracted in int64, codes by an actual division when out_scale > 0).
 float epilogue_value(const Epilogue& epilogue, int channel, int64_t sum);
 uint8_t epilogue_code(const Epilogue& epilogue, int channel, int64_t sum);
 

@@ -186,8 +186,7 @@ void store_run(const TileEpilogue256& k, const OutputStage& out, const ConvGeome
       const __m256i c[4] = {c0, c1, c2, c3};
       __m256i q[4];
       for (int o = 0; o < 4; ++o)
-        q[o] = tile_codes256(k, c[o], _mm256_set1_ps(k.scale[cout_begin + o]),
-                             k.bias ? _mm256_set1_ps(k.bias[cout_begin + o]) : _mm256_setzero_ps());
+        q[o] = tile_codes256(k, c[o], tile_channel256(k, cout_begin + o));
       const __m256i pair0 = _mm256_or_si256(q[0], _mm256_slli_epi32(q[1], 2));
       const __m256i pair1 = _mm256_or_si256(q[2], _mm256_slli_epi32(q[3], 2));
       // int32 lanes (<= 15) -> bytes: [pair0 px0..7, pair1 px0..7].

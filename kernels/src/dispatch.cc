@@ -103,7 +103,11 @@ bool cpu_has_neon() { return getauxval(AT_HWCAP) & HWCAP_ASIMD; }
 // through the scalar store_tile (epilogue, lrint and clamp per value): +11-15
 // cycles at W2A2, +25-30 at W1A1 (sums centred on zero make the ReLU and
 // clamp branches unpredictable); scalar and NEON INT8 take that scalar path
-// too (estimated). The NEON and scalar rates are estimates, not measurements
+// too (estimated). The exact requantization (Epilogue::sum_offset and
+// out_scale, the fake-quantized layers' stage) adds ~0.1 cycle per value to
+// the AVX-512 stages and ~0.15-0.35 to the AVX2 ones (measured in one process
+// against the multiplier stage, NanoDet shapes, 2.5 GHz; not in the rates
+// below). The NEON and scalar rates are estimates, not measurements
 // (no ARM hardware here): they only keep the families in their expected
 // order (llvm-mca figures in KERNELS.md).
 //

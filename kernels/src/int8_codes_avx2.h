@@ -1,7 +1,8 @@
 // Vectorised kCodes output stage for the 256-bit INT8 kernels (included only by
 // translation units compiled with at least -mavx2; internal linkage, so the
 // linker cannot mix variants compiled for different ISAs). Same arithmetic and
-// order as int8_codes_avx512.h (see there and epilogue.h), 8 lanes at a time.
+// order as int8_codes_avx512.h (see there and epilogue.h), 8 lanes at a time;
+// the requantization is requantize_avx2.h's.
 #pragma once
 
 #include <immintrin.h>
@@ -9,40 +10,44 @@
 #include <cstring>
 
 #include "int8_common.h"
+#include "requantize_avx2.h"
 
 namespace lowbit::kernels {
 namespace {
 
 struct Codes256 {
-  __m256 scale[2], bias[2], alpha, clip_lo, clip_hi, inv_scale;
-  __m256 code_lo, code_hi;  // detail::code_bounds: code range, folded ReLU / clip
+  __m256 scale[2], bias[2], alpha, clip_lo, clip_hi;
+  __m256i offset[2];   // Epilogue::sum_offset of the block's channels
+  Requant256 requant;  // detail::code_bounds: code range, folded ReLU / clip
   __m256i zero_point;
   int couts;
-  bool has_bias;
+  bool has_bias, has_offset;
   Activation activation;
 };
 
 inline Codes256 make_codes256(const Epilogue& e, int cout_begin, int couts) {
   Codes256 c;
   alignas(32) float s[16] = {}, b[16] = {};
+  alignas(32) int32_t d[16] = {};
   for (int o = 0; o < couts; ++o) {
     s[o] = e.scale[cout_begin + o];
     b[o] = e.bias ? e.bias[cout_begin + o] : 0.0f;
+    d[o] = e.sum_offset ? e.sum_offset[cout_begin + o] : 0;
   }
   for (int h = 0; h < 2; ++h) {
     c.scale[h] = _mm256_load_ps(s + 8 * h);
     c.bias[h] = _mm256_load_ps(b + 8 * h);
+    c.offset[h] = _mm256_load_si256(reinterpret_cast<const __m256i*>(d + 8 * h));
   }
   c.couts = couts;
   c.has_bias = e.bias != nullptr;
+  c.has_offset = e.sum_offset != nullptr;
   c.alpha = _mm256_set1_ps(e.alpha);
   c.clip_lo = _mm256_set1_ps(e.clip_min);
   c.clip_hi = _mm256_set1_ps(e.clip_max);
-  c.inv_scale = _mm256_set1_ps(e.out_inv_scale);
   c.zero_point = _mm256_set1_epi32(e.out_zero_point);
   const detail::CodeBounds bounds = detail::code_bounds(e);
-  c.code_lo = _mm256_set1_ps(bounds.lo);
-  c.code_hi = _mm256_set1_ps(bounds.hi);
+  c.requant = make_requant256(bounds);
   // A folded activation is applied by the code clamp alone.
   c.activation = bounds.activation_folded ? Activation::kNone : e.activation;
   return c;
@@ -53,6 +58,7 @@ inline __m256 select256(__m256 cond, __m256 a, __m256 b) { return _mm256_blendv_
 
 inline __m256i requantize256(const Codes256& c, int h, __m256i s) {
   const __m256 zero = _mm256_setzero_ps();
+  if (c.has_offset) s = _mm256_sub_epi32(s, c.offset[h]);
   __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(s), c.scale[h]);
   if (c.has_bias) y = _mm256_add_ps(y, c.bias[h]);
   switch (c.activation) {
@@ -81,9 +87,7 @@ inline __m256i requantize256(const Codes256& c, int h, __m256i s) {
       break;
     }
   }
-  y = _mm256_mul_ps(y, c.inv_scale);
-  y = _mm256_min_ps(_mm256_max_ps(y, c.code_lo), c.code_hi);
-  return _mm256_add_epi32(_mm256_cvtps_epi32(y), c.zero_point);
+  return _mm256_add_epi32(requant_lanes256(c.requant, y), c.zero_point);
 }
 
 // Channel count of the block at cout_begin.

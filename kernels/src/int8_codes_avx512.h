@@ -4,15 +4,14 @@
 // for another ISA's translation unit).
 //
 // Same arithmetic as apply_epilogue + requantize (epilogue.h), in the same
-// order, in float, per lane: y = float(s) * scale[c] (+ bias[c]), activation,
-// v = y * out_inv_scale, then q = lrint(v) + out_zero_point clamped to
-// [0, 2^out_bits - 1]. Since lrint is monotonic and the bounds are integers,
-// that equals lrint(clamp(v, -zp, 2^out_bits - 1 - zp)) + zp: the clamp runs
-// in float before the conversion (vcvtps2dq, round half to even under the
-// default MXCSR, as lrint), which also keeps the int32 conversion in range
-// (|zp| < 2^24 so the bounds are exact floats). SiLU
-// (exp) has no vector path: codes_vectorizable() is false and the caller
-// uses store_pixel_major.
+// order, in float, per lane: y = float(s - sum_offset[c]) * scale[c]
+// (+ bias[c]), activation, then the code: v = y * multiplier clamped in float
+// to detail::code_bounds and converted (vcvtps2dq, round half to even under
+// the default MXCSR, as lrint), plus out_zero_point; in the exact mode
+// (out_scale > 0) vectors with a lane near a half-integer are recomputed by
+// division (detail::code_bounds states why that equals
+// round_half_even(y / out_scale) on every lane). SiLU (exp) has no vector
+// path: codes_vectorizable() is false and the caller uses store_pixel_major.
 #pragma once
 
 #include <immintrin.h>
@@ -22,12 +21,46 @@
 namespace lowbit::kernels {
 namespace {
 
+// detail::code_bounds as vectors: v = clamp(y * multiplier, lo, hi).
+struct Requant512 {
+  __m512 lo, hi, multiplier;
+  __m512 divisor, window;  // exact mode: near-tie vectors use y / divisor
+  bool exact;
+};
+
+inline Requant512 make_requant512(const detail::CodeBounds& b) {
+  Requant512 r;
+  r.lo = _mm512_set1_ps(b.lo);
+  r.hi = _mm512_set1_ps(b.hi);
+  r.multiplier = _mm512_set1_ps(b.multiplier);
+  r.divisor = _mm512_set1_ps(b.exact ? b.divisor : 1.0f);
+  r.window = _mm512_set1_ps(b.tie_window);
+  r.exact = b.exact;
+  return r;
+}
+
+// The lanes k of y (activation applied unless folded into the bounds) ->
+// rne(clamp(v, lo, hi)) as int32 (the code minus the zero point; other lanes 0).
+inline __m512i requant_lanes512(const Requant512& r, __mmask16 k, __m512 y) {
+  const __m512 v =
+      _mm512_maskz_min_ps(k, _mm512_maskz_max_ps(k, _mm512_mul_ps(y, r.multiplier), r.lo), r.hi);
+  const __m512i q = _mm512_maskz_cvtps_epi32(k, v);
+  if (!r.exact) return q;
+  // |v - rne(v)| > window: some lane is near a half-integer, divide.
+  const __m512 frac = _mm512_sub_ps(v, _mm512_maskz_cvtepi32_ps(k, q));
+  const __mmask16 near = _mm512_mask_cmp_ps_mask(k, _mm512_abs_ps(frac), r.window, _CMP_GT_OQ);
+  if (__builtin_expect(near == 0, 1)) return q;
+  const __m512 d = _mm512_maskz_div_ps(k, y, r.divisor);
+  return _mm512_maskz_cvtps_epi32(k, _mm512_maskz_min_ps(k, _mm512_maskz_max_ps(k, d, r.lo), r.hi));
+}
+
 struct Codes512 {
-  __m512 scale, bias, alpha, clip_lo, clip_hi, inv_scale;
-  __m512 code_lo, code_hi;  // detail::code_bounds: code range, folded ReLU / clip
+  __m512 scale, bias, alpha, clip_lo, clip_hi;
+  __m512i offset;      // Epilogue::sum_offset of the block's channels (0 when absent)
+  Requant512 requant;  // detail::code_bounds: code range, folded ReLU / clip
   __m512i zero_point;
   __mmask16 lanes;  // output channels present in this block
-  bool has_bias;
+  bool has_bias, has_offset;
   Activation activation;
 };
 
@@ -38,14 +71,15 @@ inline Codes512 make_codes512(const Epilogue& e, int cout_begin, int couts) {
   c.scale = _mm512_maskz_loadu_ps(c.lanes, e.scale + cout_begin);
   c.has_bias = e.bias != nullptr;
   c.bias = c.has_bias ? _mm512_maskz_loadu_ps(c.lanes, e.bias + cout_begin) : _mm512_setzero_ps();
+  c.has_offset = e.sum_offset != nullptr;
+  c.offset = c.has_offset ? _mm512_maskz_loadu_epi32(c.lanes, e.sum_offset + cout_begin)
+                          : _mm512_setzero_si512();
   c.alpha = _mm512_set1_ps(e.alpha);
   c.clip_lo = _mm512_set1_ps(e.clip_min);
   c.clip_hi = _mm512_set1_ps(e.clip_max);
-  c.inv_scale = _mm512_set1_ps(e.out_inv_scale);
   c.zero_point = _mm512_set1_epi32(e.out_zero_point);
   const detail::CodeBounds bounds = detail::code_bounds(e);
-  c.code_lo = _mm512_set1_ps(bounds.lo);
-  c.code_hi = _mm512_set1_ps(bounds.hi);
+  c.requant = make_requant512(bounds);
   // A folded activation is applied by the code clamp alone.
   c.activation = bounds.activation_folded ? Activation::kNone : e.activation;
   return c;
@@ -57,6 +91,7 @@ inline __m512i requantize512(const Codes512& c, __m512i s) {
   // warning about the unmasked intrinsics' undefined pass-through operand.
   const __mmask16 k = c.lanes;
   const __m512 zero = _mm512_setzero_ps();
+  if (c.has_offset) s = _mm512_sub_epi32(s, c.offset);
   __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(k, s), c.scale);
   if (c.has_bias) y = _mm512_add_ps(y, c.bias);
   switch (c.activation) {
@@ -86,9 +121,7 @@ inline __m512i requantize512(const Codes512& c, __m512i s) {
       break;
     }
   }
-  y = _mm512_mul_ps(y, c.inv_scale);
-  y = _mm512_maskz_min_ps(k, _mm512_maskz_max_ps(k, y, c.code_lo), c.code_hi);
-  return _mm512_add_epi32(_mm512_maskz_cvtps_epi32(k, y), c.zero_point);
+  return _mm512_add_epi32(requant_lanes512(c.requant, k, y), c.zero_point);
 }
 
 // Channel count of the block at cout_begin.

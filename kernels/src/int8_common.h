@@ -2,6 +2,7 @@
 // once, in a baseline translation unit; ISA files call it per tile).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -46,35 +47,105 @@ void store_pixel_major(const OutputStage& out, const ConvGeometry& geometry, int
                        int out_width, int pixels, int cout_begin, const int32_t* acc,
                        int max_couts = kInt8CoutBlock);
 
-// Whether the ISA files' vector kCodes output stage (int8_codes_*.h) applies:
-// kCodes destinations with any activation but SiLU (exp stays scalar) and a
-// zero point whose code bounds are exact floats.
-inline bool codes_vectorizable(const OutputStage& out) {
-  const int zp = out.epilogue.out_zero_point;
-  return out.destination == Destination::kCodes && out.epilogue.activation != Activation::kSilu &&
-         zp > -(1 << 24) && zp < (1 << 24) - 256;
+// Whether the vector requantization (int8_codes_*.h, tile_codes_*.h)
+// applies to these epilogue parameters: any activation but SiLU (exp stays
+// scalar) and a zero point whose code bounds are exact floats; with
+// out_scale > 0 (exact division) also a zero point below 2^20 and a scale in
+// [2^-100, 2^100] (so 1 / out_scale and the tie window below are normal
+// floats). Everything else goes to the scalar store_tile.
+inline bool requant_vectorizable(const Epilogue& e) {
+  const int zp = e.out_zero_point;
+  if (e.activation == Activation::kSilu || zp <= -(1 << 24) || zp >= (1 << 24) - 256) return false;
+  if (e.out_scale == 0.0f) return true;
+  return zp > -(1 << 20) && zp < (1 << 20) - 256 && e.out_scale >= 0x1p-100f &&
+         e.out_scale <= 0x1p100f;
 }
 
-// Bounds of v = y * out_inv_scale before the vector kCodes stage converts it:
-// the code range [-zp, 2^out_bits - 1 - zp] (see int8_codes_avx512.h), with
-// kRelu / kClip folded in when out_inv_scale > 0. Folding is exact: rounding
-// is monotonic, so clip(y, lo, hi) * s == clamp(y * s, lo * s, hi * s) in
-// float (relu: lo * s = 0), and clamp(clamp(v, a, b), c, d) ==
-// clamp(v, clamp(a, c, d), clamp(b, c, d)) for a <= b, c <= d.
+// Whether the INT8 kernels' vector kCodes output stage applies.
+inline bool codes_vectorizable(const OutputStage& out) {
+  return out.destination == Destination::kCodes && requant_vectorizable(out.epilogue);
+}
+
+// Constants of the vector requantization: v = y * multiplier, clamped in
+// float to [lo, hi], q = rne(v) (cvtps2dq / fcvtns) + out_zero_point.
+//
+// Multiplier mode (out_scale == 0): multiplier = out_inv_scale and [lo, hi]
+// = the code range [-zp, 2^out_bits - 1 - zp], with kRelu / kClip folded in
+// when out_inv_scale > 0. Folding is exact: rounding is monotonic, so
+// clip(y, a, b) * s == clamp(y * s, a * s, b * s) in float (relu: 0 * s = 0),
+// and clamp(clamp(v, a, b), c, d) == clamp(v, clamp(a, c, d), clamp(b, c, d))
+// for a <= b, c <= d. The clamp before the conversion equals the clamp of the
+// code after it (monotonic rounding, integer code bounds) and keeps the int32
+// conversion in range.
+//
+// Exact mode (out_scale > 0, requant_vectorizable): the code must be
+// Q = rne(D), D = fl(y / out_scale) the float quotient. Division is slow in
+// vectors, so v = fl(y * inv), inv = fl(1 / out_scale), and only vectors with
+// a lane near a rounding boundary divide. With z = y / out_scale (real) and
+// u = 2^-24: v = z (1 + e1)(1 + e2) and D = z (1 + e3), |ei| <= u, so
+// |v - D| <= 3.01 u |z| < 4 u M = M 2^-22 for |v| <= M = max(|lo|, |hi|)
+// (< 2^20). Hence if |v - rne(v)| <= tie_window = 0.5 - (M + 1) 2^-21, D lies
+// strictly inside the same unit interval around rne(v) and Q = rne(v); v -
+// rne(v) is computed exactly (|v| < 2^22, so the difference of v and an
+// integer is a float). Otherwise the vector is recomputed as
+// clamp(y / out_scale, lo, hi), i.e. D itself, and rounded. A clamped v is an
+// integer (no recomputation) and still right: v < lo means
+// z < lo + 2.01 u |lo| < lo + 1/4, so D < lo + 1/2 and Q <= lo (the same
+// above hi). A lane within (M + 1) 2^-21 of a half-integer triggers the
+// division: about 2^-13..2^-12 of the values for 8-bit codes.
+// (A correction by one code from the exact residual fma(q +- 1/2, s, -y)
+// would round the real quotient y / s instead of D: they differ where y / s
+// lies within half a float ulp of a half-integer, fl(y / s) then being the
+// tie itself; on near-tie data that happens about twice as often as y * inv
+// and D round differently, tests/kernels/conv_exact_requant_test.cc.)
+// The bounds are integers in exact mode: kRelu folds as max(lo, 0), kClip as
+// [rne(fl(clip_min / s)), rne(fl(clip_max / s))] clamped to the code range,
+// exact because fl(clip(y, a, b) / s) == clamp(fl(y / s), fl(a / s),
+// fl(b / s)) and rne commutes with clamps to integers (monotonic).
 struct CodeBounds {
-  float lo, hi;
+  float lo, hi;            // bounds of v, in code units minus the zero point
   bool activation_folded;  // kNone, or kRelu / kClip included in [lo, hi]
+  float multiplier;        // out_inv_scale, or fl(1 / out_scale) in exact mode
+  bool exact;              // out_scale > 0: near-tie vectors divide
+  float divisor;           // exact mode: out_scale
+  float tie_window;        // exact mode: |v - rne(v)| above it divides
 };
 inline CodeBounds code_bounds(const Epilogue& e) {
   const float lo = float(-e.out_zero_point), hi = float((1 << e.out_bits) - 1 - e.out_zero_point);
   const auto clampf = [&](float v) { return v < lo ? lo : (v > hi ? hi : v); };
+  CodeBounds b{lo, hi, false, e.out_inv_scale, false, 0.0f, 0.0f};
+  if (e.out_scale > 0.0f) {
+    const float s = e.out_scale;
+    b.exact = true;
+    b.multiplier = 1.0f / s;
+    b.divisor = s;
+    if (e.activation == Activation::kNone) {
+      b.activation_folded = true;
+    } else if (e.activation == Activation::kRelu) {
+      b.lo = clampf(0.0f);
+      b.activation_folded = true;
+    } else if (e.activation == Activation::kClip && e.clip_min <= e.clip_max) {
+      b.lo = std::nearbyint(clampf(e.clip_min / s));
+      b.hi = std::nearbyint(clampf(e.clip_max / s));
+      b.activation_folded = true;
+    }
+    const float m = std::fabs(b.lo) > std::fabs(b.hi) ? std::fabs(b.lo) : std::fabs(b.hi);
+    b.tie_window = 0.5f - (m + 1.0f) * 0x1p-21f;
+    return b;
+  }
   const float s = e.out_inv_scale;
   const bool positive = s > 0.0f && s <= 3.4e38f;
-  if (e.activation == Activation::kNone) return {lo, hi, true};
-  if (positive && e.activation == Activation::kRelu) return {clampf(0.0f), hi, true};
-  if (positive && e.activation == Activation::kClip && e.clip_min <= e.clip_max)
-    return {clampf(e.clip_min * s), clampf(e.clip_max * s), true};
-  return {lo, hi, false};
+  if (e.activation == Activation::kNone) {
+    b.activation_folded = true;
+  } else if (positive && e.activation == Activation::kRelu) {
+    b.lo = clampf(0.0f);
+    b.activation_folded = true;
+  } else if (positive && e.activation == Activation::kClip && e.clip_min <= e.clip_max) {
+    b.lo = clampf(e.clip_min * s);
+    b.hi = clampf(e.clip_max * s);
+    b.activation_folded = true;
+  }
+  return b;
 }
 
 // Asserts the kBitPlanes range rule of WorkRange (conv.h).

@@ -25,6 +25,7 @@ struct Layer {
   std::vector<uint8_t> codes;
   std::vector<int8_t> weights;
   std::vector<float> scale, bias;
+  std::vector<int32_t> sum_offset;  // 2^(abits - 1) * sum(weights of c)
 
   size_t outputs() const {
     return size_t(geometry.out_height()) * geometry.out_width() * geometry.out_channels;
@@ -54,6 +55,12 @@ Layer make_layer(const ConvGeometry& geometry, int wbits, int abits, WeightDomai
   for (int c = 0; c < g.out_channels; ++c) {
     l.scale.push_back(float(unit(rng) / spread));
     l.bias.push_back(shift(rng));
+  }
+  const size_t per_channel = l.weights.size() / size_t(g.out_channels);
+  for (int c = 0; c < g.out_channels; ++c) {
+    int64_t sum = 0;
+    for (size_t k = 0; k < per_channel; ++k) sum += l.weights[size_t(c) * per_channel + k];
+    l.sum_offset.push_back(int32_t(sum << (abits - 1)));
   }
   return l;
 }
@@ -339,6 +346,10 @@ MeasuredConvChoice measure_conv_kernels(const ConvGeometry& geometry, int wbits,
     stage.epilogue.out_bits = 8;
     stage.epilogue.out_inv_scale = 255.0f;  // y spans about [-1, 1]
     stage.epilogue.out_zero_point = 0;
+    if (options.exact_codes) {
+      stage.epilogue.sum_offset = layer.sum_offset.data();
+      stage.epilogue.out_scale = 1.0f / 255.0f;
+    }
     out_codes.assign(count, 0);
     stage.data = out_codes.data();
   }

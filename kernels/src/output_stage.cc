@@ -7,7 +7,10 @@
 namespace lowbit::kernels {
 
 float apply_epilogue(const Epilogue& e, int channel, int32_t sum) {
-  float y = float(sum) * e.scale[channel];
+  // Wrapping int32 subtraction (no signed overflow): exact for any true
+  // difference that fits int32.
+  const int32_t d = e.sum_offset ? int32_t(uint32_t(sum) - uint32_t(e.sum_offset[channel])) : sum;
+  float y = float(d) * e.scale[channel];
   if (e.bias) y = y + e.bias[channel];
   switch (e.activation) {
     case Activation::kNone:
@@ -35,8 +38,15 @@ float apply_epilogue(const Epilogue& e, int channel, int32_t sum) {
 }
 
 uint8_t requantize(const Epilogue& e, float y) {
-  const long max_code = (1L << e.out_bits) - 1;
-  long q = std::lrint(y * e.out_inv_scale) + e.out_zero_point;
+  const int max_code = (1 << e.out_bits) - 1;
+  // v = y / out_scale (IEEE float division: QuantizeLinear) or y *
+  // out_inv_scale, limited to +-2^30 before rounding: no out-of-range
+  // conversion for huge or infinite y, and the same code for any zero point
+  // below 2^29 (rounding is monotonic; the final clamp decides).
+  float v = e.out_scale > 0.0f ? y / e.out_scale : y * e.out_inv_scale;
+  constexpr float kLimit = 1073741824.0f;  // 2^30
+  v = v < -kLimit ? -kLimit : (v > kLimit ? kLimit : v);
+  long q = std::lrint(v) + e.out_zero_point;
   q = q < 0 ? 0 : (q > max_code ? max_code : q);
   return uint8_t(q);
 }

@@ -7,13 +7,13 @@
 // copies compiled for different ISAs.
 //
 // Arithmetic: exactly apply_epilogue + requantize (epilogue.h), in the same
-// order, in float, per lane, as int8_codes_avx2.h: y = float(s) * scale[c]
-// (+ bias[c]), activation, then for codes v = y * out_inv_scale clamped in
-// float to detail::code_bounds (the code range [-zp, 2^bits - 1 - zp], with
-// ReLU / clip folded in), q = cvtps2dq(v) + zp (round half to even, as lrint
-// under the default MXCSR). The clamp before the conversion is exact because
-// rounding is monotonic and the bounds are integers (int8_codes_avx512.h).
-// SiLU (exp) has no vector form: such stages go to the scalar store_tile.
+// order, in float, per lane, as int8_codes_avx2.h: y = float(s -
+// sum_offset[c]) * scale[c] (+ bias[c]), activation, then for codes
+// requant_lanes256 (requantize_avx2.h: v = y * multiplier clamped in float to
+// detail::code_bounds, the code range with ReLU / clip folded in, q =
+// cvtps2dq(v) + zp, round half to even as lrint under the default MXCSR; in
+// the exact mode near-tie vectors divide). SiLU (exp) has no vector form:
+// such stages go to the scalar store_tile.
 //
 // Layout work: 8 pixels x 4 channels per step. The four channel vectors are
 // requantized with per-channel broadcast constants, packed to bytes
@@ -32,35 +32,32 @@
 
 #include "int8_common.h"
 #include "lowbit/kernels/epilogue.h"
+#include "requantize_avx2.h"
 
 namespace lowbit::kernels {
 namespace {
 
 // Per-call constants of a tile output stage (built once per kernel call).
 struct TileEpilogue256 {
-  const float* scale = nullptr;  // [Cout]
-  const float* bias = nullptr;   // [Cout] or null (then nothing is added)
-  __m256 alpha, clip_lo, clip_hi, inv_scale;
-  __m256 code_lo, code_hi;  // detail::code_bounds of v = y * out_inv_scale
+  const float* scale = nullptr;     // [Cout]
+  const float* bias = nullptr;      // [Cout] or null (then nothing is added)
+  const int32_t* offset = nullptr;  // Epilogue::sum_offset [Cout] or null (nothing subtracted)
+  __m256 alpha, clip_lo, clip_hi;
+  Requant256 requant;  // detail::code_bounds
   __m256i zero_point;
   Activation activation = Activation::kNone;  // for codes: kNone when folded into the bounds
   Destination destination = Destination::kInt32;
   bool vector = false;  // false: the scalar store_tile handles this stage
 };
 
-// Whether the vector code path applies to these epilogue parameters: any
-// activation but SiLU, and a zero point whose code bounds are exact floats.
-inline bool tile_codes_vectorizable(const Epilogue& e) {
-  const int zp = e.out_zero_point;
-  return e.activation != Activation::kSilu && zp > -(1 << 24) && zp < (1 << 24) - 256;
-}
-
 inline TileEpilogue256 make_tile_epilogue256(const OutputStage& out) {
   TileEpilogue256 k;
   const Epilogue& e = out.epilogue;
-  k.alpha = k.clip_lo = k.clip_hi = k.inv_scale = k.code_lo = k.code_hi = _mm256_setzero_ps();
+  k.alpha = k.clip_lo = k.clip_hi = _mm256_setzero_ps();
   k.zero_point = _mm256_setzero_si256();
   k.destination = out.destination;
+  const detail::CodeBounds b = detail::code_bounds(e);
+  k.requant = make_requant256(b);
   switch (out.destination) {
     case Destination::kFloat:
       k.vector = e.activation != Activation::kSilu;
@@ -68,10 +65,7 @@ inline TileEpilogue256 make_tile_epilogue256(const OutputStage& out) {
       break;
     case Destination::kCodes:
     case Destination::kPairPlanes: {
-      k.vector = tile_codes_vectorizable(e);
-      const detail::CodeBounds b = detail::code_bounds(e);
-      k.code_lo = _mm256_set1_ps(b.lo);
-      k.code_hi = _mm256_set1_ps(b.hi);
+      k.vector = detail::requant_vectorizable(e);
       k.activation = b.activation_folded ? Activation::kNone : e.activation;
       break;
     }
@@ -81,20 +75,32 @@ inline TileEpilogue256 make_tile_epilogue256(const OutputStage& out) {
   if (!k.vector) return k;
   k.scale = e.scale;
   k.bias = e.bias;
+  k.offset = e.sum_offset;
   k.alpha = _mm256_set1_ps(e.alpha);
   k.clip_lo = _mm256_set1_ps(e.clip_min);
   k.clip_hi = _mm256_set1_ps(e.clip_max);
-  k.inv_scale = _mm256_set1_ps(e.out_inv_scale);
   k.zero_point = _mm256_set1_epi32(e.out_zero_point);
   return k;
 }
 
-// y = activation(float(s) * scale + bias) for 8 lanes of one channel.
+// Broadcast per-channel constants of one channel (offset 0 when k.offset is null).
+struct TileChannel256 {
+  __m256 scale, bias;
+  __m256i offset;
+};
+inline TileChannel256 tile_channel256(const TileEpilogue256& k, int channel) {
+  return {_mm256_set1_ps(k.scale[channel]),
+          k.bias ? _mm256_set1_ps(k.bias[channel]) : _mm256_setzero_ps(),
+          k.offset ? _mm256_set1_epi32(k.offset[channel]) : _mm256_setzero_si256()};
+}
+
+// y = activation(float(s - offset) * scale + bias) for 8 lanes of one channel.
 template <Activation A>
-inline __m256 tile_value256(const TileEpilogue256& k, __m256i s, __m256 scale, __m256 bias) {
+inline __m256 tile_value256(const TileEpilogue256& k, __m256i s, const TileChannel256& c) {
   const __m256 zero = _mm256_setzero_ps();
-  __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(s), scale);
-  if (k.bias) y = _mm256_add_ps(y, bias);
+  if (k.offset) s = _mm256_sub_epi32(s, c.offset);
+  __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(s), c.scale);
+  if (k.bias) y = _mm256_add_ps(y, c.bias);
   if constexpr (A == Activation::kRelu) {
     y = _mm256_blendv_ps(y, zero, _mm256_cmp_ps(y, zero, _CMP_LT_OQ));
   } else if constexpr (A == Activation::kLeakyRelu) {
@@ -114,20 +120,18 @@ inline __m256 tile_value256(const TileEpilogue256& k, __m256i s, __m256 scale, _
 
 // 8 sums of one channel -> 8 codes in [0, 2^out_bits - 1] (int32 lanes).
 template <Activation A>
-inline __m256i tile_codes256(const TileEpilogue256& k, __m256i s, __m256 scale, __m256 bias) {
-  __m256 v = _mm256_mul_ps(tile_value256<A>(k, s, scale, bias), k.inv_scale);
-  v = _mm256_min_ps(_mm256_max_ps(v, k.code_lo), k.code_hi);
-  return _mm256_add_epi32(_mm256_cvtps_epi32(v), k.zero_point);
+inline __m256i tile_codes256(const TileEpilogue256& k, __m256i s, const TileChannel256& c) {
+  return _mm256_add_epi32(requant_lanes256(k.requant, tile_value256<A>(k, s, c)), k.zero_point);
 }
 
 // tile_codes256 with the activation chosen at run time (per vector).
-inline __m256i tile_codes256(const TileEpilogue256& k, __m256i s, __m256 scale, __m256 bias) {
+inline __m256i tile_codes256(const TileEpilogue256& k, __m256i s, const TileChannel256& c) {
   switch (k.activation) {
-    case Activation::kRelu: return tile_codes256<Activation::kRelu>(k, s, scale, bias);
-    case Activation::kLeakyRelu: return tile_codes256<Activation::kLeakyRelu>(k, s, scale, bias);
-    case Activation::kClip: return tile_codes256<Activation::kClip>(k, s, scale, bias);
-    case Activation::kHardSwish: return tile_codes256<Activation::kHardSwish>(k, s, scale, bias);
-    default: return tile_codes256<Activation::kNone>(k, s, scale, bias);
+    case Activation::kRelu: return tile_codes256<Activation::kRelu>(k, s, c);
+    case Activation::kLeakyRelu: return tile_codes256<Activation::kLeakyRelu>(k, s, c);
+    case Activation::kClip: return tile_codes256<Activation::kClip>(k, s, c);
+    case Activation::kHardSwish: return tile_codes256<Activation::kHardSwish>(k, s, c);
+    default: return tile_codes256<Activation::kNone>(k, s, c);
   }
 }
 
@@ -135,7 +139,7 @@ inline __m256i tile_codes256(const TileEpilogue256& k, __m256i s, __m256 scale, 
 // past `couts` repeat channel 0 (computed, never stored).
 struct TileChannels256 {
   const int32_t* row[4];
-  __m256 scale[4], bias[4];
+  TileChannel256 channel[4];
 };
 inline TileChannels256 tile_channels256(const TileEpilogue256& k, int cout_begin, int couts,
                                         const int32_t* acc, int stride) {
@@ -143,8 +147,7 @@ inline TileChannels256 tile_channels256(const TileEpilogue256& k, int cout_begin
   for (int o = 0; o < 4; ++o) {
     const int c = o < couts ? o : 0;
     t.row[o] = acc + size_t(c) * stride;
-    t.scale[o] = _mm256_set1_ps(k.scale[cout_begin + c]);
-    t.bias[o] = k.bias ? _mm256_set1_ps(k.bias[cout_begin + c]) : _mm256_setzero_ps();
+    t.channel[o] = tile_channel256(k, cout_begin + c);
   }
   return t;
 }
@@ -169,7 +172,7 @@ inline __m256i tile_code_bytes256(const TileEpilogue256& k, const TileChannels25
   const __m256i mask = first_lanes256(n);
   __m256i q[4];
   for (int o = 0; o < 4; ++o)
-    q[o] = tile_codes256<A>(k, tile_sums256(t, o, i, n, mask), t.scale[o], t.bias[o]);
+    q[o] = tile_codes256<A>(k, tile_sums256(t, o, i, n, mask), t.channel[o]);
   // Codes <= 255, so the saturating packs are exact. Per 128-bit lane (pixels
   // 0-3 | 4-7): [q0 x4, q1 x4, q2 x4, q3 x4] bytes, then pixel-major.
   const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]),
@@ -226,7 +229,7 @@ void store_floats_cm256(const TileEpilogue256& k, const OutputStage& out, const 
     const __m256i mask = first_lanes256(n);
     __m256 y[4];
     for (int o = 0; o < 4; ++o)
-      y[o] = tile_value256<A>(k, tile_sums256(t, o, i, n, mask), t.scale[o], t.bias[o]);
+      y[o] = tile_value256<A>(k, tile_sums256(t, o, i, n, mask), t.channel[o]);
     // 4x4 transpose per 128-bit lane: r[p] = pixel p | pixel p + 4.
     const __m256 t0 = _mm256_unpacklo_ps(y[0], y[1]), t1 = _mm256_unpackhi_ps(y[0], y[1]);
     const __m256 t2 = _mm256_unpacklo_ps(y[2], y[3]), t3 = _mm256_unpackhi_ps(y[2], y[3]);

@@ -2,7 +2,8 @@
 // output channels (acc[i * 16 + o]) in AVX-512 translation units that are not
 // INT8 kernels (the bit-serial AVX-512 kernel). kCodes is int8_codes_avx512.h's
 // store_codes512; kFloat applies the float part of the same arithmetic
-// (epilogue.h order: y = float(s) * scale[c] (+ bias[c]), activation; no FMA)
+// (epilogue.h order: y = float(s - sum_offset[c]) * scale[c] (+ bias[c]),
+// activation; no FMA)
 // and stores the channels present with one masked store per pixel. SiLU and
 // the plane destinations go to the shared store_pixel_major. Included only by
 // translation units compiled with -mavx512f -mavx512bw -mavx512vl; internal
@@ -20,11 +21,12 @@
 namespace lowbit::kernels {
 namespace {
 
-// y = activation(float(s) * scale + bias) for the lanes of c.lanes (others 0),
+// y = activation(float(s - offset) * scale + bias) for the lanes of c.lanes (others 0),
 // with the activation as given (not folded into code bounds).
 inline __m512 tile_value512(const Codes512& c, Activation activation, __m512i s) {
   const __mmask16 k = c.lanes;
   const __m512 zero = _mm512_setzero_ps();
+  if (c.has_offset) s = _mm512_sub_epi32(s, c.offset);
   __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(k, s), c.scale);
   if (c.has_bias) y = _mm512_add_ps(y, c.bias);
   switch (activation) {

@@ -2,11 +2,14 @@
 // low-bit kernels, AArch64 NEON: acc[o * stride + i] is the exact sum of
 // output channel cout_begin + o (o < 4) at pixel out_x + i of output row
 // out_y (the store_tile contract, epilogue.h). Same arithmetic and order as
-// tile_codes_avx2.h / epilogue.h, 4 lanes at a time: y = float(s) * scale[c]
-// (+ bias[c]), activation; codes: v = y * out_inv_scale clamped in float to
-// detail::code_bounds (activation folded in where exact), q = fcvtns(v) + zp
-// (round half to even, as lrint in the default rounding mode). No FMA: the
-// kernels target is built with -ffp-contract=off. SiLU has no vector form
+// tile_codes_avx2.h / epilogue.h, 4 lanes at a time: y = float(s -
+// sum_offset[c]) * scale[c] (+ bias[c]), activation; codes: v = y *
+// multiplier clamped in float to detail::code_bounds (activation folded in
+// where exact), q = fcvtns(v) + zp (round half to even, as lrint in the
+// default rounding mode); in the exact mode (out_scale > 0) vectors with a
+// lane near a half-integer are recomputed by division (detail::code_bounds
+// states why that is round_half_even(y / out_scale) on every lane). No FMA:
+// the kernels target is built with -ffp-contract=off. SiLU has no vector form
 // (exp) and goes to the scalar store_tile.
 //
 // Layout work: 4 pixels x 4 channels per step. Codes are narrowed to bytes
@@ -28,12 +31,42 @@
 namespace lowbit::kernels {
 namespace {
 
+// detail::code_bounds as vectors: v = clamp(y * multiplier, lo, hi).
+struct RequantNeon {
+  float32x4_t lo, hi, multiplier;
+  float32x4_t divisor, window;  // exact mode: near-tie vectors use y / divisor
+  bool exact;
+};
+
+inline RequantNeon make_requant_neon(const detail::CodeBounds& b) {
+  RequantNeon r;
+  r.lo = vdupq_n_f32(b.lo);
+  r.hi = vdupq_n_f32(b.hi);
+  r.multiplier = vdupq_n_f32(b.multiplier);
+  r.divisor = vdupq_n_f32(b.exact ? b.divisor : 1.0f);
+  r.window = vdupq_n_f32(b.tie_window);
+  r.exact = b.exact;
+  return r;
+}
+
+// The 4 lanes of y -> rne(clamp(v, lo, hi)) as int32 (the code minus the zero point).
+inline int32x4_t requant_lanes_neon(const RequantNeon& r, float32x4_t y) {
+  const float32x4_t v = vminq_f32(vmaxq_f32(vmulq_f32(y, r.multiplier), r.lo), r.hi);
+  const int32x4_t q = vcvtnq_s32_f32(v);
+  if (!r.exact) return q;
+  // |v - rne(v)| > window: some lane is near a half-integer, divide.
+  const uint32x4_t near = vcagtq_f32(vsubq_f32(v, vcvtq_f32_s32(q)), r.window);
+  if (__builtin_expect(vmaxvq_u32(near) == 0, 1)) return q;
+  return vcvtnq_s32_f32(vminq_f32(vmaxq_f32(vdivq_f32(y, r.divisor), r.lo), r.hi));
+}
+
 // Per-call constants of a tile output stage (built once per kernel call).
 struct TileEpilogueNeon {
-  const float* scale = nullptr;  // [Cout]
-  const float* bias = nullptr;   // [Cout] or null (then nothing is added)
-  float32x4_t alpha, clip_lo, clip_hi, inv_scale;
-  float32x4_t code_lo, code_hi;  // detail::code_bounds of v = y * out_inv_scale
+  const float* scale = nullptr;     // [Cout]
+  const float* bias = nullptr;      // [Cout] or null (then nothing is added)
+  const int32_t* offset = nullptr;  // Epilogue::sum_offset [Cout] or null (nothing subtracted)
+  float32x4_t alpha, clip_lo, clip_hi;
+  RequantNeon requant;  // detail::code_bounds
   int32x4_t zero_point;
   Activation activation = Activation::kNone;  // for codes: kNone when folded into the bounds
   Destination destination = Destination::kInt32;
@@ -43,37 +76,36 @@ struct TileEpilogueNeon {
 inline TileEpilogueNeon make_tile_epilogue_neon(const OutputStage& out) {
   TileEpilogueNeon k;
   const Epilogue& e = out.epilogue;
-  k.alpha = k.clip_lo = k.clip_hi = k.inv_scale = k.code_lo = k.code_hi = vdupq_n_f32(0.0f);
+  k.alpha = k.clip_lo = k.clip_hi = vdupq_n_f32(0.0f);
   k.zero_point = vdupq_n_s32(0);
   k.destination = out.destination;
   const int zp = e.out_zero_point;
+  const detail::CodeBounds b = detail::code_bounds(e);
+  k.requant = make_requant_neon(b);
   if (out.destination == Destination::kFloat) {
     k.vector = e.activation != Activation::kSilu;
     k.activation = e.activation;
   } else if (out.destination == Destination::kCodes) {
-    // Code bounds exact as floats (as detail::codes_vectorizable).
-    k.vector = e.activation != Activation::kSilu && zp > -(1 << 24) && zp < (1 << 24) - 256;
-    const detail::CodeBounds b = detail::code_bounds(e);
-    k.code_lo = vdupq_n_f32(b.lo);
-    k.code_hi = vdupq_n_f32(b.hi);
+    k.vector = detail::requant_vectorizable(e);
     k.activation = b.activation_folded ? Activation::kNone : e.activation;
   }
   if (!k.vector) return k;
   k.scale = e.scale;
   k.bias = e.bias;
+  k.offset = e.sum_offset;
   k.alpha = vdupq_n_f32(e.alpha);
   k.clip_lo = vdupq_n_f32(e.clip_min);
   k.clip_hi = vdupq_n_f32(e.clip_max);
-  k.inv_scale = vdupq_n_f32(e.out_inv_scale);
   k.zero_point = vdupq_n_s32(zp);
   return k;
 }
 
-// y = activation(float(s) * scale + bias) for 4 lanes of one channel.
+// y = activation(float(s - offset) * scale + bias) for 4 lanes of one channel.
 template <Activation A>
 inline float32x4_t tile_value_neon(const TileEpilogueNeon& k, int32x4_t s, float32x4_t scale,
-                                   float32x4_t bias) {
+                                   float32x4_t bias, int32x4_t offset) {
   const float32x4_t zero = vdupq_n_f32(0.0f);
+  if (k.offset) s = vsubq_s32(s, offset);
   float32x4_t y = vmulq_f32(vcvtq_f32_s32(s), scale);
   if (k.bias) y = vaddq_f32(y, bias);
   if constexpr (A == Activation::kRelu) {
@@ -96,10 +128,9 @@ inline float32x4_t tile_value_neon(const TileEpilogueNeon& k, int32x4_t s, float
 // 4 sums of one channel -> 4 codes in [0, 2^out_bits - 1].
 template <Activation A>
 inline int32x4_t tile_codes_neon(const TileEpilogueNeon& k, int32x4_t s, float32x4_t scale,
-                                 float32x4_t bias) {
-  float32x4_t v = vmulq_f32(tile_value_neon<A>(k, s, scale, bias), k.inv_scale);
-  v = vminq_f32(vmaxq_f32(v, k.code_lo), k.code_hi);
-  return vaddq_s32(vcvtnq_s32_f32(v), k.zero_point);
+                                 float32x4_t bias, int32x4_t offset) {
+  return vaddq_s32(requant_lanes_neon(k.requant, tile_value_neon<A>(k, s, scale, bias, offset)),
+                   k.zero_point);
 }
 
 // Rows and broadcast constants of the (up to) 4 channels of a tile; channels
@@ -107,6 +138,7 @@ inline int32x4_t tile_codes_neon(const TileEpilogueNeon& k, int32x4_t s, float32
 struct TileChannelsNeon {
   const int32_t* row[4];
   float32x4_t scale[4], bias[4];
+  int32x4_t offset[4];
 };
 inline TileChannelsNeon tile_channels_neon(const TileEpilogueNeon& k, int cout_begin, int couts,
                                            const int32_t* acc, int stride) {
@@ -116,6 +148,7 @@ inline TileChannelsNeon tile_channels_neon(const TileEpilogueNeon& k, int cout_b
     t.row[o] = acc + size_t(c) * stride;
     t.scale[o] = vdupq_n_f32(k.scale[cout_begin + c]);
     t.bias[o] = vdupq_n_f32(k.bias ? k.bias[cout_begin + c] : 0.0f);
+    t.offset[o] = vdupq_n_s32(k.offset ? k.offset[cout_begin + c] : 0);
   }
   return t;
 }
@@ -147,7 +180,7 @@ void store_codes_cm_neon(const TileEpilogueNeon& k, const OutputStage& out, cons
     const int n = pixels - i < 4 ? pixels - i : 4;
     int32x4_t q[4];
     for (int o = 0; o < 4; ++o)
-      q[o] = tile_codes_neon<A>(k, tile_sums_neon(t, o, i, n), t.scale[o], t.bias[o]);
+      q[o] = tile_codes_neon<A>(k, tile_sums_neon(t, o, i, n), t.scale[o], t.bias[o], t.offset[o]);
     // Codes <= 255: the saturating narrowings are exact.
     const uint16x8_t w01 = vcombine_u16(vqmovun_s32(q[0]), vqmovun_s32(q[1]));
     const uint16x8_t w23 = vcombine_u16(vqmovun_s32(q[2]), vqmovun_s32(q[3]));
@@ -183,7 +216,7 @@ void store_floats_cm_neon(const TileEpilogueNeon& k, const OutputStage& out,
     const int n = pixels - i < 4 ? pixels - i : 4;
     float32x4_t y[4];
     for (int o = 0; o < 4; ++o)
-      y[o] = tile_value_neon<A>(k, tile_sums_neon(t, o, i, n), t.scale[o], t.bias[o]);
+      y[o] = tile_value_neon<A>(k, tile_sums_neon(t, o, i, n), t.scale[o], t.bias[o], t.offset[o]);
     // 4x4 transpose: r[p] = the 4 channels of pixel p.
     const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(y[0], y[1]));
     const float64x2_t t1 = vreinterpretq_f64_f32(vtrn2q_f32(y[0], y[1]));

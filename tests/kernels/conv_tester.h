@@ -3,10 +3,14 @@
 // under test, and asserts exact equality of the destination (int32 sums,
 // float epilogue values, requantized codes, or the next layer's packed
 // planes, compared byte for byte against packing the reference codes).
+// With out_scale set (exact requantization) it also counts, from the
+// reference values, how many codes sit at or near rounding ties
+// (tie_stats()), so a test can assert that its data reaches them.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -56,6 +60,37 @@ class ConvTester {
     return *this;
   }
   ConvTester& bias(bool v) { bias_ = v; return *this; }
+  // Exact requantization: codes round_half_even(y / v) (Epilogue::out_scale).
+  ConvTester& out_scale(float v) { out_scale_ = v; return *this; }
+  // Epilogue::sum_offset[c] = v * sum(weights of c): the sums of codes with
+  // activation zero point v, centred as a fake-quantized layer's.
+  ConvTester& activation_zero_point(int v) {
+    activation_zero_point_ = v;
+    has_activation_zero_point_ = true;
+    return *this;
+  }
+  // Random codes in [lo, hi] (clamped to the code range) and, INT8 only,
+  // random weights in [lo, hi] instead of the full ranges.
+  ConvTester& code_range(int lo, int hi) { code_lo_ = lo, code_hi_ = hi; return *this; }
+  ConvTester& weight_range(int lo, int hi) { weight_lo_ = lo, weight_hi_ = hi; return *this; }
+  // Scales that put y / out_scale on or next to half-integers:
+  // scale[c] = fl(out_scale * m / denominator) (m = 1 or 3) moved by -1, 0
+  // or +1 ulp, bias[c] = fl(out_scale * (c % 5 - 2)) (a whole number of
+  // codes). With a power-of-two out_scale and denominator, the unmoved
+  // channels hit exact ties y / out_scale = k + 1/2 wherever d * m / denominator
+  // has a half; the moved ones land within a few ulps of them.
+  ConvTester& tie_scales(int denominator) { tie_denominator_ = denominator; return *this; }
+  // Bounds of Activation::kClip (default [-0.5, 1]).
+  ConvTester& clip(float lo, float hi) { clip_min_ = lo, clip_max_ = hi; return *this; }
+
+  // Codes of the last Test whose reference values lie at or near rounding
+  // ties (exact requantization only; values inside the code range).
+  struct TieStats {
+    size_t ties = 0;              // fl(y / out_scale) is exactly k + 1/2
+    size_t product_differs = 0;   // rne(y * fl(1 / out_scale)) != rne(fl(y / out_scale))
+    size_t real_differs = 0;      // rne(real y / out_scale) != rne(fl(y / out_scale))
+  };
+  const TieStats& tie_stats() const { return tie_stats_; }
   // Stride of the consumer of a kPairPlanes destination (its phase split).
   ConvTester& next_stride(int v) { next_stride_ = v; return *this; }
   // INT8 mode: u8 codes 0..255 and s8 weights -128..127.
@@ -74,7 +109,10 @@ class ConvTester {
       << g_.pad << " W" << wbits_ << "A" << abits_ << " domain" << int(domain_) << " fill"
       << int(fill_) << " dest" << int(destination_) << " act" << int(activation_) << " bits"
       << out_bits_ << " zp" << MakeEpilogue(Inputs{}).out_zero_point << " inv"
-      << MakeEpilogue(Inputs{}).out_inv_scale << (bias_ ? "" : " nobias") << " groups"
+      << MakeEpilogue(Inputs{}).out_inv_scale << " out_scale" << out_scale_ << " zp_a"
+      << (has_activation_zero_point_ ? std::to_string(activation_zero_point_) : "-") << " codes"
+      << code_lo_ << ".." << code_hi_ << " weights" << weight_lo_ << ".." << weight_hi_
+      << " tie" << tie_denominator_ << " clip" << clip_min_ << ".." << clip_max_ << (bias_ ? "" : " nobias") << " groups"
       << g_.groups << " splits" << splits_ << (threads_ ? " threads" : "") << " seed" << seed_;
     return s.str();
   }
@@ -198,6 +236,7 @@ class ConvTester {
     std::vector<uint8_t> codes;
     std::vector<int8_t> weights;
     std::vector<float> scale, bias;
+    std::vector<int32_t> sum_offset;  // empty: none
   };
   struct Outputs {
     OutputStage stage;
@@ -242,12 +281,18 @@ class ConvTester {
     const int max_code = (1 << abits_) - 1;
     in.codes.resize(size_t(g_.batch) * g_.height * g_.width * g_.in_channels);
     in.weights.resize(size_t(g_.out_channels) * g_.taps() * (g_.in_channels / g_.groups));
-    std::uniform_int_distribution<int> code(0, max_code);
+    std::uniform_int_distribution<int> code(std::clamp(code_lo_, 0, max_code),
+                                            std::clamp(code_hi_, 0, max_code));
     std::uniform_int_distribution<int> q(0, (coding.max_value - coding.offset) / coding.step);
+    EXPECT_TRUE(wbits_ == 8 || (weight_lo_ == -128 && weight_hi_ == 127))
+        << "weight_range needs .int8()";
+    std::uniform_int_distribution<int> weight(weight_lo_, weight_hi_);
     for (auto& c : in.codes) c = uint8_t(fill_ == Fill::kRandom ? code(rng) : max_code);
     for (auto& w : in.weights) {
       switch (fill_) {
-        case Fill::kRandom: w = int8_t(coding.step * q(rng) + coding.offset); break;
+        case Fill::kRandom:
+          w = int8_t(wbits_ == 8 ? weight(rng) : coding.step * q(rng) + coding.offset);
+          break;
         case Fill::kMaxCodesMinWeights: w = int8_t(coding.min_value); break;
         case Fill::kMaxCodesMaxWeights: w = int8_t(coding.max_value); break;
       }
@@ -260,6 +305,24 @@ class ConvTester {
       in.scale.push_back(unit(rng) / spread);
       in.bias.push_back(shift(rng));
     }
+    if (tie_denominator_ > 0) {
+      const float unit_scale = out_scale_ > 0.0f ? out_scale_ : 1.0f;
+      for (int c = 0; c < g_.out_channels; ++c) {
+        const float m = c % 2 ? 3.0f : 1.0f;
+        float v = unit_scale * m / float(tie_denominator_);
+        if (c % 3 != 1) v = std::nextafter(v, c % 3 == 0 ? 0.0f : 1.0f);
+        in.scale[size_t(c)] = v;
+        in.bias[size_t(c)] = unit_scale * float(c % 5 - 2);
+      }
+    }
+    if (has_activation_zero_point_) {
+      const size_t per_channel = in.weights.size() / size_t(g_.out_channels);
+      for (int c = 0; c < g_.out_channels; ++c) {
+        int64_t sum = 0;
+        for (size_t k = 0; k < per_channel; ++k) sum += in.weights[size_t(c) * per_channel + k];
+        in.sum_offset.push_back(int32_t(sum * activation_zero_point_));
+      }
+    }
     return in;
   }
 
@@ -267,10 +330,12 @@ class ConvTester {
     Epilogue e;
     e.scale = in.scale.data();
     e.bias = bias_ ? in.bias.data() : nullptr;
+    e.sum_offset = in.sum_offset.empty() ? nullptr : in.sum_offset.data();
+    e.out_scale = out_scale_;
     e.activation = activation_;
     e.alpha = 0.125f;
-    e.clip_min = -0.5f;
-    e.clip_max = 1.0f;
+    e.clip_min = clip_min_;
+    e.clip_max = clip_max_;
     e.out_bits = out_bits_;
     e.out_inv_scale = has_out_inv_scale_ ? out_inv_scale_ : float((1 << out_bits_) - 1) / 2.0f;
     e.out_zero_point = has_zero_point_ ? zero_point_ : activation_ == Activation::kRelu ? 0 : 1;
@@ -319,6 +384,7 @@ class ConvTester {
     };
     std::vector<uint8_t> codes(OutputCount());
     for (size_t i = 0; i < OutputCount(); ++i) codes[i] = ref::epilogue_code(e, int(i % cout), expected[i]);
+    CountTies(e, expected);
     switch (destination_) {
       case Destination::kInt32:
         for (size_t i = 0; i < expected.size(); ++i)
@@ -354,6 +420,27 @@ class ConvTester {
     EXPECT_EQ(failures, 0) << "mismatches";
   }
 
+  // tie_stats_ of the reference values (code destinations, exact mode).
+  void CountTies(const Epilogue& e, const std::vector<int64_t>& sums) const {
+    tie_stats_ = TieStats{};
+    if (e.out_scale <= 0.0f || destination_ == Destination::kInt32 ||
+        destination_ == Destination::kFloat)
+      return;
+    const float s = e.out_scale, inv = 1.0f / s;
+    const double lo = -e.out_zero_point, hi = ((1 << e.out_bits) - 1) - e.out_zero_point;
+    for (size_t i = 0; i < sums.size(); ++i) {
+      const float y = ref::epilogue_value(e, int(i % g_.out_channels), sums[i]);
+      const float quotient = y / s;
+      if (!(quotient > lo - 1 && quotient < hi + 1)) continue;
+      const double code = std::nearbyint(double(quotient));
+      if (quotient - std::floor(quotient) == 0.5f) ++tie_stats_.ties;
+      if (std::nearbyint(double(y * inv)) != code) ++tie_stats_.product_differs;
+      // The real quotient: a double quotient of floats never rounds onto a
+      // half-integer it is not on.
+      if (std::nearbyint(double(y) / double(s)) != code) ++tie_stats_.real_differs;
+    }
+  }
+
   ConvGeometry g_;
   int wbits_ = 2;
   int abits_ = 2;
@@ -369,6 +456,14 @@ class ConvTester {
   float out_inv_scale_ = 1.0f;
   bool has_out_inv_scale_ = false;
   bool bias_ = true;
+  float out_scale_ = 0.0f;
+  int activation_zero_point_ = 0;
+  bool has_activation_zero_point_ = false;
+  int code_lo_ = 0, code_hi_ = 255;
+  int weight_lo_ = -128, weight_hi_ = 127;
+  int tie_denominator_ = 0;
+  float clip_min_ = -0.5f, clip_max_ = 1.0f;
+  mutable TieStats tie_stats_;
   int splits_ = 1;
   bool threads_ = false;
 };

@@ -40,6 +40,10 @@ struct MeasureOptions {
   // per-channel scale, bias and ReLU: the requantizing epilogue of an inner
   // layer), kFloat or kInt32. Any other value is timed as kCodes.
   Destination destination = Destination::kCodes;
+  // kCodes as a fake-quantized layer's: Epilogue::sum_offset (activation zero
+  // point 2^(abits - 1)) and exact division by Epilogue::out_scale; false:
+  // no sum_offset and out_inv_scale (the multiplier requantization).
+  bool exact_codes = true;
   uint32_t seed = 1;  // of the random codes and weights
 };
 
