@@ -11,7 +11,8 @@
 //
 // Weights: the compact codes of input 1 are unpacked and packed into the
 // family's weight format once per model (PrepareQuantizedConvs), as a kPacked
-// constant appended as input 4 and shared read-only by every session.
+// constant appended as input 4 (and the int32 zero-point sums as input 5),
+// shared read-only by every session.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -238,7 +239,7 @@ class QConvKernel final : public Kernel {
   Status Init(const ir::Graph& graph, const ir::Node& node) {
     LOWBIT_ASSIGN_OR_RETURN(shape_, ReadShape(graph, node));
     family_ = FamilyFromName(node.GetString("lowbit_kernel", ""));
-    if (family_ == ConvFamily::kNone || node.inputs.size() < 5)
+    if (family_ == ConvFamily::kNone || node.inputs.size() < 6)
       return Internal(node.Describe() + ": weights were not prepared for a kernel family");
     const ir::Value& scale = graph.values[node.inputs[2]];
     const ir::Value& bias = graph.values[node.inputs[3]];
@@ -259,9 +260,12 @@ class QConvKernel final : public Kernel {
       e.clip_min = node.GetFloat("lowbit_min", -std::numeric_limits<float>::infinity());
       e.clip_max = node.GetFloat("lowbit_max", std::numeric_limits<float>::infinity());
     }
+    e.sum_offset = graph.values[node.inputs[5]].constant->bytes.as<int32_t>();
     out_codes_ = node.GetInt("out_codes", 0) != 0;
     if (out_codes_) {
-      e.out_inv_scale = 1.0f / node.GetFloat("out_scale", 1.0f);
+      // Rounds y / out_scale exactly as QuantizeLinear does (epilogue.h).
+      e.out_scale = node.GetFloat("out_scale", 1.0f);
+      e.out_inv_scale = 1.0f / e.out_scale;
       e.out_zero_point = static_cast<int>(node.GetInt("out_zero_point", 0));
       e.out_bits = static_cast<int>(node.GetInt("out_bits", 8));
     }
@@ -395,8 +399,8 @@ class QConvKernel final : public Kernel {
   }
   int64_t SumsOffset() const { return (static_cast<int64_t>(image_bytes_) + 63) / 64 * 64; }
 
-  // The kernels' epilogue for a float destination, y = float(s) * scale[c] +
-  // bias[c] then the activation, in the same float operations and order
+  // The kernels' epilogue for a float destination, y = float(s -
+  // sum_offset[c]) * scale[c] + bias[c] then the activation, in the same float operations and order
   // (epilogue.h), over [N * OH * OW][Cout] in rows the compiler vectorises.
   // The lowering fuses only Relu, LeakyRelu and Clip.
   void FloatEpilogue(const KernelContext& context, const int32_t* sums, float* out) const {
@@ -411,7 +415,8 @@ class QConvKernel final : public Kernel {
                   for (int64_t p = begin; p < end; ++p) {
                     const int32_t* s = sums + p * channels;
                     float* y = out + p * channels;
-                    for (int64_t c = 0; c < channels; ++c) y[c] = float(s[c]) * e.scale[c] + e.bias[c];
+                    for (int64_t c = 0; c < channels; ++c)
+                      y[c] = float(s[c] - e.sum_offset[c]) * e.scale[c] + e.bias[c];
                     ApplyActivation(e, y, channels);
                   }
                 });
@@ -577,7 +582,7 @@ Status PrepareQuantizedConvs(ir::Graph* graph) {
   for (ir::Node& node : graph->nodes) {
     if (node.op_type != "lowbit.QConv") continue;
     LOWBIT_ASSIGN_OR_RETURN(QConvShape s, ReadShape(*graph, node));
-    if (node.inputs.size() > 4) continue;  // already prepared
+    if (node.inputs.size() > 4) continue;  // already prepared (inputs 4 and 5)
     ConvFamily family = FamilyFromName(node.GetString("lowbit_kernel", ""));
     if (family == ConvFamily::kNone) {
       LOWBIT_ASSIGN_OR_RETURN(QConvChoice choice, ChooseQConvFamily(*graph, node));
@@ -598,8 +603,26 @@ Status PrepareQuantizedConvs(ir::Graph* graph) {
                            kernels::conv_family_name(family) + " cannot run it");
     const std::string name = graph->UniqueName(node.name + "/" + kernels::conv_family_name(family));
     const int id = graph->AddConstant(name, ir::HostTensor::Packed(std::move(packed)));
+    // input_zero_point * sum(w[m]) over every tap and input channel: the
+    // padding holds the zero point's code, so every tap contributes.
+    const int64_t per_channel = count / g.out_channels;
+    // An integer bias (attribute bias_codes) is added here too: the float
+    // epilogue then starts from float(s - zp * sum(w) + b).
+    const std::vector<int64_t> bias_codes = node.GetInts("bias_codes");
+    if (!bias_codes.empty() && static_cast<int64_t>(bias_codes.size()) != g.out_channels)
+      return InvalidArgument(node.Describe() + ": bias_codes has the wrong length");
+    ir::AlignedBytes offsets(sizeof(int32_t) * g.out_channels);
+    for (int64_t m = 0; m < g.out_channels; ++m) {
+      int64_t sum = 0;
+      for (int64_t i = 0; i < per_channel; ++i) sum += ohwi[m * per_channel + i];
+      offsets.as<int32_t>()[m] =
+          static_cast<int32_t>(sum * s.zero_code - (bias_codes.empty() ? 0 : bias_codes[m]));
+    }
+    const int offsets_id = graph->AddConstant(graph->UniqueName(node.name + "/zero_point_sums"),
+                                              ir::HostTensor::Packed(std::move(offsets)));
     node.inputs.resize(4);
     node.inputs.push_back(id);
+    node.inputs.push_back(offsets_id);
     node.attributes["lowbit_kernel"] = ir::Attribute::String(kernels::conv_family_name(family));
   }
   return Status::Ok();

@@ -28,7 +28,9 @@ Status ChooseQConvKernels(ir::Graph* graph);
 
 // Once per model, at load: every lowbit.QConv gets its weights packed for
 // its kernel family (attribute lowbit_kernel, chosen here when absent) as a
-// kPacked constant appended as input 4. Sessions read it, never copy it.
+// kPacked constant appended as input 4, and input 5 the int32 [M]
+// input_zero_point * sum(w[m]) - bias_codes[m] (the integer bias, when the
+// node has one). Sessions read them, never copy them.
 Status PrepareQuantizedConvs(ir::Graph* graph);
 
 }  // namespace lowbit::engine::ops

@@ -28,7 +28,11 @@
 //            1 weights: kPacked, `wbits` bits per value, OHWI order, stored
 //              as q = value - weight_min, LSB first (see UnpackWeightValues)
 //            2 scale f32 [M]: s_in * s_w[m]       (epilogue multiplier)
-//            3 bias  f32 [M]: b[m] - scale[m] * input_zero_point * sum(w[m])
+//            3 bias  f32 [M]: b[m] (0 with attribute bias_codes: an int32
+//              bias at the accumulator's scale, added to the exact sums)
+//            (at load, ops::PrepareQuantizedConvs appends 4: the weights in
+//            the kernel family's format, 5: int32 [M] input_zero_point *
+//            sum(w[m]), subtracted from the exact sums before the float math)
 //   attributes: kernel_shape, strides, pads, group, wbits, weight_min,
 //            weight_domain ("signed" | "binary"), abits, input_zero_point,
 //            lowbit_activation / lowbit_alpha / lowbit_min / lowbit_max (fused),
@@ -340,6 +344,17 @@ class Lowerer {
         const ir::HostTensor& bq = *graph_->values[bdq->inputs[0]].constant;
         for (int64_t o = 0; o < out_channels && o < bq.size(); ++o)
           spec.bias[o] = bparams->DequantizeValue(static_cast<int64_t>(bq.at(o)), o);
+        // An int32 bias at the accumulator's scale (s_in * s_w[m], zero
+        // point 0: what QDQ and QCDQ exports write) is added to the exact
+        // sums, as an integer convolution of the graph does.
+        bool integer_bias = bq.size() == out_channels;
+        for (int64_t o = 0; integer_bias && o < out_channels; ++o)
+          integer_bias = bparams->zero_point(o) == 0.0f &&
+                         bparams->scale(o) == in_params.scales[0] * wparams->scale(o) &&
+                         std::abs(bq.at(o) + bparams->code_offset) < double(1 << 30);
+        if (integer_bias)
+          for (int64_t o = 0; o < out_channels; ++o)
+            spec.bias_codes.push_back(static_cast<int64_t>(bq.at(o)) + bparams->code_offset);
       }
       if (static_cast<int64_t>(spec.bias.size()) != out_channels) return Status::Ok();
     }
@@ -373,6 +388,7 @@ class Lowerer {
     };
     if (const Node* mul = sole_reader(y); mul && mul->op_type == "Mul" && !has_activation) {
       if (auto m = channel_constant(*mul)) {
+        spec.bias_codes.clear();  // the bias is rescaled: float from here on
         for (int64_t o = 0; o < out_channels; ++o) {
           spec.weight_scales[o] *= (*m)[o];
           spec.bias[o] *= (*m)[o];
@@ -383,6 +399,7 @@ class Lowerer {
     }
     if (const Node* add = sole_reader(y); add && add->op_type == "Add" && !has_activation) {
       if (auto a = channel_constant(*add)) {
+        spec.bias_codes.clear();
         for (int64_t o = 0; o < out_channels; ++o) spec.bias[o] += (*a)[o];
         for (const auto& [key, attribute] : add->attributes)
           if (key.rfind("lowbit_", 0) == 0) spec.activation_attributes[key] = attribute;

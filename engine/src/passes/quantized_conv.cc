@@ -38,25 +38,26 @@ StatusOr<ir::Node> BuildQuantizedConv(QuantizedConvSpec& s) {
     if (lo < -128 || hi > 127) return Unimplemented(s.name + ": weights wider than 8 bits");
     format = {bits, -(1 << (bits - 1)), 1};
   }
-  // OIHW -> OHWI, and the per-channel sums for the zero-point correction.
+  // OIHW -> OHWI.
   const int64_t taps = kh * kw;
   std::vector<int32_t> ohwi(s.weight_values.size());
-  std::vector<int64_t> sums(out_channels, 0);
   for (int64_t o = 0; o < out_channels; ++o)
     for (int64_t c = 0; c < group_in; ++c)
       for (int64_t t = 0; t < taps; ++t) {
         const int32_t v = s.weight_values[(o * group_in + c) * taps + t];
         ohwi[(o * taps + t) * group_in + c] = v;
-        sums[o] += v;
       }
   s.packed_weights = ir::HostTensor::Packed(ops::PackWeightValues(ohwi, format));
+  // The zero-point correction input_zero_point * sum(w[m]) is subtracted
+  // from the int32 sums exactly by the kernels (PrepareQuantizedConvs makes
+  // the per-channel offsets), so the float epilogue starts from the
+  // centred sum: y = float(s - offset[m]) * (s_in * s_w[m]) + b[m], as an
+  // integer convolution of the fake-quantized graph computes it.
   s.epilogue_scale.resize(out_channels);
   s.epilogue_bias.resize(out_channels);
   for (int64_t o = 0; o < out_channels; ++o) {
-    const double scale = static_cast<double>(s.input_scale) * s.weight_scales[o];
-    s.epilogue_scale[o] = static_cast<float>(scale);
-    s.epilogue_bias[o] = static_cast<float>(s.bias[o] - static_cast<double>(s.epilogue_scale[o]) *
-                                                            s.input_zero_point * sums[o]);
+    s.epilogue_scale[o] = s.input_scale * s.weight_scales[o];
+    s.epilogue_bias[o] = s.bias_codes.empty() ? s.bias[o] : 0.0f;
   }
 
   ir::Node node;
@@ -73,6 +74,7 @@ StatusOr<ir::Node> BuildQuantizedConv(QuantizedConvSpec& s) {
   node.attributes["weight_min"] = ir::Attribute::Int(format.min_value);
   node.attributes["weight_domain"] = ir::Attribute::String(domain);
   node.attributes["abits"] = ir::Attribute::Int(s.abits);
+  if (!s.bias_codes.empty()) node.attributes["bias_codes"] = ir::Attribute::Ints(s.bias_codes);
   node.attributes["input_zero_point"] =
       ir::Attribute::Int(static_cast<int64_t>(s.input_zero_point));
   node.attributes["out_codes"] = ir::Attribute::Int(s.out_codes ? 1 : 0);

@@ -24,6 +24,7 @@ struct QuantizedConvSpec {
   std::vector<int32_t> weight_values;  // OIHW integers (value = code - zero point)
   std::vector<float> weight_scales;    // [M]
   std::vector<float> bias;             // [M], real values
+  std::vector<int64_t> bias_codes;     // [M] or empty: the bias as int32 at scale s_in * s_w[m]
   std::map<std::string, ir::Attribute> activation_attributes;  // the Conv's lowbit_* attributes
   bool out_codes = false;
   float out_scale = 1.0f;
@@ -32,8 +33,8 @@ struct QuantizedConvSpec {
 
   // Filled by BuildQuantizedConv:
   ir::HostTensor packed_weights;       // kPacked compact OHWI codes
-  std::vector<float> epilogue_scale;   // [M] input_scale * weight_scales[m]
-  std::vector<float> epilogue_bias;    // [M] bias - scale * input_zero_point * sum(w)
+  std::vector<float> epilogue_scale;   // [M] input_scale * weight_scales[m] (float product)
+  std::vector<float> epilogue_bias;    // [M] bias; the zero point is corrected in int32
 };
 
 // The lowbit.QConv node for `spec` (inputs 1..3 left for the caller to add as
