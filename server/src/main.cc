@@ -1,6 +1,8 @@
 // lowbitd: the lowbit inference server. `lowbitd --help` lists the flags.
 // Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 if start-up fails,
 // 2 for bad flags.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -29,6 +31,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   const ServerOptions& options = command_line->options;
+
+  // Decoded frames and batch tensors (hundreds of KiB to MiB, freed after
+  // each request, on many threads) are mapped and unmapped instead of being
+  // kept in glibc's per-thread heaps: with its adaptive threshold, resident
+  // memory grew with the number of requests served and scaled with the
+  // worker count, as if every worker held its own copy of the model.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
   // Logs go to stderr, one line per event, flushed as written.
   spdlog::set_default_logger(spdlog::stderr_color_mt("lowbitd"));
