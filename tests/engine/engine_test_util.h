@@ -69,6 +69,17 @@ class OnnxBuilder {
       for (int64_t v : values) t->add_int64_data(v);
     return *this;
   }
+  // Integer initializer of ONNX type `type` (INT8, UINT8, INT32: codes,
+  // zero points, int32 biases), values in int32_data.
+  OnnxBuilder& IntCodes(const std::string& name, int type, const std::vector<int64_t>& dims,
+                        const std::vector<int32_t>& values) {
+    auto* t = model_.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(type);
+    for (int64_t d : dims) t->add_dims(d);
+    for (int32_t v : values) t->add_int32_data(v);
+    return *this;
+  }
   onnx::NodeProto& Node(const std::string& op, const std::vector<std::string>& inputs,
                         const std::vector<std::string>& outputs, const std::string& name = "") {
     auto* node = model_.mutable_graph()->add_node();

@@ -561,26 +561,18 @@ TEST_F(LbmModelTest, LoadCompiledNamesTheFileAndSuggestsCompilingAnOnnx) {
 // weights), which the compiler lowers to lowbit.QConv.
 testing::OnnxBuilder QuantizedConvModel() {
   testing::OnnxBuilder b(13);
-  auto ints = [&](const std::string& name, int type, const std::vector<int64_t>& dims,
-                  const std::vector<int32_t>& values) {
-    auto* t = b.proto().mutable_graph()->add_initializer();
-    t->set_name(name);
-    t->set_data_type(type);
-    for (int64_t d : dims) t->add_dims(d);
-    for (int32_t v : values) t->add_int32_data(v);
-  };
   constexpr int kIn = 8, kOut = 16;
   b.Input("x", {-1, kIn, 9, 9}).Output("y");
   b.Floats("sa", {}, {2.0f / 255}).Floats("so", {}, {4.0f / 255});
-  ints("za", onnx::TensorProto::UINT8, {}, {3});
-  ints("zo", onnx::TensorProto::UINT8, {}, {5});
+  b.IntCodes("za", onnx::TensorProto::UINT8, {}, {3});
+  b.IntCodes("zo", onnx::TensorProto::UINT8, {}, {5});
   std::vector<float> scales;
   for (int o = 0; o < kOut; ++o) scales.push_back(0.01f + 0.002f * o);
   b.Floats("sw", {kOut}, scales);
-  ints("zw", onnx::TensorProto::INT8, {kOut}, std::vector<int32_t>(kOut, 0));
+  b.IntCodes("zw", onnx::TensorProto::INT8, {kOut}, std::vector<int32_t>(kOut, 0));
   std::vector<int32_t> weights(kOut * kIn * 9);
   for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<int32_t>(i * 37 % 255) - 127;
-  ints("w", onnx::TensorProto::INT8, {kOut, kIn, 3, 3}, weights);
+  b.IntCodes("w", onnx::TensorProto::INT8, {kOut, kIn, 3, 3}, weights);
   b.Floats("bias", {kOut}, testing::RandomFloats(kOut, 5, -0.5f, 0.5f));
   b.Node("QuantizeLinear", {"x", "sa", "za"}, {"xq"});
   b.Node("DequantizeLinear", {"xq", "sa", "za"}, {"xd"});

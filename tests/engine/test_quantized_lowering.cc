@@ -11,16 +11,6 @@
 namespace lowbit::engine::testing {
 namespace {
 
-// Integer initializer of ONNX type `type` (INT8, UINT8, INT32).
-void IntTensor(OnnxBuilder& b, const std::string& name, int type, const std::vector<int64_t>& dims,
-               const std::vector<int32_t>& values) {
-  auto* t = b.proto().mutable_graph()->add_initializer();
-  t->set_name(name);
-  t->set_data_type(type);
-  for (int64_t d : dims) t->add_dims(d);
-  for (int32_t v : values) t->add_int32_data(v);
-}
-
 struct ConvCase {
   int cin = 8, cout = 12, height = 9, width = 11, kernel = 3, stride = 1;
   int group = 1;  // cin == cout == group: depthwise
@@ -67,18 +57,18 @@ class QuantizedConvModel {
     OnnxBuilder& b = builder_;
     b.Input("x", {-1, c.cin, c.height, c.width}).Output("y");
     b.Floats("sa", {}, {scales_.in}).Floats("so", {}, {scales_.out});
-    IntTensor(b, "za", onnx::TensorProto::UINT8, {}, {c.in_zero_point});
-    IntTensor(b, "zo", onnx::TensorProto::UINT8, {}, {c.out_zero_point});
+    b.IntCodes("za", onnx::TensorProto::UINT8, {}, {c.in_zero_point});
+    b.IntCodes("zo", onnx::TensorProto::UINT8, {}, {c.out_zero_point});
     b.Floats("sw", {c.cout}, scales_.weights);
-    IntTensor(b, "zw", onnx::TensorProto::INT8, {c.cout}, std::vector<int32_t>(c.cout, 0));
-    IntTensor(b, "w", onnx::TensorProto::INT8, {c.cout, c.cin / c.group, c.kernel, c.kernel},
+    b.IntCodes("zw", onnx::TensorProto::INT8, {c.cout}, std::vector<int32_t>(c.cout, 0));
+    b.IntCodes("w", onnx::TensorProto::INT8, {c.cout, c.cin / c.group, c.kernel, c.kernel},
               weights_);
     b.Floats("bias", {c.cout}, bias_);
     b.Node("QuantizeLinear", {"x", "sa", "za"}, {"xq"});
     std::string xq = "xq";
     if (c.abits < 8) {  // Brevitas QCDQ: the Clip bounds give the bit width
-      IntTensor(b, "alo", onnx::TensorProto::UINT8, {}, {0});
-      IntTensor(b, "ahi", onnx::TensorProto::UINT8, {}, {levels});
+      b.IntCodes("alo", onnx::TensorProto::UINT8, {}, {0});
+      b.IntCodes("ahi", onnx::TensorProto::UINT8, {}, {levels});
       b.Node("Clip", {"xq", "alo", "ahi"}, {"xqc"});
       xq = "xqc";
     }
@@ -94,8 +84,8 @@ class QuantizedConvModel {
       b.Node("QuantizeLinear", {"act", "so", "zo"}, {"yq"});
       std::string yq = "yq";
       if (c.out_bits < 8) {
-        IntTensor(b, "olo", onnx::TensorProto::UINT8, {}, {0});
-        IntTensor(b, "ohi", onnx::TensorProto::UINT8, {}, {out_levels});
+        b.IntCodes("olo", onnx::TensorProto::UINT8, {}, {0});
+        b.IntCodes("ohi", onnx::TensorProto::UINT8, {}, {out_levels});
         b.Node("Clip", {"yq", "olo", "ohi"}, {"yqc"});
         yq = "yqc";
       }
@@ -310,16 +300,16 @@ TEST(QuantizedChainTest, ConsecutiveLayersPassCodes) {
   OnnxBuilder b(13);
   b.Input("x", {-1, 4, 12, 12}).Output("y");
   b.Floats("s", {}, {0.05f}).Floats("sw", {}, {0.02f});
-  IntTensor(b, "z", onnx::TensorProto::UINT8, {}, {1});
-  IntTensor(b, "lo", onnx::TensorProto::UINT8, {}, {0});
-  IntTensor(b, "hi", onnx::TensorProto::UINT8, {}, {3});
-  IntTensor(b, "zw", onnx::TensorProto::INT8, {}, {0});
+  b.IntCodes("z", onnx::TensorProto::UINT8, {}, {1});
+  b.IntCodes("lo", onnx::TensorProto::UINT8, {}, {0});
+  b.IntCodes("hi", onnx::TensorProto::UINT8, {}, {3});
+  b.IntCodes("zw", onnx::TensorProto::INT8, {}, {0});
   std::mt19937 rng(3);
   std::uniform_int_distribution<int> pick(-2, 1);
   auto weights = [&](const std::string& name, int cout, int cin) {
     std::vector<int32_t> w(size_t(cout) * cin * 9);
     for (int32_t& v : w) v = pick(rng);
-    IntTensor(b, name, onnx::TensorProto::INT8, {cout, cin, 3, 3}, w);
+    b.IntCodes(name, onnx::TensorProto::INT8, {cout, cin, 3, 3}, w);
     b.Node("DequantizeLinear", {name, "sw", "zw"}, {name + "_dq"});
   };
   // A2 quantizer: Q -> Clip[0,3] -> DQ, on `in`, named `out`.
