@@ -43,6 +43,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "ir/quant_ops.h"
 #include "passes/passes.h"
@@ -523,7 +524,7 @@ class Lowerer {
       return Status::Ok();
     const Node* producer = Producer(q.inputs[0]);
     if (producer == nullptr) return Status::Ok();
-    if (producer->op_type == "Concat" && SoleUse(q.inputs[0])) return LowerConcat(n, *out_params);
+    if (producer->op_type == "Concat") return LowerConcat(n, *out_params);
     Trace trace;
     if (!TraceToCodes(q.inputs[0], &trace)) return Status::Ok();
     std::vector<int64_t> table;
@@ -632,10 +633,25 @@ class Lowerer {
 
   // Quantize(Concat(x_i)) with every x_i traced to codes: a Concat of the
   // codes, each through its table first unless that is the identity.
+  // A Concat read by several quantizers with the same parameters (one per
+  // consumer conv, as exports write them) is concatenated once: the later
+  // quantizers read the first one's codes.
   Status LowerConcat(size_t n, const QuantParams& out_params) {
     const Node& q = graph_->nodes[n];
     const Node& concat = *Producer(q.inputs[0]);
     const ir::DataType out_type = graph_->values[q.outputs[0]].dtype;
+    const auto key = std::make_tuple(q.inputs[0], out_params.scales[0], out_params.zero_points[0],
+                                     out_params.qmin, out_params.qmax, out_params.code_offset,
+                                     static_cast<int>(out_params.rounding),
+                                     out_params.zero_point_first, static_cast<int>(out_type));
+    if (auto it = concatenated_.find(key); it != concatenated_.end()) {
+      if (is_output_[q.outputs[0]]) return Status::Ok();
+      for (int c : consumers_[q.outputs[0]])
+        for (int& in : graph_->nodes[c].inputs)
+          if (in == q.outputs[0]) in = it->second;
+      Kill(n);
+      return Status::Ok();
+    }
     std::vector<Trace> traces(concat.inputs.size());
     std::vector<std::vector<int64_t>> tables(concat.inputs.size());
     for (size_t i = 0; i < concat.inputs.size(); ++i) {
@@ -665,11 +681,15 @@ class Lowerer {
     node.inputs = inputs;
     node.outputs = {q.outputs[0]};
     node.attributes = concat.attributes;
+    concatenated_[key] = q.outputs[0];
     graph_->nodes[n] = std::move(node);
     return Status::Ok();
   }
 
   Graph* graph_;
+  // (Concat output, the quantizer's parameters) -> codes made for them.
+  std::map<std::tuple<int, float, float, int64_t, int64_t, int64_t, int, bool, int>, int>
+      concatenated_;
   std::vector<int> producer_;
   std::vector<std::vector<int>> consumers_;
   std::vector<char> is_output_;
