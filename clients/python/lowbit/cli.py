@@ -80,7 +80,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
                   f"{details.total_params / 1e6:.3f} M params")
             for layer in details.layers:
                 shape = "x".join(str(s) for s in layer.output_shape)
-                print(f"  {layer.name:<40} {layer.op:<16} {shape:<18} {layer.macs:>14,} MACs")
+                bits = f"W{layer.weight_bits}A{layer.activation_bits}" if layer.kernel else ""
+                print(f"  {layer.name:<40} {layer.op:<24} {shape:<16} {bits:<8} {layer.kernel:<12} "
+                      f"{layer.macs:>14,} MACs")
             return 0
         models = client.list_models()
     if args.json:

@@ -205,7 +205,10 @@ class Client:
         return ModelDetails(
             config=response.config,
             layers=[
-                LayerInfo(name=l.name, op=l.op, output_shape=tuple(l.output_shape), macs=l.macs, params=l.params)
+                LayerInfo(name=l.name, op=l.op, output_shape=tuple(l.output_shape), macs=l.macs,
+                          params=l.params, weight_bits=l.weight_bits or 32,
+                          activation_bits=l.activation_bits or 32, kernel=l.kernel,
+                          weight_bytes=l.weight_bytes)
                 for l in response.layers
             ],
             total_macs=response.total_macs,

@@ -128,6 +128,13 @@ class LayerInfo:
     output_shape: tuple[int, ...]
     macs: int
     params: int
+    #: Bits per weight and per input activation (32 for float layers).
+    weight_bits: int = 32
+    activation_bits: int = 32
+    #: The kernel family that runs the layer ("int8dot", "bitserial", "xnnpack_f32"...).
+    kernel: str = ""
+    #: Bytes of the layer's weights as stored (packed at their bit width).
+    weight_bytes: int = 0
 
 
 @dataclass(frozen=True)

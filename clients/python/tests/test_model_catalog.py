@@ -52,3 +52,21 @@ def test_get_unknown_model_is_not_found(client: Client) -> None:
     with pytest.raises(LowbitError) as caught:
         client.get_model("no-such-model")
     assert caught.value.code == grpc.StatusCode.NOT_FOUND, caught.value
+
+
+def test_get_model_reports_bits_and_kernels_of_a_quantized_model(client: Client) -> None:
+    names = [m.name for m in client.list_models()]
+    if "nanodet-g-w2a2" not in names:
+        pytest.fail(f"nanodet-g-w2a2 is not served ({names}): run deploy/models/fetch-models.sh",
+                    pytrace=False)
+    details = client.get_model("nanodet-g-w2a2")
+    convs = [layer for layer in details.layers if layer.op.startswith("lowbit.QConv")]
+    assert len(convs) == 34, [layer.op for layer in details.layers]
+    # Inner layers at 2 bits, first and last at 8; every conv names its kernel family.
+    assert sum(layer.weight_bits == 2 for layer in convs) >= 25, [l.weight_bits for l in convs]
+    assert convs[0].weight_bits == 8 and convs[0].activation_bits == 8
+    assert all(layer.kernel for layer in convs), [l.kernel for l in convs]
+    # Weights stored at their bit width: well under a byte per weight.
+    assert sum(l.weight_bytes for l in convs) < 0.4 * sum(l.params for l in convs)
+    fp32 = client.get_model("nanodet-g")
+    assert all(l.weight_bits == 32 for l in fp32.layers if l.kernel)
