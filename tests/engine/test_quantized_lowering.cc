@@ -382,3 +382,63 @@ TEST(QuantizedChainTest, ConsecutiveLayersPassCodes) {
 
 }  // namespace
 }  // namespace lowbit::engine::testing
+
+namespace lowbit::engine::testing {
+namespace {
+
+// A residual block: Quantize(Relu(Add(Dequantize(skip), Dequantize(conv))))
+// becomes one lowbit.QAdd over the codes, with the same result as the float
+// path element for element.
+TEST(QuantizedAddTest, ResidualAddRunsOnCodes) {
+  OnnxBuilder b(13);
+  b.Input("x", {-1, 8, 10, 10}).Output("y");
+  b.Floats("sx", {}, {0.03f}).Floats("sc", {}, {0.045f}).Floats("sy", {}, {0.05f});
+  b.Floats("sw", {}, {0.01f});
+  b.IntCodes("zx", onnx::TensorProto::UINT8, {}, {131});
+  b.IntCodes("zc", onnx::TensorProto::UINT8, {}, {120});
+  b.IntCodes("zy", onnx::TensorProto::UINT8, {}, {3});
+  b.IntCodes("zw", onnx::TensorProto::INT8, {}, {0});
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> pick(-100, 100);
+  std::vector<int32_t> w(8 * 8 * 9);
+  for (int32_t& v : w) v = pick(rng);
+  b.IntCodes("w", onnx::TensorProto::INT8, {8, 8, 3, 3}, w);
+  b.Node("QuantizeLinear", {"x", "sx", "zx"}, {"xq"});
+  b.Node("DequantizeLinear", {"xq", "sx", "zx"}, {"xd"});
+  b.Node("DequantizeLinear", {"w", "sw", "zw"}, {"wd"});
+  SetInts(b.Node("Conv", {"xd", "wd"}, {"c"}), "pads", {1, 1, 1, 1});
+  b.Node("QuantizeLinear", {"c", "sc", "zc"}, {"cq"});
+  b.Node("DequantizeLinear", {"cq", "sc", "zc"}, {"cd"});
+  b.Node("Add", {"xd", "cd"}, {"sum"});
+  b.Node("Relu", {"sum"}, {"r"});
+  b.Node("QuantizeLinear", {"r", "sy", "zy"}, {"yq"});
+  b.Node("DequantizeLinear", {"yq", "sy", "zy"}, {"y"});
+
+  auto compiled = b.Compile();
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  const auto ops = OpTypes(**compiled);
+  EXPECT_TRUE(ops.count("lowbit.QAdd"));
+  EXPECT_FALSE(ops.count("Add"));
+  auto graph = b.Import();
+  ASSERT_TRUE(graph.ok());
+  CompileOptions options;
+  options.lower_quantized = false;
+  auto reference = runtime::CompiledModel::Compile(std::move(graph).value(), {}, options);
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  const Shape shape = {2, 8, 10, 10};
+  const std::vector<float> x = RandomFloats(NumElements(shape), 4, -3.0f, 3.0f);
+  for (int threads : {1, 2}) {
+    const std::vector<float> got = RunOnce(**compiled, x, shape, threads);
+    const std::vector<float> want = RunOnce(**reference, x, shape, threads);
+    ASSERT_EQ(got.size(), want.size());
+    size_t equal = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_LE(std::abs(got[i] - want[i]), 0.05f * 1.001f) << i;
+      equal += got[i] == want[i];
+    }
+    EXPECT_GE(double(equal) / got.size(), 0.999) << threads << " threads";
+  }
+}
+
+}  // namespace
+}  // namespace lowbit::engine::testing

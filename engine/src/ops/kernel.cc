@@ -36,6 +36,7 @@ StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Graph& graph, const ir:
   if (op == "lowbit.Quantize" || op == "lowbit.Dequantize") return CreateQuantizeKernel(graph, node);
   if (op == "lowbit.QConv") return CreateQConvKernel(graph, node);
   if (op == "lowbit.CodeTable") return CreateCodeTableKernel(graph, node);
+  if (op == "lowbit.QAdd") return CreateQAddKernel(graph, node);
   static const std::set<std::string> kElementwise = {"Relu", "LeakyRelu", "Sigmoid", "Clip", "Tanh",
                                                      "Exp",  "Neg",       "Sqrt",    "Abs",  "Add",
                                                      "Sub",  "Mul",       "Div",     "Max",  "Min"};

@@ -93,6 +93,7 @@ StatusOr<std::unique_ptr<Kernel>> CreateQuantizeKernel(const ir::Graph& graph, c
 StatusOr<std::unique_ptr<Kernel>> CreateQConvKernel(const ir::Graph& graph, const ir::Node& node);
 StatusOr<std::unique_ptr<Kernel>> CreateCodeTableKernel(const ir::Graph& graph,
                                                         const ir::Node& node);
+StatusOr<std::unique_ptr<Kernel>> CreateQAddKernel(const ir::Graph& graph, const ir::Node& node);
 
 // Output bounds of a Relu or Clip that FuseActivations moved into `node`
 // (attribute `lowbit_activation`); [-inf, +inf] when none was fused. A fused

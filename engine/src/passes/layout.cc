@@ -201,6 +201,11 @@ class LayoutAssigner {
     } else if (kSpatialOps.count(op)) {
       node->inputs[0] = Ensure(node->inputs[0], kNhwc);
       set_outputs(kNhwc);
+    } else if (op == "lowbit.QAdd") {
+      // Two codes tensors of one shape: the second follows the first.
+      const Perm target = StorageOf(values[node->inputs[0]]);
+      node->inputs[1] = Ensure(node->inputs[1], target);
+      set_outputs(target);
     } else if (kSameLayoutOps.count(op)) {
       set_outputs(StorageOf(values[node->inputs[0]]));
     } else if (kBroadcastOps.count(op) || op == "Concat") {

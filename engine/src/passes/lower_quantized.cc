@@ -14,6 +14,7 @@
 //                                          Clip, Sigmoid evaluated per code)
 //   Quantize(Concat(Dequantize(c_i))) -> Concat of the codes (tables where an
 //                                          input's parameters differ)
+//   Quantize(Add(Dequantize(a), Dequantize(b))) -> lowbit.QAdd (same shapes)
 //   Quantize(Pad(x, 0)) feeding convolutions -> Quantize(x), the pads move
 //                                          into the convolutions (padded with
 //                                          the zero point's code)
@@ -525,6 +526,7 @@ class Lowerer {
     const Node* producer = Producer(q.inputs[0]);
     if (producer == nullptr) return Status::Ok();
     if (producer->op_type == "Concat") return LowerConcat(n, *out_params);
+    if (producer->op_type == "Add") return LowerAdd(n);
     Trace trace;
     if (!TraceToCodes(q.inputs[0], &trace)) return Status::Ok();
     std::vector<int64_t> table;
@@ -633,6 +635,37 @@ class Lowerer {
 
   // Quantize(Concat(x_i)) with every x_i traced to codes: a Concat of the
   // codes, each through its table first unless that is the identity.
+  // Quantize(Add(Dequantize(a), Dequantize(b))), same shapes, per-tensor
+  // 8-bit codes: one lowbit.QAdd (ops/codes.cc) computing each element as
+  // the float kernels would. The Add's fused Relu / Clip comes along.
+  Status LowerAdd(size_t n) {
+    const Node& q = graph_->nodes[n];
+    const Node& add = *Producer(q.inputs[0]);
+    if (add.inputs.size() != 2) return Status::Ok();
+    const std::string activation = add.GetString("lowbit_activation", "");
+    if (!activation.empty() && activation != "relu" && activation != "clip") return Status::Ok();
+    QuantParams pa, pb;
+    const int a = CodesBehind(add.inputs[0], &pa), b = CodesBehind(add.inputs[1], &pb);
+    if (a < 0 || b < 0) return Status::Ok();
+    const Value &va = graph_->values[a], &vb = graph_->values[b];
+    const bool eight_bit = va.dtype == ir::DataType::kUInt8 || va.dtype == ir::DataType::kInt8;
+    if (!eight_bit || va.dtype != vb.dtype || va.shape != vb.shape) return Status::Ok();
+    Node node;
+    node.op_type = "lowbit.QAdd";
+    node.name = add.name + "/codes";
+    node.inputs = {a, b, q.inputs[1], ir::HasInput(q, 2) ? q.inputs[2] : ir::kNoValue};
+    node.outputs = {q.outputs[0]};
+    node.attributes = q.attributes;  // the output quantizer's qmin, qmax, rounding ...
+    for (const auto& [key, attribute] : add.attributes)
+      if (key.rfind("lowbit_", 0) == 0) node.attributes[key] = attribute;
+    node.attributes["a_scale"] = ir::Attribute::Float(pa.scales[0]);
+    node.attributes["a_zero"] = ir::Attribute::Int(static_cast<int64_t>(pa.zero_points[0]) - pa.code_offset);
+    node.attributes["b_scale"] = ir::Attribute::Float(pb.scales[0]);
+    node.attributes["b_zero"] = ir::Attribute::Int(static_cast<int64_t>(pb.zero_points[0]) - pb.code_offset);
+    graph_->nodes[n] = std::move(node);
+    return Status::Ok();
+  }
+
   // A Concat read by several quantizers with the same parameters (one per
   // consumer conv, as exports write them) is concatenated once: the later
   // quantizers read the first one's codes.
