@@ -85,8 +85,11 @@ inline Codes512 make_codes512(const Epilogue& e, int cout_begin, int couts) {
   return c;
 }
 
-// 16 int32 sums -> 16 codes in [0, 2^out_bits - 1] (int32 lanes).
-inline __m512i requantize512(const Codes512& c, __m512i s) {
+// The float part for 16 int32 sums: y = activation(float(s - offset) *
+// scale + bias) in epilogue.h's order, lanes outside c.lanes 0; the
+// activation as given (requantize512 passes the one not folded into the
+// code bounds; kFloat stores pass the epilogue's own).
+inline __m512 epilogue_value512(const Codes512& c, Activation activation, __m512i s) {
   // Masked forms (lanes of absent channels zeroed) also keep GCC 12 from
   // warning about the unmasked intrinsics' undefined pass-through operand.
   const __mmask16 k = c.lanes;
@@ -94,9 +97,9 @@ inline __m512i requantize512(const Codes512& c, __m512i s) {
   if (c.has_offset) s = _mm512_sub_epi32(s, c.offset);
   __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(k, s), c.scale);
   if (c.has_bias) y = _mm512_add_ps(y, c.bias);
-  switch (c.activation) {
+  switch (activation) {
     case Activation::kNone:
-    case Activation::kSilu:  // not vectorised (see codes_vectorizable)
+    case Activation::kSilu:  // not vectorised (codes_vectorizable, store_tile_pm512)
       break;
     case Activation::kRelu:
       y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), y, zero);
@@ -121,7 +124,13 @@ inline __m512i requantize512(const Codes512& c, __m512i s) {
       break;
     }
   }
-  return _mm512_add_epi32(requant_lanes512(c.requant, k, y), c.zero_point);
+  return y;
+}
+
+// 16 int32 sums -> 16 codes in [0, 2^out_bits - 1] (int32 lanes).
+inline __m512i requantize512(const Codes512& c, __m512i s) {
+  const __m512 y = epilogue_value512(c, c.activation, s);
+  return _mm512_add_epi32(requant_lanes512(c.requant, c.lanes, y), c.zero_point);
 }
 
 // Channel count of the block at cout_begin.
