@@ -40,6 +40,58 @@ bool IsNonNegative(const Graph& graph, int value, const std::vector<int>& produc
 
 }  // namespace
 
+std::optional<std::pair<float, float>> ClipBounds(const Graph& graph, const Node& clip) {
+  float bounds[2] = {clip.GetFloat("min", -std::numeric_limits<float>::infinity()),
+                     clip.GetFloat("max", std::numeric_limits<float>::infinity())};
+  for (size_t i = 0; i < 2; ++i) {
+    if (!ir::HasInput(clip, i + 1)) continue;
+    auto v = ir::ConstantFloats(graph, clip, i + 1);
+    if (!v.ok() || v->size() != 1) return std::nullopt;
+    bounds[i] = (*v)[0];
+  }
+  return std::make_pair(bounds[0], bounds[1]);
+}
+
+std::optional<std::map<std::string, ir::Attribute>> FusedActivationAttributes(
+    const Graph& graph, const Node& act) {
+  if (act.op_type == "Relu") return {{{"lowbit_activation", ir::Attribute::String("relu")}}};
+  if (act.op_type == "LeakyRelu")
+    return {{{"lowbit_activation", ir::Attribute::String("leaky_relu")},
+             {"lowbit_alpha", ir::Attribute::Float(act.GetFloat("alpha", 0.01f))}}};
+  if (act.op_type == "Clip") {
+    const auto bounds = ClipBounds(graph, act);
+    if (!bounds) return std::nullopt;
+    return {{{"lowbit_activation", ir::Attribute::String("clip")},
+             {"lowbit_min", ir::Attribute::Float(bounds->first)},
+             {"lowbit_max", ir::Attribute::Float(bounds->second)}}};
+  }
+  return std::nullopt;
+}
+
+std::optional<SpatialPad> ReadSpatialPad(const Graph& graph, const Node& pad) {
+  if (pad.GetString("mode", "constant") != "constant") return std::nullopt;
+  if (graph.values[pad.inputs[0]].shape.size() != 4) return std::nullopt;
+  std::vector<int64_t> pads = pad.GetInts("pads");
+  if (!pad.has("pads")) {
+    auto from_input = ir::ConstantInts(graph, pad, 1);
+    if (!from_input.ok()) return std::nullopt;
+    pads = *from_input;
+  }
+  SpatialPad spatial;
+  spatial.fill = pad.GetFloat("value", 0.0f);
+  if (ir::HasInput(pad, 2)) {
+    auto value = ir::ConstantFloats(graph, pad, 2);
+    if (!value.ok() || value->size() != 1) return std::nullopt;
+    spatial.fill = (*value)[0];
+  }
+  // ONNX pads [N, C, H, W begins, N, C, H, W ends].
+  if (pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5]) return std::nullopt;
+  for (int64_t p : pads)
+    if (p < 0) return std::nullopt;
+  spatial.pads = {pads[2], pads[3], pads[6], pads[7]};
+  return spatial;
+}
+
 Status FusePadIntoConsumer(Graph* graph) {
   bool changed = true;
   while (changed) {
@@ -48,33 +100,16 @@ Status FusePadIntoConsumer(Graph* graph) {
     const std::vector<int> producers = graph->Producers();
     for (size_t n = 0; n < graph->nodes.size() && !changed; ++n) {
       const Node& pad = graph->nodes[n];
-      if (pad.op_type != "Pad" || pad.GetString("mode", "constant") != "constant") continue;
-      const ir::Value& input = graph->values[pad.inputs[0]];
-      if (input.shape.size() != 4) continue;
-      std::vector<int64_t> pads = pad.GetInts("pads");
-      if (!pad.has("pads")) {
-        auto from_input = ir::ConstantInts(*graph, pad, 1);
-        if (!from_input.ok()) continue;
-        pads = *from_input;
-      }
-      float fill = pad.GetFloat("value", 0.0f);
-      if (ir::HasInput(pad, 2)) {
-        auto value = ir::ConstantFloats(*graph, pad, 2);
-        if (!value.ok() || value->size() != 1) continue;
-        fill = (*value)[0];
-      }
-      if (pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5]) continue;
-      bool negative = false;
-      for (int64_t p : pads) negative |= p < 0;
-      if (negative) continue;
+      if (pad.op_type != "Pad") continue;
+      const std::optional<SpatialPad> spatial = ReadSpatialPad(*graph, pad);
+      if (!spatial) continue;
+      const float fill = spatial->fill;
       const int consumer_index = SoleConsumer(*graph, pad.outputs[0], uses);
       if (consumer_index < 0) continue;
       Node& consumer = graph->nodes[consumer_index];
-      // ONNX pads [top, left, bottom, right] for the two spatial axes.
-      const std::vector<int64_t> extra = {pads[2], pads[3], pads[6], pads[7]};
       std::vector<int64_t> merged = consumer.GetInts("pads", {0, 0, 0, 0});
       if (merged.size() != 4) continue;
-      for (int i = 0; i < 4; ++i) merged[i] += extra[i];
+      for (int i = 0; i < 4; ++i) merged[i] += spatial->pads[i];
       if (consumer.op_type == "Conv") {
         if (fill != 0.0f) continue;
       } else if (consumer.op_type == "MaxPool") {
@@ -110,30 +145,10 @@ Status FuseActivations(Graph* graph) {
     const int consumer_index = SoleConsumer(*graph, conv.outputs[0], uses);
     if (consumer_index < 0) continue;
     const Node& act = graph->nodes[consumer_index];
-    if (act.op_type == "Relu") {
-      conv.attributes["lowbit_activation"] = ir::Attribute::String("relu");
-    } else if (act.op_type == "LeakyRelu" && !is_add) {
-      conv.attributes["lowbit_activation"] = ir::Attribute::String("leaky_relu");
-      conv.attributes["lowbit_alpha"] = ir::Attribute::Float(act.GetFloat("alpha", 0.01f));
-    } else if (act.op_type == "Clip") {
-      float min = act.GetFloat("min", -std::numeric_limits<float>::infinity());
-      float max = act.GetFloat("max", std::numeric_limits<float>::infinity());
-      if (ir::HasInput(act, 1)) {
-        auto v = ir::ConstantFloats(*graph, act, 1);
-        if (!v.ok()) continue;
-        min = (*v)[0];
-      }
-      if (ir::HasInput(act, 2)) {
-        auto v = ir::ConstantFloats(*graph, act, 2);
-        if (!v.ok()) continue;
-        max = (*v)[0];
-      }
-      conv.attributes["lowbit_activation"] = ir::Attribute::String("clip");
-      conv.attributes["lowbit_min"] = ir::Attribute::Float(min);
-      conv.attributes["lowbit_max"] = ir::Attribute::Float(max);
-    } else {
-      continue;
-    }
+    if (is_add && act.op_type == "LeakyRelu") continue;  // XNNPACK's Add only clamps
+    auto fused = FusedActivationAttributes(*graph, act);
+    if (!fused) continue;
+    for (auto& [key, attribute] : *fused) conv.attributes[key] = std::move(attribute);
     conv.outputs[0] = act.outputs[0];
     removed[consumer_index] = 1;
   }

@@ -110,6 +110,12 @@ class Lowerer {
   }
   bool SoleUse(int value) const { return consumers_[value].size() == 1 && !is_output_[value]; }
   void Kill(size_t n) { dead_.insert(static_cast<int>(n)); }
+  // Every node reading `from` reads `to` instead.
+  void ReplaceUses(int from, int to) {
+    for (int c : consumers_[from])
+      for (int& in : graph_->nodes[c].inputs)
+        if (in == from) in = to;
+  }
   void RemoveDead() {
     std::vector<Node> kept;
     for (size_t n = 0; n < graph_->nodes.size(); ++n)
@@ -127,11 +133,6 @@ class Lowerer {
     if (!p.ok() || !p->per_tensor() || p->zero_points.size() != 1) return -1;
     if (params) *params = *p;
     return dq->inputs[0];
-  }
-  // The Quantize node producing codes value `codes`, or nullptr.
-  const Node* QuantizeOf(int codes) const {
-    const Node* q = Producer(codes);
-    return q != nullptr && q->op_type == ir::kQuantizeOp ? q : nullptr;
   }
 
   // ---- 1. unsigned activation codes ------------------------------------
@@ -190,25 +191,10 @@ class Lowerer {
       const int padded = q.inputs[0];
       const Node* pad = Producer(padded);
       if (pad == nullptr || pad->op_type != "Pad" || !SoleUse(padded)) continue;
-      if (pad->GetString("mode", "constant") != "constant") continue;
+      const std::optional<SpatialPad> spatial = ReadSpatialPad(*graph_, *pad);
+      if (!spatial) continue;
+      const float fill = spatial->fill;
       const Value& x = graph_->values[pad->inputs[0]];
-      if (x.shape.size() != 4) continue;
-      std::vector<int64_t> pads = pad->GetInts("pads");
-      if (!pad->has("pads")) {
-        auto from_input = ir::ConstantInts(*graph_, *pad, 1);
-        if (!from_input.ok()) continue;
-        pads = *from_input;
-      }
-      float fill = pad->GetFloat("value", 0.0f);
-      if (ir::HasInput(*pad, 2)) {
-        auto v = ir::ConstantFloats(*graph_, *pad, 2);
-        if (!v.ok() || v->empty()) continue;
-        fill = (*v)[0];
-      }
-      if (pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5]) continue;
-      bool negative = false;
-      for (int64_t p : pads) negative |= p < 0;
-      if (negative) continue;
       auto params = ir::ReadQuantParams(*graph_, q);
       if (!params.ok() || !params->per_tensor()) continue;
       // The pad must stay real zero after quantization: Dequantize(Quantize(fill)) == 0.
@@ -243,10 +229,7 @@ class Lowerer {
       for (int c : convs) {
         Node& conv = graph_->nodes[c];
         std::vector<int64_t> conv_pads = conv.GetInts("pads", {0, 0, 0, 0});
-        conv_pads[0] += pads[2];
-        conv_pads[1] += pads[3];
-        conv_pads[2] += pads[6];
-        conv_pads[3] += pads[7];
+        for (int i = 0; i < 4; ++i) conv_pads[i] += spatial->pads[i];
         conv.attributes["pads"] = ir::Attribute::Ints(conv_pads);
       }
     }
@@ -411,22 +394,7 @@ class Lowerer {
       }
     }
     if (const Node* act = sole_reader(y); act && !has_activation && act->inputs[0] == y) {
-      std::optional<std::map<std::string, ir::Attribute>> fused;
-      if (act->op_type == "Relu") fused = {{"lowbit_activation", ir::Attribute::String("relu")}};
-      if (act->op_type == "LeakyRelu")
-        fused = {{"lowbit_activation", ir::Attribute::String("leaky_relu")},
-                 {"lowbit_alpha", ir::Attribute::Float(act->GetFloat("alpha", 0.01f))}};
-      if (act->op_type == "Clip") {
-        auto lo = ir::HasInput(*act, 1) ? ir::ConstantFloats(*graph_, *act, 1)
-                                        : StatusOr<std::vector<float>>(std::vector<float>{-INFINITY});
-        auto hi = ir::HasInput(*act, 2) ? ir::ConstantFloats(*graph_, *act, 2)
-                                        : StatusOr<std::vector<float>>(std::vector<float>{INFINITY});
-        if (lo.ok() && hi.ok() && lo->size() == 1 && hi->size() == 1)
-          fused = {{"lowbit_activation", ir::Attribute::String("clip")},
-                   {"lowbit_min", ir::Attribute::Float((*lo)[0])},
-                   {"lowbit_max", ir::Attribute::Float((*hi)[0])}};
-      }
-      if (fused) {
+      if (auto fused = FusedActivationAttributes(*graph_, *act)) {
         for (auto& [key, attribute] : *fused) spec.activation_attributes[key] = attribute;
         absorbed.push_back(consumers_[y][0]);
         y = act->outputs[0];
@@ -535,10 +503,7 @@ class Lowerer {
     if (table.empty() && !is_output_[q.outputs[0]] &&
         graph_->values[source].dtype == out_value.dtype) {
       // Same codes: readers of the Quantize read them directly.
-      const int out_codes = q.outputs[0];
-      for (int c : consumers_[out_codes])
-        for (int& in : graph_->nodes[c].inputs)
-          if (in == out_codes) in = source;
+      ReplaceUses(q.outputs[0], source);
       Kill(n);
       return Status::Ok();
     }
@@ -619,16 +584,9 @@ class Lowerer {
     if (node.op_type == "LeakyRelu") return v < 0.0f ? v * node.GetFloat("alpha", 0.01f) : v;
     if (node.op_type == "Sigmoid") return 1.0f / (1.0f + std::exp(-v));
     if (node.op_type == "Clip") {
-      float lo = node.GetFloat("min", -INFINITY), hi = node.GetFloat("max", INFINITY);
-      if (ir::HasInput(node, 1)) {
-        LOWBIT_ASSIGN_OR_RETURN(auto m, ir::ConstantFloats(*graph_, node, 1));
-        lo = m.at(0);
-      }
-      if (ir::HasInput(node, 2)) {
-        LOWBIT_ASSIGN_OR_RETURN(auto m, ir::ConstantFloats(*graph_, node, 2));
-        hi = m.at(0);
-      }
-      return v < lo ? lo : (v > hi ? hi : v);
+      const auto bounds = ClipBounds(*graph_, node);
+      if (!bounds) return Unimplemented(node.Describe() + ": bounds computed at run time");
+      return v < bounds->first ? bounds->first : (v > bounds->second ? bounds->second : v);
     }
     return Unimplemented(node.op_type);
   }
@@ -679,9 +637,7 @@ class Lowerer {
                                      out_params.zero_point_first, static_cast<int>(out_type));
     if (auto it = concatenated_.find(key); it != concatenated_.end()) {
       if (is_output_[q.outputs[0]]) return Status::Ok();
-      for (int c : consumers_[q.outputs[0]])
-        for (int& in : graph_->nodes[c].inputs)
-          if (in == q.outputs[0]) in = it->second;
+      ReplaceUses(q.outputs[0], it->second);
       Kill(n);
       return Status::Ok();
     }

@@ -7,6 +7,10 @@
 #pragma once
 
 #include <array>
+#include <map>
+#include <string>
+#include <utility>
+#include <optional>
 #include <vector>
 
 #include "ir/graph.h"
@@ -58,6 +62,24 @@ Status FoldBatchNormalization(ir::Graph* graph);
 // MaxPool: with value -inf, or with value 0 when the input is known to be
 // >= 0 (Relu/Sigmoid output) and every pooling window still overlaps real data.
 Status FusePadIntoConsumer(ir::Graph* graph);
+
+// A Pad that the Pad foldings can move into a convolution or pool: mode
+// constant, a 4-D NCHW input, pads >= 0 on H and W only, constant pads and
+// fill value. Its pads as [top, left, bottom, right]; nullopt otherwise.
+struct SpatialPad {
+  std::array<int64_t, 4> pads;
+  float fill = 0.0f;
+};
+std::optional<SpatialPad> ReadSpatialPad(const ir::Graph& graph, const ir::Node& pad);
+
+// Clip's bounds (attributes before opset 11, constant inputs after; absent
+// bounds are -inf / +inf), or nullopt when a bound is computed at run time.
+std::optional<std::pair<float, float>> ClipBounds(const ir::Graph& graph, const ir::Node& clip);
+// The attributes a Relu, LeakyRelu or Clip (constant bounds) becomes when a
+// producer takes it over: lowbit_activation and lowbit_alpha / lowbit_min /
+// lowbit_max. nullopt for any other node.
+std::optional<std::map<std::string, ir::Attribute>> FusedActivationAttributes(
+    const ir::Graph& graph, const ir::Node& activation);
 
 // Conv followed by Relu / Clip / LeakyRelu as the conv's only consumer, or
 // Add followed by Relu / Clip: the activation moves into the producer as
