@@ -70,9 +70,6 @@ class XnnpackConv final : public FloatKernel {
     if (gathers_patches) {
       // Element strides of the input's logical C, H and W axes in memory.
       const Operand in = DescribeOperand(input);
-      std::vector<int64_t> physical_strides(4, 1);
-      for (int d = 2; d >= 0; --d)
-        physical_strides[d] = physical_strides[d + 1] * in.physical[d + 1];
       patch_ = Patch{kh,
                      kw,
                      strides[0],
@@ -84,9 +81,9 @@ class XnnpackConv final : public FloatKernel {
                      group_in,
                      output.shape[2],
                      output.shape[3],
-                     physical_strides[in.PhysicalAxis(1)],
-                     physical_strides[in.PhysicalAxis(2)],
-                     physical_strides[in.PhysicalAxis(3)]};
+                     in.ElementStride(1),
+                     in.ElementStride(2),
+                     in.ElementStride(3)};
       const int64_t k = kh * kw * group_in;
       status = xnn_create_convolution2d_nhwc_f32(0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, k, out_channels,
                                                  k, out_channels, packed.data(), bias.data(),

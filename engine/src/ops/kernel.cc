@@ -13,6 +13,13 @@ int Operand::PhysicalAxis(int logical) const {
   return logical;
 }
 
+int64_t Operand::ElementStride(int logical) const {
+  int64_t stride = 1;
+  for (size_t j = physical.size(); j-- > static_cast<size_t>(PhysicalAxis(logical)) + 1;)
+    stride *= physical[j];
+  return stride;
+}
+
 Operand DescribeOperand(const ir::Value& value) {
   Operand operand;
   operand.batched = !value.is_constant();

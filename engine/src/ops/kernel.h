@@ -43,6 +43,8 @@ struct Operand {
   }
   // Physical axis that holds logical axis `logical`.
   int PhysicalAxis(int logical) const;
+  // Elements between neighbours along logical axis `logical` in memory.
+  int64_t ElementStride(int logical) const;
 };
 
 Operand DescribeOperand(const ir::Value& value);

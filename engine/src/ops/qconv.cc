@@ -88,11 +88,9 @@ StatusOr<QConvShape> ReadShape(const ir::Graph& graph, const ir::Node& node) {
               binary ? 2 : 1};
   s.zero_code = static_cast<int>(node.GetInt("input_zero_point", 0));
   const Operand in = DescribeOperand(input);
-  std::vector<int64_t> physical_strides(4, 1);
-  for (int d = 2; d >= 0; --d) physical_strides[d] = physical_strides[d + 1] * in.physical[d + 1];
-  s.channel_stride = physical_strides[in.PhysicalAxis(1)];
-  s.row_stride = physical_strides[in.PhysicalAxis(2)];
-  s.column_stride = physical_strides[in.PhysicalAxis(3)];
+  s.channel_stride = in.ElementStride(1);
+  s.row_stride = in.ElementStride(2);
+  s.column_stride = in.ElementStride(3);
   s.frame = NumElements(input.shape);
   return s;
 }
