@@ -37,9 +37,7 @@ class CodeTableKernel final : public Kernel {
     // 128 KB and more still spread over two threads.
     constexpr int64_t kChunk = 65536;
     const int64_t total = frame_ * context.batch;
-    ParallelFor(context, static_cast<size_t>((total + kChunk - 1) / kChunk), [&](size_t chunk) {
-      const int64_t begin = static_cast<int64_t>(chunk) * kChunk;
-      const int64_t end = std::min(total, begin + kChunk);
+    ParallelForRanges(context, total, kChunk, [&](int64_t begin, int64_t end) {
       map_bytes_(table_.data(), in + begin, out + begin, static_cast<size_t>(end - begin));
     });
     return Status::Ok();
@@ -71,9 +69,7 @@ class QAddKernel final : public Kernel {
     Out* y = static_cast<Out*>(outputs[0]);
     constexpr int64_t kChunk = 16384;
     const int64_t total = frame_ * context.batch;
-    ParallelFor(context, static_cast<size_t>((total + kChunk - 1) / kChunk), [&](size_t chunk) {
-      const int64_t begin = static_cast<int64_t>(chunk) * kChunk;
-      const int64_t end = std::min(total, begin + kChunk);
+    ParallelForRanges(context, total, kChunk, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const float va = static_cast<float>(int64_t(a[i]) - a_zero_) * a_scale_;
         const float vb = static_cast<float>(int64_t(b[i]) - b_zero_) * b_scale_;

@@ -28,10 +28,8 @@ class UnaryKernel final : public FloatKernel {
     const float* x = inputs[0];
     float* y = outputs[0];
     const int64_t total = frame_ * context.batch;
-    ParallelFor(context, (total + kBlock - 1) / kBlock, [&](size_t block) {
-      const int64_t begin = block * kBlock, end = std::min<int64_t>(total, begin + kBlock);
-      Apply(x + begin, y + begin, end - begin);
-    });
+    ParallelForRanges(context, total, kBlock,
+                      [&](int64_t begin, int64_t end) { Apply(x + begin, y + begin, end - begin); });
     return Status::Ok();
   }
 

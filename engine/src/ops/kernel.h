@@ -12,6 +12,7 @@
 
 #include <pthreadpool.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -114,6 +115,16 @@ void ParallelFor(const KernelContext& context, size_t range, const Fn& fn) {
     return;
   }
   pthreadpool_parallelize_1d(context.threadpool, fn, range, 0);
+}
+
+// Runs fn(begin, end) over [0, total) in consecutive ranges of `chunk`
+// elements (the last one shorter) on the context's thread pool.
+template <typename Fn>
+void ParallelForRanges(const KernelContext& context, int64_t total, int64_t chunk, const Fn& fn) {
+  ParallelFor(context, static_cast<size_t>((total + chunk - 1) / chunk), [&](size_t task) {
+    const int64_t begin = static_cast<int64_t>(task) * chunk;
+    fn(begin, std::min(total, begin + chunk));
+  });
 }
 
 }  // namespace lowbit::engine::ops

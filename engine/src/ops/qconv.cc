@@ -398,26 +398,24 @@ class QConvKernel final : public Kernel {
   int64_t SumsOffset() const { return (static_cast<int64_t>(image_bytes_) + 63) / 64 * 64; }
 
   // The kernels' epilogue for a float destination, y = float(s -
-  // sum_offset[c]) * scale[c] + bias[c] then the activation, in the same float operations and order
-  // (epilogue.h), over [N * OH * OW][Cout] in rows the compiler vectorises.
+  // sum_offset[c]) * scale[c] + bias[c] then the activation, in the same
+  // float operations and order (epilogue.h), over [N * OH * OW][Cout] in
+  // rows the compiler vectorises.
   // The lowering fuses only Relu, LeakyRelu and Clip.
   void FloatEpilogue(const KernelContext& context, const int32_t* sums, float* out) const {
     const kernels::Epilogue& e = epilogue_;
     const int64_t channels = shape_.geometry.out_channels;
     const int64_t pixels = OutputElements() / channels * context.batch;
     constexpr int64_t kPixelsPerTask = 64;
-    ParallelFor(context, static_cast<size_t>((pixels + kPixelsPerTask - 1) / kPixelsPerTask),
-                [&](size_t task) {
-                  const int64_t begin = int64_t(task) * kPixelsPerTask;
-                  const int64_t end = std::min(pixels, begin + kPixelsPerTask);
-                  for (int64_t p = begin; p < end; ++p) {
-                    const int32_t* s = sums + p * channels;
-                    float* y = out + p * channels;
-                    for (int64_t c = 0; c < channels; ++c)
-                      y[c] = float(s[c] - e.sum_offset[c]) * e.scale[c] + e.bias[c];
-                    ApplyActivation(e, y, channels);
-                  }
-                });
+    ParallelForRanges(context, pixels, kPixelsPerTask, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int32_t* s = sums + p * channels;
+        float* y = out + p * channels;
+        for (int64_t c = 0; c < channels; ++c)
+          y[c] = float(s[c] - e.sum_offset[c]) * e.scale[c] + e.bias[c];
+        ApplyActivation(e, y, channels);
+      }
+    });
   }
 
   static void ApplyActivation(const kernels::Epilogue& e, float* y, int64_t n) {
