@@ -12,18 +12,6 @@
 namespace lowbit::kernels::testing {
 namespace {
 
-ConvGeometry Conv(int cin, int cout, int size, int kernel, int stride, int groups = 1) {
-  ConvGeometry g;
-  g.height = g.width = size;
-  g.in_channels = cin;
-  g.out_channels = cout;
-  g.kernel_h = g.kernel_w = kernel;
-  g.stride = stride;
-  g.pad = kernel / 2;
-  g.groups = groups;
-  return g;
-}
-
 // Which formats hold which layers: ISA-independent.
 TEST(ChooseCost, FamilySupport) {
   const ConvGeometry g = Conv(64, 64, 28, 3, 1);

@@ -25,6 +25,19 @@
 
 namespace lowbit::kernels::testing {
 
+// A square layer with "same" padding (kernel / 2), batch 1.
+inline ConvGeometry Conv(int cin, int cout, int size, int kernel, int stride, int groups = 1) {
+  ConvGeometry g;
+  g.height = g.width = size;
+  g.in_channels = cin;
+  g.out_channels = cout;
+  g.kernel_h = g.kernel_w = kernel;
+  g.stride = stride;
+  g.pad = kernel / 2;
+  g.groups = groups;
+  return g;
+}
+
 enum class Fill {
   kRandom,
   kMaxCodesMinWeights,  // every activation at 2^abits - 1, every weight at its minimum
