@@ -213,6 +213,15 @@ struct FamilyCase {
 
 void PrintTo(const FamilyCase& c, std::ostream* os) { *os << c.name; }
 
+// The graph as written, every Quantize / Dequantize on the float path
+// (CompileOptions::lower_quantized = false): the reference for the lowering.
+StatusOr<std::shared_ptr<const runtime::CompiledModel>> CompileOnFloatPath(const OnnxBuilder& b) {
+  LOWBIT_ASSIGN_OR_RETURN(ir::Graph graph, b.Import());
+  CompileOptions options;
+  options.lower_quantized = false;
+  return runtime::CompiledModel::Compile(std::move(graph), {}, options);
+}
+
 class QuantizedConvTest : public ::testing::TestWithParam<FamilyCase> {};
 
 TEST_P(QuantizedConvTest, EveryFamilyComputesTheFakeQuantizedGraph) {
@@ -287,12 +296,6 @@ INSTANTIATE_TEST_SUITE_P(
                    {"dwint8"}}),
     [](const ::testing::TestParamInfo<FamilyCase>& info) { return std::string(info.param.name); });
 
-}  // namespace
-}  // namespace lowbit::engine::testing
-
-namespace lowbit::engine::testing {
-namespace {
-
 // Two quantized convs with a MaxPool and a Concat between them (QCDQ, one
 // quantizer per tensor, shared by the Concat's inputs as QAT exports do):
 // the codes go from one conv to the next without a float tensor between.
@@ -364,11 +367,7 @@ TEST(QuantizedChainTest, ConsecutiveLayersPassCodes) {
   }
   // The float path (CompileOptions::lower_quantized = false) computes the
   // same codes: every output within one step, nearly all equal.
-  auto graph = b.Import();
-  ASSERT_TRUE(graph.ok());
-  CompileOptions options;
-  options.lower_quantized = false;
-  auto reference = runtime::CompiledModel::Compile(std::move(graph).value(), {}, options);
+  auto reference = CompileOnFloatPath(b);
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
   const std::vector<float> want = RunOnce(**reference, x, shape);
   ASSERT_EQ(want.size(), first.size());
@@ -379,12 +378,6 @@ TEST(QuantizedChainTest, ConsecutiveLayersPassCodes) {
   }
   EXPECT_GE(double(equal) / want.size(), 0.99);
 }
-
-}  // namespace
-}  // namespace lowbit::engine::testing
-
-namespace lowbit::engine::testing {
-namespace {
 
 // A residual block: Quantize(Relu(Add(Dequantize(skip), Dequantize(conv))))
 // becomes one lowbit.QAdd over the codes, with the same result as the float
@@ -419,11 +412,7 @@ TEST(QuantizedAddTest, ResidualAddRunsOnCodes) {
   const auto ops = OpTypes(**compiled);
   EXPECT_TRUE(ops.count("lowbit.QAdd"));
   EXPECT_FALSE(ops.count("Add"));
-  auto graph = b.Import();
-  ASSERT_TRUE(graph.ok());
-  CompileOptions options;
-  options.lower_quantized = false;
-  auto reference = runtime::CompiledModel::Compile(std::move(graph).value(), {}, options);
+  auto reference = CompileOnFloatPath(b);
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
   const Shape shape = {2, 8, 10, 10};
   const std::vector<float> x = RandomFloats(NumElements(shape), 4, -3.0f, 3.0f);
