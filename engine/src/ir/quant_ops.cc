@@ -133,4 +133,30 @@ StatusOr<QuantParams> ReadQuantParams(const Graph& graph, const Node& node) {
   return p;
 }
 
+Precision CodesPrecision(const QuantParams& p) {
+  Precision precision;
+  precision.kind = Precision::Kind::kIntegerCodes;
+  precision.is_signed = p.code_min() < 0;
+  int bits = 1;
+  if (precision.is_signed)
+    while (bits < 64 && (p.code_min() < -(int64_t(1) << (bits - 1)) ||
+                         p.code_max() > (int64_t(1) << (bits - 1)) - 1))
+      ++bits;
+  else
+    while (bits < 64 && p.code_max() > (int64_t(1) << bits) - 1) ++bits;
+  precision.bits = bits;
+  auto stored_zero = [&](int64_t c) {
+    return static_cast<int32_t>(static_cast<int64_t>(p.zero_point(c)) - p.code_offset);
+  };
+  if (p.per_tensor()) {
+    precision.scale = p.scales[0];
+    precision.zero_point = stored_zero(0);
+  } else {
+    precision.axis = p.axis;
+    precision.scales = p.scales;
+    for (size_t c = 0; c < p.scales.size(); ++c) precision.zero_points.push_back(stored_zero(c));
+  }
+  return precision;
+}
+
 }  // namespace lowbit::engine::ir

@@ -106,6 +106,9 @@ double RoundWith(Rounding mode, double value);
 // Reads a lowbit.Quantize or lowbit.Dequantize node (rank = its data input's
 // rank, for axis normalisation).
 StatusOr<QuantParams> ReadQuantParams(const Graph& graph, const Node& node);
+// Precision of the codes a Quantize writes or a Dequantize reads: the bits
+// and sign of the stored code range, the zero point in stored codes.
+Precision CodesPrecision(const QuantParams& params);
 // The dtype that holds codes [lo, hi].
 DataType CodeType(int64_t lo, int64_t hi);
 

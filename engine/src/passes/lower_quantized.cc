@@ -167,20 +167,7 @@ class Lowerer {
 
   void SetPrecision(const Node& q) {
     auto p = ir::ReadQuantParams(*graph_, q);
-    if (!p.ok()) return;
-    ir::Precision& precision = graph_->values[q.outputs[0]].precision;
-    precision.kind = ir::Precision::Kind::kIntegerCodes;
-    precision.bits = p->code_bits();
-    precision.is_signed = p->code_min() < 0;
-    if (p->per_tensor()) {
-      precision.scale = p->scales[0];
-      precision.zero_point = static_cast<int32_t>(p->zero_points[0]) - p->code_offset;
-    } else {
-      precision.axis = p->axis;
-      precision.scales = p->scales;
-      for (float z : p->zero_points)
-        precision.zero_points.push_back(static_cast<int32_t>(z) - p->code_offset);
-    }
+    if (p.ok()) graph_->values[q.outputs[0]].precision = ir::CodesPrecision(*p);
   }
 
   // ---- 2. pads move behind the quantizer into the convolutions ----------

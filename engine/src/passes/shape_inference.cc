@@ -90,34 +90,6 @@ StatusOr<Shape> WindowOutputSizes(Node* node, const Shape& spatial, const Shape&
   return out;
 }
 
-// Precision of the codes a Quantize writes or a Dequantize reads: the
-// stored code range's bits and sign, zero point in stored codes.
-ir::Precision CodesPrecision(const ir::QuantParams& p) {
-  ir::Precision precision;
-  precision.kind = ir::Precision::Kind::kIntegerCodes;
-  precision.is_signed = p.code_min() < 0;
-  int bits = 1;
-  if (precision.is_signed)
-    while (bits < 64 && (p.code_min() < -(int64_t(1) << (bits - 1)) ||
-                         p.code_max() > (int64_t(1) << (bits - 1)) - 1))
-      ++bits;
-  else
-    while (bits < 64 && p.code_max() > (int64_t(1) << bits) - 1) ++bits;
-  precision.bits = bits;
-  auto stored_zero = [&](int64_t c) {
-    return static_cast<int32_t>(static_cast<int64_t>(p.zero_point(c)) - p.code_offset);
-  };
-  if (p.per_tensor()) {
-    precision.scale = p.scales[0];
-    precision.zero_point = stored_zero(0);
-  } else {
-    precision.axis = p.axis;
-    precision.scales = p.scales;
-    for (size_t c = 0; c < p.scales.size(); ++c) precision.zero_points.push_back(stored_zero(c));
-  }
-  return precision;
-}
-
 StatusOr<std::vector<int64_t>> IntsFromAttributeOrInput(const Graph& graph, const Node& node,
                                                         const std::string& attr, size_t input) {
   if (node.has(attr)) return node.GetInts(attr);
@@ -221,7 +193,7 @@ Status InferNodeShapes(Graph* graph, Node* node) {
         return ShapeError(*node, std::string("quantizes a ") + ir::DataTypeName(dtype0) +
                                      " tensor; the input must be float32");
       set_output(0, in[0], ir::CodeType(params.code_min(), params.code_max()));
-      graph->values[node->outputs[0]].precision = CodesPrecision(params);
+      graph->values[node->outputs[0]].precision = ir::CodesPrecision(params);
       return Status::Ok();
     }
     const bool codes_type = dtype0 == DataType::kInt8 || dtype0 == DataType::kUInt8 ||
@@ -231,7 +203,7 @@ Status InferNodeShapes(Graph* graph, Node* node) {
       return ShapeError(*node, std::string("dequantizes a ") + ir::DataTypeName(dtype0) +
                                    " tensor; codes must be int8, uint8 or int32");
     if (codes.is_constant() && node->has("qmin") && node->has("qmax"))
-      codes.precision = CodesPrecision(params);
+      codes.precision = ir::CodesPrecision(params);
     set_output(0, in[0], DataType::kFloat32);
     return Status::Ok();
   }
