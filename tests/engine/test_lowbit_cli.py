@@ -182,3 +182,61 @@ def test_usage_errors_exit_2_and_help_exits_0():
     assert help_text.returncode == 0
     for command in ("compile", "run", "inspect", "bench", "tensors"):
         assert command in help_text.stdout
+
+
+def run_json(*args):
+    """`lowbit run ... --json`: (exit code, one parsed object per stdout line, stderr)."""
+    import json
+
+    result = lowbit("run", *args, "--json")
+    return result.returncode, [json.loads(line) for line in result.stdout.splitlines()], result.stderr
+
+
+def test_run_json_is_one_object_per_image_matching_the_text_output():
+    images = [image("dog.jpg"), image("giraffe.jpg")]
+    code, objects, stderr = run_json(model_dir("nanodet-g"), *images)
+    assert code == 0, stderr
+    assert "model " in stderr and "loaded in" in stderr  # the model line moves off stdout
+    assert [o["path"] for o in objects] == [str(p) for p in images]
+    assert (objects[0]["width"], objects[0]["height"]) == (768, 576)
+    text = lowbit("run", model_dir("nanodet-g"), *images)
+    assert text.returncode == 0, text.stderr
+    rows = re.findall(r"^\s+(\w+)\s+([\d.]+)\s+\[([\d., ]+)\]", text.stdout, re.MULTILINE)
+    detections = [d for o in objects for d in o["detections"]]
+    assert len(detections) == len(rows) > 0
+    labels = (model_dir("nanodet-g") / "labels.txt").read_text().splitlines()
+    for d, (label, score, box) in zip(detections, rows):
+        assert d["label"] == label and abs(d["score"] - float(score)) <= 5e-4, (d, label, score)
+        assert all(abs(a - float(b)) <= 0.05 for a, b in zip(d["box"], box.split(","))), (d, box)
+        assert labels[d["class_id"]] == d["label"], d
+    assert [d["label"] for d in objects[0]["detections"][:3]] == ["bicycle", "dog", "truck"]
+    for o in objects:
+        assert set(o["time_ms"]) == {"decode", "preprocess", "inference", "postprocess"}
+        assert all(t >= 0 for t in o["time_ms"].values()) and o["time_ms"]["inference"] > 0
+
+
+def test_run_json_at_a_low_score_ranks_more_candidates_and_keeps_the_default_ones():
+    # mAP needs the low-score candidates; filtering them at the config's 0.35
+    # must give exactly the default run (NMS only suppresses by higher scores).
+    code, low, stderr = run_json(model_dir("nanodet-g"), image("dog.jpg"), "--score", "0.05")
+    assert code == 0, stderr
+    code, default, stderr = run_json(model_dir("nanodet-g"), image("dog.jpg"))
+    assert code == 0, stderr
+    low, default = low[0]["detections"], default[0]["detections"]
+    scores = [d["score"] for d in low]
+    assert scores == sorted(scores, reverse=True) and min(scores) >= 0.05
+    assert len(low) > len(default) >= 3
+    assert [d for d in low if d["score"] >= 0.35] == default
+    assert len(low) <= 100  # the config's max_detections still caps the list
+
+
+def test_run_json_reports_a_failing_image_in_its_place(tmp_path):
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(image("dog.jpg").read_bytes()[:5000])
+    code, objects, stderr = run_json(model_dir("blazeface"), truncated, image("astronaut.png"))
+    assert code == 1
+    assert objects[0]["path"] == str(truncated) and "INVALID_ARGUMENT" in objects[0]["error"]
+    faces = objects[1]["detections"]
+    assert len(faces) == 1 and faces[0]["label"] == "face" and faces[0]["score"] > 0.9
+    # MODELS.md: one face near [177, 84, 272, 180] in astronaut.png.
+    assert all(abs(a - b) < 6 for a, b in zip(faces[0]["box"], [177, 84, 272, 180])), faces
