@@ -1,5 +1,7 @@
 // lowbit inspect MODEL_DIR|MODEL.lbm|MODEL.onnx: per layer op, output shape,
-// W/A bits, kernel, weight bytes, MACs, params; totals beside the FP32 size.
+// W/A bits, kernel, weight bytes, MACs, params; totals beside the FP32 size;
+// residual weight pairs part by part; why recognised quantized layers stay
+// in float.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -20,7 +22,12 @@ and prints one row per executable layer: name, op, output shape (batch 1),
 weight/activation bits (W/A: 32/32 for float layers, '-' for layers without
 weights), the kernel that runs it, its weight bytes as stored (packed
 weights, bias, requantization scales), multiply-accumulates and parameters
-(weight and bias elements). Then where the model was compiled (and on which
+(weight and bias elements). A layer whose weights are a residual pair of
+low-bit tensors (W = s1*Q1 + s2*Q2, two convolutions summed in one int32
+accumulator) shows both: W/A as 2+2/4, kernel as FAMILY1+FAMILY2, and a line
+below the table with each tensor's bits, kernel and weight bytes. Layers the
+compiler recognised as quantized but kept in float are listed with the
+reason. Then where the model was compiled (and on which
 CPU its kernels were chosen), its inputs and outputs, and totals: MACs,
 parameters, and the weight bytes beside the FP32 size of the same weights
 (parameters x 4). MODEL_DIR is a model repository entry (config.pbtxt and its
@@ -71,10 +78,20 @@ int InspectCommand(int argc, char** argv) {
   const std::vector<engine::LayerInfo>& layers = model->layers();
   const auto bits = [](const engine::LayerInfo& layer) -> std::string {
     if (layer.params == 0 && layer.weight_bytes == 0) return "-";
-    return std::to_string(layer.weight_bits) + "/" + std::to_string(layer.activation_bits);
+    std::string w = std::to_string(layer.weight_bits);
+    if (layer.residual_weight_bits > 0) {
+      w += '+';
+      w += std::to_string(layer.residual_weight_bits);
+    }
+    return w + "/" + std::to_string(layer.activation_bits);
   };
   const auto kernel = [](const engine::LayerInfo& layer) {
-    return layer.kernel.empty() ? std::string("-") : layer.kernel;
+    std::string k = layer.kernel.empty() ? std::string("-") : layer.kernel;
+    if (layer.residual_weight_bits > 0) {
+      k += '+';
+      k += layer.residual_kernel.empty() ? std::string("-") : layer.residual_kernel;
+    }
+    return k;
   };
   size_t name_width = 4, op_width = 2, shape_width = 12, kernel_width = 6;
   for (const engine::LayerInfo& layer : layers) {
@@ -86,14 +103,14 @@ int InspectCommand(int argc, char** argv) {
   name_width = std::min<size_t>(name_width, 48);
   const int nw = static_cast<int>(name_width), ow = static_cast<int>(op_width),
             sw = static_cast<int>(shape_width), kw = static_cast<int>(kernel_width);
-  std::printf("%4s  %-*s  %-*s  %-*s  %5s  %-*s  %12s  %15s  %12s\n", "#", nw, "name", ow, "op", sw,
+  std::printf("%4s  %-*s  %-*s  %-*s  %6s  %-*s  %12s  %15s  %12s\n", "#", nw, "name", ow, "op", sw,
               "output shape", "W/A", kw, "kernel", "weight bytes", "MACs", "params");
   int64_t total_macs = 0, total_params = 0, total_weight_bytes = 0;
   for (size_t i = 0; i < layers.size(); ++i) {
     const engine::LayerInfo& layer = layers[i];
     std::string name = layer.name;
     if (name.size() > name_width) name = "..." + name.substr(name.size() - name_width + 3);
-    std::printf("%4zu  %-*s  %-*s  %-*s  %5s  %-*s  %12s  %15s  %12s\n", i, nw, name.c_str(), ow,
+    std::printf("%4zu  %-*s  %-*s  %-*s  %6s  %-*s  %12s  %15s  %12s\n", i, nw, name.c_str(), ow,
                 layer.op.c_str(), sw, engine::ShapeToString(layer.output_shape).c_str(),
                 bits(layer).c_str(), kw, kernel(layer).c_str(),
                 WithSeparators(layer.weight_bytes).c_str(), WithSeparators(layer.macs).c_str(),
@@ -103,6 +120,24 @@ int InspectCommand(int argc, char** argv) {
     total_weight_bytes += layer.weight_bytes;
   }
   std::printf("\n");
+  bool notes = false;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const engine::LayerInfo& layer = layers[i];
+    notes |= layer.residual_weight_bits > 0 || !layer.lowering_note.empty();
+    if (layer.residual_weight_bits > 0) {
+      const int64_t first = layer.weight_bytes - layer.residual_weight_bytes;
+      std::printf(
+          "residual %zu %s: w%d %s %s bytes (with bias, scales) + residual w%d %s %s bytes, "
+          "a%d, one int32 accumulator\n",
+          i, layer.name.c_str(), layer.weight_bits, layer.kernel.c_str(),
+          WithSeparators(first).c_str(), layer.residual_weight_bits, layer.residual_kernel.c_str(),
+          WithSeparators(layer.residual_weight_bytes).c_str(), layer.activation_bits);
+    }
+    if (!layer.lowering_note.empty())
+      std::printf("float    %zu %s: kept in float: %s\n", i, layer.name.c_str(),
+                  layer.lowering_note.c_str());
+  }
+  if (notes) std::printf("\n");
   const engine::ModelOrigin& origin = model->origin();
   if (origin.precompiled) {
     std::printf("model   %s: compiled model (.lbm) by %s from %s\n", origin.path.c_str(),

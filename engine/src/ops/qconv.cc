@@ -11,8 +11,14 @@
 //
 // Weights: the compact codes of input 1 are unpacked and packed into the
 // family's weight format once per model (PrepareQuantizedConvs), as a kPacked
-// constant appended as input 4 (and the int32 zero-point sums as input 5),
+// constant appended after the stored inputs (with the int32 zero-point sums),
 // shared read-only by every session.
+//
+// A residual pair (inputs 4 and 5) is two convolutions of the same codes,
+// each on its own tensor's family (the activations are packed once when the
+// two families read one format), into int32 sums s1 and s2; the epilogue
+// below forms k[m] * s1 + s2 - sum_offset[m] and continues as the kernels'
+// epilogue does.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -35,20 +41,33 @@ namespace {
 
 using kernels::ConvFamily;
 
+// One weight tensor of a QConv node: bits, domain and compact code format.
+struct WeightTensor {
+  int wbits = 0;  // 0: absent (a node without a residual tensor)
+  kernels::WeightDomain domain = kernels::WeightDomain::kSigned;
+  WeightCodeFormat format;
+};
+
+// Stored inputs of a QConv node (see lower_quantized.cc): 4, or 6 with a
+// residual pair. PrepareQuantizedConvs appends the derived ones after them.
+size_t StoredInputs(const ir::Node& node) { return node.has("residual_wbits") ? 6 : 4; }
+
 // Geometry of a QConv node at batch 1 (virtual padded input, kernel pad 0).
 struct QConvShape {
   kernels::ConvGeometry geometry;
   int64_t height = 0, width = 0;  // real input
   int64_t top = 0, left = 0;
-  int wbits = 8, abits = 8;
-  kernels::WeightDomain domain = kernels::WeightDomain::kSigned;
-  WeightCodeFormat format;
+  int abits = 8;
+  WeightTensor weights;   // input 1 (q1 of a pair)
+  WeightTensor residual;  // input 4 (q2), wbits 0 without one
   int zero_code = 0;
   // Element strides of the input codes' logical C, H and W axes within a
   // frame (any storage order: NHWC normally; the graph input's NCHW codes
   // are read in place instead of being relaid out first).
   int64_t channel_stride = 1, row_stride = 0, column_stride = 0, frame = 0;
 
+  bool has_residual() const { return residual.wbits > 0; }
+  const WeightTensor& tensor(bool second) const { return second ? residual : weights; }
   bool nhwc() const { return channel_stride == 1 && column_stride == geometry.in_channels; }
   const uint8_t* pixel(const uint8_t* codes, int64_t n, int64_t y, int64_t x) const {
     return codes + n * frame + y * row_stride + x * column_stride;
@@ -80,12 +99,21 @@ StatusOr<QConvShape> ReadShape(const ir::Graph& graph, const ir::Node& node) {
   g.groups = static_cast<int>(node.GetInt("group", 1));
   if (g.out_height() != output.shape[2] || g.out_width() != output.shape[3])
     return Internal(node.Describe() + ": output shape disagrees with the geometry");
-  s.wbits = static_cast<int>(node.GetInt("wbits", 8));
   s.abits = static_cast<int>(node.GetInt("abits", 8));
-  const bool binary = node.GetString("weight_domain", "signed") == "binary";
-  s.domain = binary ? kernels::WeightDomain::kBinary : kernels::WeightDomain::kSigned;
-  s.format = {s.wbits, static_cast<int32_t>(node.GetInt("weight_min", -(1 << (s.wbits - 1)))),
-              binary ? 2 : 1};
+  // Attributes `prefix`wbits, `prefix`weight_min, `prefix`weight_domain.
+  auto read_tensor = [&](const std::string& prefix, WeightTensor* t) -> Status {
+    t->wbits = static_cast<int>(node.GetInt(prefix + "wbits", 8));
+    if (t->wbits < 1 || t->wbits > 8)
+      return InvalidArgument(node.Describe() + ": " + prefix + "wbits must be 1..8");
+    const bool binary = node.GetString(prefix + "weight_domain", "signed") == "binary";
+    t->domain = binary ? kernels::WeightDomain::kBinary : kernels::WeightDomain::kSigned;
+    t->format = {t->wbits,
+                 static_cast<int32_t>(node.GetInt(prefix + "weight_min", -(1 << (t->wbits - 1)))),
+                 binary ? 2 : 1};
+    return Status::Ok();
+  };
+  LOWBIT_RETURN_IF_ERROR(read_tensor("", &s.weights));
+  if (node.has("residual_wbits")) LOWBIT_RETURN_IF_ERROR(read_tensor("residual_", &s.residual));
   s.zero_code = static_cast<int>(node.GetInt("input_zero_point", 0));
   const Operand in = DescribeOperand(input);
   s.channel_stride = in.ElementStride(1);
@@ -232,47 +260,44 @@ void PackPairPlanes(const KernelContext& context, const uint8_t* codes, const QC
 
 // ---- the kernel ----------------------------------------------------------------
 
-class QConvKernel final : public Kernel {
+// Runs fn over `items` work items in ranges spread over the thread pool.
+template <typename Args, typename Fn>
+void Split(const KernelContext& context, size_t items, const Args& args, Fn fn) {
+  const size_t threads =
+      context.threadpool == nullptr ? 1 : pthreadpool_get_threads_count(context.threadpool);
+  const int parts = static_cast<int>(std::min<size_t>(items, threads * 4));
+  if (parts <= 1) {
+    fn(args);
+    return;
+  }
+  ParallelFor(context, static_cast<size_t>(parts), [&](size_t part) {
+    Args range = args;
+    range.work = kernels::work_range(items, parts, static_cast<int>(part));
+    fn(range);
+  });
+}
+
+// The activation format a family reads (int8 and dwint8 share theirs).
+ConvFamily ActivationFormat(ConvFamily family) {
+  return family == ConvFamily::kDepthwiseInt8 ? ConvFamily::kInt8 : family;
+}
+
+// One weight tensor on one kernel family: the family's layouts and
+// function, the packing of the codes into its activation format, and the
+// convolution of packed activations into an output stage.
+class FamilyConv {
  public:
-  Status Init(const ir::Graph& graph, const ir::Node& node) {
-    LOWBIT_ASSIGN_OR_RETURN(shape_, ReadShape(graph, node));
-    family_ = FamilyFromName(node.GetString("lowbit_kernel", ""));
-    if (family_ == ConvFamily::kNone || node.inputs.size() < 6)
-      return Internal(node.Describe() + ": weights were not prepared for a kernel family");
-    const ir::Value& scale = graph.values[node.inputs[2]];
-    const ir::Value& bias = graph.values[node.inputs[3]];
-    if (!scale.is_constant() || !bias.is_constant())
-      return Internal(node.Describe() + ": epilogue scale and bias must be constants");
+  void Init(ConvFamily family, const QConvShape& s, const WeightTensor& w, const uint8_t* weights) {
+    family_ = family;
+    weights_ = weights;
     const kernels::KernelTable& table = kernels::kernel_table();
-    kernels::Epilogue& e = epilogue_;
-    e.scale = scale.constant->floats.data();
-    e.bias = bias.constant->floats.data();
-    const std::string activation = node.GetString("lowbit_activation", "");
-    if (activation == "relu") e.activation = kernels::Activation::kRelu;
-    if (activation == "leaky_relu") {
-      e.activation = kernels::Activation::kLeakyRelu;
-      e.alpha = node.GetFloat("lowbit_alpha", 0.01f);
-    }
-    if (activation == "clip") {
-      e.activation = kernels::Activation::kClip;
-      e.clip_min = node.GetFloat("lowbit_min", -std::numeric_limits<float>::infinity());
-      e.clip_max = node.GetFloat("lowbit_max", std::numeric_limits<float>::infinity());
-    }
-    e.sum_offset = graph.values[node.inputs[5]].constant->bytes.as<int32_t>();
-    out_codes_ = node.GetInt("out_codes", 0) != 0;
-    if (out_codes_) {
-      // Rounds y / out_scale exactly as QuantizeLinear does (epilogue.h).
-      e.out_scale = node.GetFloat("out_scale", 1.0f);
-      e.out_inv_scale = 1.0f / e.out_scale;
-      e.out_zero_point = static_cast<int>(node.GetInt("out_zero_point", 0));
-      e.out_bits = static_cast<int>(node.GetInt("out_bits", 8));
-    }
-    weights_ = graph.values[node.inputs[4]].constant->bytes.data();
-    const kernels::ConvGeometry& g = shape_.geometry;
+    const kernels::ConvGeometry& g = s.geometry;
     switch (family_) {
       case ConvFamily::kInt8Dot:
-        dot_layout_ = kernels::make_int8_dot_activations_layout(g.in_channels, g.height, g.width, 0);
-        dot_weights_ = kernels::make_int8_dot_weights_layout(g.out_channels, g.in_channels, g.taps());
+        dot_layout_ =
+            kernels::make_int8_dot_activations_layout(g.in_channels, g.height, g.width, 0);
+        dot_weights_ =
+            kernels::make_int8_dot_weights_layout(g.out_channels, g.in_channels, g.taps());
         image_bytes_ = dot_layout_.image_bytes;
         int8_dot_fn_ = table.conv_u8s8dot.fn;
         break;
@@ -281,7 +306,8 @@ class QConvKernel final : public Kernel {
         int8_layout_ = kernels::make_int8_activations_layout(g.in_channels, g.height, g.width, 0);
         image_bytes_ = int8_layout_.image_elems * sizeof(uint16_t);
         if (family_ == ConvFamily::kInt8) {
-          int8_weights_ = kernels::make_int8_weights_layout(g.out_channels, g.in_channels, g.taps());
+          int8_weights_ =
+              kernels::make_int8_weights_layout(g.out_channels, g.in_channels, g.taps());
           int8_fn_ = table.conv_u8s8.fn;
         } else {
           dw_weights_ = kernels::make_dw_weights_layout(g.in_channels, g.taps());
@@ -289,14 +315,15 @@ class QConvKernel final : public Kernel {
         }
         break;
       case ConvFamily::kBitSerial:
-        bit_layout_ = kernels::make_bit_planes_layout(g.in_channels, shape_.abits, g.height, g.width, 0);
+        bit_layout_ = kernels::make_bit_planes_layout(g.in_channels, s.abits, g.height, g.width, 0);
         bit_weights_ = kernels::make_bit_serial_weights_layout(g.out_channels, g.in_channels,
-                                                               g.taps(), shape_.wbits, shape_.domain);
+                                                               g.taps(), w.wbits, w.domain);
         image_bytes_ = bit_layout_.image_words * sizeof(uint64_t);
         bitserial_fn_ = table.conv_anybits_bitserial.fn;
         break;
       case ConvFamily::kLut:
-        pair_layout_ = kernels::make_pair_planes_layout(g.in_channels, g.height, g.width, 0, g.stride);
+        pair_layout_ =
+            kernels::make_pair_planes_layout(g.in_channels, g.height, g.width, 0, g.stride);
         lut_weights_ = kernels::make_lut_weights_layout(g.out_channels, g.in_channels, g.taps());
         image_bytes_ = pair_layout_.image_bytes;
         lut_fn_ = table.conv_w2a2_lut.fn;
@@ -304,143 +331,103 @@ class QConvKernel final : public Kernel {
       case ConvFamily::kNone:
         break;
     }
-    return Status::Ok();
   }
 
-  // Packed input, then (float output) the int32 sums.
-  int64_t workspace_bytes(int64_t batch) const override {
-    return (SumsOffset() + (out_codes_ ? 0 : OutputElements() * 4)) * batch;
+  // Bytes of one frame's packed activations.
+  size_t image_bytes() const { return image_bytes_; }
+  // One packing of the activations serves both.
+  bool SharesActivations(const FamilyConv& other) const {
+    return ActivationFormat(family_) == ActivationFormat(other.family_);
   }
 
-  Status Run(const KernelContext& context, const void* const* inputs,
-             void* const* outputs) override {
-    const uint8_t* codes = static_cast<const uint8_t*>(inputs[0]);
-    kernels::ConvGeometry g = shape_.geometry;
-    g.batch = static_cast<int>(context.batch);
-    kernels::OutputStage out;
-    // Float outputs: the kernels write exact int32 sums (their fastest
-    // path), and FloatEpilogue below turns them into floats in bulk.
-    out.destination = out_codes_ ? kernels::Destination::kCodes : kernels::Destination::kInt32;
-    out.data = out_codes_ ? outputs[0]
-                          : static_cast<char*>(context.workspace) + SumsOffset() * context.batch;
-    out.epilogue = epilogue_;
+  // Codes of the batch -> this family's activation format at `a` (one
+  // image_bytes() per frame).
+  void Pack(const KernelContext& context, const uint8_t* codes, const QConvShape& s,
+            void* a) const {
+    switch (family_) {
+      case ConvFamily::kInt8Dot:
+        PackPaddedNhwc(context, codes, s, dot_layout_.padded_height, dot_layout_.padded_width,
+                       dot_layout_.channel_stride, dot_layout_.image_bytes,
+                       static_cast<uint8_t*>(a));
+        break;
+      case ConvFamily::kInt8:
+      case ConvFamily::kDepthwiseInt8:
+        PackPaddedNhwc(context, codes, s, int8_layout_.padded_height, int8_layout_.padded_width,
+                       int8_layout_.channel_stride, int8_layout_.image_elems,
+                       static_cast<uint16_t*>(a));
+        break;
+      case ConvFamily::kBitSerial:
+        PackBitPlanes(context, codes, s, bit_layout_, static_cast<uint64_t*>(a));
+        break;
+      case ConvFamily::kLut:
+        PackPairPlanes(context, codes, s, pair_layout_, static_cast<uint8_t*>(a));
+        break;
+      case ConvFamily::kNone:
+        break;
+    }
+  }
+
+  // The convolution of packed activations `a` (Pack) into `out`.
+  void Convolve(const KernelContext& context, const kernels::ConvGeometry& g, const void* a,
+                const kernels::OutputStage& out) const {
     switch (family_) {
       case ConvFamily::kInt8Dot: {
-        auto* a = static_cast<uint8_t*>(context.workspace);
-        PackPaddedNhwc(context, codes, shape_, dot_layout_.padded_height, dot_layout_.padded_width,
-                       dot_layout_.channel_stride, dot_layout_.image_bytes, a);
-        kernels::Int8DotConvArgs args{g, a, dot_layout_, reinterpret_cast<const int8_t*>(weights_),
-                                      dot_weights_, out, {}};
+        kernels::Int8DotConvArgs args{g,
+                                      static_cast<const uint8_t*>(a),
+                                      dot_layout_,
+                                      reinterpret_cast<const int8_t*>(weights_),
+                                      dot_weights_,
+                                      out,
+                                      {}};
         Split(context, kernels::int8_dot_conv_work_items(args), args, int8_dot_fn_);
         break;
       }
-      case ConvFamily::kInt8:
+      case ConvFamily::kInt8: {
+        kernels::Int8ConvArgs args{g,
+                                   static_cast<const uint16_t*>(a),
+                                   int8_layout_,
+                                   reinterpret_cast<const int16_t*>(weights_),
+                                   int8_weights_,
+                                   out,
+                                   {}};
+        Split(context, kernels::int8_conv_work_items(args), args, int8_fn_);
+        break;
+      }
       case ConvFamily::kDepthwiseInt8: {
-        auto* a = static_cast<uint16_t*>(context.workspace);
-        PackPaddedNhwc(context, codes, shape_, int8_layout_.padded_height,
-                       int8_layout_.padded_width, int8_layout_.channel_stride,
-                       int8_layout_.image_elems, a);
-        const auto* w = reinterpret_cast<const int16_t*>(weights_);
-        if (family_ == ConvFamily::kInt8) {
-          kernels::Int8ConvArgs args{g, a, int8_layout_, w, int8_weights_, out, {}};
-          Split(context, kernels::int8_conv_work_items(args), args, int8_fn_);
-        } else {
-          kernels::DwConvArgs args{g, a, int8_layout_, w, dw_weights_, out, {}};
-          Split(context, kernels::dw_conv_work_items(args), args, dw_fn_);
-        }
+        kernels::DwConvArgs args{g,
+                                 static_cast<const uint16_t*>(a),
+                                 int8_layout_,
+                                 reinterpret_cast<const int16_t*>(weights_),
+                                 dw_weights_,
+                                 out,
+                                 {}};
+        Split(context, kernels::dw_conv_work_items(args), args, dw_fn_);
         break;
       }
       case ConvFamily::kBitSerial: {
-        auto* a = static_cast<uint64_t*>(context.workspace);
-        PackBitPlanes(context, codes, shape_, bit_layout_, a);
-        kernels::BitSerialConvArgs args{g, a, bit_layout_, reinterpret_cast<const uint64_t*>(weights_),
-                                        bit_weights_, out, {}};
+        kernels::BitSerialConvArgs args{g,
+                                        static_cast<const uint64_t*>(a),
+                                        bit_layout_,
+                                        reinterpret_cast<const uint64_t*>(weights_),
+                                        bit_weights_,
+                                        out,
+                                        {}};
         Split(context, kernels::bitserial_conv_work_items(args), args, bitserial_fn_);
         break;
       }
       case ConvFamily::kLut: {
-        auto* a = static_cast<uint8_t*>(context.workspace);
-        PackPairPlanes(context, codes, shape_, pair_layout_, a);
-        kernels::LutConvArgs args{g, a, pair_layout_, weights_, lut_weights_, out, {}};
+        kernels::LutConvArgs args{
+            g, static_cast<const uint8_t*>(a), pair_layout_, weights_, lut_weights_, out, {}};
         Split(context, kernels::lut_conv_work_items(args), args, lut_fn_);
         break;
       }
       case ConvFamily::kNone:
-        return Internal("quantized convolution without a kernel");
+        break;
     }
-    if (!out_codes_)
-      FloatEpilogue(context, static_cast<const int32_t*>(out.data), static_cast<float*>(outputs[0]));
-    return Status::Ok();
   }
 
  private:
-  // Runs fn over `items` work items in ranges spread over the thread pool.
-  template <typename Args, typename Fn>
-  static void Split(const KernelContext& context, size_t items, const Args& args, Fn fn) {
-    const size_t threads =
-        context.threadpool == nullptr ? 1 : pthreadpool_get_threads_count(context.threadpool);
-    const int parts = static_cast<int>(std::min<size_t>(items, threads * 4));
-    if (parts <= 1) {
-      fn(args);
-      return;
-    }
-    ParallelFor(context, static_cast<size_t>(parts), [&](size_t part) {
-      Args range = args;
-      range.work = kernels::work_range(items, parts, static_cast<int>(part));
-      fn(range);
-    });
-  }
-
-  int64_t OutputElements() const {
-    const kernels::ConvGeometry& g = shape_.geometry;
-    return int64_t(g.out_height()) * g.out_width() * g.out_channels;
-  }
-  int64_t SumsOffset() const { return (static_cast<int64_t>(image_bytes_) + 63) / 64 * 64; }
-
-  // The kernels' epilogue for a float destination, y = float(s -
-  // sum_offset[c]) * scale[c] + bias[c] then the activation, in the same
-  // float operations and order (epilogue.h), over [N * OH * OW][Cout] in
-  // rows the compiler vectorises.
-  // The lowering fuses only Relu, LeakyRelu and Clip.
-  void FloatEpilogue(const KernelContext& context, const int32_t* sums, float* out) const {
-    const kernels::Epilogue& e = epilogue_;
-    const int64_t channels = shape_.geometry.out_channels;
-    const int64_t pixels = OutputElements() / channels * context.batch;
-    constexpr int64_t kPixelsPerTask = 64;
-    ParallelForRanges(context, pixels, kPixelsPerTask, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const int32_t* s = sums + p * channels;
-        float* y = out + p * channels;
-        for (int64_t c = 0; c < channels; ++c)
-          y[c] = float(s[c] - e.sum_offset[c]) * e.scale[c] + e.bias[c];
-        ApplyActivation(e, y, channels);
-      }
-    });
-  }
-
-  static void ApplyActivation(const kernels::Epilogue& e, float* y, int64_t n) {
-    switch (e.activation) {
-      case kernels::Activation::kNone:
-        break;
-      case kernels::Activation::kRelu:
-        for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
-        break;
-      case kernels::Activation::kLeakyRelu:
-        for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? y[i] * e.alpha : y[i];
-        break;
-      case kernels::Activation::kClip:
-        for (int64_t i = 0; i < n; ++i)
-          y[i] = y[i] < e.clip_min ? e.clip_min : (y[i] > e.clip_max ? e.clip_max : y[i]);
-        break;
-      default:  // the lowering fuses only the activations above
-        break;
-    }
-  }
-
-  QConvShape shape_;
   ConvFamily family_ = ConvFamily::kNone;
-  kernels::Epilogue epilogue_;
-  bool out_codes_ = false;
   const uint8_t* weights_ = nullptr;
   size_t image_bytes_ = 0;
   kernels::Int8DotActivationsLayout dot_layout_;
@@ -459,8 +446,242 @@ class QConvKernel final : public Kernel {
   kernels::LutConvFn lut_fn_ = nullptr;
 };
 
-// Packs the node's weights for `family`; empty bytes when the family cannot.
-ir::AlignedBytes PackForFamily(ConvFamily family, const QConvShape& s,
+int64_t RoundUp64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+
+class QConvKernel final : public Kernel {
+ public:
+  Status Init(const ir::Graph& graph, const ir::Node& node) {
+    LOWBIT_ASSIGN_OR_RETURN(shape_, ReadShape(graph, node));
+    const bool pair = shape_.has_residual();
+    const size_t stored = StoredInputs(node);
+    const ConvFamily family = FamilyFromName(node.GetString("lowbit_kernel", ""));
+    const ConvFamily residual_family =
+        pair ? FamilyFromName(node.GetString("lowbit_residual_kernel", "")) : ConvFamily::kNone;
+    if (family == ConvFamily::kNone || (pair && residual_family == ConvFamily::kNone) ||
+        node.inputs.size() < stored + (pair ? 3 : 2))
+      return Internal(node.Describe() + ": weights were not prepared for a kernel family");
+    const ir::Value& scale = graph.values[node.inputs[2]];
+    const ir::Value& bias = graph.values[node.inputs[3]];
+    if (!scale.is_constant() || !bias.is_constant())
+      return Internal(node.Describe() + ": epilogue scale and bias must be constants");
+    kernels::Epilogue& e = epilogue_;
+    e.scale = scale.constant->floats.data();
+    e.bias = bias.constant->floats.data();
+    const std::string activation = node.GetString("lowbit_activation", "");
+    if (activation == "relu") e.activation = kernels::Activation::kRelu;
+    if (activation == "leaky_relu") {
+      e.activation = kernels::Activation::kLeakyRelu;
+      e.alpha = node.GetFloat("lowbit_alpha", 0.01f);
+    }
+    if (activation == "clip") {
+      e.activation = kernels::Activation::kClip;
+      e.clip_min = node.GetFloat("lowbit_min", -std::numeric_limits<float>::infinity());
+      e.clip_max = node.GetFloat("lowbit_max", std::numeric_limits<float>::infinity());
+    }
+    e.sum_offset = graph.values[node.inputs[stored + 1]].constant->bytes.as<int32_t>();
+    out_codes_ = node.GetInt("out_codes", 0) != 0;
+    if (out_codes_) {
+      // Rounds y / out_scale exactly as QuantizeLinear does (epilogue.h).
+      e.out_scale = node.GetFloat("out_scale", 1.0f);
+      e.out_inv_scale = 1.0f / e.out_scale;
+      e.out_zero_point = static_cast<int>(node.GetInt("out_zero_point", 0));
+      e.out_bits = static_cast<int>(node.GetInt("out_bits", 8));
+      if (!(e.out_scale > 0.0f) || e.out_bits < 1 || e.out_bits > 8)
+        return InvalidArgument(node.Describe() + ": malformed output quantization");
+    }
+    main_.Init(family, shape_, shape_.weights,
+               graph.values[node.inputs[stored]].constant->bytes.data());
+    if (pair) {
+      residual_.Init(residual_family, shape_, shape_.residual,
+                     graph.values[node.inputs[stored + 2]].constant->bytes.data());
+      const ir::Value& multiplier = graph.values[node.inputs[5]];
+      const int64_t channels = shape_.geometry.out_channels;
+      if (!multiplier.is_constant() || multiplier.constant->size() != channels)
+        return InvalidArgument(node.Describe() + ": the residual multiplier needs one per channel");
+      multiplier_.assign(multiplier.constant->ints.begin(), multiplier.constant->ints.end());
+      shared_activations_ = main_.SharesActivations(residual_);
+    }
+    // Per frame: [main activations][residual activations unless shared]
+    // [main sums (float output or pair)][residual sums (pair)], each 64-byte
+    // aligned; a batch is N of each region in turn.
+    const int64_t sums = RoundUp64(OutputElements() * int64_t(sizeof(int32_t)));
+    activations_bytes_ = RoundUp64(static_cast<int64_t>(main_.image_bytes()));
+    residual_activations_bytes_ =
+        pair && !shared_activations_ ? RoundUp64(static_cast<int64_t>(residual_.image_bytes())) : 0;
+    sums_bytes_ = !out_codes_ || pair ? sums : 0;
+    residual_sums_bytes_ = pair ? sums : 0;
+    return Status::Ok();
+  }
+
+  int64_t workspace_bytes(int64_t batch) const override {
+    return (activations_bytes_ + residual_activations_bytes_ + sums_bytes_ + residual_sums_bytes_) *
+           batch;
+  }
+
+  Status Run(const KernelContext& context, const void* const* inputs,
+             void* const* outputs) override {
+    const uint8_t* codes = static_cast<const uint8_t*>(inputs[0]);
+    kernels::ConvGeometry g = shape_.geometry;
+    g.batch = static_cast<int>(context.batch);
+    char* base = static_cast<char*>(context.workspace);
+    const int64_t n = context.batch;
+    void* activations = base;
+    char* residual_activations = base + activations_bytes_ * n;
+    auto* sums = reinterpret_cast<int32_t*>(residual_activations + residual_activations_bytes_ * n);
+    auto* residual_sums =
+        reinterpret_cast<int32_t*>(reinterpret_cast<char*>(sums) + sums_bytes_ * n);
+    main_.Pack(context, codes, shape_, activations);
+    kernels::OutputStage out;
+    out.epilogue = epilogue_;
+    if (!shape_.has_residual()) {
+      // Float outputs: the kernels write exact int32 sums (their fastest
+      // path), and Epilogue below turns them into floats in bulk.
+      out.destination = out_codes_ ? kernels::Destination::kCodes : kernels::Destination::kInt32;
+      out.data = out_codes_ ? outputs[0] : sums;
+      main_.Convolve(context, g, activations, out);
+      if (!out_codes_) Epilogue(context, sums, nullptr, outputs[0]);
+      return Status::Ok();
+    }
+    if (!shared_activations_) residual_.Pack(context, codes, shape_, residual_activations);
+    out.destination = kernels::Destination::kInt32;
+    out.data = sums;
+    main_.Convolve(context, g, activations, out);
+    out.data = residual_sums;
+    residual_.Convolve(context, g, shared_activations_ ? activations : residual_activations, out);
+    Epilogue(context, sums, residual_sums, outputs[0]);
+    return Status::Ok();
+  }
+
+ private:
+  int64_t OutputElements() const {
+    const kernels::ConvGeometry& g = shape_.geometry;
+    return int64_t(g.out_height()) * g.out_width() * g.out_channels;
+  }
+
+  // The kernels' epilogue (epilogue.h) over int32 sums [N * OH * OW][Cout],
+  // in the same float operations and order, in rows the compiler
+  // vectorises. Per channel c of a pixel, in wrapping int32 arithmetic
+  // (exact whenever the true result fits; BuildQuantizedConv checks that it
+  // does for a pair):
+  //   d = s[c] - sum_offset[c]                        one tensor
+  //   d = k[c] * s[c] + r[c] - sum_offset[c]          a pair (r: residual sums)
+  //   y = float(d) * scale[c] + bias[c], then the activation
+  // out: y (float32), or with out_codes the u8 code
+  //   clamp(round_half_even(y / out_scale) + out_zero_point, 0, 2^out_bits - 1)
+  // (kernels::requantize). The lowering fuses only Relu, LeakyRelu and Clip.
+  void Epilogue(const KernelContext& context, const int32_t* sums, const int32_t* residual_sums,
+                void* out) const {
+    const kernels::Epilogue& e = epilogue_;
+    const int64_t pixels = OutputElements() / shape_.geometry.out_channels * context.batch;
+    constexpr int64_t kPixelsPerTask = 64;
+    ParallelForRanges(context, pixels, kPixelsPerTask, [&](int64_t begin, int64_t end) {
+      // The activation is applied where y is stored (an unconditional
+      // store: the loops vectorise with a select, not a branch per value).
+      const float alpha = e.alpha, clip_min = e.clip_min, clip_max = e.clip_max;
+      switch (e.activation) {
+        case kernels::Activation::kRelu:
+          Rows(begin, end, sums, residual_sums, out, [](float y) { return y < 0.0f ? 0.0f : y; });
+          break;
+        case kernels::Activation::kLeakyRelu:
+          // For 0 < alpha <= 1, max(y, y * alpha) is y < 0 ? y * alpha : y
+          // exactly (signed zeros, infinities and NaN included) with the
+          // multiply outside the select: gcc keeps a possibly trapping
+          // multiply under a branch, unvectorised, in the other form.
+          if (alpha > 0.0f && alpha <= 1.0f) {
+            Rows(begin, end, sums, residual_sums, out, [alpha](float y) {
+              const float scaled = y * alpha;
+              return y < scaled ? scaled : y;
+            });
+          } else {
+            Rows(begin, end, sums, residual_sums, out,
+                 [alpha](float y) { return y < 0.0f ? y * alpha : y; });
+          }
+          break;
+        case kernels::Activation::kClip:
+          Rows(begin, end, sums, residual_sums, out, [clip_min, clip_max](float y) {
+            return y < clip_min ? clip_min : (y > clip_max ? clip_max : y);
+          });
+          break;
+        default:  // kNone; the lowering fuses only the activations above
+          Rows(begin, end, sums, residual_sums, out, [](float y) { return y; });
+          break;
+      }
+    });
+  }
+
+  // Epilogue of output pixels [begin, end).
+  template <typename Activate>
+  void Rows(int64_t begin, int64_t end, const int32_t* sums, const int32_t* residual_sums,
+            void* out, Activate activate) const {
+    const kernels::Epilogue& e = epilogue_;
+    const int64_t channels = shape_.geometry.out_channels;
+    // Locals, so that the stores (u8 codes alias anything) force no reloads.
+    const float* const scale = e.scale;
+    const float* const bias = e.bias;
+    const int32_t* const offset = e.sum_offset;
+    const int32_t* const k = multiplier_.data();
+    const bool codes = out_codes_;
+    // Codes: y / out_scale limited to one step beyond the codes' range
+    // [-zp, max - zp] (rounding is monotonic and the clamp decides there),
+    // where adding and subtracting 1.5 * 2^23 rounds half to even exactly.
+    const float out_scale = e.out_scale;
+    const int zero_point = e.out_zero_point, max_code = (1 << e.out_bits) - 1;
+    const float lo = float(-zero_point - 1), hi = float(max_code - zero_point + 1);
+    const bool magic_rounding = std::abs(lo) < 0x1p22f && std::abs(hi) < 0x1p22f;
+    constexpr int64_t kBlock = 64;  // channels per float row of codes output
+    float block[kBlock];
+    for (int64_t p = begin; p < end; ++p) {
+      const int32_t* s = sums + p * channels;
+      const int32_t* r = residual_sums ? residual_sums + p * channels : nullptr;
+      for (int64_t c0 = 0; c0 < channels; c0 += kBlock) {
+        const int64_t count = std::min(kBlock, channels - c0);
+        float* y = codes ? block : static_cast<float*>(out) + p * channels + c0;
+        if (r != nullptr) {
+          for (int64_t i = 0; i < count; ++i) {
+            const int64_t c = c0 + i;
+            const uint32_t d =
+                uint32_t(k[c]) * uint32_t(s[c]) + uint32_t(r[c]) - uint32_t(offset[c]);
+            y[i] = activate(float(int32_t(d)) * scale[c] + bias[c]);
+          }
+        } else {
+          for (int64_t i = 0; i < count; ++i) {
+            const int64_t c = c0 + i;
+            const uint32_t d = uint32_t(s[c]) - uint32_t(offset[c]);
+            y[i] = activate(float(int32_t(d)) * scale[c] + bias[c]);
+          }
+        }
+        if (!codes) continue;
+        uint8_t* q = static_cast<uint8_t*>(out) + p * channels + c0;
+        if (!magic_rounding) {
+          for (int64_t i = 0; i < count; ++i) q[i] = kernels::requantize(e, y[i]);
+          continue;
+        }
+        for (int64_t i = 0; i < count; ++i) {
+          float v = y[i] / out_scale;
+          v = v > lo ? (v < hi ? v : hi) : lo;  // NaN -> lo: code 0, as kernels::requantize
+          v = (v + 0x1.8p23f) - 0x1.8p23f;
+          int code = int(v) + zero_point;
+          code = code < 0 ? 0 : (code > max_code ? max_code : code);
+          q[i] = static_cast<uint8_t>(code);
+        }
+      }
+    }
+  }
+
+  QConvShape shape_;
+  kernels::Epilogue epilogue_;
+  bool out_codes_ = false;
+  FamilyConv main_, residual_;
+  std::vector<int32_t> multiplier_;  // [Cout] k[m] of a pair
+  bool shared_activations_ = false;
+  // Per-frame workspace regions (Init).
+  int64_t activations_bytes_ = 0, residual_activations_bytes_ = 0;
+  int64_t sums_bytes_ = 0, residual_sums_bytes_ = 0;
+};
+
+// Packs one weight tensor `w` of the node for `family`; empty bytes when the
+// family cannot.
+ir::AlignedBytes PackForFamily(ConvFamily family, const QConvShape& s, const WeightTensor& w,
                                const std::vector<int8_t>& ohwi) {
   const kernels::ConvGeometry& g = s.geometry;
   ir::AlignedBytes bytes;
@@ -485,7 +706,7 @@ ir::AlignedBytes PackForFamily(ConvFamily family, const QConvShape& s,
     }
     case ConvFamily::kBitSerial: {
       const auto l = kernels::make_bit_serial_weights_layout(g.out_channels, g.in_channels,
-                                                             g.taps(), s.wbits, s.domain);
+                                                             g.taps(), w.wbits, w.domain);
       bytes.resize(l.total_words * sizeof(uint64_t));
       kernels::pack_bit_serial_weights(ohwi.data(), l, bytes.as<uint64_t>());
       break;
@@ -502,6 +723,45 @@ ir::AlignedBytes PackForFamily(ConvFamily family, const QConvShape& s,
   return bytes;
 }
 
+// Attribute names of a tensor's kernel choice.
+std::string KernelAttribute(bool residual) {
+  return residual ? "lowbit_residual_kernel" : "lowbit_kernel";
+}
+
+// The integer values of compact weight input `index` (OHWI), checked.
+StatusOr<std::vector<int8_t>> UnpackInput(const ir::Graph& graph, const ir::Node& node,
+                                          size_t index, const QConvShape& s,
+                                          const WeightTensor& w) {
+  const ir::Value& compact = graph.values[node.inputs[index]];
+  if (!compact.is_constant() || compact.constant->dtype != ir::DataType::kPacked)
+    return InvalidArgument(node.Describe() + ": weights are not a packed constant");
+  const kernels::ConvGeometry& g = s.geometry;
+  const int64_t count = int64_t(g.out_channels) * g.taps() * (g.in_channels / g.groups);
+  if (static_cast<int64_t>(compact.constant->bytes.size()) < PackedWeightBytes(count, w.wbits))
+    return InvalidArgument(node.Describe() + ": packed weights are truncated");
+  return UnpackWeightValues(compact.constant->bytes.data(), count, w.format);
+}
+
+// The node's tensor packed for its recorded (or, when absent, a newly
+// chosen) family, as a new kPacked constant; the family is recorded.
+StatusOr<int> PrepareTensor(ir::Graph* graph, ir::Node& node, const QConvShape& s, bool residual,
+                            const std::vector<int8_t>& ohwi) {
+  ConvFamily family = FamilyFromName(node.GetString(KernelAttribute(residual), ""));
+  if (family == ConvFamily::kNone) {
+    LOWBIT_ASSIGN_OR_RETURN(QConvChoice choice, ChooseQConvFamily(*graph, node, residual));
+    family = choice.family;
+  }
+  ir::AlignedBytes packed = PackForFamily(family, s, s.tensor(residual), ohwi);
+  if (packed.size() == 0)
+    return Unimplemented(node.Describe() + ": kernel family " + kernels::conv_family_name(family) +
+                         " cannot run its " + (residual ? "residual " : "") + "weights");
+  node.attributes[KernelAttribute(residual)] =
+      ir::Attribute::String(kernels::conv_family_name(family));
+  const std::string name = graph->UniqueName(node.name + "/" + (residual ? "residual_" : "") +
+                                             kernels::conv_family_name(family));
+  return graph->AddConstant(name, ir::HostTensor::Packed(std::move(packed)));
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Kernel>> CreateQConvKernel(const ir::Graph& graph, const ir::Node& node) {
@@ -510,8 +770,12 @@ StatusOr<std::unique_ptr<Kernel>> CreateQConvKernel(const ir::Graph& graph, cons
   return std::unique_ptr<Kernel>(std::move(kernel));
 }
 
-StatusOr<QConvChoice> ChooseQConvFamily(const ir::Graph& graph, const ir::Node& node) {
+StatusOr<QConvChoice> ChooseQConvFamily(const ir::Graph& graph, const ir::Node& node,
+                                        bool residual) {
   LOWBIT_ASSIGN_OR_RETURN(QConvShape s, ReadShape(graph, node));
+  if (residual && !s.has_residual())
+    return InvalidArgument(node.Describe() + " has no residual weights");
+  const WeightTensor& w = s.tensor(residual);
   const kernels::KernelTable& table = kernels::kernel_table();
   QConvChoice choice;
   if (const char* forced = std::getenv("LOWBIT_CONV_FAMILY")) {
@@ -519,7 +783,7 @@ StatusOr<QConvChoice> ChooseQConvFamily(const ir::Graph& graph, const ir::Node& 
     if (family == ConvFamily::kNone)
       return InvalidArgument(std::string("LOWBIT_CONV_FAMILY='") + forced +
                              "' is not one of int8, int8dot, dwint8, lut, bitserial");
-    if (kernels::estimate_conv_cycles(family, s.geometry, s.wbits, s.abits, s.domain, table) >= 0) {
+    if (kernels::estimate_conv_cycles(family, s.geometry, w.wbits, s.abits, w.domain, table) >= 0) {
       choice.family = family;
       choice.how = "forced";
       return choice;
@@ -535,14 +799,14 @@ StatusOr<QConvChoice> ChooseQConvFamily(const ir::Graph& graph, const ir::Node& 
     static std::mutex mutex;
     static std::map<Key, std::pair<ConvFamily, double>> measured;
     const kernels::ConvGeometry& g = s.geometry;
-    const Key key{g.height,   g.width,  g.in_channels, g.out_channels,          g.kernel_h,
-                  g.kernel_w, g.stride, g.groups,      s.wbits * 16 + s.abits, int(s.domain),
+    const Key key{g.height,      g.width,  g.in_channels, g.out_channels,         g.kernel_h,
+                  g.kernel_w,    g.stride, g.groups,      w.wbits * 16 + s.abits, int(w.domain),
                   int(table.isa)};
     std::lock_guard<std::mutex> lock(mutex);
     auto it = measured.find(key);
     if (it == measured.end()) {
       const kernels::MeasuredConvChoice m =
-          kernels::measure_conv_kernels(g, s.wbits, s.abits, s.domain, table);
+          kernels::measure_conv_kernels(g, w.wbits, s.abits, w.domain, table);
       it = measured.emplace(key, std::make_pair(m.best.family, m.best_ns)).first;
     }
     if (it->second.first != ConvFamily::kNone) {
@@ -553,7 +817,7 @@ StatusOr<QConvChoice> ChooseQConvFamily(const ir::Graph& graph, const ir::Node& 
     }
   }
   const kernels::ConvKernelChoice modeled =
-      kernels::choose_conv_kernel(s.geometry, s.wbits, s.abits, s.domain, table);
+      kernels::choose_conv_kernel(s.geometry, w.wbits, s.abits, w.domain, table);
   if (modeled.family == ConvFamily::kNone)
     return Unimplemented(node.Describe() + ": no kernel family runs this convolution");
   choice.family = modeled.family;
@@ -564,12 +828,15 @@ StatusOr<QConvChoice> ChooseQConvFamily(const ir::Graph& graph, const ir::Node& 
 Status ChooseQConvKernels(ir::Graph* graph) {
   for (ir::Node& node : graph->nodes) {
     if (node.op_type != "lowbit.QConv") continue;
-    LOWBIT_ASSIGN_OR_RETURN(QConvChoice choice, ChooseQConvFamily(*graph, node));
-    node.attributes["lowbit_kernel"] =
-        ir::Attribute::String(kernels::conv_family_name(choice.family));
-    node.attributes["lowbit_kernel_choice"] = ir::Attribute::String(choice.how);
-    if (choice.measured_ns > 0)
-      node.attributes["lowbit_kernel_ns"] = ir::Attribute::Float(static_cast<float>(choice.measured_ns));
+    for (bool residual : {false, true}) {
+      if (residual && !node.has("residual_wbits")) continue;
+      LOWBIT_ASSIGN_OR_RETURN(QConvChoice choice, ChooseQConvFamily(*graph, node, residual));
+      const std::string key = KernelAttribute(residual);
+      node.attributes[key] = ir::Attribute::String(kernels::conv_family_name(choice.family));
+      node.attributes[key + "_choice"] = ir::Attribute::String(choice.how);
+      if (choice.measured_ns > 0)
+        node.attributes[key + "_ns"] = ir::Attribute::Float(static_cast<float>(choice.measured_ns));
+    }
   }
   return Status::Ok();
 }
@@ -578,32 +845,35 @@ Status PrepareQuantizedConvs(ir::Graph* graph) {
   for (ir::Node& node : graph->nodes) {
     if (node.op_type != "lowbit.QConv") continue;
     LOWBIT_ASSIGN_OR_RETURN(QConvShape s, ReadShape(*graph, node));
-    if (node.inputs.size() > 4) continue;  // already prepared (inputs 4 and 5)
-    ConvFamily family = FamilyFromName(node.GetString("lowbit_kernel", ""));
-    if (family == ConvFamily::kNone) {
-      LOWBIT_ASSIGN_OR_RETURN(QConvChoice choice, ChooseQConvFamily(*graph, node));
-      family = choice.family;
+    const size_t stored = StoredInputs(node);
+    if (node.inputs.size() > stored) continue;  // already prepared
+    if (node.inputs.size() != stored)
+      return InvalidArgument(node.Describe() + " has " + std::to_string(node.inputs.size()) +
+                             " inputs, not " + std::to_string(stored));
+    LOWBIT_ASSIGN_OR_RETURN(const std::vector<int8_t> ohwi,
+                            UnpackInput(*graph, node, 1, s, s.weights));
+    LOWBIT_ASSIGN_OR_RETURN(const int weights, PrepareTensor(graph, node, s, false, ohwi));
+    // A pair: q2 (input 4) and the multipliers k (input 5, int32 [M] >= 1).
+    std::vector<int8_t> residual_ohwi;
+    std::vector<int64_t> multiplier(s.geometry.out_channels, 1);
+    int residual_weights = ir::kNoValue;
+    if (s.has_residual()) {
+      LOWBIT_ASSIGN_OR_RETURN(residual_ohwi, UnpackInput(*graph, node, 4, s, s.residual));
+      const ir::Value& k = graph->values[node.inputs[5]];
+      if (!k.is_constant() || k.constant->size() != s.geometry.out_channels ||
+          *std::min_element(k.constant->ints.begin(), k.constant->ints.end()) < 1)
+        return InvalidArgument(node.Describe() +
+                               ": the residual multiplier needs one integer >= 1 per channel");
+      multiplier = k.constant->ints;
+      LOWBIT_ASSIGN_OR_RETURN(residual_weights, PrepareTensor(graph, node, s, true, residual_ohwi));
     }
-    const ir::Value& compact = graph->values[node.inputs[1]];
-    if (!compact.is_constant() || compact.constant->dtype != ir::DataType::kPacked)
-      return InvalidArgument(node.Describe() + ": weights are not a packed constant");
+    // input_zero_point * (k[m] * sum(q1[m]) + sum(q2[m])) over every tap and
+    // input channel: the padding holds the zero point's code, so every tap
+    // contributes. An integer bias (attribute bias_codes) is added here too:
+    // the float epilogue then starts from float(s - zp * sum(w) + b). Formed
+    // in int64 and stored modulo 2^32 (the runtime's sums wrap alike).
     const kernels::ConvGeometry& g = s.geometry;
-    const int64_t count = int64_t(g.out_channels) * g.taps() * (g.in_channels / g.groups);
-    if (static_cast<int64_t>(compact.constant->bytes.size()) < PackedWeightBytes(count, s.wbits))
-      return InvalidArgument(node.Describe() + ": packed weights are truncated");
-    const std::vector<int8_t> ohwi =
-        UnpackWeightValues(compact.constant->bytes.data(), count, s.format);
-    ir::AlignedBytes packed = PackForFamily(family, s, ohwi);
-    if (packed.size() == 0)
-      return Unimplemented(node.Describe() + ": kernel family " +
-                           kernels::conv_family_name(family) + " cannot run it");
-    const std::string name = graph->UniqueName(node.name + "/" + kernels::conv_family_name(family));
-    const int id = graph->AddConstant(name, ir::HostTensor::Packed(std::move(packed)));
-    // input_zero_point * sum(w[m]) over every tap and input channel: the
-    // padding holds the zero point's code, so every tap contributes.
-    const int64_t per_channel = count / g.out_channels;
-    // An integer bias (attribute bias_codes) is added here too: the float
-    // epilogue then starts from float(s - zp * sum(w) + b).
+    const int64_t per_channel = static_cast<int64_t>(ohwi.size()) / g.out_channels;
     const std::vector<int64_t> bias_codes = node.GetInts("bias_codes");
     if (!bias_codes.empty() && static_cast<int64_t>(bias_codes.size()) != g.out_channels)
       return InvalidArgument(node.Describe() + ": bias_codes has the wrong length");
@@ -611,15 +881,17 @@ Status PrepareQuantizedConvs(ir::Graph* graph) {
     for (int64_t m = 0; m < g.out_channels; ++m) {
       int64_t sum = 0;
       for (int64_t i = 0; i < per_channel; ++i) sum += ohwi[m * per_channel + i];
-      offsets.as<int32_t>()[m] =
-          static_cast<int32_t>(sum * s.zero_code - (bias_codes.empty() ? 0 : bias_codes[m]));
+      sum *= multiplier[m];
+      for (int64_t i = 0; i < per_channel && s.has_residual(); ++i)
+        sum += residual_ohwi[m * per_channel + i];
+      offsets.as<int32_t>()[m] = static_cast<int32_t>(
+          static_cast<uint32_t>(sum * s.zero_code - (bias_codes.empty() ? 0 : bias_codes[m])));
     }
     const int offsets_id = graph->AddConstant(graph->UniqueName(node.name + "/zero_point_sums"),
                                               ir::HostTensor::Packed(std::move(offsets)));
-    node.inputs.resize(4);
-    node.inputs.push_back(id);
+    node.inputs.push_back(weights);
     node.inputs.push_back(offsets_id);
-    node.attributes["lowbit_kernel"] = ir::Attribute::String(kernels::conv_family_name(family));
+    if (s.has_residual()) node.inputs.push_back(residual_weights);
   }
   return Status::Ok();
 }

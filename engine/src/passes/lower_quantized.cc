@@ -8,6 +8,8 @@
 //     becomes  c -> lowbit.QConv -> c'   (requantizing epilogue, exact int32
 //                                          sums; float output when no
 //                                          Quantize follows)
+//   ... Conv(Add(Dequantize(W1), Dequantize(W2)), b) ...  the same with a
+//                                          residual weight pair (below)
 //   Quantize(Dequantize(c))           -> c itself (same parameters) or a
 //                                          lowbit.CodeTable (requantize)
 //   Quantize(unary(Dequantize(c)))    -> lowbit.CodeTable (Relu, LeakyRelu,
@@ -28,18 +30,36 @@
 //   inputs:  0 activation codes u8 [N,C,H,W] (zero point `input_zero_point`)
 //            1 weights: kPacked, `wbits` bits per value, OHWI order, stored
 //              as q = value - weight_min, LSB first (see UnpackWeightValues)
-//            2 scale f32 [M]: s_in * s_w[m]       (epilogue multiplier)
+//            2 scale f32 [M]: s_in * s_w[m]       (epilogue multiplier; for
+//              a residual pair s_in * s2[m], the accumulator's unit)
 //            3 bias  f32 [M]: b[m] (0 with attribute bias_codes: an int32
-//              bias at the accumulator's scale, added to the exact sums)
-//            (at load, ops::PrepareQuantizedConvs appends 4: the weights in
-//            the kernel family's format, 5: int32 [M] input_zero_point *
-//            sum(w[m]), subtracted from the exact sums before the float math)
+//              bias in units of the accumulator, added to the exact sums)
+//            residual pair only (attribute residual_wbits present), the
+//            weights W = s1 * q1 + s2 * q2 with s1[m] == k[m] * s2[m]:
+//            4 residual weights q2: kPacked like input 1, with
+//              residual_wbits, residual_weight_min, residual_weight_domain
+//              (input 1 holds q1)
+//            5 multiplier int32 [M]: k[m] >= 1; the accumulator is
+//              k[m] * sum(q1 * a) + sum(q2 * a) (two convolutions of the
+//              same codes a, summed in int32)
+//            (at load, ops::PrepareQuantizedConvs appends after these: the
+//            weights in the kernel family's format, the int32 [M] zero-point
+//            sums input_zero_point * (k[m] * sum(q1[m]) + sum(q2[m])) -
+//            bias_codes[m] (k = 1, no q2 for one tensor), subtracted from the
+//            exact sums before the float math, and for a pair the residual
+//            weights in their family's format)
 //   attributes: kernel_shape, strides, pads, group, wbits, weight_min,
-//            weight_domain ("signed" | "binary"), abits, input_zero_point,
-//            lowbit_activation / lowbit_alpha / lowbit_min / lowbit_max (fused),
-//            out_codes (1: u8 codes with out_scale, out_zero_point, out_bits;
-//            0: float32)
+//            weight_domain ("signed" | "binary"), residual_wbits /
+//            residual_weight_min / residual_weight_domain (pairs), abits,
+//            input_zero_point, lowbit_activation / lowbit_alpha / lowbit_min /
+//            lowbit_max (fused), out_codes (1: u8 codes with out_scale,
+//            out_zero_point, out_bits; 0: float32); chosen at compile time:
+//            lowbit_kernel (+ _choice, _ns), and lowbit_residual_kernel (+
+//            _choice, _ns) for a pair's second tensor
 //   output: NHWC like Conv.
+// A Conv whose pattern is recognised but cannot be lowered (a residual pair
+// whose scales are no integer multiples, a dilation, ...) stays in float
+// with the reason in its attribute lowbit_not_lowered.
 #include <cmath>
 #include <map>
 #include <optional>
@@ -47,6 +67,7 @@
 #include <tuple>
 
 #include "ir/quant_ops.h"
+#include "ops/qconv.h"
 #include "passes/passes.h"
 #include "passes/quantized_conv.h"
 
@@ -200,7 +221,8 @@ class Lowerer {
         for (int c : consumers_[dq.outputs[0]]) {
           const Node& conv = graph_->nodes[c];
           if (conv.op_type != "Conv" || conv.inputs[0] != dq.outputs[0] ||
-              conv.inputs[1] == dq.outputs[0] || (conv.inputs.size() > 2 && conv.inputs[2] == dq.outputs[0]))
+              conv.inputs[1] == dq.outputs[0] ||
+              (conv.inputs.size() > 2 && conv.inputs[2] == dq.outputs[0]))
             only_convs = false;
           else
             convs.push_back(c);
@@ -264,18 +286,8 @@ class Lowerer {
     const Value& codes_value = graph_->values[codes];
     if (codes_value.dtype != ir::DataType::kUInt8 || in_params.code_offset != in_params.qmin)
       return Status::Ok();
-    // Weights: Dequantize of an integer constant.
-    const Node* wdq = Producer(conv.inputs[1]);
-    if (wdq == nullptr || wdq->op_type != ir::kDequantizeOp) return Status::Ok();
-    const Value& wq = graph_->values[wdq->inputs[0]];
-    if (!wq.is_constant() || wq.constant->is_float()) return Status::Ok();
-    auto wparams = ir::ReadQuantParams(*graph_, *wdq);
-    if (!wparams.ok()) return Status::Ok();
-    if (!wparams->per_tensor() && wparams->axis != 0) return Status::Ok();
-
     QuantizedConvSpec spec;
     spec.name = conv.name;
-    spec.weight_shape = wq.shape;
     spec.input_shape = codes_value.shape;
     spec.output_shape = graph_->values[conv.outputs[0]].shape;
     spec.group = conv.GetInt("group", 1);
@@ -286,20 +298,12 @@ class Lowerer {
     spec.input_zero_point = in_params.zero_points[0] - static_cast<float>(in_params.code_offset);
     // The Dequantize carries no code range: the bits are the codes' own.
     spec.abits = codes_value.precision.is_codes() ? codes_value.precision.bits : 8;
-    const int64_t out_channels = wq.shape[0];
-    const int64_t per_channel = wq.constant->size() / std::max<int64_t>(out_channels, 1);
-    spec.weight_values.resize(wq.constant->size());
-    spec.weight_scales.resize(out_channels);
-    for (int64_t o = 0; o < out_channels; ++o) {
-      const float zp = wparams->zero_point(o);
-      spec.weight_scales[o] = wparams->scale(o);
-      for (int64_t i = 0; i < per_channel; ++i) {
-        const double v = static_cast<double>(wq.constant->ints[o * per_channel + i] +
-                                             wparams->code_offset) - zp;
-        if (v != std::floor(v)) return Status::Ok();  // non-integer zero point
-        spec.weight_values[o * per_channel + i] = static_cast<int32_t>(v);
-      }
-    }
+    // Weights: Dequantize of an integer constant, or a residual pair.
+    std::vector<float> first_scales;
+    auto weights = ReadQuantizedWeights(*graph_, producer_, conv.inputs[1], &spec, &first_scales);
+    if (!weights.ok()) return KeepInFloat(n, weights.status());
+    if (!*weights) return Status::Ok();
+    const int64_t out_channels = spec.weight_shape[0];
     // Bias: float constant, or Dequantize of an integer constant.
     spec.bias.assign(out_channels, 0.0f);
     if (ir::HasInput(conv, 2)) {
@@ -319,14 +323,24 @@ class Lowerer {
         // An int32 bias at the accumulator's scale (s_in * s_w[m], zero
         // point 0: what QDQ and QCDQ exports write) is added to the exact
         // sums, as an integer convolution of the graph does.
+        // A residual pair's accumulator counts units of s_in * s2[m]: a
+        // bias at s_in * s1[m] (what the pair's exports write) is
+        // multiplier[m] of those units per code.
+        std::vector<int64_t> units(out_channels, 0);
         bool integer_bias = bq.size() == out_channels;
-        for (int64_t o = 0; integer_bias && o < out_channels; ++o)
-          integer_bias = bparams->zero_point(o) == 0.0f &&
-                         bparams->scale(o) == in_params.scales[0] * wparams->scale(o) &&
-                         std::abs(bq.at(o) + bparams->code_offset) < double(1 << 30);
+        for (int64_t o = 0; integer_bias && o < out_channels; ++o) {
+          const float scale = bparams->scale(o), s_in = in_params.scales[0];
+          if (scale == s_in * spec.weight_scales[o])
+            units[o] = 1;
+          else if (spec.residual() && scale == s_in * first_scales[o])
+            units[o] = spec.residual_multiplier[o];
+          integer_bias = units[o] != 0 && bparams->zero_point(o) == 0.0f &&
+                         std::abs((bq.at(o) + bparams->code_offset) * units[o]) < double(1 << 30);
+        }
         if (integer_bias)
           for (int64_t o = 0; o < out_channels; ++o)
-            spec.bias_codes.push_back(static_cast<int64_t>(bq.at(o)) + bparams->code_offset);
+            spec.bias_codes.push_back((static_cast<int64_t>(bq.at(o)) + bparams->code_offset) *
+                                      units[o]);
       }
       if (static_cast<int64_t>(spec.bias.size()) != out_channels) return Status::Ok();
     }
@@ -399,18 +413,29 @@ class Lowerer {
       }
     }
     auto lowered = BuildQuantizedConv(spec);
-    if (!lowered.ok()) return Status::Ok();  // the float path stays correct
+    if (!lowered.ok()) return KeepInFloat(n, lowered.status());
     Node node = std::move(lowered).value();
     node.inputs[0] = codes;
-    const int weights = graph_->AddConstant(graph_->UniqueName(conv.name + "/qweights"),
-                                            std::move(spec.packed_weights));
-    const int scale = graph_->AddConstant(graph_->UniqueName(conv.name + "/qscale"),
-                                          ir::HostTensor::Floats({out_channels}, spec.epilogue_scale));
-    const int bias = graph_->AddConstant(graph_->UniqueName(conv.name + "/qbias"),
-                                         ir::HostTensor::Floats({out_channels}, spec.epilogue_bias));
-    node.inputs[1] = weights;
+    const int packed = graph_->AddConstant(graph_->UniqueName(conv.name + "/qweights"),
+                                           std::move(spec.packed_weights));
+    const int scale =
+        graph_->AddConstant(graph_->UniqueName(conv.name + "/qscale"),
+                            ir::HostTensor::Floats({out_channels}, spec.epilogue_scale));
+    const int bias =
+        graph_->AddConstant(graph_->UniqueName(conv.name + "/qbias"),
+                            ir::HostTensor::Floats({out_channels}, spec.epilogue_bias));
+    node.inputs[1] = packed;
     node.inputs[2] = scale;
     node.inputs[3] = bias;
+    if (spec.residual()) {
+      node.inputs[4] = graph_->AddConstant(graph_->UniqueName(conv.name + "/qresidual"),
+                                           std::move(spec.packed_residual));
+      std::vector<int64_t> multiplier(spec.residual_multiplier.begin(),
+                                      spec.residual_multiplier.end());
+      node.inputs[5] = graph_->AddConstant(
+          graph_->UniqueName(conv.name + "/qmultiplier"),
+          ir::HostTensor::Ints({out_channels}, std::move(multiplier), ir::DataType::kInt32));
+    }
     for (int a : absorbed) Kill(a);
     if (out_quantize >= 0) {
       node.outputs = {graph_->nodes[out_quantize].outputs[0]};
@@ -419,6 +444,12 @@ class Lowerer {
       node.outputs = {y};
     }
     graph_->nodes[n] = std::move(node);  // the Conv's slot keeps the order valid
+    return Status::Ok();
+  }
+
+  // The Conv stays in float; `why` is recorded on it (inspect shows it).
+  Status KeepInFloat(size_t n, const Status& why) {
+    graph_->nodes[n].attributes[ops::kNotLoweredAttribute] = ir::Attribute::String(why.message());
     return Status::Ok();
   }
 
@@ -466,7 +497,8 @@ class Lowerer {
     trace->codes = CodesBehind(value, &trace->params);
     if (trace->codes < 0) return false;
     const ir::DataType type = graph_->values[trace->codes].dtype;
-    if (type != ir::DataType::kUInt8 && type != ir::DataType::kInt8) return false;  // tables are 8-bit
+    if (type != ir::DataType::kUInt8 && type != ir::DataType::kInt8)
+      return false;  // tables are 8-bit
     return trace->pool == nullptr || graph_->values[trace->codes].dtype == ir::DataType::kUInt8;
   }
 
@@ -604,9 +636,11 @@ class Lowerer {
     for (const auto& [key, attribute] : add.attributes)
       if (key.rfind("lowbit_", 0) == 0) node.attributes[key] = attribute;
     node.attributes["a_scale"] = ir::Attribute::Float(pa.scales[0]);
-    node.attributes["a_zero"] = ir::Attribute::Int(static_cast<int64_t>(pa.zero_points[0]) - pa.code_offset);
+    node.attributes["a_zero"] =
+        ir::Attribute::Int(static_cast<int64_t>(pa.zero_points[0]) - pa.code_offset);
     node.attributes["b_scale"] = ir::Attribute::Float(pb.scales[0]);
-    node.attributes["b_zero"] = ir::Attribute::Int(static_cast<int64_t>(pb.zero_points[0]) - pb.code_offset);
+    node.attributes["b_zero"] =
+        ir::Attribute::Int(static_cast<int64_t>(pb.zero_points[0]) - pb.code_offset);
     graph_->nodes[n] = std::move(node);
     return Status::Ok();
   }

@@ -38,7 +38,10 @@ StatusOr<std::shared_ptr<const Model>> Model::LoadCompiled(const std::string& pa
   if (origin.kernel_isa != kernels::isa_name(kernels::kernel_table().isa) ||
       origin.cpu_model != format::HostCpuModel()) {
     for (ir::Node& node : file->graph.nodes)
-      if (node.op_type == "lowbit.QConv") node.attributes.erase("lowbit_kernel");
+      if (node.op_type == "lowbit.QConv") {
+        node.attributes.erase("lowbit_kernel");
+        node.attributes.erase("lowbit_residual_kernel");
+      }
   }
   auto model = runtime::CompiledModel::FromGraph(
       std::move(file->graph), std::move(file->metadata.output_names), std::move(origin));
@@ -264,6 +267,7 @@ void DescribeLayerWeights(const ir::Graph& graph, const ir::Node& node, LayerInf
     CountConv(graph, node, graph.values[node.inputs[1]].shape, layer);
     layer->kernel = "xnnpack_f32";
     layer->weight_bytes = layer->params * 4;
+    layer->lowering_note = node.GetString(ops::kNotLoweredAttribute, "");
     return;
   }
   if (!node.has("wbits")) return;
@@ -274,10 +278,19 @@ void DescribeLayerWeights(const ir::Graph& graph, const ir::Node& node, LayerInf
   layer->weight_bits = static_cast<int>(node.GetInt("wbits", 32));
   layer->activation_bits = static_cast<int>(node.GetInt("abits", 32));
   layer->kernel = node.GetString("lowbit_kernel", "");
+  // A residual pair (lowbit.QConv inputs 4 and 5: the second tensor's codes
+  // and the per-channel multipliers).
+  const bool residual = node.has("residual_wbits");
+  if (residual) {
+    layer->residual_weight_bits = static_cast<int>(node.GetInt("residual_wbits", 0));
+    layer->residual_kernel = node.GetString("lowbit_residual_kernel", "");
+  }
   for (size_t i = 1; i < node.inputs.size(); ++i) {
     if (!ir::HasInput(node, i) || node.inputs[i] >= stored_value_count) continue;
     const ir::Value& v = graph.values[node.inputs[i]];
-    if (v.is_constant()) layer->weight_bytes += StoredBytes(*v.constant);
+    if (!v.is_constant()) continue;
+    layer->weight_bytes += StoredBytes(*v.constant);
+    if (residual && (i == 4 || i == 5)) layer->residual_weight_bytes += StoredBytes(*v.constant);
   }
   CountConv(graph, node, ConvWeightShape(graph, node), layer);
 }

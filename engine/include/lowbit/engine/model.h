@@ -42,6 +42,19 @@ struct LayerInfo {
   // Bytes of the layer's constant operands as stored (packed weights, bias,
   // requantization scales). The FP32 size of the same weights is params * 4.
   int64_t weight_bytes = 0;
+  // A residual weight pair W = s1 * Q1 + s2 * Q2 (two low-bit tensors run as
+  // two convolutions summed in one int32 accumulator): weight_bits and
+  // kernel are the first tensor's, these the second's; 0 and empty for a
+  // single tensor. residual_weight_bytes (the second tensor's codes and
+  // per-channel multipliers) is part of weight_bytes; macs and params count
+  // the convolution once.
+  int residual_weight_bits = 0;
+  std::string residual_kernel;
+  int64_t residual_weight_bytes = 0;
+  // Why a convolution the compiler recognised as quantized stays in float
+  // (e.g. a residual pair whose scales are not integer multiples); empty
+  // otherwise.
+  std::string lowering_note;
 };
 
 // Where a loaded model came from and where its kernel choices were made.
