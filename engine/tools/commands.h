@@ -15,5 +15,7 @@ int InspectCommand(int argc, char** argv);
 int BenchCommand(int argc, char** argv);
 // lowbit tensors MODEL.onnx --input NAME=FILE.npy... --out DIR: raw outputs.
 int TensorsCommand(int argc, char** argv);
+// lowbit quantize MODEL_DIR --calib DIR|VIDEO -o OUT_DIR: post-training quantization.
+int QuantizeCommand(int argc, char** argv);
 
 }  // namespace lowbit::cli

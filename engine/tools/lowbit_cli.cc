@@ -17,6 +17,9 @@ Commands:
                               weight bytes, MACs, parameters
   bench MODEL_DIR             measure inference latency (median over runs)
   tensors MODEL.onnx ...      run a model on .npy input tensors, write .npy outputs
+  quantize MODEL_DIR --calib DIR|VIDEO -o OUT_DIR
+                              quantize an FP32 entry from calibration frames
+                              (bits per layer, min-MSE scales, mixed precision)
 
 MODEL_DIR is a model repository entry (config.pbtxt + its model file, ONNX or
 a compiled .lbm), e.g. models/nanodet-g; MODEL is a model directory, a .lbm
@@ -37,6 +40,7 @@ int main(int argc, char** argv) {
   if (command == "inspect") return lowbit::cli::InspectCommand(argc - 1, argv + 1);
   if (command == "bench") return lowbit::cli::BenchCommand(argc - 1, argv + 1);
   if (command == "tensors") return lowbit::cli::TensorsCommand(argc - 1, argv + 1);
+  if (command == "quantize") return lowbit::cli::QuantizeCommand(argc - 1, argv + 1);
   std::fprintf(stderr, "lowbit: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }
