@@ -491,9 +491,10 @@ def calibration_tensors(model: onnx.ModelProto, act_site: str) -> list[str]:
 SAMPLES_PER_IMAGE = 32768
 
 
-def calibrate(model: onnx.ModelProto, tensors: list[str], images: list[pathlib.Path]):
+def calibrate(model: onnx.ModelProto, tensors: list[str], images: list[pathlib.Path], model_input=None):
     """Per tensor: (min, max) over the images by ONNX Runtime on the float model, and a
-    deterministic subsample (every k-th element, about SAMPLES_PER_IMAGE per image)."""
+    deterministic subsample (every k-th element, about SAMPLES_PER_IMAGE per image).
+    `model_input` (image path -> input tensor) defaults to nanodet_input(load_image(path))."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     existing = {o.name for o in probe.graph.output}
@@ -504,7 +505,7 @@ def calibrate(model: onnx.ModelProto, tensors: list[str], images: list[pathlib.P
     ranges: dict[str, tuple[float, float]] = {}
     samples: dict[str, list[np.ndarray]] = collections.defaultdict(list)
     for path in images:
-        values = run(session, nanodet_input(load_image(path)))
+        values = run(session, model_input(path) if model_input else nanodet_input(load_image(path)))
         for t in tensors:
             v = values[t].reshape(-1)
             lo, hi = float(v.min()), float(v.max())
