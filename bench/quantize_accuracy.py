@@ -378,10 +378,17 @@ def quantize_lowbit(lowbit: pathlib.Path, source: pathlib.Path, out: pathlib.Pat
         command += ["--wbits", wbits, "--abits", abits]
     run_checked(command, f"lowbit quantize {out.name}")
     report = out / "quantize-report.json"
-    if report.is_file():
-        frames_used = json.loads(report.read_text()).get("calibration_frames")
-        return [int(f) for f in frames_used] if frames_used is not None else None
-    return None
+    if not report.is_file():
+        return None
+    data = json.loads(report.read_text())
+    for note in data.get("notes") or []:
+        log(f"  {out.name}: {note}")
+    if data.get("calibration_frame_indices") is not None:
+        return [int(f) for f in data["calibration_frame_indices"]]
+    if data.get("calibration_frames") is None:
+        return None
+    # Integers, or "vtest.avi#N" names.
+    return [int(str(f).rsplit("#", 1)[-1]) for f in data["calibration_frames"]]
 
 
 class MakeQuantized:
@@ -557,9 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--low-score", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime's quantizer rows")
-    p.add_argument("--cross-check", choices=["photos", "one", "none"], default="photos",
+    p.add_argument("--cross-check", choices=["photos", "one", "none"], default=None,
                    help="compare each model's outputs and detections with ONNX Runtime's on every "
-                        "photo, on one (--quick), or not at all")
+                        "photo (default), on one (the default with --quick), or not at all")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--work", type=pathlib.Path, default=REPO / ".cache" / "quantize-accuracy")
     p.add_argument("--out", type=pathlib.Path, help="JSON table (default WORK/quantize-accuracy.json)")
@@ -580,9 +587,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "bench/quantize_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     work = args.work
+    marker = work / ".quantize-accuracy-work"
+    if work.exists() and any(work.iterdir()) and not marker.exists():
+        sys.exit(f"--work {work} exists and is not this script's work directory: give a new or empty one")
     if work.exists():
         shutil.rmtree(work)  # every run rebuilds everything: nothing stale
     work.mkdir(parents=True)
+    marker.touch()
     log(f"CPU: {cpu_description()}; lowbit {args.lowbit}; quantizer {args.quantizer}; work {work}")
 
     total = count_frames(video)
@@ -649,8 +660,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # Evaluation.
         image_keys = [str(p) for p in eval_images]
-        check_photos = ([args.images / spec["check_photo"]] if args.quick or args.cross_check == "one"
-                        else photo_list if args.cross_check == "photos" else [])
+        cross = args.cross_check or ("one" if args.quick else "photos")
+        check_photos = ([args.images / spec["check_photo"]] if cross == "one"
+                        else photo_list if cross == "photos" else [])
         photo_keys, frame_keys = image_keys[:len(photo_list)], image_keys[len(photo_list):]
         detections = {}
         for recipe, method, entry, _ in built:
