@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "format/lbm.h"
@@ -67,6 +70,7 @@ class Quantizer {
   StatusOr<onnx::ModelProto> Write(const std::map<std::string, LayerBits>& bits,
                                    const std::string& description);
   StatusOr<Evaluation> Evaluate(const std::map<std::string, LayerBits>& bits, size_t frames);
+  StatusOr<Evaluation> EvaluateModel(const onnx::ModelProto& model, size_t frames);
   std::map<std::string, LayerBits> UniformBits() const;
   Status AddResiduals(std::map<std::string, LayerBits>* bits);
   StatusOr<std::map<std::string, LayerBits>> MixedBits(QuantizeReport* report);
@@ -246,6 +250,10 @@ StatusOr<onnx::ModelProto> Quantizer::Write(const std::map<std::string, LayerBit
 StatusOr<Evaluation> Quantizer::Evaluate(const std::map<std::string, LayerBits>& bits,
                                          size_t frames) {
   LOWBIT_ASSIGN_OR_RETURN(onnx::ModelProto model, Write(bits, "candidate"));
+  return EvaluateModel(model, frames);
+}
+
+StatusOr<Evaluation> Quantizer::EvaluateModel(const onnx::ModelProto& model, size_t frames) {
   Evaluation evaluation;
   LOWBIT_ASSIGN_OR_RETURN(evaluation.model, CompileModelProto(model, "a quantized candidate"));
   double total = 0;
@@ -476,7 +484,7 @@ StatusOr<QuantizeReport> Quantizer::Run() {
   LOWBIT_ASSIGN_OR_RETURN(QcdqPlan plan, Plan(bits));
   LOWBIT_ASSIGN_OR_RETURN(onnx::ModelProto quantized, WriteQcdq(*sites_, plan, description));
   Progress("verifying", 0, 1);
-  LOWBIT_ASSIGN_OR_RETURN(Evaluation final, Evaluate(bits, frames_.inputs.size()));
+  LOWBIT_ASSIGN_OR_RETURN(Evaluation final, EvaluateModel(quantized, frames_.inputs.size()));
   report.output_error = final.output_error;
   report.weight_bytes = TotalWeightBytes(*final.model);
   LOWBIT_ASSIGN_OR_RETURN(auto fp32, CompileModelProto(model_, "the FP32 model"));
