@@ -38,6 +38,12 @@ with `lowbit compile`.
   --percentile P          with --method percentile (default 99.99)
   --bias-correction       shift each conv's bias by its weights' quantization
                           error times the mean calibration input
+  --rounding R            nearest (default: each weight to its nearest code)
+                          or gptq (error-compensating: the rounding error of
+                          each input is spread over the inputs not yet
+                          rounded, weighted by the calibration inputs' second
+                          moments, so each conv's outputs stay close; convs
+                          without groups, below 8 bits)
   --residual-threshold T  layers whose weight relative squared error is above
                           T get a second, residual weight tensor (the two run
                           as two low-bit convolutions in one accumulator)
@@ -164,6 +170,16 @@ int QuantizeCommand(int argc, char** argv) {
         if (!ok)
           std::fprintf(stderr, "lowbit quantize: --method is mse, minmax or percentile, got '%s'\n",
                        value);
+      } else if (arg == "--rounding") {
+        const std::string r = value;
+        if (r == "nearest")
+          options.rounding = engine::WeightRounding::kNearest;
+        else if (r == "gptq")
+          options.rounding = engine::WeightRounding::kErrorCompensating;
+        else
+          ok = false;
+        if (!ok)
+          std::fprintf(stderr, "lowbit quantize: --rounding is nearest or gptq, got '%s'\n", value);
       } else if (arg == "--mixed-rule") {
         const std::string r = value;
         if (r == "sensitivity")

@@ -139,7 +139,8 @@ StatusOr<Calibration> Calibrate(const onnx::ModelProto& model, const std::string
                                 const v1::InputConfig& input, const CalibrationFrames& frames,
                                 const std::vector<std::string>& tensors,
                                 const std::map<std::string, std::vector<std::string>>& groups,
-                                int threads, const QuantizeProgress& progress) {
+                                int threads, const QuantizeProgress& progress,
+                                const TensorObserver& observe) {
   // The FP32 model with every calibrated tensor as an extra output (the graph
   // input itself is read from the frames).
   onnx::ModelProto probe = model;
@@ -175,6 +176,7 @@ StatusOr<Calibration> Calibrate(const onnx::ModelProto& model, const std::string
                   for_each_tensor(
                       frame, outs,
                       [&](const std::string& name, const float* v, int64_t n, const Shape& shape) {
+                        if (observe) observe(frame, name, v, shape);
                         auto [it, fresh] = calibration.tensors.try_emplace(name);
                         TensorStatistics& s = it->second;
                         const auto [lo, hi] = std::minmax_element(v, v + n);

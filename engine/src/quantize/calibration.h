@@ -62,11 +62,16 @@ struct Calibration {
 // Two passes of the FP32 model with `tensors` as extra outputs: min/max and
 // channel means, then a histogram per group (`groups`: root -> its source
 // tensors) in the fixed range of its sources' min/max.
+// `observe`, when set, also sees every calibrated tensor of every frame in
+// the first pass (frame index, name, values, shape).
+using TensorObserver = std::function<void(size_t frame, const std::string& name,
+                                          const float* values, const Shape& shape)>;
 StatusOr<Calibration> Calibrate(const onnx::ModelProto& model, const std::string& input_name,
                                 const v1::InputConfig& input, const CalibrationFrames& frames,
                                 const std::vector<std::string>& tensors,
                                 const std::map<std::string, std::vector<std::string>>& groups,
-                                int threads, const QuantizeProgress& progress);
+                                int threads, const QuantizeProgress& progress,
+                                const TensorObserver& observe = {});
 
 // Relative squared error of `outputs` against `reference`:
 // mean over outputs of sum (y - y_ref)^2 / sum y_ref^2.

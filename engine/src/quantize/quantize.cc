@@ -12,12 +12,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "format/lbm.h"
 #include "lowbit/engine/quantize.h"
 #include "quantize/calibration.h"
+#include "quantize/gptq.h"
 #include "quantize/mixed.h"
 #include "quantize/qcdq.h"
 #include "runtime/compiled_model.h"
@@ -52,6 +55,30 @@ struct Evaluation {
   std::shared_ptr<const Model> model;
   double output_error = 0;
 };
+
+// Input patches a conv reads, for the convs error-compensating rounding
+// handles: group 1, explicit pads.
+std::optional<PatchGeometry> PatchGeometryOf(const onnx::NodeProto& conv,
+                                             const onnx::TensorProto& weights) {
+  PatchGeometry g;
+  g.channels = weights.dims(1);
+  g.kernel_h = weights.dims(2);
+  g.kernel_w = weights.dims(3);
+  for (const auto& a : conv.attribute()) {
+    if (a.name() == "group" && a.i() != 1) return std::nullopt;
+    if (a.name() == "auto_pad" && a.s() != "NOTSET") return std::nullopt;
+    if (a.name() == "strides" && a.ints_size() == 2) g.stride_h = a.ints(0), g.stride_w = a.ints(1);
+    if (a.name() == "dilations" && a.ints_size() == 2)
+      g.dilation_h = a.ints(0), g.dilation_w = a.ints(1);
+    if (a.name() == "pads" && a.ints_size() == 4)
+      g.pad_top = a.ints(0), g.pad_left = a.ints(1), g.pad_bottom = a.ints(2),
+      g.pad_right = a.ints(3);
+  }
+  return g;
+}
+
+// Patches per frame and conv that error-compensating rounding samples.
+constexpr int kPatchesPerFrame = 128;
 
 class Quantizer {
  public:
@@ -89,6 +116,10 @@ class Quantizer {
   CalibrationFrames frames_;
   Calibration calibration_;
   std::map<std::pair<std::string, int>, ActivationGrid> grids_;
+  std::map<std::string, PatchMoments> moments_;
+  // Per (conv, weight bits, residual bits): weights depend on nothing else.
+  std::map<std::tuple<std::string, int, int>, QuantizedWeights>
+      weights_cache_;                          // per conv name, for error-compensating rounding
   std::map<std::string, double> sensitivity_;  // "conv/W4A4" -> loss
   std::map<std::string, std::vector<std::pair<std::string, double>>> candidate_sensitivity_;
 };
@@ -147,9 +178,31 @@ Status Quantizer::Prepare() {
     groups[root] = sites_->GroupSources(root);
   for (const auto& conv : sites_->convs())
     groups[conv.input_group] = sites_->GroupSources(conv.input_group);
-  LOWBIT_ASSIGN_OR_RETURN(
-      calibration_, Calibrate(model_, input_name_, config_.input(), frames_,
-                              sites_->CalibrationTensors(), groups, options_.threads, progress_));
+  std::vector<std::string> tensors = sites_->CalibrationTensors();
+  std::map<std::string, std::vector<std::string>>
+      convs_reading;  // input tensor -> convs with moments
+  if (options_.rounding == WeightRounding::kErrorCompensating) {
+    for (const auto& conv : sites_->convs()) {
+      if (conv.edge) continue;
+      const auto geometry =
+          PatchGeometryOf(*conv.node, *sites_->index().initializer(conv.node->input(1)));
+      if (!geometry) continue;
+      moments_.emplace(conv.name, PatchMoments(*geometry));
+      convs_reading[conv.input].push_back(conv.name);
+      tensors.push_back(conv.input);
+    }
+  }
+  const TensorObserver observe = [&](size_t frame, const std::string& name, const float* values,
+                                     const Shape& shape) {
+    auto readers = convs_reading.find(name);
+    if (readers == convs_reading.end() || shape.size() != 4) return;
+    for (const auto& conv : readers->second)
+      moments_.at(conv).AddFrame(values, shape[2], shape[3], kPatchesPerFrame,
+                                 static_cast<int>(frame));
+  };
+  LOWBIT_ASSIGN_OR_RETURN(calibration_,
+                          Calibrate(model_, input_name_, config_.input(), frames_, tensors, groups,
+                                    options_.threads, progress_, observe));
   return Status::Ok();
 }
 
@@ -166,6 +219,8 @@ const ActivationGrid& Quantizer::Grid(const std::pair<std::string, int>& key) {
 
 StatusOr<QuantizedWeights> Quantizer::Weights(const ConvLayer& conv, const LayerBits& bits,
                                               const ActivationGrid& input) {
+  const auto key = std::make_tuple(conv.name, bits.weight_bits, bits.residual_bits);
+  if (auto cached = weights_cache_.find(key); cached != weights_cache_.end()) return cached->second;
   QuantizedWeights w;
   const float* values = conv.weights.data();
   std::vector<float> dequantized(conv.weights.size());
@@ -183,6 +238,10 @@ StatusOr<QuantizedWeights> Quantizer::Weights(const ConvLayer& conv, const Layer
     LOWBIT_ASSIGN_OR_RETURN(w.first,
                             QuantizeWeights(values, conv.cout, conv.k, bits.weight_bits,
                                             ToRangeMethod(options_.method), options_.percentile));
+    auto moments = moments_.find(conv.name);
+    if (bits.weight_bits < 8 && moments != moments_.end())
+      LOWBIT_RETURN_IF_ERROR(
+          RoundWithMoments(values, conv.cout, conv.k, moments->second, &w.first));
   }
   for (int64_t c = 0; c < conv.cout; ++c)
     for (int64_t i = 0; i < conv.k; ++i) {
@@ -213,6 +272,7 @@ StatusOr<QuantizedWeights> Quantizer::Weights(const ConvLayer& conv, const Layer
     }
   }
   (void)input;
+  weights_cache_[key] = w;
   return w;
 }
 

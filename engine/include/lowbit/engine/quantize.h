@@ -27,6 +27,16 @@ enum class MixedRule {
   kLargestLayer,
 };
 
+// How weights are rounded onto their grid (QuantizeOptions::rounding).
+enum class WeightRounding {
+  kNearest,  // each weight to its nearest code
+  // Error-compensating (GPTQ): input by input, each rounding error spread
+  // over the inputs not yet rounded, weighted by the calibration inputs'
+  // second moments, so the conv's outputs stay close rather than its
+  // weights. For convs without groups below 8 bits.
+  kErrorCompensating,
+};
+
 struct QuantizeOptions {
   std::string model_dir;    // an FP32 entry: config.pbtxt + model.onnx
   std::string calibration;  // a directory of JPEG/PNG images, or a video file
@@ -40,6 +50,7 @@ struct QuantizeOptions {
   ScaleMethod method = ScaleMethod::kMse;
   double percentile = 99.99;  // ScaleMethod::kPercentile
   bool bias_correction = false;
+  WeightRounding rounding = WeightRounding::kNearest;
 
   // Residual pairs: layers whose weight relative squared error
   // sum (w - q s)^2 / sum w^2 at their bits is above the threshold get a
