@@ -152,18 +152,25 @@ def decode_blazeface(outputs: dict[str, np.ndarray], width: int, height: int, sc
     return [(0, float(scores[k]), boxes[k]) for k in nms(boxes, scores, np.zeros(len(scores)), 0.3, 100)]
 
 
+# Recipes: (wbits, abits, scales, variant). Variants of lowbit quantize:
+#   "default"  its defaults: error-compensating (gptq) rounding, bias correction;
+#   "plain"    --rounding nearest --no-bias-correction: the scales alone;
+#   mixed recipes are ("mixed", share of the W8A8 weight bytes, "mse", rule).
+PLAIN = ("--rounding", "nearest", "--no-bias-correction")
+MIXED_CANDIDATES = "8/8,4/8,4/4,2/4,2/2,1/4"
 MODELS = {
     "nanodet": dict(
         entry="nanodet-g", title="NanoDet-g", decode=decode_nanodet, check_photo="dog.jpg",
-        recipes=[(w, a, m) for w, a in ((8, 8), (4, 8), (4, 4), (2, 4), (2, 2)) for m in ("minmax", "mse")]
-        + [("mixed", "mixed", "mse")],
-        quick=[(8, 8, "mse"), (4, 8, "minmax"), (4, 8, "mse")]),
+        recipes=[r for w, a in ((8, 8), (4, 8), (4, 4), (2, 4), (2, 2))
+                 for r in ((w, a, "minmax", "default"), (w, a, "mse", "plain"), (w, a, "mse", "default"))]
+        + [("mixed", share, "mse", rule) for share in (0.25, 0.51) for rule in ("sensitivity", "largest-layer")],
+        quick=[(8, 8, "mse", "default"), (4, 8, "minmax", "default"), (4, 8, "mse", "default")]),
     "blazeface": dict(
         entry="blazeface", title="BlazeFace", decode=decode_blazeface, check_photo="astronaut.png",
-        recipes=[(w, a, m) for w, a in ((8, 8), (4, 8)) for m in ("minmax", "mse")],
-        quick=[(8, 8, "mse")]),
+        recipes=[r for w, a in ((8, 8), (4, 8))
+                 for r in ((w, a, "minmax", "default"), (w, a, "mse", "plain"), (w, a, "mse", "default"))],
+        quick=[(8, 8, "mse", "default")]),
 }
-MIXED_BUDGET_SHARE = 0.25  # of the W8A8 model's weight bytes
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -368,14 +375,15 @@ def agreement(truth: dict[str, list[dict]], low: dict[str, list[dict]], threshol
 
 # --- quantizers ---------------------------------------------------------------------------
 def quantize_lowbit(lowbit: pathlib.Path, source: pathlib.Path, out: pathlib.Path, video: pathlib.Path,
-                    frames: int, wbits, abits, method: str, budget: int | None, threads: int) -> list[int] | None:
+                    frames: int, wbits, abits, method: str, variant: str, budget: int | None,
+                    threads: int) -> list[int] | None:
     """`lowbit quantize`; returns the report's calibration_frames when it lists them."""
     command = [lowbit, "quantize", source, "--calib", video, "--frames", frames, "-o", out, "--method", method,
                "--threads", threads]
     if budget is not None:
-        command += ["--weight-budget", budget]
+        command += ["--weight-budget", budget, "--mixed-rule", variant, "--candidates", MIXED_CANDIDATES]
     else:
-        command += ["--wbits", wbits, "--abits", abits]
+        command += ["--wbits", wbits, "--abits", abits] + (list(PLAIN) if variant == "plain" else [])
     run_checked(command, f"lowbit quantize {out.name}")
     report = out / "quantize-report.json"
     if not report.is_file():
@@ -623,39 +631,50 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.perf_counter() - t:.1f} s")
 
         # Models: (recipe, scales, entry dir, quantize seconds).
-        built = [("FP32", "-", source, 0.0)]
+        built = [("FP32", "-", source, 0.0, None)]
         stand_in = None
         budget = None
-        for wbits, abits, method in recipes:
+        for wbits, abits, method, variant in recipes:
             t = time.perf_counter()
-            name = f"{spec['entry']}-{'mixed' if wbits == 'mixed' else f'w{wbits}a{abits}'}-{method}"
-            out = entries / name
             if wbits == "mixed":
-                w8 = next(b for b in built if b[0] == "W8A8" and b[1] == method)
-                budget = int(MIXED_BUDGET_SHARE * weight_bytes(args.lowbit, w8[2]))
+                name = f"{spec['entry']}-mixed{round(100 * abits)}-{variant}"
+                w8 = next(b for b in built if b[0] == "W8A8")
+                budget = int(abits * weight_bytes(args.lowbit, w8[2]))
+            else:
+                name = f"{spec['entry']}-w{wbits}a{abits}-{method}{'-plain' if variant == 'plain' else ''}"
+                budget = None
+            out = entries / name
             if args.quantizer == "lowbit":
-                used = quantize_lowbit(args.lowbit, source, out, video, frames, wbits, abits, method,
-                                       budget if wbits == "mixed" else None, args.threads)
+                used = quantize_lowbit(args.lowbit, source, out, video, frames, wbits, abits, method, variant,
+                                       budget, args.threads)
                 if used is not None:
                     if set(used) & set(eval_idx):
                         sys.exit(f"{name}: calibration frames {sorted(set(used) & set(eval_idx))} are evaluation frames")
                     if sorted(used) != calib_idx:
                         log(f"  note: {name} calibrated on frames {used}, not floor(i * {total} / {frames})")
             else:
+                if variant != "default" and wbits != "mixed":
+                    continue  # the stand-in has one variant
                 if stand_in is None:
                     stand_in = MakeQuantized(source, inputs, calib_images)
                     log(f"  make_quantized: calibrated on {len(calib_images)} frames")
                 make_entry(source, out, stand_in.quantize(wbits, abits, method))
-            recipe = (f"mixed <= {MIXED_BUDGET_SHARE:.0%} of W8" if args.quantizer == "lowbit" else
-                      "mixed (make_quantized --mixed)") if wbits == "mixed" else f"W{wbits}A{abits}"
-            built.append((recipe, method, out, time.perf_counter() - t))
+            if wbits == "mixed":
+                recipe = (f"mixed <= {abits:.0%} of W8 ({variant})" if args.quantizer == "lowbit"
+                          else "mixed (make_quantized --mixed)")
+                scales = method
+            else:
+                recipe = f"W{wbits}A{abits}"
+                scales = f"{method}, nearest, no bias corr." if variant == "plain" else (
+                    f"{method}, gptq, bias corr." if args.quantizer == "lowbit" else method)
+            built.append((recipe, scales, out, time.perf_counter() - t, budget))
             log(f"  quantized {name} in {built[-1][3]:.1f} s")
         if not args.no_ort:
             for method in (("minmax",) if args.quick else ("minmax", "percentile")):
                 t = time.perf_counter()
                 out = make_entry(source, entries / f"{spec['entry']}-ort-{method}")
                 quantize_ort(source, out / "model.onnx", inputs, calib_images, method)
-                built.append(("ORT quantize_static W8A8", method, out, time.perf_counter() - t))
+                built.append(("ORT quantize_static W8A8", method, out, time.perf_counter() - t, None))
                 log(f"  quantized {out.name} (ONNX Runtime) in {built[-1][3]:.1f} s")
 
         # Evaluation.
@@ -665,18 +684,18 @@ def main(argv: list[str] | None = None) -> int:
                         else photo_list if cross == "photos" else [])
         photo_keys, frame_keys = image_keys[:len(photo_list)], image_keys[len(photo_list):]
         detections = {}
-        for recipe, method, entry, _ in built:
+        for recipe, method, entry, _, _ in built:
             t = time.perf_counter()
             detections[entry.name] = lowbit_detections(args.lowbit, entry, eval_images, args.low_score, args.threads)
             log(f"  ran {entry.name} on {len(eval_images)} images in {time.perf_counter() - t:.1f} s")
         truth = {i: [d for d in dets if d["score"] >= threshold] for i, dets in detections[source.name].items()}
         w8_bytes = None
         rows = []
-        for recipe, method, entry, seconds in built:
+        for recipe, method, entry, seconds, budget in built:
             low = detections[entry.name]
             overall = agreement(truth, low, threshold, image_keys)
             wb = weight_bytes(args.lowbit, entry)
-            if recipe == "W8A8" and w8_bytes is None:
+            if recipe == "W8A8" and w8_bytes is None:  # the first W8A8 row
                 w8_bytes = wb
             check = cross_check(args.lowbit, spec, entry, check_photos, work, threshold) if check_photos else None
             rows.append(dict(

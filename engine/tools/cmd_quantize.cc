@@ -36,14 +36,15 @@ with `lowbit compile`.
                           error, searched over clipping ranges), minmax, or
                           percentile
   --percentile P          with --method percentile (default 99.99)
-  --bias-correction       shift each conv's bias by its weights' quantization
-                          error times the mean calibration input
-  --rounding R            nearest (default: each weight to its nearest code)
-                          or gptq (error-compensating: the rounding error of
-                          each input is spread over the inputs not yet
+  --no-bias-correction    keep each conv's bias as it is (default: shift it by
+                          the weights' quantization error times the mean
+                          calibration input, so the outputs keep their mean)
+  --rounding R            gptq (default: error-compensating; each input's
+                          rounding error is spread over the inputs not yet
                           rounded, weighted by the calibration inputs' second
                           moments, so each conv's outputs stay close; convs
-                          without groups, below 8 bits)
+                          without groups, below 8 bits) or nearest (each
+                          weight to its nearest code)
   --residual-threshold T  layers whose weight relative squared error is above
                           T get a second, residual weight tensor (the two run
                           as two low-bit convolutions in one accumulator)
@@ -118,8 +119,8 @@ int QuantizeCommand(int argc, char** argv) {
       std::fputs(kQuantizeUsage, stdout);
       return kExitOk;
     }
-    if (arg == "--bias-correction") {
-      options.bias_correction = true;
+    if (arg == "--bias-correction" || arg == "--no-bias-correction") {
+      options.bias_correction = arg == "--bias-correction";
       continue;
     }
     if (!arg.empty() && arg[0] == '-') {

@@ -143,6 +143,24 @@ def test_weight_budget_holds(w4a8, tmp_path):
     assert len(sensitivities) == 30 and all(set(s) == {"W8A8", "W4A8", "W2A8"} for s in sensitivities)
 
 
+def test_residual_pairs_for_poorly_approximated_layers(tmp_path):
+    """Layers whose 2-bit weights are above the error threshold get a second, residual 2-bit tensor:
+    the report lists it with a lower error than 2 bits alone, lowbit runs it as two convolutions."""
+    single, paired = tmp_path / "single", tmp_path / "paired"
+    common = ["--calib", str(VIDEO), "--frames", "4", "--wbits", "2", "--abits", "4", "--rounding", "nearest"]
+    lowbit("quantize", str(MODELS / "nanodet-g"), *common, "-o", str(single))
+    lowbit("quantize", str(MODELS / "nanodet-g"), *common, "--residual-threshold", "0.15", "-o", str(paired))
+    one = {l["name"]: l for l in json.loads((single / "quantize-report.json").read_text())["layers"]}
+    two = {l["name"]: l for l in json.loads((paired / "quantize-report.json").read_text())["layers"]}
+    residual = [name for name, layer in two.items() if layer["residual_bits"] == 2]
+    expected = [name for name, layer in one.items() if layer["weight_bits"] == 2 and layer["weight_relative_error"] > 0.15]
+    assert residual and sorted(residual) == sorted(expected)
+    for name in residual:
+        assert two[name]["weight_relative_error"] < one[name]["weight_relative_error"]
+    rows = [line for line in lowbit("inspect", str(paired)).stdout.splitlines() if " 2+2/" in line]
+    assert len(rows) >= len(residual), rows
+
+
 def test_clear_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -381,7 +381,10 @@ StatusOr<std::map<std::string, LayerBits>> Quantizer::MixedBits(QuantizeReport* 
       base[conv.name] = candidates.front();
       inner.push_back(&conv);
     }
-  const size_t frames = std::min<size_t>(frames_.inputs.size(), 8);
+  // The largest-layer rule looks at costs only: candidates are compiled, not run.
+  const size_t frames = options_.mixed_rule == MixedRule::kLargestLayer
+                            ? 0
+                            : std::min<size_t>(frames_.inputs.size(), 8);
   LOWBIT_ASSIGN_OR_RETURN(Evaluation reference, Evaluate(base, frames));
   const double fixed_bytes = static_cast<double>(TotalWeightBytes(*reference.model));
   std::vector<LayerChoices> layers;

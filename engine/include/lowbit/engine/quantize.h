@@ -49,8 +49,8 @@ struct QuantizeOptions {
   int first_last_bits = 8;  // the first conv and the convs that make outputs
   ScaleMethod method = ScaleMethod::kMse;
   double percentile = 99.99;  // ScaleMethod::kPercentile
-  bool bias_correction = false;
-  WeightRounding rounding = WeightRounding::kNearest;
+  bool bias_correction = true;
+  WeightRounding rounding = WeightRounding::kErrorCompensating;
 
   // Residual pairs: layers whose weight relative squared error
   // sum (w - q s)^2 / sum w^2 at their bits is above the threshold get a
