@@ -181,7 +181,11 @@ Status Quantizer::Prepare() {
   std::vector<std::string> tensors = sites_->CalibrationTensors();
   std::map<std::string, std::vector<std::string>>
       convs_reading;  // input tensor -> convs with moments
-  if (options_.rounding == WeightRounding::kErrorCompensating) {
+  // Moments only where some inner layer can get fewer than 8 weight bits.
+  bool below_8_bits = options_.weight_bits < 8;
+  if (options_.weight_budget_bytes > 0 || options_.latency_budget_ms > 0)
+    for (const auto& [w, a] : options_.mixed_candidates) below_8_bits |= w < 8;
+  if (options_.rounding == WeightRounding::kErrorCompensating && below_8_bits) {
     for (const auto& conv : sites_->convs()) {
       if (conv.edge) continue;
       const auto geometry =
