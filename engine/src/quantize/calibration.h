@@ -40,7 +40,11 @@ StatusOr<std::shared_ptr<const Model>> CompileModelProto(const onnx::ModelProto&
                                                          const std::string& source,
                                                          const CompileOptions& options = {});
 
-// Runs `model` on each frame (batch 1) and hands the outputs to `visit`.
+// Runs `model` on the first `frame_limit` frames (batch 1) and hands each
+// frame's outputs to `visit`. `threads` frames run at once, each on its own
+// single-threaded session (no intra-op pool); `visit` is still called one
+// frame at a time in frame order, so its results do not depend on `threads`.
+// The first error (of a run or of `visit`, in frame order) stops the rest.
 Status RunFrames(
     const Model& model, const std::string& input_name, const v1::InputConfig& input,
     const CalibrationFrames& frames, size_t frame_limit, int threads,
