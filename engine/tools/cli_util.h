@@ -1,5 +1,6 @@
 // Small helpers shared by the `lowbit` subcommands: flag values, files,
-// timing. Errors are printed to stderr as "lowbit COMMAND: message".
+// units, JSON strings, timing. Errors are printed to stderr as
+// "lowbit COMMAND: message".
 #pragma once
 
 #include <cerrno>
@@ -109,6 +110,25 @@ inline std::string WithByteUnit(int64_t bytes) {
     std::snprintf(text, sizeof text, "%lld B", static_cast<long long>(bytes));
   }
   return text;
+}
+
+// A JSON string literal: quotes and backslashes escaped, control characters
+// as \u00XX.
+inline std::string JsonString(const std::string& text) {
+  std::string quoted = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      quoted += '\\';
+      quoted += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned char>(c));
+      quoted += escaped;
+    } else {
+      quoted += c;
+    }
+  }
+  return quoted + "\"";
 }
 
 inline double MillisecondsSince(std::chrono::steady_clock::time_point start) {

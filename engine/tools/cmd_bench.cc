@@ -49,16 +49,6 @@ LatencySummary Summarize(std::vector<double> samples_ms) {
   return {median, rank(0.9), samples_ms.front(), mean, samples_ms.back()};
 }
 
-std::string JsonString(const std::string& text) {
-  std::string quoted = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') quoted += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;
-    quoted += c;
-  }
-  return quoted + "\"";
-}
-
 }  // namespace
 
 int BenchCommand(int argc, char** argv) {

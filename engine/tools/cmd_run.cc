@@ -39,24 +39,6 @@ Options:
                 fails is {"path", "error"}. The model line goes to stderr.
 )";
 
-// A JSON string literal: quotes, backslashes and control characters escaped.
-std::string JsonString(const std::string& text) {
-  std::string quoted = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      quoted += '\\';
-      quoted += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned char>(c));
-      quoted += escaped;
-    } else {
-      quoted += c;
-    }
-  }
-  return quoted + "\"";
-}
-
 // A float as JSON: 9 significant digits (round-trips a float32), null when
 // not finite (JSON has no NaN or infinity).
 std::string JsonNumber(float value) {
