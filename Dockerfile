@@ -36,7 +36,7 @@ RUN --mount=type=secret,id=ca-bundle \
 
 COPY . .
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DLOWBIT_BUILD_TESTS=OFF -DLOWBIT_BUILD_BENCHMARKS=OFF \
+      -DLOWBIT_BUILD_TESTS=OFF -DLOWBIT_BUILD_BENCHMARKS=OFF -DLOWBIT_WITH_QUANTIZER=OFF \
  && cmake --build /build --target lowbitd lowbit \
  && strip /build/server/lowbitd /build/engine/lowbit
 

@@ -40,7 +40,16 @@ int main(int argc, char** argv) {
   if (command == "inspect") return lowbit::cli::InspectCommand(argc - 1, argv + 1);
   if (command == "bench") return lowbit::cli::BenchCommand(argc - 1, argv + 1);
   if (command == "tensors") return lowbit::cli::TensorsCommand(argc - 1, argv + 1);
+#if LOWBIT_WITH_QUANTIZER
   if (command == "quantize") return lowbit::cli::QuantizeCommand(argc - 1, argv + 1);
+#else
+  if (command == "quantize") {
+    std::fputs("lowbit: this build has no quantizer (configured with -DLOWBIT_WITH_QUANTIZER=OFF, as the "
+               "container image is): run `lowbit quantize` on a development machine and copy the entry\n",
+               stderr);
+    return 1;
+  }
+#endif
   std::fprintf(stderr, "lowbit: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }
