@@ -44,9 +44,12 @@ int main(int argc, char** argv) {
   if (command == "quantize") return lowbit::cli::QuantizeCommand(argc - 1, argv + 1);
 #else
   if (command == "quantize") {
-    std::fputs("lowbit: this build has no quantizer (configured with -DLOWBIT_WITH_QUANTIZER=OFF, as the "
-               "container image is): run `lowbit quantize` on a development machine and copy the entry\n",
-               stderr);
+    std::fputs(
+        "lowbit: this build has no quantizer (configured with -DLOWBIT_WITH_QUANTIZER=OFF, as the "
+        "container image is): run `lowbit quantize` on a development machine and copy the entry it "
+        "writes "
+        "into the model repository (/models in the image)\n",
+        stderr);
     return 1;
   }
 #endif
