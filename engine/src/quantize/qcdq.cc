@@ -275,17 +275,21 @@ StatusOr<QuantizationSites> QuantizationSites::Analyze(onnx::ModelProto* model) 
   return sites;
 }
 
-std::vector<std::string> QuantizationSites::CalibrationTensors() const {
-  std::set<std::string> roots;
+std::map<std::string, std::vector<std::string>> QuantizationSites::CalibrationGroups() const {
+  std::map<std::string, std::vector<std::string>> groups;
   for (const auto& [root, sources] : sources_) {
     bool hit = false;
     for (const auto& t : sources) hit |= sites_.count(t) > 0;
-    if (hit && !constant_groups_.count(root)) roots.insert(root);
+    if (hit && !constant_groups_.count(root)) groups[root] = sources;
   }
-  for (const auto& conv : convs_) roots.insert(conv.input_group);
+  for (const auto& conv : convs_) groups[conv.input_group] = GroupSources(conv.input_group);
+  return groups;
+}
+
+std::vector<std::string> QuantizationSites::CalibrationTensors() const {
   std::vector<std::string> tensors;
-  for (const auto& root : roots)
-    for (const auto& t : GroupSources(root)) tensors.push_back(t);
+  for (const auto& [root, sources] : CalibrationGroups())
+    tensors.insert(tensors.end(), sources.begin(), sources.end());
   for (const auto& conv : convs_) tensors.push_back(conv.calibration_input);
   std::sort(tensors.begin(), tensors.end());
   tensors.erase(std::unique(tensors.begin(), tensors.end()), tensors.end());

@@ -100,7 +100,11 @@ class QuantizationSites {
   const std::vector<ConvLayer>& convs() const { return convs_; }
   std::string GroupOf(const std::string& tensor) const;
   const std::vector<std::string>& GroupSources(const std::string& root) const;
-  // The float tensors whose values calibrate every group a plan may use.
+  // Every group a plan may use (quantized at its producers, or read by a
+  // conv's own input quantizer): root -> its source tensors.
+  std::map<std::string, std::vector<std::string>> CalibrationGroups() const;
+  // The float tensors to calibrate: the groups' sources and each conv's
+  // input in front of its zero Pad (its channel means correct the bias).
   std::vector<std::string> CalibrationTensors() const;
   // Groups quantized at their producers, with their bits, for `bits` per conv name.
   std::map<std::string, int> ProducerGroups(const std::map<std::string, LayerBits>& bits,

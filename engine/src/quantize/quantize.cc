@@ -8,13 +8,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <tuple>
 
 #include "format/lbm.h"
@@ -91,8 +88,7 @@ class Quantizer {
   Status Validate() const;
   Status Prepare();
   const ActivationGrid& Grid(const std::pair<std::string, int>& key);
-  StatusOr<QuantizedWeights> Weights(const ConvLayer& conv, const LayerBits& bits,
-                                     const ActivationGrid& input);
+  StatusOr<QuantizedWeights> Weights(const ConvLayer& conv, const LayerBits& bits);
   StatusOr<QcdqPlan> Plan(const std::map<std::string, LayerBits>& bits);
   StatusOr<onnx::ModelProto> Write(const std::map<std::string, LayerBits>& bits,
                                    const std::string& description);
@@ -116,11 +112,10 @@ class Quantizer {
   CalibrationFrames frames_;
   Calibration calibration_;
   std::map<std::pair<std::string, int>, ActivationGrid> grids_;
-  std::map<std::string, PatchMoments> moments_;
+  std::map<std::string, PatchMoments> moments_;  // per conv name, for error-compensating rounding
   // Per (conv, weight bits, residual bits): weights depend on nothing else.
-  std::map<std::tuple<std::string, int, int>, QuantizedWeights>
-      weights_cache_;                          // per conv name, for error-compensating rounding
-  std::map<std::string, double> sensitivity_;  // "conv/W4A4" -> loss
+  std::map<std::tuple<std::string, int, int>, QuantizedWeights> weights_cache_;
+  std::map<std::string, double> sensitivity_;  // per conv name: loss at the chosen bits
   std::map<std::string, std::vector<std::pair<std::string, double>>> candidate_sensitivity_;
 };
 
@@ -173,14 +168,9 @@ Status Quantizer::Prepare() {
 
   LOWBIT_ASSIGN_OR_RETURN(frames_, LoadCalibrationFrames(config_.input(), options_.calibration,
                                                          options_.frames, progress_));
-  std::map<std::string, std::vector<std::string>> groups;
-  for (const auto& [root, bits] : sites_->ProducerGroups(UniformBits(), 8))
-    groups[root] = sites_->GroupSources(root);
-  for (const auto& conv : sites_->convs())
-    groups[conv.input_group] = sites_->GroupSources(conv.input_group);
   std::vector<std::string> tensors = sites_->CalibrationTensors();
-  std::map<std::string, std::vector<std::string>>
-      convs_reading;  // input tensor -> convs with moments
+  // Input tensor -> the convs whose patch moments it feeds.
+  std::map<std::string, std::vector<std::string>> convs_reading;
   // Moments only where some inner layer can get fewer than 8 weight bits.
   bool below_8_bits = options_.weight_bits < 8;
   if (options_.weight_budget_bytes > 0 || options_.latency_budget_ms > 0)
@@ -204,9 +194,9 @@ Status Quantizer::Prepare() {
       moments_.at(conv).AddFrame(values, shape[2], shape[3], kPatchesPerFrame,
                                  static_cast<int>(frame));
   };
-  LOWBIT_ASSIGN_OR_RETURN(calibration_,
-                          Calibrate(model_, input_name_, config_.input(), frames_, tensors, groups,
-                                    options_.threads, progress_, observe));
+  LOWBIT_ASSIGN_OR_RETURN(
+      calibration_, Calibrate(model_, input_name_, config_.input(), frames_, tensors,
+                              sites_->CalibrationGroups(), options_.threads, progress_, observe));
   return Status::Ok();
 }
 
@@ -221,8 +211,7 @@ const ActivationGrid& Quantizer::Grid(const std::pair<std::string, int>& key) {
   return it->second;
 }
 
-StatusOr<QuantizedWeights> Quantizer::Weights(const ConvLayer& conv, const LayerBits& bits,
-                                              const ActivationGrid& input) {
+StatusOr<QuantizedWeights> Quantizer::Weights(const ConvLayer& conv, const LayerBits& bits) {
   const auto key = std::make_tuple(conv.name, bits.weight_bits, bits.residual_bits);
   if (auto cached = weights_cache_.find(key); cached != weights_cache_.end()) return cached->second;
   QuantizedWeights w;
@@ -275,7 +264,6 @@ StatusOr<QuantizedWeights> Quantizer::Weights(const ConvLayer& conv, const Layer
       }
     }
   }
-  (void)input;
   weights_cache_[key] = w;
   return w;
 }
@@ -298,9 +286,7 @@ StatusOr<QcdqPlan> Quantizer::Plan(const std::map<std::string, LayerBits>& bits)
   const ActivationNeeds needs = NeededGrids(*sites_, bits, options_.first_last_bits);
   for (const auto& key : needs.grids) plan.grids[key] = Grid(key);
   for (const auto& conv : sites_->convs()) {
-    LOWBIT_ASSIGN_OR_RETURN(
-        plan.weights[conv.name],
-        Weights(conv, bits.at(conv.name), plan.grids.at(needs.grid.at(conv.name))));
+    LOWBIT_ASSIGN_OR_RETURN(plan.weights[conv.name], Weights(conv, bits.at(conv.name)));
   }
   return plan;
 }
