@@ -461,4 +461,9 @@ StatusOr<ir::Graph> ImportOnnxFile(const std::string& path) {
   return ImportOnnxBytes(content.data(), content.size(), path);
 }
 
+StatusOr<ir::HostTensor> ImportOnnxTensor(const onnx::TensorProto& tensor,
+                                          const std::string& what) {
+  return ConvertTensor(tensor, what);
+}
+
 }  // namespace lowbit::engine

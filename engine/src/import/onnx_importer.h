@@ -13,10 +13,17 @@
 #include "ir/graph.h"
 #include "lowbit/engine/status.h"
 
+namespace onnx {
+class TensorProto;
+}  // namespace onnx
+
 namespace lowbit::engine {
 
 // `source` names the model in error messages (usually the file path).
 StatusOr<ir::Graph> ImportOnnxBytes(const void* data, size_t size, const std::string& source);
 StatusOr<ir::Graph> ImportOnnxFile(const std::string& path);
+// One tensor (an initializer or a tensor attribute), read as the importer
+// reads every initializer; `what` names it in error messages.
+StatusOr<ir::HostTensor> ImportOnnxTensor(const onnx::TensorProto& tensor, const std::string& what);
 
 }  // namespace lowbit::engine

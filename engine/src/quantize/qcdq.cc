@@ -2,9 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <optional>
+
+#include "import/onnx_importer.h"
 
 namespace lowbit::engine::quantize {
 namespace {
@@ -36,23 +37,9 @@ double RoundHalfEven(double x) { return std::nearbyint(x); }
 StatusOr<std::vector<float>> FloatValues(const onnx::TensorProto& tensor) {
   if (tensor.data_type() != onnx::TensorProto::FLOAT)
     return InvalidArgument("initializer " + tensor.name() + " is not float32");
-  int64_t count = 1;
-  for (int64_t d : tensor.dims()) count *= d;
-  std::vector<float> values(static_cast<size_t>(count));
-  if (tensor.has_raw_data()) {
-    if (tensor.raw_data().size() != values.size() * sizeof(float))
-      return InvalidArgument("initializer " + tensor.name() + " has " +
-                             std::to_string(tensor.raw_data().size()) + " bytes of data for " +
-                             std::to_string(count) + " floats");
-    std::memcpy(values.data(), tensor.raw_data().data(), tensor.raw_data().size());
-  } else {
-    if (tensor.float_data_size() != count)
-      return InvalidArgument("initializer " + tensor.name() + " has " +
-                             std::to_string(tensor.float_data_size()) + " values for " +
-                             std::to_string(count) + " elements");
-    std::copy(tensor.float_data().begin(), tensor.float_data().end(), values.begin());
-  }
-  return values;
+  LOWBIT_ASSIGN_OR_RETURN(ir::HostTensor values,
+                          ImportOnnxTensor(tensor, "initializer '" + tensor.name() + "'"));
+  return std::move(values.floats);
 }
 
 // --- GraphIndex ----------------------------------------------------------------
