@@ -19,6 +19,7 @@ enum class StatusCode : int {
   kFailedPrecondition = 9,
   kOutOfRange = 11,
   kResourceExhausted = 8,
+  kAborted = 10,
   kUnimplemented = 12,
   kInternal = 13,
   kUnavailable = 14,
