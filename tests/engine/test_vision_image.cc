@@ -138,6 +138,51 @@ TEST(DecodeImageTest, OversizedImageIsRefusedBeforeDecoding) {
   EXPECT_THAT(result.status().message(), HasSubstr("100000x100000"));
 }
 
+TEST(ReadImageHeaderTest, ReportsTheHeaderSizeOfRealFiles) {
+  for (const char* name : {"dog.jpg", "giraffe.jpg", "astronaut.png", "motorcycle_left.png"}) {
+    SCOPED_TRACE(name);
+    const std::vector<uint8_t> bytes = ReadTestImage(name);
+    const auto [width, height] = HeaderSize(bytes);
+    auto size = ReadImageHeader(bytes.data(), bytes.size());
+    ASSERT_TRUE(size.ok()) << size.status().ToString();
+    EXPECT_EQ(size->width, width);
+    EXPECT_EQ(size->height, height);
+  }
+}
+
+TEST(ReadImageHeaderTest, RefusesWhatDecodeImageRefusesBeforeDecoding) {
+  const std::vector<uint8_t> jpeg = ReadTestImage("dog.jpg");
+  auto truncated = ReadImageHeader(jpeg.data(), jpeg.size() - 2);
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_THAT(truncated.status().message(), HasSubstr("truncated JPEG"));
+  const uint8_t junk[] = {0x12, 0x34, 0x56};
+  auto unknown = ReadImageHeader(junk, sizeof(junk));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.status().message(), HasSubstr("not a JPEG or PNG"));
+  EXPECT_FALSE(ReadImageHeader(nullptr, 0).ok());
+
+  // A 623-byte JPEG whose frame header claims 5792x5792: SOI, SOF0 with
+  // that size, SOS, a little scan data, EOI. The header walk accepts its
+  // structure, so only the pixel limit refuses it.
+  std::vector<uint8_t> bomb = {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x16, 0xA0,
+                               0x16, 0xA0, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01,
+                               0x03, 0x11, 0x01, 0xFF, 0xDA, 0x00, 0x0C, 0x03, 0x01,
+                               0x00, 0x02, 0x11, 0x03, 0x11, 0x00, 0x3F, 0x00};
+  bomb.resize(621, 0x55);
+  bomb.push_back(0xFF);
+  bomb.push_back(0xD9);
+  auto claimed = ReadImageHeader(bomb.data(), bomb.size());
+  ASSERT_TRUE(claimed.ok()) << claimed.status().ToString();
+  EXPECT_EQ(claimed->width, 5792);
+  EXPECT_EQ(claimed->height, 5792);
+  DecodeLimits limits;
+  limits.max_pixels = 4096LL * 4096;
+  auto refused = ReadImageHeader(bomb.data(), bomb.size(), limits);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("5792x5792"));
+}
+
 TEST(ImageFromRawTest, ConvertsRgbToBgrWithStride) {
   // 2x2 RGB pixels, rows padded to 8 bytes.
   const std::vector<uint8_t> rgb = {1, 2, 3, 4,  5,  6,  99, 99,  //

@@ -157,9 +157,8 @@ StatusOr<ImageHeader> WalkPng(const uint8_t* data, size_t size, const DecodeLimi
   }
 }
 
-}  // namespace
-
-StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+// Checks the signature and walks the container of a JPEG or PNG file.
+StatusOr<ImageHeader> WalkHeader(const uint8_t* data, size_t size, const DecodeLimits& limits) {
   if (data == nullptr || size == 0) return InvalidArgument("empty image: no bytes to decode");
   if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return InvalidArgument("image data of " + std::to_string(size) +
@@ -175,8 +174,18 @@ StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, const DecodeLimits
     return InvalidArgument("not a JPEG or PNG image (" + std::to_string(size) +
                            " bytes starting with " + first_bytes + ")");
   }
-  StatusOr<ImageHeader> header =
-      IsJpeg(data, size) ? WalkJpeg(data, size, limits) : WalkPng(data, size, limits);
+  return IsJpeg(data, size) ? WalkJpeg(data, size, limits) : WalkPng(data, size, limits);
+}
+
+}  // namespace
+
+StatusOr<ImageSize> ReadImageHeader(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  LOWBIT_ASSIGN_OR_RETURN(ImageHeader header, WalkHeader(data, size, limits));
+  return ImageSize{static_cast<int>(header.width), static_cast<int>(header.height)};
+}
+
+StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  StatusOr<ImageHeader> header = WalkHeader(data, size, limits);
   if (!header.ok()) return header.status();
 
   // Pixels keep their stored orientation (EXIF orientation is ignored), so

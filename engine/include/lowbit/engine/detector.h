@@ -38,11 +38,25 @@ struct DecodeLimits {
   int64_t max_pixels = 64LL * 1024 * 1024;  // width * height
 };
 
+struct ImageSize {
+  int width = 0;
+  int height = 0;
+};
+
+// A JPEG or PNG file's width and height, from walking its container (JPEG
+// markers from SOI to EOI, PNG chunks from IHDR to IEND) without decoding a
+// pixel or allocating the image: what DecodeImage checks before it decodes.
+// INVALID_ARGUMENT for an empty, unknown, corrupt or truncated file, or one
+// whose header is over the limits. A file it accepts may still fail to
+// decode (corrupt entropy-coded data).
+StatusOr<ImageSize> ReadImageHeader(const uint8_t* data, size_t size,
+                                    const DecodeLimits& limits = {});
 // Decodes JPEG or PNG bytes. A corrupt, truncated or empty buffer, or an image
 // over the limits, is an INVALID_ARGUMENT with a message naming the problem.
 StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, const DecodeLimits& limits = {});
 // Validates a raw view (sizes, stride, buffer length) and copies it as BGR8.
-StatusOr<Image> ImageFromRaw(const ImageView& view, size_t buffer_size, const DecodeLimits& limits = {});
+StatusOr<Image> ImageFromRaw(const ImageView& view, size_t buffer_size,
+                             const DecodeLimits& limits = {});
 
 struct Box {
   float x_min, y_min, x_max, y_max;  // original image pixels
