@@ -6,9 +6,10 @@
         for detection in client.detect("dog.jpg").detections:
             print(detection.label, detection.score, detection.box)
 """
-from lowbit.client import DEFAULT_ADDRESS, Client
+from lowbit.client import DEFAULT_ADDRESS, Client, now_us
 from lowbit.errors import LowbitError
 from lowbit.types import (
+    DROP_REASONS,
     Box,
     Detection,
     DetectResult,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ADDRESS",
+    "DROP_REASONS",
     "Box",
     "Client",
     "DetectResult",
@@ -35,4 +37,5 @@ __all__ = [
     "ModelDetails",
     "ModelSummary",
     "Timings",
+    "now_us",
 ]

@@ -136,16 +136,21 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     failures = 0
     with Client(args.address, timeout=args.timeout) as client:
         frames = _stream_frames(args.inputs, args.camera_id, args.repeat)
-        for result in client.detect_stream(frames, model=args.model, score_threshold=args.score):
+        results = client.detect_stream(frames, model=args.model, score_threshold=args.score,
+                                       max_frame_age_ms=args.max_frame_age_ms, stamp_capture_time=True)
+        for result in results:
             if args.json:
                 print(json.dumps(_as_dict(result)))
+            elif result.dropped is not None:
+                print(f"[{result.camera_id}#{result.frame_id}] dropped {result.dropped}")
             elif result.error is not None:
                 print(f"[{result.camera_id}#{result.frame_id}] error {result.error}")
             else:
                 labels = ", ".join(f"{d.label} {d.score:.2f}" for d in result.detections) or "-"
                 print(f"[{result.camera_id}#{result.frame_id}] {result.timings.total_ms:.1f} ms "
-                      f"(batch {result.batch_size}): {labels}")
-            failures += result.error is not None
+                      f"(batch {result.batch_size}, age {result.timings.frame_age_ms:.1f} ms): {labels}")
+            # A dropped frame is the server keeping the stream fresh, not a failure.
+            failures += result.error is not None and result.dropped is None
     return 1 if failures else 0
 
 
@@ -196,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--score", type=float, help="score threshold, overriding the model's (0-1]")
     stream.add_argument("--camera-id", default="cli", help="camera id of the frames (default %(default)s)")
     stream.add_argument("--repeat", type=int, default=1, help="send the inputs this many times (default 1)")
+    stream.add_argument("--max-frame-age-ms", type=int, default=0,
+                        help="the server drops a frame older than this (from its send time) unanswered; "
+                        "0 = no limit (default)")
     stream.set_defaults(run=_cmd_stream)
     return parser
 

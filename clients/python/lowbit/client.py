@@ -1,6 +1,7 @@
 """The lowbit client: a thin, typed layer over the lowbit.v1.Detector service."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Optional, Union
 
@@ -30,6 +31,11 @@ _CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 )
+
+
+def now_us() -> int:
+    """The current time as a capture timestamp: microseconds since the Unix epoch."""
+    return time.time_ns() // 1000
 
 
 class Client:
@@ -100,6 +106,8 @@ class Client:
         *,
         pixel_format: str = "bgr",
         timeout: Optional[float] = None,
+        capture_time_us: Optional[int] = None,
+        max_frame_age_ms: int = 0,
     ) -> DetectResult:
         """Detects objects in one image.
 
@@ -110,12 +118,19 @@ class Client:
             score_threshold: overrides the model's threshold when given (> 0).
             pixel_format: channel order of an array image, 'bgr' (default) or 'rgb'.
             timeout: deadline in seconds; None = the client's default.
+            capture_time_us: when the frame was captured, microseconds since
+                the Unix epoch (:func:`now_us`); the result's
+                ``timings.frame_age_ms`` is measured from it. None: not given.
+            max_frame_age_ms: the server drops the frame unanswered once it is
+                older than this (from capture_time_us, or from its arrival
+                when no capture time is given); 0 = no age limit.
 
         Raises:
             LowbitError: the server refused or failed the request (``.code``
                 INVALID_ARGUMENT for a bad image, NOT_FOUND for an unknown model, ...).
         """
-        request = _request(image, model, camera_id, frame_id, score_threshold, pixel_format)
+        request = _request(image, model, camera_id, frame_id, score_threshold, pixel_format,
+                           capture_time_us, max_frame_age_ms)
         try:
             response = self._stub.Detect(request, timeout=self._deadline(timeout))
         except grpc.RpcError as error:
@@ -130,6 +145,8 @@ class Client:
         score_threshold: Optional[float] = None,
         pixel_format: str = "bgr",
         timeout: Optional[float] = None,
+        max_frame_age_ms: int = 0,
+        stamp_capture_time: bool = False,
     ) -> Iterator[DetectResult]:
         """Sends frames over one bidirectional stream; yields results as they arrive.
 
@@ -139,6 +156,15 @@ class Client:
         come in a different order than the frames; match them by
         ``(camera_id, frame_id)``. A frame the server cannot process yields a
         result whose ``error`` is set, and the stream goes on.
+
+        Camera gateways: give each frame its camera's ``camera_id`` and
+        ``capture_time_us`` (or ``stamp_capture_time=True`` to stamp frames
+        without one as they are sent) and a ``max_frame_age_ms`` (per frame,
+        or this default; 0 = no limit). Per camera the server keeps only the
+        newest waiting frame: an older one comes back with ``dropped`` =
+        "SUPERSEDED", a frame too old when its batch forms with "STALE" (see
+        :data:`lowbit.types.DROP_REASONS`). ``timings.frame_age_ms`` is the
+        frame's age when its result was produced.
 
         Raises:
             LowbitError: the stream as a whole failed (server gone, deadline).
@@ -152,6 +178,9 @@ class Client:
             try:
                 for index, item in enumerate(frames):
                     frame = _as_frame(item, index)
+                    capture_time_us = frame.capture_time_us
+                    if capture_time_us is None and stamp_capture_time:
+                        capture_time_us = now_us()
                     yield _request(
                         frame.image,
                         frame.model if frame.model is not None else model,
@@ -159,6 +188,8 @@ class Client:
                         frame.frame_id if frame.frame_id is not None else index,
                         frame.score_threshold if frame.score_threshold is not None else score_threshold,
                         pixel_format,
+                        capture_time_us,
+                        frame.max_frame_age_ms if frame.max_frame_age_ms is not None else max_frame_age_ms,
                     )
             except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread
                 item_failure.append(error)
@@ -237,18 +268,36 @@ def _request(
     frame_id: int,
     score_threshold: Optional[float],
     pixel_format: str,
+    capture_time_us: Optional[int] = None,
+    max_frame_age_ms: int = 0,
 ) -> detector_pb2.DetectRequest:
     if frame_id < 0:
         raise ValueError(f"frame_id must be >= 0, not {frame_id}")
     if score_threshold is not None and not 0.0 < score_threshold <= 1.0:
         raise ValueError(f"score_threshold must be in (0, 1], not {score_threshold}")
+    if capture_time_us is not None and capture_time_us <= 0:
+        raise ValueError(f"capture_time_us must be > 0 (microseconds since the Unix epoch), not {capture_time_us}")
+    if not 0 <= max_frame_age_ms <= 0xFFFFFFFF:
+        raise ValueError(f"max_frame_age_ms must be in [0, 2^32), not {max_frame_age_ms}")
     return detector_pb2.DetectRequest(
         model=model or "",
         frame=to_frame(image, pixel_format),
         camera_id=camera_id,
         frame_id=frame_id,
         score_threshold=score_threshold or 0.0,
+        capture_time_us=capture_time_us or 0,
+        max_frame_age_ms=max_frame_age_ms,
     )
+
+
+def drop_reason_name(value: int) -> Optional[str]:
+    """lowbit.v1.DropReason number -> its name ("SUPERSEDED", ...); None for 0 (not dropped)."""
+    if value == 0:
+        return None
+    try:
+        return detector_pb2.DropReason.Name(value)
+    except ValueError:
+        return f"DROP_REASON_{value}"  # a reason newer than these stubs
 
 
 def _result(response: detector_pb2.DetectResponse) -> DetectResult:
@@ -275,9 +324,11 @@ def _result(response: detector_pb2.DetectResponse) -> DetectResult:
             inference_ms=t.inference_us / 1000.0,
             postprocess_ms=t.postprocess_us / 1000.0,
             total_ms=t.total_us / 1000.0,
+            frame_age_ms=t.frame_age_us / 1000.0,
         ),
         image_width=response.image_width,
         image_height=response.image_height,
         batch_size=response.batch_size,
         error=error,
+        dropped=drop_reason_name(response.dropped),
     )

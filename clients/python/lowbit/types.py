@@ -45,6 +45,14 @@ class Detection:
     score: float
 
 
+#: Why the server dropped a frame without computing it (lowbit.v1.DropReason
+#: names): a newer frame of the same camera arrived while it waited (latest
+#: frame wins); it was older than its max_frame_age_ms when its batch formed;
+#: the model's queue was full; its deadline passed; the call was cancelled;
+#: the server is shutting down.
+DROP_REASONS = ("SUPERSEDED", "STALE", "QUEUE_FULL", "DEADLINE", "CANCELLED", "SHUTTING_DOWN")
+
+
 @dataclass(frozen=True)
 class Timings:
     """Milliseconds spent in each stage of one frame on the server."""
@@ -54,6 +62,9 @@ class Timings:
     inference_ms: float = 0.0
     postprocess_ms: float = 0.0
     total_ms: float = 0.0
+    #: From the frame's capture_time_us to the server's response; 0 when the
+    #: request gave no capture time.
+    frame_age_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,9 @@ class DetectResult:
     #: Frames that shared one engine call (1 = not batched).
     batch_size: int = 0
     error: Optional[LowbitError] = None
+    #: Set (with ``error``) on a streamed frame the server dropped without
+    #: computing it: one of :data:`DROP_REASONS`, e.g. "SUPERSEDED".
+    dropped: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -96,7 +110,11 @@ class Frame:
     """One frame of a stream (see :meth:`lowbit.Client.detect_stream`).
 
     ``frame_id`` None means "the frame's position in the stream";
-    ``model`` and ``score_threshold`` None mean the stream's defaults.
+    ``model``, ``score_threshold`` and ``max_frame_age_ms`` None mean the
+    stream's defaults. ``capture_time_us`` is when the camera took the frame,
+    microseconds since the Unix epoch (see :func:`lowbit.now_us`); None means
+    "not given", or "when it is sent" on a stream opened with
+    ``stamp_capture_time=True``.
     """
 
     image: ImageInput
@@ -104,6 +122,8 @@ class Frame:
     frame_id: Optional[int] = None
     model: Optional[str] = None
     score_threshold: Optional[float] = None
+    capture_time_us: Optional[int] = None
+    max_frame_age_ms: Optional[int] = None
 
 
 @dataclass(frozen=True)
