@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -42,7 +43,9 @@ enum class ModelState { kReady, kFailed };
 struct ModelStatus {
   std::string name;
   ModelState state = ModelState::kFailed;
-  std::string message;  // why it failed; empty when ready
+  // kFailed: why it failed. kReady: empty, or why the last reload failed
+  // (the earlier version is still served).
+  std::string message;
   std::shared_ptr<const ServedModel> served;  // null unless ready
 };
 
@@ -63,6 +66,16 @@ struct RegistryOptions {
   // Per-model config latency_objective_ms overrides scheduler.latency_objective when > 0.
 };
 
+// Versions and swaps. Each name's current version is one shared_ptr in
+// `entries_`, replaced under `mu_` (Find copies it under the same lock), so a
+// frame runs on whichever version it found and keeps it alive until
+// answered. A reload builds the new version completely (model loaded,
+// scheduler created and warmed up at every batch size) before the swap. The
+// replaced version is then retired: `retired` is set, and a background
+// thread runs its scheduler's Shutdown (it still runs every frame it holds)
+// and only then drops its reference, so the last reference to a scheduler is
+// never dropped on one of its own workers. A reload that fails keeps the
+// version being served, if any.
 class ModelRegistry {
  public:
   // Loads every model of the repository. Fails only if the repository cannot
@@ -92,11 +105,71 @@ class ModelRegistry {
   // reload at a time.
   std::vector<ReloadResult> Reload(const std::string& model = "", bool force = false);
 
+  // Serves `spec` (already loaded) as a new version of spec.name, built and
+  // swapped in as Reload does (a new name is added, kLoaded; otherwise
+  // kReloaded). For tests and programs that load models themselves; a
+  // version installed so is never reloaded or unloaded by Reload unless its
+  // name is a repository directory.
+  ReloadResult Install(ModelSpec spec);
+
   // Polls the repository every `interval` (0: stop polling) and reloads what changed.
   void StartPolling(std::chrono::milliseconds interval);
 
   // Stops polling, then drains and stops every version's scheduler. Idempotent.
   void Shutdown();
+
+ private:
+  // One name: a repository directory, or a spec given to FromSpecs/Install.
+  struct Entry {
+    std::shared_ptr<ServedModel> served;  // null: nothing served (FAILED)
+    std::string message;                  // the last load's error; empty if it loaded
+    std::string directory;                // empty: not from the repository
+    std::string fingerprint;              // of the files the last load attempt read
+  };
+  struct Retiring {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+
+  ModelRegistry(const RegistryOptions& options, ServerMetrics& metrics, Clock& clock,
+                DecodeBudget* budget);
+
+  // A new version of spec.name (the next of its load counter), its scheduler
+  // created and warmed up. Called with reload_mu_ held.
+  StatusOr<std::shared_ptr<ServedModel>> Build(ModelSpec spec);
+  // Loads `directory` as the name's next version and swaps it in; records a
+  // failure (the current version, if any, stays served). reload_mu_ held.
+  ReloadResult LoadAndSwap(const std::string& name, const std::string& directory,
+                           const std::string& fingerprint);
+  // Publishes `served` for its name (null: unloads) and retires the version
+  // it replaces. reload_mu_ held.
+  void Swap(const std::string& name, std::shared_ptr<ServedModel> served);
+  void Retire(std::shared_ptr<ServedModel> old);
+  void JoinFinishedRetirements(bool all);
+  std::string DefaultNameLocked() const;  // mu_ held
+  void PollLoop(std::chrono::milliseconds interval);
+  void StopPolling();
+
+  const RegistryOptions options_;
+  ServerMetrics& metrics_;
+  Clock& clock_;
+  DecodeBudget* const budget_;
+
+  // Held by Reload, Install and Shutdown: one change at a time. Taken before mu_.
+  std::mutex reload_mu_;
+  bool shut_down_ = false;                // reload_mu_
+  std::map<std::string, int64_t> loads_;  // successful loads per name; reload_mu_
+
+  mutable std::mutex mu_;                 // Find's lock: held for map look-ups only
+  std::map<std::string, Entry> entries_;  // by name
+
+  std::mutex retiring_mu_;
+  std::vector<Retiring> retiring_;
+
+  std::mutex poll_mu_;
+  std::condition_variable poll_cv_;
+  bool stop_polling_ = false;  // poll_mu_
+  std::thread poller_;         // touched by StartPolling and Shutdown only
 };
 
 }  // namespace lowbit::server
