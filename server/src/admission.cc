@@ -141,24 +141,21 @@ Status UnknownModel(const ModelRegistry& registry, const std::string& model_name
 
 Status SubmitFrame(ModelRegistry& registry, const std::string& model_name, FrameRequest&& request,
                    std::shared_ptr<ServedModel>* served) {
-  std::shared_ptr<ServedModel> model;
   Status status;
   for (int attempt = 0; attempt < kSubmitAttempts; ++attempt) {
-    std::shared_ptr<ServedModel> found = registry.Find(model_name);
-    if (found == nullptr) {
-      // Unloaded (or failed) by a reload after an earlier attempt found it:
-      // keep that version for the metrics, report the name as gone.
-      if (served) *served = model;
-      return UnknownModel(registry, model_name);
-    }
-    model = std::move(found);
+    std::shared_ptr<ServedModel> model = registry.Find(model_name);
+    // Unknown, failed, or unloaded by a reload after an earlier attempt
+    // found it (then *served keeps that version, for the metrics).
+    if (model == nullptr) return UnknownModel(registry, model_name);
+    // Written before Submit and never after a successful one: on_complete,
+    // which may already run on a worker, may read it.
+    if (served) *served = model;
     status = model->scheduler->Submit(std::move(request));
     if (status.ok() || status.code() != StatusCode::kUnavailable ||
         !model->retired.load(std::memory_order_acquire)) {
-      break;
+      return status;
     }
   }
-  if (served) *served = std::move(model);
   return status;
 }
 

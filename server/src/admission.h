@@ -75,9 +75,11 @@ Clock::TimePoint DeadlineFromSystemTime(std::chrono::system_clock::time_point de
 // (unknown or failed model; the message lists the models served), or the
 // scheduler's refusal (RESOURCE_EXHAUSTED, UNAVAILABLE when shutting down,
 // INVALID_ARGUMENT, DEADLINE_EXCEEDED).
-// `*served` (may be null) is set to the version the frame went to, or the
-// last one that refused it (null if the name is unknown): its metrics are
-// where the frame is counted.
+// `*served` (may be null) is set before each Submit to the version about to
+// get the frame and never written after a successful one, so on_complete
+// (which runs only after it) may read it from a context the callback owns.
+// On failure it holds the last version that refused the frame (unchanged if
+// the name was never found): its metrics are where the frame is counted.
 Status SubmitFrame(ModelRegistry& registry, const std::string& model_name, FrameRequest&& request,
                    std::shared_ptr<ServedModel>* served);
 
