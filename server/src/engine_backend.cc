@@ -1,5 +1,8 @@
 #include "engine_backend.h"
 
+#include <algorithm>
+#include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -15,21 +18,34 @@ class EngineSession final : public InferenceSession {
     input_name_ = configured.empty() ? model_->model().inputs().at(0).name : configured;
   }
 
-  Status Run(std::span<const engine::Image* const> frames) override {
+  Status Run(std::span<const FrameInput> frames) override {
     const int batch = static_cast<int>(frames.size());
     if (batch < 1) return InvalidArgument("a batch needs at least one frame");
-    // The input tensor is reused while consecutive batches have the same size.
-    if (inputs_.empty() || inputs_[0].tensor.shape().at(0) != batch) {
-      inputs_.clear();
-      inputs_.push_back({input_name_, engine::Tensor(model_->InputShape(batch))});
-    }
+    std::vector<engine::NamedTensor>& inputs = inputs_by_size_[batch];
+    if (inputs.empty()) inputs.push_back({input_name_, engine::Tensor(model_->InputShape(batch))});
     const int64_t frame_floats = model_->InputSizePerFrame();
-    float* input = inputs_[0].tensor.data();
+    float* input = inputs[0].tensor.data();
     for (int i = 0; i < batch; ++i) {
-      model_->Preprocess(frames[i]->view(), input + i * frame_floats);
+      float* dst = input + i * frame_floats;
+      const FrameInput& frame = frames[i];
+      if (frame.image != nullptr) {
+        model_->Preprocess(frame.image->view(), dst);
+      } else if (frame.tensor != nullptr &&
+                 static_cast<int64_t>(frame.tensor->size()) == frame_floats) {
+        std::copy(frame.tensor->begin(), frame.tensor->end(), dst);
+      } else {
+        outputs_.clear();
+        return InvalidArgument("frame " + std::to_string(i) + " of the batch has " +
+                               (frame.tensor ? std::to_string(frame.tensor->size()) + " floats"
+                                             : std::string("no data")) +
+                               "; the model takes " + std::to_string(frame_floats) +
+                               " floats per frame");
+      }
     }
     outputs_.clear();
-    return session_->Run(inputs_, &outputs_);
+    Status status = session_->Run(inputs, &outputs_);
+    batch_ = status.ok() ? batch : 0;
+    return status;
   }
 
   std::vector<engine::Detection> Postprocess(int index, int width, int height,
@@ -37,12 +53,29 @@ class EngineSession final : public InferenceSession {
     return model_->Postprocess(outputs_, index, width, height, options);
   }
 
+  std::vector<engine::NamedTensor> RawOutputs(int index) override {
+    std::vector<engine::NamedTensor> slices;
+    if (index < 0 || index >= batch_) return slices;
+    slices.reserve(outputs_.size());
+    for (const engine::NamedTensor& output : outputs_) {
+      engine::Shape shape = output.tensor.shape();
+      if (shape.empty() || shape[0] != batch_) continue;
+      const int64_t per_frame = output.tensor.size() / batch_;
+      shape[0] = 1;
+      const float* begin = output.tensor.data() + index * per_frame;
+      slices.push_back({output.name, engine::Tensor(std::move(shape),
+                                                    std::vector<float>(begin, begin + per_frame))});
+    }
+    return slices;
+  }
+
  private:
   std::shared_ptr<const engine::DetectorModel> model_;
   std::unique_ptr<engine::Session> session_;
   std::string input_name_;
-  std::vector<engine::NamedTensor> inputs_;   // one [N, ...] tensor
+  std::map<int, std::vector<engine::NamedTensor>> inputs_by_size_;  // N -> one [N, ...] tensor
   std::vector<engine::NamedTensor> outputs_;  // of the last Run, Model::outputs() order
+  int batch_ = 0;                             // N of the last Run
 };
 
 }  // namespace

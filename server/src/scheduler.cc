@@ -1,80 +1,373 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <list>
+#include <map>
+#include <unordered_map>
 #include <utility>
+
+#include "batch_policy.h"
 
 namespace lowbit::server {
 
 const char* DropReasonName(DropReason reason) {
   switch (reason) {
+    case DropReason::kNone:
+      return "none";
+    case DropReason::kSuperseded:
+      return "superseded";
+    case DropReason::kStale:
+      return "stale";
     case DropReason::kQueueFull:
       return "queue_full";
+    case DropReason::kDeadline:
+      return "deadline";
+    case DropReason::kCancelled:
+      return "cancelled";
     case DropReason::kShuttingDown:
       return "shutting_down";
   }
   return "unknown";
 }
 
-StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(std::string model_name,
-                                                       const InferenceBackend& backend,
-                                                       const SchedulerOptions& options,
-                                                       Clock* clock, SchedulerListener* listener) {
-  if (options.workers < 1 || options.max_batch < 1 || options.queue_capacity < 1 ||
-      options.threads_per_worker < 1 || options.batch_timeout.count() < 0) {
-    return InvalidArgument("scheduler options out of range for model " + model_name);
+int64_t FramePayload::queued_bytes() const {
+  switch (kind) {
+    case Kind::kEncoded:
+      return static_cast<int64_t>(encoded.size());
+    case Kind::kImage:
+      return static_cast<int64_t>(image.bgr.size());
+    case Kind::kTensor:
+      return static_cast<int64_t>(tensor.size() * sizeof(float));
   }
-  std::vector<std::unique_ptr<InferenceSession>> sessions;
-  for (int i = 0; i < options.workers; ++i) {
-    StatusOr<std::unique_ptr<InferenceSession>> session =
-        backend.CreateSession(options.threads_per_worker);
-    if (!session.ok()) {
-      return session.status().WithContext("creating session " + std::to_string(i) + " of model " +
-                                          model_name);
-    }
-    sessions.push_back(std::move(session).value());
-  }
-  return std::unique_ptr<Scheduler>(
-      new Scheduler(std::move(model_name), options, clock, listener, std::move(sessions)));
+  return 0;
 }
 
-Scheduler::Scheduler(std::string model_name, const SchedulerOptions& options, Clock* clock,
-                     SchedulerListener* listener,
-                     std::vector<std::unique_ptr<InferenceSession>> sessions)
-    : model_name_(std::move(model_name)),
-      options_(options),
-      clock_(clock),
-      listener_(listener),
-      sessions_(std::move(sessions)),
-      idle_workers_(static_cast<int>(sessions_.size())) {
-  batcher_ = std::thread([this] { BatcherLoop(); });
-  for (const auto& session : sessions_) {
-    workers_.emplace_back([this, s = session.get()] { WorkerLoop(s); });
-  }
+int64_t FramePayload::decoded_bytes() const {
+  if (kind != Kind::kEncoded) return 0;
+  return 3 * static_cast<int64_t>(width) * static_cast<int64_t>(height);
 }
 
-Scheduler::~Scheduler() { Shutdown(); }
+FrameDecoder DefaultFrameDecoder(const engine::DecodeLimits& limits) {
+  return [limits](const FramePayload& payload) -> StatusOr<engine::Image> {
+    return engine::DecodeImage(reinterpret_cast<const uint8_t*>(payload.encoded.data()),
+                               payload.encoded.size(), limits);
+  };
+}
 
-Status Scheduler::Submit(FrameRequest request) {
+// ---------------------------------------------------------------------------
+// DecodeBudget
+
+DecodeBudget::DecodeBudget(int64_t capacity_bytes) : capacity_(capacity_bytes) {}
+
+bool DecodeBudget::TryAcquire(int64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_) {
-    if (listener_) listener_->OnDropped(DropReason::kShuttingDown);
-    return Unavailable("the server is shutting down; model " + model_name_ +
-                       " accepts no new frames");
+  if (bytes < 0 || in_use_ + bytes > capacity_) return false;
+  in_use_ += bytes;
+  return true;
+}
+
+void DecodeBudget::Release(int64_t bytes) {
+  std::vector<std::function<void()>> wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_use_ = std::max<int64_t>(in_use_ - bytes, 0);
+    wakes.reserve(subscribers_.size());
+    for (const auto& [id, wake] : subscribers_) wakes.push_back(wake);
   }
-  if (static_cast<int>(queue_.size()) >= options_.queue_capacity) {
-    if (listener_) listener_->OnDropped(DropReason::kQueueFull);
-    return ResourceExhausted("model " + model_name_ + " has " +
-                             std::to_string(options_.queue_capacity) +
-                             " frames queued (--queue-capacity); retry later or send fewer "
-                             "frames per second");
+  for (const std::function<void()>& wake : wakes) wake();
+}
+
+int64_t DecodeBudget::in_use() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return in_use_;
+}
+
+int DecodeBudget::Subscribe(std::function<void()> wake) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int id = next_id_++;
+  subscribers_.emplace_back(id, std::move(wake));
+  return id;
+}
+
+void DecodeBudget::Unsubscribe(int id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::erase_if(subscribers_, [id](const auto& entry) { return entry.first == id; });
+}
+
+// ---------------------------------------------------------------------------
+// Scheduler::Impl
+//
+// Locks: mu_ guards the slots, the ready batches, the estimator and the
+// counters; delivery_mu_ guards per-camera delivery order. mu_ may be held
+// while taking delivery_mu_ or the budget's lock, never the reverse;
+// callbacks and DecodeBudget::Release run with neither held.
+
+namespace {
+
+constexpr std::chrono::seconds kActiveCameraWindow{10};
+
+// One accepted frame.
+struct Pending {
+  FrameRequest request;
+  Clock::TimePoint submitted;  // Submit: queue_us counts from here
+  Clock::TimePoint arrival;    // request.received, or `submitted` if unset
+  int64_t queued_bytes = 0;
+  int64_t reserved_bytes = 0;  // held in the decode budget while in a batch
+  int64_t sequence = 0;        // per camera, from 0; delivery order
+};
+
+struct Slot {
+  Pending frame;
+  Clock::TimePoint created;  // first frame of the slot: batch_timeout counts from here
+};
+
+Status DropStatus(DropReason reason, const std::string& model, const std::string& camera) {
+  switch (reason) {
+    case DropReason::kSuperseded:
+      return Status(StatusCode::kAborted, "a newer frame of camera '" + camera +
+                                              "' replaced this one while it waited " +
+                                              "for model " + model + " (latest frame wins)");
+    case DropReason::kStale:
+      return Status(StatusCode::kDeadlineExceeded,
+                    "frame older than its max age (max_frame_age_ms) before model " + model +
+                        " could run it");
+    case DropReason::kDeadline:
+      return Status(StatusCode::kDeadlineExceeded,
+                    "the call's deadline passed while the frame waited for model " + model);
+    case DropReason::kCancelled:
+      return Status(StatusCode::kCancelled,
+                    "the call was cancelled while the frame waited for model " + model);
+    case DropReason::kShuttingDown:
+    case DropReason::kQueueFull:
+    case DropReason::kNone:
+      break;
   }
-  queue_.push_back(Pending{std::move(request), clock_->Now()});
-  if (listener_) listener_->OnQueueDepth(static_cast<int>(queue_.size()));
-  batcher_cv_.notify_one();
+  return Unavailable("model " + model + " is shutting down");
+}
+
+}  // namespace
+
+class Scheduler::Impl {
+ public:
+  Impl(const std::string& model, const SchedulerOptions& options, Clock* clock,
+       SchedulerListener* listener, DecodeBudget* budget, FrameDecoder decoder,
+       int64_t input_floats, std::vector<std::unique_ptr<InferenceSession>> sessions,
+       ServiceTimeEstimator estimator)
+      : model_(model),
+        options_(options),
+        clock_(clock),
+        listener_(listener),
+        budget_(budget),
+        decoder_(std::move(decoder)),
+        input_floats_(input_floats),
+        sessions_(std::move(sessions)),
+        estimator_(std::move(estimator)),
+        idle_workers_(static_cast<int>(sessions_.size())) {
+    if (listener_) {
+      for (int b = 1; b <= options_.max_batch; ++b) {
+        listener_->OnServiceTime(b, estimator_.Estimate(b));
+      }
+    }
+    if (budget_) {
+      wake_ = std::make_shared<BudgetWake>();
+      wake_->impl = this;
+      std::shared_ptr<BudgetWake> wake = wake_;
+      budget_subscription_ = budget_->Subscribe([wake] { wake->Wake(); });
+    }
+    batcher_ = std::thread([this] { BatcherLoop(); });
+    for (const auto& session : sessions_) {
+      workers_.emplace_back([this, s = session.get()] { WorkerLoop(*s); });
+    }
+  }
+
+  ~Impl() {
+    Shutdown();
+    if (budget_) {
+      budget_->Unsubscribe(budget_subscription_);
+      // Waits for a wake-up already running on another thread.
+      std::lock_guard<std::mutex> lock(wake_->mu);
+      wake_->impl = nullptr;
+    }
+  }
+
+  Status Submit(FrameRequest&& request);
+  void Shutdown();
+  int queue_depth() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<int>(slots_.size());
+  }
+  int64_t service_time_us(int batch_size) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return estimator_.Estimate(batch_size);
+  }
+
+ private:
+  // A frame's outcome waiting to be delivered (outside every lock).
+  struct Completion {
+    Pending frame;
+    FrameOutcome outcome;
+  };
+  // Delivery order of one camera's frames.
+  struct CameraOrder {
+    int64_t next_to_assign = 0;
+    int64_t next_to_deliver = 0;
+    bool delivering = false;
+    std::map<int64_t, Completion> ready;
+  };
+  // The budget's handle on this scheduler; outlives it while a Release on
+  // another thread is calling Wake().
+  struct BudgetWake {
+    std::mutex mu;
+    Impl* impl = nullptr;
+    void Wake() {
+      std::lock_guard<std::mutex> lock(mu);
+      if (impl) impl->OnBudgetReleased();
+    }
+  };
+
+  void OnBudgetReleased() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++budget_releases_;
+    }
+    batcher_cv_.notify_all();
+  }
+
+  void BatcherLoop();
+  void WorkerLoop(InferenceSession& session);
+  void RunBatch(InferenceSession& session, std::vector<Pending>& batch);
+
+  // With mu_ held: moves expired and cancelled frames to `dropped`.
+  void SweepLocked(Clock::TimePoint now, std::vector<Completion>* dropped);
+  void RemoveSlotLocked(std::list<Slot>::iterator slot);
+  void NoteCameraLocked(Clock::TimePoint now, const std::string* camera);
+  // With mu_ held: the batcher sleeps until `deadline` or a notification.
+  void WaitLocked(std::unique_lock<std::mutex>& lock, Clock::TimePoint deadline);
+
+  // Without locks: calls on_complete, a camera's frames in submission order.
+  void Deliver(std::vector<Completion>& completions);
+  void Deliver(Completion completion);
+
+  const std::string model_;
+  const SchedulerOptions options_;
+  Clock* const clock_;
+  SchedulerListener* const listener_;
+  DecodeBudget* const budget_;
+  const FrameDecoder decoder_;
+  const int64_t input_floats_;
+  std::vector<std::unique_ptr<InferenceSession>> sessions_;
+
+  mutable std::mutex mu_;
+  std::condition_variable batcher_cv_;
+  std::condition_variable worker_cv_;
+  std::list<Slot> slots_;  // FIFO by slot creation
+  std::unordered_map<std::string, std::list<Slot>::iterator> camera_slots_;
+  int64_t queued_bytes_ = 0;
+  std::deque<std::vector<Pending>> ready_;  // formed, waiting for a worker
+  ServiceTimeEstimator estimator_;
+  int idle_workers_;
+  int target_batch_ = 0;
+  int64_t budget_releases_ = 0;
+  bool stopping_ = false;
+  bool batcher_done_ = false;
+  std::unordered_map<std::string, Clock::TimePoint> camera_last_seen_;
+  int active_cameras_ = 0;
+  Clock::TimePoint next_camera_expiry_ = Clock::TimePoint::max();
+
+  std::mutex delivery_mu_;
+  std::unordered_map<std::string, CameraOrder> camera_order_;
+
+  std::shared_ptr<BudgetWake> wake_;
+  int budget_subscription_ = -1;
+  std::thread batcher_;
+  std::vector<std::thread> workers_;
+};
+
+Status Scheduler::Impl::Submit(FrameRequest&& request) {
+  const Clock::TimePoint now = clock_->Now();
+  const int64_t bytes = request.payload.queued_bytes();
+  std::vector<Completion> superseded;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      if (listener_) listener_->OnDropped(DropReason::kShuttingDown);
+      return Unavailable("the server is shutting down; model " + model_ + " accepts no new frames");
+    }
+    if (budget_ && request.payload.decoded_bytes() > budget_->capacity()) {
+      return InvalidArgument("a " + std::to_string(request.payload.width) + "x" +
+                             std::to_string(request.payload.height) + " image needs " +
+                             std::to_string(request.payload.decoded_bytes()) +
+                             " decoded bytes, more than the whole decode budget (" +
+                             std::to_string(budget_->capacity()) + " bytes)");
+    }
+    if (request.payload.kind == FramePayload::Kind::kTensor &&
+        static_cast<int64_t>(request.payload.tensor.size()) != input_floats_) {
+      return InvalidArgument("model " + model_ + " takes " + std::to_string(input_floats_) +
+                             " floats per pre-processed frame, not " +
+                             std::to_string(request.payload.tensor.size()));
+    }
+    if (request.deadline <= now) {
+      if (listener_) listener_->OnDropped(request.deadline_reason);
+      return Status(StatusCode::kDeadlineExceeded,
+                    request.deadline_reason == DropReason::kStale
+                        ? "frame older than its max age (max_frame_age_ms) on arrival"
+                        : "the call's deadline passed before the frame reached model " + model_);
+    }
+    auto existing =
+        request.camera_id.empty() ? camera_slots_.end() : camera_slots_.find(request.camera_id);
+    const bool replaces = existing != camera_slots_.end();
+    const int64_t bytes_after =
+        queued_bytes_ + bytes - (replaces ? existing->second->frame.queued_bytes : 0);
+    if (!replaces && static_cast<int>(slots_.size()) >= options_.queue_capacity) {
+      if (listener_) listener_->OnDropped(DropReason::kQueueFull);
+      return ResourceExhausted("model " + model_ + " has " +
+                               std::to_string(options_.queue_capacity) +
+                               " frames waiting (--queue-capacity); retry later or send fewer "
+                               "frames per second");
+    }
+    if (bytes_after > options_.queue_bytes_capacity) {
+      if (listener_) listener_->OnDropped(DropReason::kQueueFull);
+      return ResourceExhausted("model " + model_ + " has " + std::to_string(queued_bytes_) +
+                               " payload bytes waiting, at most " +
+                               std::to_string(options_.queue_bytes_capacity) +
+                               " (--queue-bytes); retry later or send fewer frames per second");
+    }
+
+    Pending frame;
+    frame.submitted = now;
+    frame.arrival = request.received == Clock::TimePoint{} ? now : request.received;
+    frame.queued_bytes = bytes;
+    frame.request = std::move(request);
+    const std::string& camera = frame.request.camera_id;
+    if (!camera.empty()) {
+      std::lock_guard<std::mutex> order_lock(delivery_mu_);
+      frame.sequence = camera_order_[camera].next_to_assign++;
+    }
+    queued_bytes_ = bytes_after;
+    if (replaces) {
+      Pending& waiting = existing->second->frame;
+      if (listener_) listener_->OnDropped(DropReason::kSuperseded);
+      FrameOutcome outcome;
+      outcome.status = DropStatus(DropReason::kSuperseded, model_, camera);
+      outcome.dropped = DropReason::kSuperseded;
+      superseded.push_back({std::move(waiting), std::move(outcome)});
+      waiting = std::move(frame);
+    } else {
+      slots_.push_back(Slot{std::move(frame), now});
+      auto slot = std::prev(slots_.end());
+      if (!slot->frame.request.camera_id.empty()) {
+        camera_slots_.emplace(slot->frame.request.camera_id, slot);
+      }
+    }
+    NoteCameraLocked(now, camera.empty() ? nullptr : &camera);
+    if (listener_) listener_->OnQueueDepth(static_cast<int>(slots_.size()));
+  }
+  batcher_cv_.notify_all();
+  Deliver(superseded);
   return Status::Ok();
 }
 
-void Scheduler::Shutdown() {
+void Scheduler::Impl::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -86,52 +379,161 @@ void Scheduler::Shutdown() {
   }
 }
 
-int Scheduler::queue_depth() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(queue_.size());
+void Scheduler::Impl::RemoveSlotLocked(std::list<Slot>::iterator slot) {
+  queued_bytes_ -= slot->frame.queued_bytes;
+  const std::string& camera = slot->frame.request.camera_id;
+  if (!camera.empty()) camera_slots_.erase(camera);
+  slots_.erase(slot);
 }
 
-void Scheduler::BatcherLoop() {
-  const size_t max_batch = static_cast<size_t>(options_.max_batch);
+void Scheduler::Impl::SweepLocked(Clock::TimePoint now, std::vector<Completion>* dropped) {
+  for (auto slot = slots_.begin(); slot != slots_.end();) {
+    FrameRequest& request = slot->frame.request;
+    DropReason reason = DropReason::kNone;
+    if (request.deadline <= now) {
+      reason = request.deadline_reason == DropReason::kStale ? DropReason::kStale
+                                                             : DropReason::kDeadline;
+    } else if (request.cancelled && request.cancelled()) {
+      reason = DropReason::kCancelled;
+    }
+    if (reason == DropReason::kNone) {
+      ++slot;
+      continue;
+    }
+    if (listener_) listener_->OnDropped(reason);
+    FrameOutcome outcome;
+    outcome.status = DropStatus(reason, model_, request.camera_id);
+    outcome.dropped = reason;
+    dropped->push_back({std::move(slot->frame), std::move(outcome)});
+    auto next = std::next(slot);
+    // The moved-from frame still names its camera: take it from the copy.
+    const std::string& camera = dropped->back().frame.request.camera_id;
+    queued_bytes_ -= dropped->back().frame.queued_bytes;
+    if (!camera.empty()) camera_slots_.erase(camera);
+    slots_.erase(slot);
+    slot = next;
+  }
+}
+
+void Scheduler::Impl::NoteCameraLocked(Clock::TimePoint now, const std::string* camera) {
+  if (camera) camera_last_seen_[*camera] = now;
+  if (camera || now >= next_camera_expiry_) {
+    next_camera_expiry_ = Clock::TimePoint::max();
+    for (auto it = camera_last_seen_.begin(); it != camera_last_seen_.end();) {
+      const Clock::TimePoint expiry = it->second + kActiveCameraWindow;
+      if (expiry <= now) {
+        it = camera_last_seen_.erase(it);
+      } else {
+        next_camera_expiry_ = std::min(next_camera_expiry_, expiry);
+        ++it;
+      }
+    }
+  }
+  const int active = static_cast<int>(camera_last_seen_.size());
+  if (active != active_cameras_) {
+    active_cameras_ = active;
+    if (listener_) listener_->OnActiveCameras(active);
+  }
+}
+
+void Scheduler::Impl::WaitLocked(std::unique_lock<std::mutex>& lock, Clock::TimePoint deadline) {
+  if (deadline == Clock::TimePoint::max()) {
+    batcher_cv_.wait(lock);
+  } else {
+    clock_->WaitUntil(batcher_cv_, lock, deadline);
+  }
+}
+
+void Scheduler::Impl::BatcherLoop() {
+  const int max_batch = options_.max_batch;
+  const bool objective = options_.latency_objective.count() > 0;
+  std::vector<Completion> dropped;
+  std::vector<int64_t> ages;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    if (queue_.empty()) {
+    const Clock::TimePoint now = clock_->Now();
+    SweepLocked(now, &dropped);
+    if (now >= next_camera_expiry_) NoteCameraLocked(now, nullptr);
+    if (!dropped.empty()) {
+      if (listener_) listener_->OnQueueDepth(static_cast<int>(slots_.size()));
+      lock.unlock();
+      Deliver(dropped);
+      dropped.clear();
+      lock.lock();
+      continue;
+    }
+    // The next frame deadline or camera expiry wakes the batcher, so expired
+    // frames are answered at their deadline even while every worker is busy.
+    Clock::TimePoint wake = next_camera_expiry_;
+    for (const Slot& slot : slots_) wake = std::min(wake, slot.frame.request.deadline);
+    if (slots_.empty()) {
       if (stopping_) break;
-      batcher_cv_.wait(lock);
+      WaitLocked(lock, wake);
       continue;
     }
     if (idle_workers_ == 0) {
-      batcher_cv_.wait(lock);
+      WaitLocked(lock, wake);
       continue;
     }
-    // While stopping, queued frames run at once: nothing more will arrive.
-    const Clock::TimePoint deadline = queue_.front().enqueued + options_.batch_timeout;
-    if (queue_.size() < max_batch && !stopping_ && clock_->Now() < deadline) {
-      clock_->WaitUntil(batcher_cv_, lock, deadline);
+
+    ages.clear();
+    for (auto slot = slots_.begin();
+         slot != slots_.end() && static_cast<int>(ages.size()) < max_batch; ++slot) {
+      ages.push_back(MicrosecondsBetween(slot->frame.arrival, now));
+    }
+    BatchPolicyInput input;
+    input.max_batch = max_batch;
+    input.ages_us = ages;
+    input.waited_us = MicrosecondsBetween(slots_.front().created, now);
+    input.batch_timeout_us = options_.batch_timeout.count();
+    input.objective_us = options_.latency_objective.count();
+    input.flush = stopping_;
+    input.service = &estimator_;
+    const BatchDecision decision = ChooseBatch(input);
+    if (objective && decision.target != target_batch_) {
+      target_batch_ = decision.target;
+      if (listener_) listener_->OnTargetBatchSize(target_batch_);
+    }
+    if (decision.run == 0) {
+      WaitLocked(lock, std::min(wake, now + std::chrono::microseconds(decision.wait_us)));
       continue;
     }
-    const size_t size = std::min(queue_.size(), max_batch);
-    Batch batch;
-    batch.reserve(size);
-    for (size_t i = 0; i < size; ++i) {
-      batch.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+
+    // Oldest slots first, as long as the decode budget takes their pixels.
+    const int64_t releases_seen = budget_releases_;
+    std::vector<Pending> batch;
+    batch.reserve(static_cast<size_t>(decision.run));
+    while (static_cast<int>(batch.size()) < decision.run && !slots_.empty()) {
+      Pending& frame = slots_.front().frame;
+      const int64_t decoded = frame.request.payload.decoded_bytes();
+      if (budget_ && decoded > 0) {
+        if (!budget_->TryAcquire(decoded)) break;
+        frame.reserved_bytes = decoded;
+      }
+      batch.push_back(std::move(frame));
+      RemoveSlotLocked(slots_.begin());
+    }
+    if (batch.empty()) {
+      // Not even the oldest frame fits: wait for a Release (or a deadline).
+      // A Release since TryAcquire has bumped budget_releases_ under mu_.
+      if (budget_releases_ == releases_seen) WaitLocked(lock, wake);
+      continue;
     }
     --idle_workers_;
-    ready_.push_back(std::move(batch));
     if (listener_) {
-      listener_->OnBatchFormed(static_cast<int>(size));
-      listener_->OnQueueDepth(static_cast<int>(queue_.size()));
+      listener_->OnBatchFormed(static_cast<int>(batch.size()));
+      listener_->OnQueueDepth(static_cast<int>(slots_.size()));
     }
+    ready_.push_back(std::move(batch));
     worker_cv_.notify_one();
   }
   batcher_done_ = true;
   worker_cv_.notify_all();
 }
 
-void Scheduler::WorkerLoop(InferenceSession* session) {
+void Scheduler::Impl::WorkerLoop(InferenceSession& session) {
   while (true) {
-    Batch batch;
+    std::vector<Pending> batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
       worker_cv_.wait(lock, [this] { return !ready_.empty() || batcher_done_; });
@@ -139,43 +541,220 @@ void Scheduler::WorkerLoop(InferenceSession* session) {
       batch = std::move(ready_.front());
       ready_.pop_front();
     }
-    RunBatch(*session, batch);
+    RunBatch(session, batch);
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++idle_workers_;
     }
-    batcher_cv_.notify_one();
+    batcher_cv_.notify_all();
   }
 }
 
-void Scheduler::RunBatch(InferenceSession& session, Batch& batch) {
-  const int batch_size = static_cast<int>(batch.size());
-  std::vector<const engine::Image*> images;
-  images.reserve(batch.size());
-  for (const Pending& pending : batch) images.push_back(&pending.request.image);
-
+void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& batch) {
   const Clock::TimePoint started = clock_->Now();
-  const Status status = session.Run(images);
-  const Clock::TimePoint finished = clock_->Now();
+  int64_t delivery_us = 0;  // spent in callbacks: not service time
+  auto finish = [&](Pending& frame, FrameOutcome outcome) {
+    const Clock::TimePoint before = clock_->Now();
+    if (frame.reserved_bytes > 0) {
+      budget_->Release(frame.reserved_bytes);
+      frame.reserved_bytes = 0;
+    }
+    Deliver(Completion{std::move(frame), std::move(outcome)});
+    delivery_us += MicrosecondsBetween(before, clock_->Now());
+  };
 
-  for (int i = 0; i < batch_size; ++i) {
-    FrameRequest& request = batch[i].request;
+  // Decode; a frame that fails is answered now and the rest still run.
+  std::vector<engine::Image> decoded(batch.size());
+  std::vector<int64_t> decode_us(batch.size(), 0);
+  std::vector<size_t> runnable;
+  std::vector<FrameInput> inputs;
+  runnable.reserve(batch.size());
+  inputs.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    FramePayload& payload = batch[i].request.payload;
+    FrameInput input;
+    switch (payload.kind) {
+      case FramePayload::Kind::kEncoded: {
+        const Clock::TimePoint decode_start = clock_->Now();
+        StatusOr<engine::Image> image = decoder_(payload);
+        decode_us[i] = MicrosecondsBetween(decode_start, clock_->Now());
+        if (!image.ok()) {
+          FrameOutcome outcome;
+          outcome.status = image.status().WithContext("decoding the frame for model " + model_);
+          finish(batch[i], std::move(outcome));
+          continue;
+        }
+        decoded[i] = std::move(image).value();
+        // The encoded bytes are no longer needed.
+        std::string().swap(payload.encoded);
+        input.image = &decoded[i];
+        break;
+      }
+      case FramePayload::Kind::kImage:
+        input.image = &payload.image;
+        break;
+      case FramePayload::Kind::kTensor:
+        input.tensor = &payload.tensor;
+        break;
+    }
+    runnable.push_back(i);
+    inputs.push_back(input);
+  }
+  if (runnable.empty()) return;
+
+  const int batch_size = static_cast<int>(runnable.size());
+  const Clock::TimePoint run_start = clock_->Now();
+  const Status status = session.Run(inputs);
+  const Clock::TimePoint run_end = clock_->Now();
+
+  for (size_t k = 0; k < runnable.size(); ++k) {
+    Pending& frame = batch[runnable[k]];
+    FrameOutcome outcome;
     if (!status.ok()) {
-      request.on_complete(
-          status.WithContext("model " + model_name_ + ", batch of " + std::to_string(batch_size)));
+      outcome.status =
+          status.WithContext("model " + model_ + ", batch of " + std::to_string(batch_size));
+      finish(frame, std::move(outcome));
       continue;
     }
-    FrameResult result;
+    const FrameRequest& request = frame.request;
+    FrameResult& result = outcome.result;
     result.batch_size = batch_size;
-    result.timings.decode_us = request.decode_us;
-    result.timings.queue_us = MicrosecondsBetween(batch[i].enqueued, started);
-    result.timings.inference_us = MicrosecondsBetween(started, finished);
+    const engine::Image* image = inputs[k].image;
+    int width = image ? image->width : request.payload.width;
+    int height = image ? image->height : request.payload.height;
+    if (image) {
+      result.image_width = width;
+      result.image_height = height;
+    }
+    result.timings.decode_us = decode_us[runnable[k]];
+    result.timings.queue_us = MicrosecondsBetween(frame.submitted, started);
+    result.timings.inference_us = MicrosecondsBetween(run_start, run_end);
     const Clock::TimePoint postprocess_start = clock_->Now();
-    result.detections =
-        session.Postprocess(i, request.image.width, request.image.height, request.detect_options);
+    if (request.want_detections) {
+      result.detections =
+          session.Postprocess(static_cast<int>(k), width, height, request.detect_options);
+    }
+    if (request.want_raw_outputs) result.raw_outputs = session.RawOutputs(static_cast<int>(k));
     result.timings.postprocess_us = MicrosecondsBetween(postprocess_start, clock_->Now());
-    request.on_complete(std::move(result));
+    decoded[runnable[k]] = engine::Image();  // pixels freed before the budget is released
+    finish(frame, std::move(outcome));
   }
+  if (!status.ok()) return;
+
+  const int64_t service_us = MicrosecondsBetween(started, clock_->Now()) - delivery_us;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (estimator_.Record(batch_size, service_us) && listener_) {
+    listener_->OnServiceTime(batch_size, estimator_.Estimate(batch_size));
+  }
+}
+
+void Scheduler::Impl::Deliver(std::vector<Completion>& completions) {
+  for (Completion& completion : completions) Deliver(std::move(completion));
+  completions.clear();
+}
+
+void Scheduler::Impl::Deliver(Completion completion) {
+  const std::string camera = completion.frame.request.camera_id;
+  if (camera.empty()) {
+    completion.frame.request.on_complete(std::move(completion.outcome));
+    return;
+  }
+  // One thread at a time delivers a camera's frames, in sequence order; a
+  // frame that completes before an earlier one of its camera waits for it.
+  std::unique_lock<std::mutex> lock(delivery_mu_);
+  CameraOrder& order = camera_order_[camera];
+  const int64_t sequence = completion.frame.sequence;
+  order.ready.emplace(sequence, std::move(completion));
+  if (order.delivering) return;
+  order.delivering = true;
+  while (!order.ready.empty() && order.ready.begin()->first == order.next_to_deliver) {
+    Completion next = std::move(order.ready.begin()->second);
+    order.ready.erase(order.ready.begin());
+    ++order.next_to_deliver;
+    lock.unlock();
+    next.frame.request.on_complete(std::move(next.outcome));
+    lock.lock();
+  }
+  order.delivering = false;
+  // `order` stays valid: only a delivering thread erases, and it was this one.
+  if (order.ready.empty() && order.next_to_deliver == order.next_to_assign) {
+    camera_order_.erase(camera);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Scheduler
+
+Scheduler::Scheduler(std::string model_name) : model_name_(std::move(model_name)) {}
+
+Scheduler::~Scheduler() { Shutdown(); }
+
+StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(std::string model_name,
+                                                       const InferenceBackend& backend,
+                                                       const SchedulerOptions& options,
+                                                       Clock* clock, SchedulerListener* listener,
+                                                       DecodeBudget* budget, FrameDecoder decoder) {
+  if (options.workers < 1 || options.max_batch < 1 || options.queue_capacity < 1 ||
+      options.threads_per_worker < 1 || options.batch_timeout.count() < 0 ||
+      options.latency_objective.count() < 0 || options.queue_bytes_capacity < 1) {
+    return InvalidArgument("scheduler options out of range for model " + model_name);
+  }
+  if (clock == nullptr) clock = &SteadyClock();
+  if (!decoder) decoder = DefaultFrameDecoder({});
+  const int64_t input_floats = backend.input_floats_per_frame();
+
+  std::vector<std::unique_ptr<InferenceSession>> sessions;
+  for (int i = 0; i < options.workers; ++i) {
+    StatusOr<std::unique_ptr<InferenceSession>> session =
+        backend.CreateSession(options.threads_per_worker);
+    if (!session.ok()) {
+      return session.status().WithContext("creating session " + std::to_string(i) + " of model " +
+                                          model_name);
+    }
+    sessions.push_back(std::move(session).value());
+  }
+
+  // Warm-up: every session runs every batch size once on zero frames, which
+  // prepares the engine for that size and seeds the service times. One
+  // untimed run at max_batch first takes the session's one-off costs (its
+  // largest arena, first-touch page faults) out of the measurements.
+  ServiceTimeEstimator estimator(options.max_batch);
+  const std::vector<float> zeros(static_cast<size_t>(std::max<int64_t>(input_floats, 0)), 0.0f);
+  std::vector<FrameInput> frames(static_cast<size_t>(options.max_batch),
+                                 FrameInput{nullptr, &zeros});
+  const engine::DetectOptions detect_options;
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    InferenceSession& session = *sessions[i];
+    for (int b = 0; b <= options.max_batch; ++b) {
+      const int size = b == 0 ? options.max_batch : b;
+      const Clock::TimePoint start = clock->Now();
+      Status status = session.Run(std::span<const FrameInput>(frames.data(), size));
+      if (!status.ok()) {
+        return status.WithContext("warming up session " + std::to_string(i) + " of model " +
+                                  model_name + " at batch size " + std::to_string(size));
+      }
+      for (int k = 0; k < size; ++k) session.Postprocess(k, 640, 480, detect_options);
+      if (b > 0) estimator.Record(size, MicrosecondsBetween(start, clock->Now()));
+    }
+  }
+
+  std::unique_ptr<Scheduler> scheduler(new Scheduler(model_name));
+  scheduler->impl_ = std::make_unique<Impl>(scheduler->model_name_, options, clock, listener,
+                                            budget, std::move(decoder), input_floats,
+                                            std::move(sessions), std::move(estimator));
+  return scheduler;
+}
+
+Status Scheduler::Submit(FrameRequest&& request) { return impl_->Submit(std::move(request)); }
+
+void Scheduler::Shutdown() {
+  if (impl_) impl_->Shutdown();
+}
+
+int Scheduler::queue_depth() const { return impl_->queue_depth(); }
+
+int64_t Scheduler::service_time_us(int batch_size) const {
+  return impl_->service_time_us(batch_size);
 }
 
 }  // namespace lowbit::server

@@ -180,6 +180,10 @@ class SchedulerListener {
   virtual void OnDropped(DropReason reason) {}
   // The batch size the objective-driven policy targets now.
   virtual void OnTargetBatchSize(int batch_size) {}
+  // The service-time estimate of `batch_size` changed (microseconds).
+  virtual void OnServiceTime(int batch_size, int64_t service_us) {}
+  // Distinct camera_ids that submitted a frame in the last 10 s.
+  virtual void OnActiveCameras(int cameras) {}
 };
 
 class Scheduler {

@@ -1,0 +1,108 @@
+#include "batch_policy.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace lowbit::server {
+
+ServiceTimeEstimator::ServiceTimeEstimator(int max_batch)
+    : windows_(static_cast<size_t>(std::max(max_batch, 1))) {}
+
+bool ServiceTimeEstimator::Record(int batch_size, int64_t service_us) {
+  if (batch_size < 1 || batch_size > max_batch()) return false;
+  Window& window = windows_[batch_size - 1];
+  window.samples[window.next] = std::max<int64_t>(service_us, 0);
+  window.next = (window.next + 1) % kWindow;
+  window.count = std::min(window.count + 1, kWindow);
+  std::array<int64_t, kWindow> sorted = window.samples;
+  std::sort(sorted.begin(), sorted.begin() + window.count);
+  // Rank ceil(0.9 * count), 1-based: the maximum while count < 10.
+  const int rank = (9 * window.count + 9) / 10;
+  const int64_t estimate = sorted[rank - 1];
+  const bool changed = estimate != window.estimate;
+  window.estimate = estimate;
+  return changed;
+}
+
+int64_t ServiceTimeEstimator::Estimate(int batch_size) const {
+  if (batch_size < 1 || batch_size > max_batch()) return 0;
+  return windows_[batch_size - 1].estimate;
+}
+
+namespace {
+
+// b1 / s1 > b2 / s2, without division.
+bool HigherThroughput(int b1, int64_t s1, int b2, int64_t s2) {
+  return static_cast<int64_t>(b1) * s2 > static_cast<int64_t>(b2) * s1;
+}
+
+}  // namespace
+
+BatchDecision ChooseBatch(const BatchPolicyInput& input) {
+  assert(!input.ages_us.empty());
+  const int max_batch = std::max(input.max_batch, 1);
+  const int waiting = std::min(static_cast<int>(input.ages_us.size()), max_batch);
+  BatchDecision decision;
+
+  if (input.objective_us <= 0 || input.service == nullptr) {
+    decision.target = max_batch;
+    if (waiting >= max_batch || input.flush || input.waited_us >= input.batch_timeout_us) {
+      decision.run = waiting;
+    } else {
+      decision.wait_us = input.batch_timeout_us - input.waited_us;
+    }
+    return decision;
+  }
+
+  // oldest[b - 1]: A(b); frames beyond those waiting add no age.
+  std::vector<int64_t> oldest(static_cast<size_t>(max_batch));
+  int64_t age = 0;
+  for (int b = 1; b <= max_batch; ++b) {
+    if (b <= waiting) age = std::max(age, input.ages_us[b - 1]);
+    oldest[b - 1] = age;
+  }
+  auto service = [&](int b) { return std::max<int64_t>(input.service->Estimate(b), 1); };
+  auto fits = [&](int b) { return oldest[b - 1] + service(b) <= input.objective_us; };
+
+  int target = 0;      // best fitting size over 1..max_batch
+  int best_ready = 0;  // best fitting size over 1..waiting
+  int efficient = 0;   // highest throughput over 1..waiting
+  for (int b = 1; b <= max_batch; ++b) {
+    const bool fit = fits(b);
+    if (fit && (target == 0 || !HigherThroughput(target, service(target), b, service(b)))) {
+      target = b;
+    }
+    if (b > waiting) continue;
+    if (fit &&
+        (best_ready == 0 || !HigherThroughput(best_ready, service(best_ready), b, service(b)))) {
+      best_ready = b;
+    }
+    if (efficient == 0 || !HigherThroughput(efficient, service(efficient), b, service(b))) {
+      efficient = b;
+    }
+  }
+
+  if (target == 0) {  // overload: nothing fits
+    decision.target = efficient;
+    decision.run = efficient;
+    return decision;
+  }
+  decision.target = target;
+  if (target <= waiting) {
+    decision.run = target;
+    return decision;
+  }
+  // The target needs frames that have not arrived. Wait while it still fits
+  // (its oldest frame ages) and the batch timeout allows.
+  const int64_t fits_for = input.objective_us - service(target) - oldest[target - 1];
+  const int64_t timeout_left = input.batch_timeout_us - input.waited_us;
+  const int64_t wait = std::min(fits_for, timeout_left);
+  if (!input.flush && wait > 0) {
+    decision.wait_us = wait;
+    return decision;
+  }
+  decision.run = best_ready != 0 ? best_ready : efficient;
+  return decision;
+}
+
+}  // namespace lowbit::server
