@@ -10,17 +10,6 @@ namespace lowbit::server {
 
 namespace {
 
-// TEMPORARY until metrics.h declares them (the metrics change is in flight).
-template <typename Metrics>
-void RecordModelLoad(Metrics& metrics, const std::string& name, bool ok) {
-  if constexpr (requires { metrics.RecordModelLoad(name, ok); }) metrics.RecordModelLoad(name, ok);
-}
-template <typename Metrics>
-void SetModelReady(Metrics& metrics, const std::string& name, bool ready) {
-  if constexpr (requires { metrics.SetModelReady(name, ready); })
-    metrics.SetModelReady(name, ready);
-}
-
 int64_t MillisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                start)
@@ -148,16 +137,16 @@ ReloadResult ModelRegistry::Install(ModelSpec spec) {
   if (!built.ok()) {
     result.message = built.status().ToString();
     spdlog::error("model {} failed to load: {}", name, result.message);
-    RecordModelLoad(metrics_, name, false);
+    metrics_.RecordModelLoad(name, false);
     std::lock_guard<std::mutex> lock(mu_);
     Entry& entry = entries_[name];
     entry.message = result.message;
     result.action = ReloadAction::kFailed;
     result.version = entry.served ? entry.served->version : 0;
-    if (!entry.served) SetModelReady(metrics_, name, false);
+    if (!entry.served) metrics_.SetModelReady(name, false);
     return result;
   }
-  RecordModelLoad(metrics_, name, true);
+  metrics_.RecordModelLoad(name, true);
   result.version = (*built)->version;
   bool replaced = false;
   {
@@ -167,7 +156,7 @@ ReloadResult ModelRegistry::Install(ModelSpec spec) {
     if (it != entries_.end()) it->second.message.clear();
   }
   Swap(name, std::move(built).value());
-  SetModelReady(metrics_, name, true);
+  metrics_.SetModelReady(name, true);
   result.action = replaced ? ReloadAction::kReloaded : ReloadAction::kLoaded;
   return result;
 }
@@ -186,7 +175,7 @@ ReloadResult ModelRegistry::LoadAndSwap(const std::string& name, const std::stri
   if (!built.ok()) {
     result.action = ReloadAction::kFailed;
     result.message = built.status().ToString();
-    RecordModelLoad(metrics_, name, false);
+    metrics_.RecordModelLoad(name, false);
     std::shared_ptr<ServedModel> current;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -204,12 +193,12 @@ ReloadResult ModelRegistry::LoadAndSwap(const std::string& name, const std::stri
                     current->version, result.message);
     } else {
       spdlog::error("model {} ({}) failed to load: {}", name, directory, result.message);
-      SetModelReady(metrics_, name, false);
+      metrics_.SetModelReady(name, false);
     }
     return result;
   }
 
-  RecordModelLoad(metrics_, name, true);
+  metrics_.RecordModelLoad(name, true);
   result.version = (*built)->version;
   bool replaced = false;
   {
@@ -221,7 +210,7 @@ ReloadResult ModelRegistry::LoadAndSwap(const std::string& name, const std::stri
     replaced = entry.served != nullptr;
   }
   Swap(name, std::move(built).value());
-  SetModelReady(metrics_, name, true);
+  metrics_.SetModelReady(name, true);
   result.action = replaced ? ReloadAction::kReloaded : ReloadAction::kLoaded;
   return result;
 }
@@ -318,7 +307,7 @@ std::vector<ReloadResult> ModelRegistry::Reload(const std::string& model, bool f
       }
     } else if (entry != known.end() && !entry->second.directory.empty()) {
       Swap(name, nullptr);
-      SetModelReady(metrics_, name, false);
+      metrics_.SetModelReady(name, false);
       result.action = ReloadAction::kUnloaded;
     } else {
       result.action = ReloadAction::kFailed;
