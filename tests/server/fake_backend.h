@@ -1,11 +1,15 @@
-// An InferenceBackend for tests. A frame's identity is its image width: the
-// fake's detections echo it, so a test sees which result went where.
+// An InferenceBackend for tests. A frame's identity is its image width (a
+// pre-processed tensor's: its first float): the fake's detections and raw
+// outputs echo it, so a test sees which result went where. The scheduler's
+// warm-up runs zero tensors (identity 0); they are kept apart from batches().
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "backend.h"
@@ -25,12 +29,16 @@ inline engine::Image ImageWithId(int id) {
 
 class FakeBackend final : public InferenceBackend {
  public:
-  // Advanced by `inference_time` inside every Run, if not null.
+  // Floats of one pre-processed frame.
+  static constexpr int64_t kTensorFloats = 4;
+
+  // Every Run advances `clock` (if not null) by `inference_time`, after the
+  // gate, as if the engine had taken that long.
   explicit FakeBackend(FakeClock* clock = nullptr,
                        std::chrono::microseconds inference_time = std::chrono::microseconds(0))
       : state_(std::make_shared<State>()) {
     state_->clock = clock;
-    state_->inference_time = inference_time;
+    state_->service_time = [inference_time](int) { return inference_time; };
   }
 
   StatusOr<std::unique_ptr<InferenceSession>> CreateSession(int threads) const override {
@@ -40,12 +48,31 @@ class FakeBackend final : public InferenceBackend {
     return std::unique_ptr<InferenceSession>(new Session(state_));
   }
 
+  int64_t input_floats_per_frame() const override { return kTensorFloats; }
+
+  // A Run of b frames advances the clock by `service_time(b)`.
+  void SetServiceTime(std::function<std::chrono::microseconds(int)> service_time) {
+    Set([&](State& s) { s.service_time = std::move(service_time); });
+  }
+  // Called at the start of every Run after the warm-up (on the worker, no
+  // lock held) with the batch's frame ids; tests submit arrivals from here.
+  void OnRun(std::function<void(const std::vector<int>&)> hook) {
+    Set([&](State& s) { s.on_run = std::move(hook); });
+  }
+
   // While closed, every Run blocks after recording its batch.
   void CloseGate() {
     Set([](State& s) { s.gate_open = false; });
   }
   void OpenGate() {
     Set([](State& s) { s.gate_open = true; });
+  }
+  // A Run holding frame `id` blocks until ReleaseFrame(id).
+  void HoldFrame(int id) {
+    Set([&](State& s) { s.held.insert(id); });
+  }
+  void ReleaseFrame(int id) {
+    Set([&](State& s) { s.held.erase(id); });
   }
   void FailRuns(Status error) {
     Set([&](State& s) { s.run_error = std::move(error); });
@@ -54,16 +81,33 @@ class FakeBackend final : public InferenceBackend {
     Set([&](State& s) { s.create_error = std::move(error); });
   }
 
-  // Blocks until `count` Runs are waiting at the closed gate.
+  // Blocks until `count` Runs are blocked at the gate or on a held frame.
   void AwaitBlockedRuns(int count) {
     std::unique_lock<std::mutex> lock(state_->mu);
     state_->cv.wait(lock, [&] { return state_->blocked_runs >= count; });
   }
+  // Blocks until `count` Runs (warm-up excluded) have returned.
+  void AwaitFinishedRuns(int count) {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    state_->cv.wait(lock, [&] { return state_->finished_runs >= count; });
+  }
 
-  // Frame ids of every batch run so far, in the order Runs started.
+  // Frame ids of every batch run so far (warm-up excluded), in the order
+  // Runs started.
   std::vector<std::vector<int>> batches() const {
     std::lock_guard<std::mutex> lock(state_->mu);
     return state_->batches;
+  }
+  // Sizes of the warm-up runs (all frames identity 0), in order.
+  std::vector<int> warmup_sizes() const {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->warmup_sizes;
+  }
+  int frames_run() const {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    int frames = 0;
+    for (const std::vector<int>& batch : state_->batches) frames += static_cast<int>(batch.size());
+    return frames;
   }
   int sessions_created() const {
     std::lock_guard<std::mutex> lock(state_->mu);
@@ -75,31 +119,65 @@ class FakeBackend final : public InferenceBackend {
     std::mutex mu;
     std::condition_variable cv;
     bool gate_open = true;
+    std::multiset<int> held;
     int blocked_runs = 0;
+    int finished_runs = 0;
     int sessions_created = 0;
     Status run_error;
     Status create_error;
     FakeClock* clock = nullptr;
-    std::chrono::microseconds inference_time{0};
+    std::function<std::chrono::microseconds(int)> service_time;
+    std::function<void(const std::vector<int>&)> on_run;
     std::vector<std::vector<int>> batches;
+    std::vector<int> warmup_sizes;
   };
 
   class Session final : public InferenceSession {
    public:
     explicit Session(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
-    Status Run(std::span<const engine::Image* const> frames) override {
+    Status Run(std::span<const FrameInput> frames) override {
       ids_.clear();
-      for (const engine::Image* frame : frames) ids_.push_back(frame->width);
+      bool warmup = true;
+      for (const FrameInput& frame : frames) {
+        const int id = frame.image ? frame.image->width
+                                   : (frame.tensor && !frame.tensor->empty()
+                                          ? static_cast<int>((*frame.tensor)[0])
+                                          : -1);
+        ids_.push_back(id);
+        warmup = warmup && id == 0;
+      }
       std::unique_lock<std::mutex> lock(state_->mu);
-      state_->batches.push_back(ids_);
+      if (warmup) {
+        state_->warmup_sizes.push_back(static_cast<int>(frames.size()));
+      } else {
+        state_->batches.push_back(ids_);
+        if (state_->on_run) {
+          std::function<void(const std::vector<int>&)> hook = state_->on_run;
+          lock.unlock();
+          hook(ids_);
+          lock.lock();
+        }
+      }
+      auto blocked = [&] {
+        if (!state_->gate_open) return true;
+        for (int id : ids_) {
+          if (state_->held.count(id)) return true;
+        }
+        return false;
+      };
       ++state_->blocked_runs;
       state_->cv.notify_all();
-      state_->cv.wait(lock, [&] { return state_->gate_open; });
+      state_->cv.wait(lock, [&] { return !blocked(); });
       --state_->blocked_runs;
       Status result = state_->run_error;
+      const std::chrono::microseconds service = state_->service_time(static_cast<int>(ids_.size()));
+      FakeClock* clock = state_->clock;
       lock.unlock();
-      if (state_->clock) state_->clock->Advance(state_->inference_time);
+      if (clock) clock->Advance(service);
+      lock.lock();
+      if (!warmup) ++state_->finished_runs;
+      state_->cv.notify_all();
       return result;
     }
 
@@ -113,6 +191,12 @@ class FakeBackend final : public InferenceBackend {
       detection.label = "id" + std::to_string(ids_.at(index));
       detection.score = options.score_threshold;
       return {detection};
+    }
+
+    // One output "out" of shape [1, 2]: {frame id, batch size}.
+    std::vector<engine::NamedTensor> RawOutputs(int index) override {
+      return {{"out", engine::Tensor({1, 2}, {static_cast<float>(ids_.at(index)),
+                                              static_cast<float>(ids_.size())})}};
     }
 
    private:

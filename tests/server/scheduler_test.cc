@@ -1,5 +1,7 @@
-// Scheduler with a fake engine and a fake clock: batching, timeouts, the
-// queue bound, completion, shutdown.
+// Scheduler with a fake engine and a fake clock: warm-up, batch formation,
+// the latency-objective batch size, the queue bounds, completion, shutdown.
+// Cameras, deadlines, cancellation and the decode budget are in
+// scheduler_frames_test.cc.
 #include "scheduler.h"
 
 #include <gtest/gtest.h>
@@ -12,111 +14,48 @@
 
 #include "fake_backend.h"
 #include "fake_clock.h"
+#include "scheduler_test_util.h"
 
 namespace lowbit::server {
 namespace {
 
 using std::chrono::microseconds;
+using testing::Batches;
+using testing::Completions;
 using testing::FakeBackend;
 using testing::FakeClock;
-using testing::ImageWithId;
-using Batches = std::vector<std::vector<int>>;
+using testing::MakeScheduler;
+using testing::Options;
+using testing::RecordingListener;
+using testing::Request;
 
-// Every completion, by frame id.
-class Completions {
- public:
-  CompletionCallback For(int id) {
-    return [this, id](StatusOr<FrameResult> result) {
-      std::lock_guard<std::mutex> lock(mu_);
-      results_[id].push_back(std::move(result));
-      ++total_;
-      cv_.notify_all();
-    };
-  }
-  void AwaitTotal(int count) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return total_ >= count; });
-  }
-  int total() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return total_;
-  }
-  int CountFor(int id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = results_.find(id);
-    return it == results_.end() ? 0 : static_cast<int>(it->second.size());
-  }
-  // The first completion of `id`; it must exist.
-  StatusOr<FrameResult> ResultFor(int id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return results_.at(id).at(0);
-  }
+// 4 ms fixed + 2 ms per frame: throughput grows with the batch size.
+microseconds LinearServiceTime(int batch_size) { return microseconds(4000 + 2000 * batch_size); }
 
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<int, std::vector<StatusOr<FrameResult>>> results_;
-  int total_ = 0;
-};
-
-class RecordingListener final : public SchedulerListener {
- public:
-  void OnQueueDepth(int depth) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    max_depth = std::max(max_depth, depth);
-    last_depth = depth;
-  }
-  void OnBatchFormed(int size) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    batch_sizes.push_back(size);
-  }
-  void OnDropped(DropReason reason) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++dropped[reason];
-  }
-  int Dropped(DropReason reason) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return dropped[reason];
-  }
-
-  std::mutex mu_;
-  int max_depth = 0;
-  int last_depth = 0;
-  std::vector<int> batch_sizes;
-  std::map<DropReason, int> dropped;
-};
-
-SchedulerOptions Options(int workers, int max_batch, microseconds timeout, int capacity = 64) {
-  SchedulerOptions options;
-  options.workers = workers;
-  options.max_batch = max_batch;
-  options.batch_timeout = timeout;
-  options.queue_capacity = capacity;
-  return options;
-}
-
-FrameRequest Request(int id, CompletionCallback done, float score_threshold = 0) {
-  FrameRequest request;
-  request.image = ImageWithId(id);
-  request.detect_options.score_threshold = score_threshold;
-  request.decode_us = 10 * id;
-  request.on_complete = std::move(done);
-  return request;
-}
-
-std::unique_ptr<Scheduler> MakeScheduler(const FakeBackend& backend, SchedulerOptions options,
-                                         FakeClock* clock, SchedulerListener* listener = nullptr) {
-  StatusOr<std::unique_ptr<Scheduler>> scheduler =
-      Scheduler::Create("fake", backend, options, clock, listener);
-  EXPECT_TRUE(scheduler.ok()) << scheduler.status().ToString();
-  return std::move(scheduler).value();
-}
-
-TEST(SchedulerTest, CreatesOneSessionPerWorker) {
+TEST(SchedulerTest, CreatesOneSessionPerWorkerAndWarmsUpEveryBatchSize) {
   FakeClock clock;
   FakeBackend backend;
   auto scheduler = MakeScheduler(backend, Options(3, 4, microseconds(2000)), &clock);
+  ASSERT_NE(scheduler, nullptr);
   EXPECT_EQ(backend.sessions_created(), 3);
+  // Per session: one untimed run at max_batch, then every size once.
+  EXPECT_EQ(backend.warmup_sizes(), (std::vector<int>{4, 1, 2, 3, 4, 4, 1, 2, 3, 4, 4, 1, 2, 3, 4}));
+  EXPECT_TRUE(backend.batches().empty());
+}
+
+TEST(SchedulerTest, WarmUpSeedsTheServiceTimeOfEveryBatchSize) {
+  FakeClock clock;
+  FakeBackend backend(&clock);
+  backend.SetServiceTime(LinearServiceTime);
+  RecordingListener listener;
+  auto scheduler = MakeScheduler(backend, Options(2, 6, microseconds(2000)), &clock, &listener);
+  ASSERT_NE(scheduler, nullptr);
+  for (int b = 1; b <= 6; ++b) {
+    EXPECT_EQ(scheduler->service_time_us(b), LinearServiceTime(b).count()) << "batch " << b;
+    EXPECT_EQ(listener.service_us(b), LinearServiceTime(b).count()) << "batch " << b;
+  }
+  EXPECT_EQ(scheduler->service_time_us(7), 0);
+  EXPECT_EQ(scheduler->service_time_us(0), 0);
 }
 
 TEST(SchedulerTest, CreateFailsWhenASessionCannotBeCreated) {
@@ -129,6 +68,30 @@ TEST(SchedulerTest, CreateFailsWhenASessionCannotBeCreated) {
   EXPECT_EQ(scheduler.status().code(), StatusCode::kInternal);
   EXPECT_NE(scheduler.status().message().find("out of memory"), std::string::npos);
   EXPECT_NE(scheduler.status().message().find("model fake"), std::string::npos);
+}
+
+TEST(SchedulerTest, CreateFailsWhenTheWarmUpFails) {
+  FakeClock clock;
+  FakeBackend backend;
+  backend.FailRuns(Internal("kernel exploded"));
+  StatusOr<std::unique_ptr<Scheduler>> scheduler =
+      Scheduler::Create("fake", backend, Options(1, 4, microseconds(2000)), &clock);
+  ASSERT_FALSE(scheduler.ok());
+  EXPECT_EQ(scheduler.status().code(), StatusCode::kInternal);
+  EXPECT_NE(scheduler.status().message().find("warming up"), std::string::npos);
+  EXPECT_NE(scheduler.status().message().find("kernel exploded"), std::string::npos);
+}
+
+TEST(SchedulerTest, CreateRefusesOptionsOutOfRange) {
+  FakeClock clock;
+  FakeBackend backend;
+  SchedulerOptions options = Options(1, 4, microseconds(2000));
+  options.latency_objective = microseconds(-1);
+  EXPECT_EQ(Scheduler::Create("fake", backend, options, &clock).status().code(),
+            StatusCode::kInvalidArgument);
+  options = Options(0, 4, microseconds(2000));
+  EXPECT_EQ(Scheduler::Create("fake", backend, options, &clock).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(SchedulerTest, BatchesFormUpToMaxBatchWithoutWaitingForTheTimeout) {
@@ -153,12 +116,14 @@ TEST(SchedulerTest, BatchesFormUpToMaxBatchWithoutWaitingForTheTimeout) {
   clock.Advance(microseconds(2000));
   done.AwaitTotal(9);
   EXPECT_EQ(backend.batches(), (Batches{{1, 2, 3, 4}, {5, 6, 7, 8}, {9}}));
-  EXPECT_EQ(done.ResultFor(1)->batch_size, 4);
-  EXPECT_EQ(done.ResultFor(8)->batch_size, 4);
-  EXPECT_EQ(done.ResultFor(9)->batch_size, 1);
-  EXPECT_EQ(listener.batch_sizes, (std::vector<int>{4, 4, 1}));
-  EXPECT_EQ(listener.max_depth, 5);
-  EXPECT_EQ(listener.last_depth, 0);
+  EXPECT_EQ(done.OutcomeFor(1).result.batch_size, 4);
+  EXPECT_EQ(done.OutcomeFor(8).result.batch_size, 4);
+  EXPECT_EQ(done.OutcomeFor(9).result.batch_size, 1);
+  EXPECT_EQ(listener.batch_sizes(), (std::vector<int>{4, 4, 1}));
+  EXPECT_EQ(listener.max_depth(), 5);
+  EXPECT_EQ(listener.last_depth(), 0);
+  // Without an objective there is no target to report.
+  EXPECT_TRUE(listener.targets().empty());
 }
 
 TEST(SchedulerTest, LoneRequestIsDispatchedExactlyAtTheBatchTimeout) {
@@ -178,10 +143,11 @@ TEST(SchedulerTest, LoneRequestIsDispatchedExactlyAtTheBatchTimeout) {
   clock.Advance(microseconds(1));
   done.AwaitTotal(1);
   EXPECT_EQ(backend.batches(), (Batches{{7}}));
-  StatusOr<FrameResult> result = done.ResultFor(7);
-  ASSERT_TRUE(result.ok());
-  EXPECT_EQ(result->batch_size, 1);
-  EXPECT_EQ(result->timings.queue_us, 2000);
+  FrameOutcome outcome = done.OutcomeFor(7);
+  ASSERT_TRUE(outcome.status.ok());
+  EXPECT_EQ(outcome.dropped, DropReason::kNone);
+  EXPECT_EQ(outcome.result.batch_size, 1);
+  EXPECT_EQ(outcome.result.timings.queue_us, 2000);
 }
 
 TEST(SchedulerTest, ZeroTimeoutRunsWhateverIsQueuedAtOnce) {
@@ -193,6 +159,131 @@ TEST(SchedulerTest, ZeroTimeoutRunsWhateverIsQueuedAtOnce) {
   done.AwaitTotal(1);
   EXPECT_EQ(backend.batches(), (Batches{{1}}));
   EXPECT_EQ(clock.waits_started(), 0);
+}
+
+// One worker, S(b) = 4 ms + 2 ms * b. Frame 1 arrives already 1 s old (past
+// any objective: it runs at once, alone) and frames 2..9 arrive while it runs;
+// when it ends they are 6 ms old. Under a 20 ms objective a batch of b fits
+// while 6 + 4 + 2b <= 20, so the batcher takes 5 (the most frames per second
+// that still fits); the remaining three are then 20 ms old, past the
+// objective whatever happens, and go as one batch (the most efficient size
+// waiting). Under 100 ms all eight go at once.
+Batches BatchesUnderObjective(microseconds objective, std::vector<int>* targets,
+                              std::vector<int64_t>* latencies_us) {
+  FakeClock clock;
+  FakeBackend backend(&clock);
+  backend.SetServiceTime(LinearServiceTime);
+  RecordingListener listener;
+  Completions done;
+  SchedulerOptions options = Options(1, 8, std::chrono::seconds(1));
+  options.latency_objective = objective;
+  auto scheduler = MakeScheduler(backend, options, &clock, &listener);
+  std::map<int, Clock::TimePoint> arrival;
+  std::map<int, Clock::TimePoint> answered;
+  std::mutex mu;
+  auto submit = [&](int id, microseconds age) {
+    FrameRequest request = Request(id, [&, id, callback = done.For(id)](FrameOutcome outcome) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        answered[id] = clock.Now();
+      }
+      callback(std::move(outcome));
+    });
+    request.received = clock.Now() - age;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      arrival[id] = request.received;
+    }
+    EXPECT_TRUE(scheduler->Submit(std::move(request)).ok());
+  };
+  backend.CloseGate();
+  submit(1, std::chrono::seconds(1));
+  backend.AwaitBlockedRuns(1);
+  for (int id = 2; id <= 9; ++id) submit(id, microseconds(0));
+  backend.OpenGate();
+  done.AwaitTotal(9);
+  scheduler->Shutdown();
+  *targets = listener.targets();
+  for (int id = 1; id <= 9; ++id) {
+    latencies_us->push_back(MicrosecondsBetween(arrival[id], answered[id]));
+  }
+  return backend.batches();
+}
+
+TEST(SchedulerTest, ObjectiveTakesTheLargestBatchThatStillFits) {
+  std::vector<int> targets;
+  std::vector<int64_t> latencies;
+  const Batches tight = BatchesUnderObjective(microseconds(20000), &targets, &latencies);
+  EXPECT_EQ(tight, (Batches{{1}, {2, 3, 4, 5, 6}, {7, 8, 9}}));
+  EXPECT_EQ(targets, (std::vector<int>{1, 5, 3}));
+  // Every frame the policy could keep within 20 ms was answered within it.
+  for (int id = 2; id <= 6; ++id) EXPECT_LE(latencies[id - 1], 20000) << "frame " << id;
+  for (int id = 7; id <= 9; ++id) EXPECT_GT(latencies[id - 1], 20000) << "frame " << id;
+
+  targets.clear();
+  latencies.clear();
+  const Batches loose = BatchesUnderObjective(microseconds(100000), &targets, &latencies);
+  EXPECT_EQ(loose, (Batches{{1}, {2, 3, 4, 5, 6, 7, 8, 9}}));
+  EXPECT_EQ(targets, (std::vector<int>{1, 8}));
+  for (int id = 2; id <= 9; ++id) EXPECT_LE(latencies[id - 1], 100000) << "frame " << id;
+}
+
+TEST(SchedulerTest, ObjectiveWaitsForAFullerBatchOnlyWhileItStillFits) {
+  FakeClock clock;
+  FakeBackend backend(&clock);
+  backend.SetServiceTime(LinearServiceTime);
+  Completions done;
+  SchedulerOptions options = Options(1, 4, std::chrono::seconds(1));
+  // S(4) = 12 ms: a lone frame may wait 30 - 12 = 18 ms for company.
+  options.latency_objective = microseconds(30000);
+  auto scheduler = MakeScheduler(backend, options, &clock);
+  const int64_t waits_before = clock.waits_started();
+  FrameRequest first = Request(1, done.For(1));
+  first.received = clock.Now();
+  ASSERT_TRUE(scheduler->Submit(std::move(first)).ok());
+  clock.AwaitWaitsStarted(waits_before + 1);
+  clock.Advance(microseconds(10000));
+  clock.AwaitWaitsStarted(waits_before + 2);  // 8 ms more for a batch of 4
+  // A second frame arrives within the wait: still waiting for a batch of 4.
+  ASSERT_TRUE(scheduler->Submit(Request(2, done.For(2))).ok());
+  clock.AwaitWaitsStarted(waits_before + 3);
+  EXPECT_TRUE(backend.batches().empty());
+  clock.Advance(microseconds(7999));
+  clock.AwaitWaitsStarted(waits_before + 4);
+  EXPECT_TRUE(backend.batches().empty());
+  // At 18 ms a batch of 4 would end at 30 ms: no more waiting. A batch of 2
+  // (S = 8 ms) still ends within the objective.
+  clock.Advance(microseconds(1));
+  done.AwaitTotal(2);
+  EXPECT_EQ(backend.batches(), (Batches{{1, 2}}));
+  EXPECT_EQ(done.OutcomeFor(1).result.timings.queue_us, 18000);
+}
+
+TEST(SchedulerTest, ServiceTimeEstimateFollowsMeasuredBatches) {
+  FakeClock clock;
+  FakeBackend backend(&clock);
+  backend.SetServiceTime(LinearServiceTime);
+  RecordingListener listener;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, &listener);
+  ASSERT_EQ(scheduler->service_time_us(1), 6000);
+  // The engine becomes three times slower (another process took the cores):
+  // the estimate follows from the first slow batch.
+  backend.SetServiceTime([](int b) { return 3 * LinearServiceTime(b); });
+  int id = 1;
+  ASSERT_TRUE(scheduler->Submit(Request(id, done.For(id))).ok());
+  done.AwaitTotal(id);
+  EXPECT_EQ(scheduler->service_time_us(1), 18000);
+  EXPECT_EQ(listener.service_us(1), 18000);
+  EXPECT_EQ(scheduler->service_time_us(2), 8000);  // not measured since the warm-up
+  // Back to normal: the window forgets the slow batch.
+  backend.SetServiceTime(LinearServiceTime);
+  for (++id; id <= 25; ++id) {
+    ASSERT_TRUE(scheduler->Submit(Request(id, done.For(id))).ok());
+    done.AwaitTotal(id);
+  }
+  EXPECT_EQ(scheduler->service_time_us(1), 6000);
+  EXPECT_EQ(listener.service_us(1), 6000);
 }
 
 TEST(SchedulerTest, RejectsFramesOverQueueCapacityAndNeverCompletesThem) {
@@ -209,10 +300,14 @@ TEST(SchedulerTest, RejectsFramesOverQueueCapacityAndNeverCompletesThem) {
   ASSERT_TRUE(scheduler->Submit(Request(3, done.For(3))).ok());
   EXPECT_EQ(scheduler->queue_depth(), 2);
 
-  Status rejected = scheduler->Submit(Request(4, done.For(4)));
+  FrameRequest fourth = Request(4, done.For(4));
+  Status rejected = scheduler->Submit(std::move(fourth));
   EXPECT_EQ(rejected.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(rejected.message().find("--queue-capacity"), std::string::npos);
   EXPECT_EQ(listener.Dropped(DropReason::kQueueFull), 1);
+  // A refused request is left as it was: the caller still owns its callback.
+  EXPECT_TRUE(static_cast<bool>(fourth.on_complete));
+  EXPECT_EQ(fourth.payload.image.width, 4);
 
   backend.OpenGate();
   done.AwaitTotal(3);
@@ -222,6 +317,32 @@ TEST(SchedulerTest, RejectsFramesOverQueueCapacityAndNeverCompletesThem) {
   EXPECT_EQ(done.CountFor(3), 1);
   EXPECT_EQ(done.CountFor(4), 0);
   EXPECT_EQ(done.total(), 3);
+}
+
+TEST(SchedulerTest, RejectsFramesOverQueueBytes) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  Completions done;
+  SchedulerOptions options = Options(1, 1, microseconds(2000));
+  options.queue_bytes_capacity = 3 * 10 + 3 * 20;  // frames 10 and 20 (3 bytes per pixel)
+  auto scheduler = MakeScheduler(backend, options, &clock, &listener);
+  backend.CloseGate();
+  ASSERT_TRUE(scheduler->Submit(Request(5, done.For(5))).ok());  // runs: its bytes leave the queue
+  backend.AwaitBlockedRuns(1);
+  ASSERT_TRUE(scheduler->Submit(Request(10, done.For(10))).ok());
+  ASSERT_TRUE(scheduler->Submit(Request(20, done.For(20))).ok());
+  Status rejected = scheduler->Submit(Request(1, done.For(1)));
+  EXPECT_EQ(rejected.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(rejected.message().find("--queue-bytes"), std::string::npos);
+  EXPECT_EQ(listener.Dropped(DropReason::kQueueFull), 1);
+  EXPECT_EQ(scheduler->queue_depth(), 2);
+  backend.OpenGate();
+  done.AwaitTotal(3);
+  // Once they left the queue, their bytes are free again.
+  ASSERT_TRUE(scheduler->Submit(Request(30, done.For(30))).ok());
+  done.AwaitTotal(4);
+  EXPECT_EQ(done.CountFor(1), 0);
 }
 
 TEST(SchedulerTest, EveryFrameFromManyThreadsCompletesExactlyOnce) {
@@ -257,10 +378,10 @@ TEST(SchedulerTest, EveryFrameFromManyThreadsCompletesExactlyOnce) {
   EXPECT_EQ(frames_in_batches, kThreads * kFramesPerThread);
   for (int id = 1; id <= kThreads * kFramesPerThread; ++id) {
     ASSERT_EQ(done.CountFor(id), 1) << "frame " << id;
-    StatusOr<FrameResult> result = done.ResultFor(id);
-    ASSERT_TRUE(result.ok());
-    ASSERT_EQ(result->detections.size(), 1u);
-    EXPECT_EQ(result->detections[0].class_id, id);
+    FrameOutcome outcome = done.OutcomeFor(id);
+    ASSERT_TRUE(outcome.status.ok());
+    ASSERT_EQ(outcome.result.detections.size(), 1u);
+    EXPECT_EQ(outcome.result.detections[0].class_id, id);
   }
   EXPECT_EQ(listener.Dropped(DropReason::kQueueFull), 0);
 }
@@ -283,7 +404,10 @@ TEST(SchedulerTest, ShutdownRunsEveryQueuedFrameWithoutWaitingForTimeouts) {
   shutdown.join();
 
   EXPECT_EQ(done.total(), 5);
-  for (int id = 1; id <= 5; ++id) EXPECT_EQ(done.CountFor(id), 1) << "frame " << id;
+  for (int id = 1; id <= 5; ++id) {
+    EXPECT_EQ(done.CountFor(id), 1) << "frame " << id;
+    EXPECT_TRUE(done.OutcomeFor(id).status.ok()) << "frame " << id;
+  }
   EXPECT_EQ(backend.batches(), (Batches{{1, 2}, {3, 4}, {5}}));
 
   Status late = scheduler->Submit(Request(6, done.For(6)));
@@ -293,50 +417,107 @@ TEST(SchedulerTest, ShutdownRunsEveryQueuedFrameWithoutWaitingForTimeouts) {
   EXPECT_EQ(done.CountFor(6), 0);
 }
 
+TEST(SchedulerTest, ShutdownWithAnObjectiveRunsWhatWaitsWithoutWaiting) {
+  FakeClock clock;
+  FakeBackend backend;
+  Completions done;
+  SchedulerOptions options = Options(1, 4, std::chrono::hours(1));
+  options.latency_objective = std::chrono::hours(1);  // would wait for a batch of 4
+  auto scheduler = MakeScheduler(backend, options, &clock);
+  ASSERT_TRUE(scheduler->Submit(Request(1, done.For(1))).ok());
+  clock.AwaitWaitsStarted(1);
+  EXPECT_EQ(done.total(), 0);
+  scheduler->Shutdown();
+  EXPECT_EQ(done.total(), 1);
+  EXPECT_EQ(backend.batches(), (Batches{{1}}));
+}
+
 TEST(SchedulerTest, EachFrameOfABatchGetsItsOwnResultAndTimings) {
   FakeClock clock;
   FakeBackend backend(&clock, /*inference_time=*/microseconds(5000));
   Completions done;
   auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(2000)), &clock);
   for (int id = 1; id <= 4; ++id) {
-    ASSERT_TRUE(scheduler->Submit(Request(id, done.For(id), 0.1f * id)).ok());
+    FrameRequest request = Request(id, done.For(id), 0.1f * id);
+    request.want_raw_outputs = id % 2 == 0;
+    ASSERT_TRUE(scheduler->Submit(std::move(request)).ok());
   }
   done.AwaitTotal(4);
   ASSERT_EQ(backend.batches(), (Batches{{1, 2, 3, 4}}));
   for (int id = 1; id <= 4; ++id) {
-    StatusOr<FrameResult> result = done.ResultFor(id);
-    ASSERT_TRUE(result.ok()) << result.status().ToString();
-    ASSERT_EQ(result->detections.size(), 1u);
-    const engine::Detection& detection = result->detections[0];
+    FrameOutcome outcome = done.OutcomeFor(id);
+    ASSERT_TRUE(outcome.status.ok()) << outcome.status.ToString();
+    const FrameResult& result = outcome.result;
+    ASSERT_EQ(result.detections.size(), 1u);
+    const engine::Detection& detection = result.detections[0];
     EXPECT_EQ(detection.class_id, id);
     EXPECT_EQ(detection.label, "id" + std::to_string(id));
     EXPECT_FLOAT_EQ(detection.score, 0.1f * id);  // this frame's own options
     EXPECT_EQ(detection.box.x_max, id);           // this frame's own image size
-    EXPECT_EQ(result->batch_size, 4);
-    EXPECT_EQ(result->timings.decode_us, 10 * id);
-    EXPECT_EQ(result->timings.queue_us, 0);
-    EXPECT_EQ(result->timings.inference_us, 5000);
-    EXPECT_EQ(result->timings.postprocess_us, 0);
+    EXPECT_EQ(result.image_width, id);
+    EXPECT_EQ(result.image_height, 1);
+    EXPECT_EQ(result.batch_size, 4);
+    EXPECT_EQ(result.timings.decode_us, 0);
+    EXPECT_EQ(result.timings.queue_us, 0);
+    EXPECT_EQ(result.timings.inference_us, 5000);
+    EXPECT_EQ(result.timings.postprocess_us, 0);
+    if (id % 2 == 0) {
+      ASSERT_EQ(result.raw_outputs.size(), 1u);
+      EXPECT_EQ(result.raw_outputs[0].tensor.values(), (std::vector<float>{float(id), 4.0f}));
+    } else {
+      EXPECT_TRUE(result.raw_outputs.empty());
+    }
   }
+}
+
+TEST(SchedulerTest, TensorFramesRunAndAWrongSizeIsRefused) {
+  FakeClock clock;
+  FakeBackend backend;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 1, microseconds(0)), &clock);
+  FrameRequest request;
+  request.payload.kind = FramePayload::Kind::kTensor;
+  request.payload.tensor = {7, 0, 0, 0};
+  request.want_detections = false;
+  request.want_raw_outputs = true;
+  request.on_complete = done.For(7);
+  ASSERT_TRUE(scheduler->Submit(std::move(request)).ok());
+  done.AwaitTotal(1);
+  FrameOutcome outcome = done.OutcomeFor(7);
+  ASSERT_TRUE(outcome.status.ok());
+  EXPECT_TRUE(outcome.result.detections.empty());
+  EXPECT_EQ(outcome.result.image_width, 0);
+  ASSERT_EQ(outcome.result.raw_outputs.size(), 1u);
+  EXPECT_EQ(outcome.result.raw_outputs[0].tensor.values()[0], 7.0f);
+
+  FrameRequest wrong;
+  wrong.payload.kind = FramePayload::Kind::kTensor;
+  wrong.payload.tensor = {8, 0, 0};
+  wrong.on_complete = done.For(8);
+  Status refused = scheduler->Submit(std::move(wrong));
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("4 floats"), std::string::npos);
+  EXPECT_EQ(backend.frames_run(), 1);
 }
 
 TEST(SchedulerTest, EngineErrorFailsEveryFrameOfTheBatchOnce) {
   FakeClock clock;
   FakeBackend backend;
   Completions done;
-  backend.FailRuns(Internal("kernel exploded"));
   auto scheduler = MakeScheduler(backend, Options(1, 2, microseconds(2000)), &clock);
+  backend.FailRuns(Internal("kernel exploded"));
   ASSERT_TRUE(scheduler->Submit(Request(1, done.For(1))).ok());
   ASSERT_TRUE(scheduler->Submit(Request(2, done.For(2))).ok());
   done.AwaitTotal(2);
   scheduler->Shutdown();
   for (int id : {1, 2}) {
     EXPECT_EQ(done.CountFor(id), 1);
-    StatusOr<FrameResult> result = done.ResultFor(id);
-    ASSERT_FALSE(result.ok());
-    EXPECT_EQ(result.status().code(), StatusCode::kInternal);
-    EXPECT_NE(result.status().message().find("kernel exploded"), std::string::npos);
-    EXPECT_NE(result.status().message().find("batch of 2"), std::string::npos);
+    FrameOutcome outcome = done.OutcomeFor(id);
+    ASSERT_FALSE(outcome.status.ok());
+    EXPECT_EQ(outcome.dropped, DropReason::kNone);
+    EXPECT_EQ(outcome.status.code(), StatusCode::kInternal);
+    EXPECT_NE(outcome.status.message().find("kernel exploded"), std::string::npos);
+    EXPECT_NE(outcome.status.message().find("batch of 2"), std::string::npos);
   }
 }
 
