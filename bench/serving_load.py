@@ -283,6 +283,7 @@ def scenario_overhead(s: Settings, frames: loadgen.Frames, progress: loadgen.Pro
                                         progress=progress, server_pid=server.pid)[0]
             rounds.append({"in_process": in_process, "closed": closed,
                            "overhead_ms": closed["p50_ms"] - in_process["p50_ms"]})
+        floor = loadgen.run_transport_floor(server.address, frames.mean_bytes, 50 if s.quick else 300)
     middle = sorted(rounds, key=lambda r: r["overhead_ms"])[len(rounds) // 2]
     overhead = middle["overhead_ms"]
     spread = ", ".join(f"{r['overhead_ms']:.2f}" for r in rounds)
@@ -296,7 +297,7 @@ def scenario_overhead(s: Settings, frames: loadgen.Frames, progress: loadgen.Pro
     checks.append(Check("c", "sanity: lowbitd exit on SIGTERM", "0", str(server.exit_code), server.exit_code == 0,
                         enforced=True))
     return {"rounds": rounds, "in_process": middle["in_process"], "closed": middle["closed"],
-            "server_overhead_ms": overhead, "server_flags_skipped": server.skipped_flags}
+            "server_overhead_ms": overhead, "transport_floor": floor, "server_flags_skipped": server.skipped_flags}
 
 
 def scenario_batching(s: Settings, model: str, frames: loadgen.Frames, progress: loadgen.Progress,
@@ -402,6 +403,9 @@ def format_report(s: Settings, host: dict[str, Any], frames: loadgen.Frames, res
             lines.append(f"overhead round {number}: " + loadgen.format_in_process(round_["in_process"]))
             lines.append(f"  gRPC Detect, 1 in flight: p50 {closed['p50_ms']:.1f} ms  p99 {closed['p99_ms']:.1f} ms "
                          f"({closed['answered']} frames)  -> overhead {round_['overhead_ms']:.2f} ms")
+        floor = results["overhead"]["transport_floor"]
+        lines.append(f"transport floor: a {floor['payload_bytes'] // 1024} KB Detect that is not an image, refused "
+                     f"before decode: p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms {floor['codes']}")
         lines.append("")
     for part in results.get("batching", []):
         for key, title in (("batch1", "batch 1"), ("batched", f"batching on (max {s.max_batch})")):

@@ -364,6 +364,30 @@ def run_closed(address: str, frames: Frames, concurrency: Sequence[int], duratio
     return levels
 
 
+async def _transport_floor(address: str, payload_bytes: int, calls: int) -> dict[str, Any]:
+    request = detector_pb2.DetectRequest(frame=detector_pb2.Frame(encoded=b"\0" * payload_bytes))
+    codes: Counter[str] = Counter()
+    latencies_ms = []
+    async with grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:
+        stub = detector_pb2_grpc.DetectorStub(channel)
+        await stub.ListModels(detector_pb2.ListModelsRequest(), timeout=10.0)
+        for _ in range(calls):
+            sent = time.perf_counter()
+            try:
+                await stub.Detect(request, timeout=10.0)
+                codes["OK"] += 1
+            except grpc.aio.AioRpcError as error:
+                codes[error.code().name] += 1
+            latencies_ms.append((time.perf_counter() - sent) * 1000.0)
+    return {"payload_bytes": payload_bytes, "calls": calls, "codes": dict(codes), **summarize_ms(latencies_ms)}
+
+
+def run_transport_floor(address: str, payload_bytes: int, calls: int = 200) -> dict[str, Any]:
+    """Round trip of a Detect the server refuses at once (payload_bytes of zeros, not an image:
+    INVALID_ARGUMENT before any decode): what gRPC and this client cost per call, the model aside."""
+    return asyncio.run(_transport_floor(address, payload_bytes, calls))
+
+
 # -- open loop ----------------------------------------------------------------
 
 
@@ -804,7 +828,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if "in_process" in report and report["closed"][0]["concurrency"] == 1:
                 overhead = report["closed"][0]["p50_ms"] - report["in_process"]["p50_ms"]
                 report["server_overhead_ms"] = overhead
-                text.append(f"server overhead (gRPC p50 at concurrency 1 - in-process p50): {overhead:.2f} ms")
+                report["transport_floor"] = run_transport_floor(args.address, frames.mean_bytes)
+                text.append(f"server overhead (gRPC p50 at concurrency 1 - in-process p50): {overhead:.2f} ms; "
+                            f"transport floor (a {frames.mean_bytes // 1024} KB non-image refused at once): "
+                            f"p50 {report['transport_floor']['p50_ms']:.2f} ms")
         elif args.command == "open":
             options = OpenLoopOptions(cameras=args.cameras, fps=args.fps, duration_s=args.duration,
                                       warmup_s=args.warmup, arrivals=args.arrivals, streams=args.streams,
