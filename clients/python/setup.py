@@ -14,6 +14,9 @@ reflection and the server see.
 The grpcio and protobuf lower bounds of the package are read from the
 generated code itself (the versions it checks at import time), so a wheel
 built with a newer grpcio-tools never installs next to a runtime too old for it.
+A protobuf runtime accepts any gencode not newer than itself, so old gencode
+(pyproject.toml pins grpcio-tools 1.71.2: gencode 5.29.0) imports under
+protobuf 5.29 up to 7.x; PROTOBUF_TESTED_BELOW caps the range at what was tried.
 
 Environment: LOWBIT_PROTO_DIR overrides the proto root (default ../../proto).
 """
@@ -35,6 +38,8 @@ HERE = Path(__file__).resolve().parent
 PROTO_ROOT = Path(os.environ.get("LOWBIT_PROTO_DIR", HERE.parent.parent / "proto")).resolve()
 PROTO_PACKAGE = "lowbit/v1"  # directory of the .proto files under PROTO_ROOT
 GENERATED_PACKAGE = "lowbit._proto.v1"  # where the generated modules live
+# The first protobuf major the generated stubs have not been imported under.
+PROTOBUF_TESTED_BELOW = "8"
 
 # "from lowbit.v1 import x_pb2 as ..." (pb2, grpc and pyi files alike).
 _IMPORT_LINE = re.compile(r"^(\s*)from lowbit\.v1 import ", re.MULTILINE)
@@ -106,7 +111,8 @@ def _generated_requirements() -> tuple[str, ...]:
         text = "\n".join(p.read_text() for p in generated.glob("*.py"))
     requirements = []
     protobuf = re.search(r"^# Protobuf Python Version: (\d+\.\d+\.\d+)", text, re.MULTILINE)
-    requirements.append(f"protobuf>={protobuf.group(1)}" if protobuf else "protobuf>=4.21")
+    lower = protobuf.group(1) if protobuf else "4.21"
+    requirements.append(f"protobuf>={lower},<{PROTOBUF_TESTED_BELOW}")
     grpc = re.search(r"^GRPC_GENERATED_VERSION = '(\d+\.\d+\.\d+)'", text, re.MULTILINE)
     requirements.append(f"grpcio>={grpc.group(1)},<2" if grpc else "grpcio>=1.60,<2")
     return tuple(requirements)
