@@ -311,7 +311,9 @@ async def _closed_level(address: str, requests: list[detector_pb2.DetectRequest]
                 except grpc.aio.AioRpcError as error:
                     code = error.code().name
                 answered = time.perf_counter()
-                if sent < window_start or answered > end:
+                # Throughput counts the answers inside the window, whenever their call was sent
+                # (counting by send time would miss the calls still in flight at the end).
+                if not window_start <= answered <= end:
                     continue
                 if code is None:
                     latencies_ms.append((answered - sent) * 1000.0)
@@ -542,17 +544,15 @@ async def _open_loop(address: str, frames: Frames, options: OpenLoopOptions, pro
             reader = asyncio.ensure_future(read_stream(call))
             try:
                 await write_stream(call, members)
-                await asyncio.wait_for(asyncio.shield(reader), timeout=max(0.0, end - time.perf_counter())
-                                       + options.drain_s)
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass  # the call ended early; the reader says how
+            try:
+                await asyncio.wait_for(reader, timeout=max(0.0, end - time.perf_counter()) + options.drain_s)
             except asyncio.TimeoutError:
                 call.cancel()
+                stream_failures.append(f"stream not ended {options.drain_s:g} s after its last frame")
             except grpc.aio.AioRpcError as error:
                 stream_failures.append(f"{error.code().name}: {error.details()}")
-            try:
-                await reader
-            except (grpc.aio.AioRpcError, asyncio.CancelledError) as error:
-                if isinstance(error, grpc.aio.AioRpcError) and error.code() != grpc.StatusCode.CANCELLED:
-                    stream_failures.append(f"{error.code().name}: {error.details()}")
 
         last = {"t": time.perf_counter(), "answered": 0, "offered": 0}
 
