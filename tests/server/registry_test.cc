@@ -121,11 +121,16 @@ Status SubmitToCurrent(const ModelRegistry& registry, const std::string& name,
   return Internal("still refused after 1000 look-ups");
 }
 
-const ModelStatus* StatusOf(const std::vector<ModelStatus>& models, const std::string& name) {
+// The entry of `name`; one named "(not listed)" if there is none, so that a
+// test fails on it instead of crashing.
+ModelStatus StatusOf(const std::vector<ModelStatus>& models, const std::string& name) {
   for (const ModelStatus& model : models) {
-    if (model.name == name) return &model;
+    if (model.name == name) return model;
   }
-  return nullptr;
+  ModelStatus missing;
+  missing.name = "(not listed)";
+  missing.message = "(not listed)";
+  return missing;
 }
 
 // The value of a counter or gauge series of `metrics`, -1 if absent.
@@ -220,11 +225,10 @@ TEST_F(RegistryTest, AModelThatFailsIsReportedAndTheOthersAreServed) {
 
   std::vector<ModelStatus> models = registry->List();
   ASSERT_EQ(models.size(), 2u);
-  const ModelStatus* bad = StatusOf(models, "bad");
-  ASSERT_NE(bad, nullptr);
-  EXPECT_EQ(bad->state, ModelState::kFailed);
-  EXPECT_EQ(bad->served, nullptr);
-  EXPECT_NE(bad->message.find("out of memory"), std::string::npos) << bad->message;
+  const ModelStatus bad = StatusOf(models, "bad");
+  EXPECT_EQ(bad.state, ModelState::kFailed);
+  EXPECT_EQ(bad.served, nullptr);
+  EXPECT_NE(bad.message.find("out of memory"), std::string::npos) << bad.message;
   EXPECT_EQ(
       MetricValue(metrics_, "lowbit_model_loads_total", {{"model", "bad"}, {"result", "failed"}}),
       1);
@@ -440,13 +444,13 @@ TEST_F(RepositoryTest, BrokenModelsAreReportedAndServedOnceFixed) {
   EXPECT_EQ(registry_->default_model(), "good");
   std::vector<ModelStatus> models = registry_->List();
   ASSERT_EQ(models.size(), 3u);
-  EXPECT_EQ(StatusOf(models, "good")->state, ModelState::kReady);
-  const ModelStatus* corrupt = StatusOf(models, "corrupt");
-  EXPECT_EQ(corrupt->state, ModelState::kFailed);
-  EXPECT_NE(corrupt->message.find("model.onnx"), std::string::npos) << corrupt->message;
-  const ModelStatus* badconfig = StatusOf(models, "badconfig");
-  EXPECT_EQ(badconfig->state, ModelState::kFailed);
-  EXPECT_NE(badconfig->message.find("config.pbtxt"), std::string::npos) << badconfig->message;
+  EXPECT_EQ(StatusOf(models, "good").state, ModelState::kReady);
+  const ModelStatus corrupt = StatusOf(models, "corrupt");
+  EXPECT_EQ(corrupt.state, ModelState::kFailed);
+  EXPECT_NE(corrupt.message.find("model.onnx"), std::string::npos) << corrupt.message;
+  const ModelStatus badconfig = StatusOf(models, "badconfig");
+  EXPECT_EQ(badconfig.state, ModelState::kFailed);
+  EXPECT_NE(badconfig.message.find("config.pbtxt"), std::string::npos) << badconfig.message;
   EXPECT_EQ(registry_->Find("corrupt"), nullptr);
   EXPECT_EQ(MetricValue(metrics_, "lowbit_model_loads_total",
                         {{"model", "corrupt"}, {"result", "failed"}}),
@@ -468,7 +472,7 @@ TEST_F(RepositoryTest, BrokenModelsAreReportedAndServedOnceFixed) {
   EXPECT_EQ(fixed["corrupt"].version, 1);
   EXPECT_EQ(fixed["good"].action, ReloadAction::kUnchanged);
   EXPECT_EQ(fixed["badconfig"].action, ReloadAction::kUnchanged);
-  EXPECT_EQ(StatusOf(registry_->List(), "corrupt")->state, ModelState::kReady);
+  EXPECT_EQ(StatusOf(registry_->List(), "corrupt").state, ModelState::kReady);
   ASSERT_TRUE(registry_->Find("corrupt"));
   EXPECT_EQ(registry_->Find("good"), good_v1);
   EXPECT_FALSE(good_v1->retired.load());
@@ -492,11 +496,11 @@ TEST_F(RepositoryTest, AFailedReloadKeepsTheServedVersion) {
   EXPECT_EQ(broken[0].action, ReloadAction::kFailed);
   EXPECT_EQ(broken[0].version, 1);
   EXPECT_FALSE(broken[0].message.empty());
-  EXPECT_EQ(registry_->Find("good"), v1);
+  ASSERT_EQ(registry_->Find("good"), v1);
   EXPECT_FALSE(v1->retired.load());
-  const ModelStatus* status = StatusOf(registry_->List(), "good");
-  EXPECT_EQ(status->state, ModelState::kReady);
-  EXPECT_NE(status->message.find("still served"), std::string::npos) << status->message;
+  const ModelStatus status = StatusOf(registry_->List(), "good");
+  EXPECT_EQ(status.state, ModelState::kReady);
+  EXPECT_NE(status.message.find("still served"), std::string::npos) << status.message;
 
   Link("good", "model.onnx");
   std::vector<ReloadResult> restored = registry_->Reload();
@@ -504,8 +508,9 @@ TEST_F(RepositoryTest, AFailedReloadKeepsTheServedVersion) {
   EXPECT_EQ(restored[0].action, ReloadAction::kReloaded);
   EXPECT_EQ(restored[0].version, 2);
   EXPECT_TRUE(v1->retired.load());
+  ASSERT_TRUE(registry_->Find("good"));
   EXPECT_EQ(registry_->Find("good")->version, 2);
-  EXPECT_TRUE(StatusOf(registry_->List(), "good")->message.empty());
+  EXPECT_TRUE(StatusOf(registry_->List(), "good").message.empty());
 
   // Forced: a new version although nothing changed.
   std::vector<ReloadResult> forced = registry_->Reload("", /*force=*/true);
