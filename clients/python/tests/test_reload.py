@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from conftest import REPO, ServerProcess
+from helpers import DOG, assert_detections
 from lowbit import Client, LowbitError
 from lowbit._proto.v1 import admin_pb2, admin_pb2_grpc, detector_pb2
 
@@ -25,12 +26,12 @@ SOURCE = REPO / "models" / "blazeface"
 MODEL = "blazeface"
 
 
-def add_model(repo: Path, name: str) -> Path:
+def add_model(repo: Path, name: str, source: Path = SOURCE) -> Path:
     directory = repo / name
     directory.mkdir(parents=True)
-    shutil.copyfile(SOURCE / "config.pbtxt", directory / "config.pbtxt")
+    shutil.copyfile(source / "config.pbtxt", directory / "config.pbtxt")
     for file in ("model.onnx", "labels.txt"):
-        (directory / file).symlink_to(SOURCE / file)
+        (directory / file).symlink_to(source / file)
     return directory
 
 
@@ -103,8 +104,8 @@ def wait_for(condition, timeout_s: float, what: str, server: ServerProcess) -> N
 class Load:
     """Threads sending Detect continuously; every outcome counted."""
 
-    def __init__(self, address: str, image: bytes, threads: int = 4) -> None:
-        self.address, self.image = address, image
+    def __init__(self, address: str, image: bytes, threads: int = 4, model: str = MODEL) -> None:
+        self.address, self.image, self.model = address, image, model
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.ok = 0
@@ -115,7 +116,7 @@ class Load:
         with Client(self.address, timeout=30.0) as client:
             while not self.stop.is_set():
                 try:
-                    result = client.detect(self.image, model=MODEL)
+                    result = client.detect(self.image, model=self.model)
                     error = result.error
                 except LowbitError as failure:
                     error = f"{failure}"
@@ -166,6 +167,32 @@ def test_hot_reload_under_load_fails_no_request(tmp_path: Path, repo: Path, dog_
         assert metric(server, "lowbit_model_loads_total", model=MODEL, result="ok") == 6
         # A reload with nothing changed loads nothing.
         assert reload_models(server.address)[MODEL].action == admin_pb2.RELOAD_ACTION_UNCHANGED
+    finally:
+        assert server.terminate() == 0, server.log_tail()
+
+
+def test_nanodet_keeps_answering_while_its_new_version_loads(tmp_path: Path, repo: Path, dog_jpg: Path) -> None:
+    """NanoDet-g takes seconds to compile and warm up: the old version answers meanwhile."""
+    source = REPO / "models" / "nanodet-g"
+    if not (source / "model.onnx").is_file():
+        pytest.fail(f"{source}/model.onnx missing: make it with `deploy/models/fetch-models.sh`", pytrace=False)
+    add_model(repo, "nanodet-g", source)
+    server = start(tmp_path, repo)
+    try:
+        with Load(server.address, dog_jpg.read_bytes(), threads=3, model="nanodet-g") as load:
+            wait_for(lambda: load.answered() >= 5, 60, "5 answers before the reload", server)
+            before = load.answered()
+            results = reload_models(server.address, force=True)
+            during = load.answered() - before
+            assert results["nanodet-g"].action == admin_pb2.RELOAD_ACTION_RELOADED, results["nanodet-g"].message
+            assert results["nanodet-g"].version == 2
+            after = load.answered()
+            wait_for(lambda: load.answered() >= after + 5, 60, "answers from version 2", server)
+        assert load.failures == [], f"{len(load.failures)} failed requests, first: {load.failures[:3]}"
+        print(f"\nanswered {during} during the {results['nanodet-g'].load_ms} ms reload, {load.ok} in all")
+        assert during > 0, f"no answer during the {results['nanodet-g'].load_ms} ms reload"
+        with Client(server.address, timeout=30.0) as client:
+            assert_detections(client.detect(dog_jpg, model="nanodet-g"), DOG)
     finally:
         assert server.terminate() == 0, server.log_tail()
 
