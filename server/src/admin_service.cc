@@ -23,18 +23,14 @@ v1::ReloadAction ToProto(ReloadAction action) {
 
 AdminService::AdminService(ModelRegistry& registry) : registry_(registry) {}
 
-AdminService::~AdminService() {
-  std::lock_guard<std::mutex> lock(mu_);
-  JoinFinished(/*all=*/true);
-}
+AdminService::~AdminService() { reloads_.JoinAll(); }
 
 grpc::ServerUnaryReactor* AdminService::ReloadModels(grpc::CallbackServerContext* context,
                                                      const v1::ReloadModelsRequest* request,
                                                      v1::ReloadModelsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto done = std::make_shared<std::atomic<bool>>(false);
   // `request` and `response` stay valid until Finish.
-  std::thread thread([this, reactor, request, response, done] {
+  reloads_.Start([this, reactor, request, response] {
     for (const ReloadResult& result : registry_.Reload(request->model(), request->force())) {
       v1::ModelReloadResult* out = response->add_results();
       out->set_model(result.model);
@@ -44,23 +40,8 @@ grpc::ServerUnaryReactor* AdminService::ReloadModels(grpc::CallbackServerContext
       out->set_load_ms(result.load_ms);
     }
     reactor->Finish(grpc::Status::OK);
-    done->store(true);
   });
-  std::lock_guard<std::mutex> lock(mu_);
-  JoinFinished(/*all=*/false);
-  running_.push_back(Running{std::move(thread), std::move(done)});
   return reactor;
-}
-
-void AdminService::JoinFinished(bool all) {
-  for (auto it = running_.begin(); it != running_.end();) {
-    if (all || it->done->load()) {
-      it->thread.join();
-      it = running_.erase(it);
-    } else {
-      ++it;
-    }
-  }
 }
 
 }  // namespace lowbit::server

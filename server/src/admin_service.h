@@ -1,14 +1,9 @@
 // lowbit.v1.Admin: model repository control over gRPC (callback API).
 #pragma once
 
-#include <atomic>
-#include <memory>
-#include <mutex>
-#include <thread>
-#include <vector>
-
 #include <grpcpp/grpcpp.h>
 
+#include "background_threads.h"
 #include "lowbit/v1/admin.grpc.pb.h"
 #include "registry.h"
 
@@ -30,15 +25,8 @@ class AdminService final : public v1::Admin::CallbackService {
                                          v1::ReloadModelsResponse* response) override;
 
  private:
-  struct Running {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-  void JoinFinished(bool all);  // mu_ held
-
   ModelRegistry& registry_;
-  std::mutex mu_;
-  std::vector<Running> running_;
+  BackgroundThreads reloads_;  // one per ReloadModels call in progress
 };
 
 // The wire form of a registry's reload action.

@@ -16,22 +16,6 @@ int64_t MillisecondsSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-const char* ActionName(ReloadAction action) {
-  switch (action) {
-    case ReloadAction::kUnchanged:
-      return "unchanged";
-    case ReloadAction::kLoaded:
-      return "loaded";
-    case ReloadAction::kReloaded:
-      return "reloaded";
-    case ReloadAction::kUnloaded:
-      return "unloaded";
-    case ReloadAction::kFailed:
-      return "failed";
-  }
-  return "?";
-}
-
 // Create's and FromSpecs' verdict on the models they loaded.
 Status CheckStartable(const std::vector<ModelStatus>& models, const std::string& default_model,
                       const std::string& source) {
@@ -59,6 +43,22 @@ Status CheckStartable(const std::vector<ModelStatus>& models, const std::string&
 }
 
 }  // namespace
+
+const char* ReloadActionName(ReloadAction action) {
+  switch (action) {
+    case ReloadAction::kUnchanged:
+      return "unchanged";
+    case ReloadAction::kLoaded:
+      return "loaded";
+    case ReloadAction::kReloaded:
+      return "reloaded";
+    case ReloadAction::kUnloaded:
+      return "unloaded";
+    case ReloadAction::kFailed:
+      return "failed";
+  }
+  return "?";
+}
 
 ModelRegistry::ModelRegistry(const RegistryOptions& options, ServerMetrics& metrics, Clock& clock,
                              DecodeBudget* budget)
@@ -233,26 +233,10 @@ void ModelRegistry::Retire(std::shared_ptr<ServedModel> old) {
   // Before its scheduler refuses anything: a front end refused with
   // UNAVAILABLE by a retired version looks the model up again.
   old->retired.store(true);
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  std::thread thread([old = std::move(old), done]() mutable {
+  retirements_.Start([old = std::move(old)]() mutable {
     old->scheduler->Shutdown();  // runs every frame it still holds
     old.reset();                 // possibly the last reference: off its workers
-    done->store(true);
   });
-  std::lock_guard<std::mutex> lock(retiring_mu_);
-  JoinFinishedRetirements(/*all=*/false);
-  retiring_.push_back(Retiring{std::move(thread), std::move(done)});
-}
-
-void ModelRegistry::JoinFinishedRetirements(bool all) {
-  for (auto it = retiring_.begin(); it != retiring_.end();) {
-    if (all || it->done->load()) {
-      it->thread.join();
-      it = retiring_.erase(it);
-    } else {
-      ++it;
-    }
-  }
 }
 
 std::vector<ReloadResult> ModelRegistry::Reload(const std::string& model, bool force) {
@@ -321,7 +305,7 @@ std::vector<ReloadResult> ModelRegistry::Reload(const std::string& model, bool f
     }
     if (result.action != ReloadAction::kUnchanged) {
       spdlog::info("reload: model {} {} (version {} served, {} ms){}{}", name,
-                   ActionName(result.action), result.version, result.load_ms,
+                   ReloadActionName(result.action), result.version, result.load_ms,
                    result.message.empty() ? "" : ": ", result.message);
     }
     results.push_back(std::move(result));
@@ -430,8 +414,7 @@ void ModelRegistry::Shutdown() {
     drains.emplace_back([&served] { served->scheduler->Shutdown(); });
   }
   for (std::thread& drain : drains) drain.join();
-  std::lock_guard<std::mutex> lock(retiring_mu_);
-  JoinFinishedRetirements(/*all=*/true);
+  retirements_.JoinAll();
 }
 
 }  // namespace lowbit::server

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "background_threads.h"
 #include "clock.h"
 #include "lowbit/engine/status.h"
 #include "metrics.h"
@@ -50,6 +51,9 @@ struct ModelStatus {
 };
 
 enum class ReloadAction { kUnchanged, kLoaded, kReloaded, kUnloaded, kFailed };
+
+// "unchanged", "loaded", "reloaded", "unloaded", "failed".
+const char* ReloadActionName(ReloadAction action);
 
 struct ReloadResult {
   std::string model;
@@ -126,11 +130,6 @@ class ModelRegistry {
     std::string directory;                // empty: not from the repository
     std::string fingerprint;              // of the files the last load attempt read
   };
-  struct Retiring {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-
   ModelRegistry(const RegistryOptions& options, ServerMetrics& metrics, Clock& clock,
                 DecodeBudget* budget);
 
@@ -145,7 +144,6 @@ class ModelRegistry {
   // it replaces. reload_mu_ held.
   void Swap(const std::string& name, std::shared_ptr<ServedModel> served);
   void Retire(std::shared_ptr<ServedModel> old);
-  void JoinFinishedRetirements(bool all);
   std::string DefaultNameLocked() const;  // mu_ held
   void PollLoop(std::chrono::milliseconds interval);
   void StopPolling();
@@ -163,8 +161,7 @@ class ModelRegistry {
   mutable std::mutex mu_;                 // Find's lock: held for map look-ups only
   std::map<std::string, Entry> entries_;  // by name
 
-  std::mutex retiring_mu_;
-  std::vector<Retiring> retiring_;
+  BackgroundThreads retirements_;  // one per retired version: its drain
 
   std::mutex poll_mu_;
   std::condition_variable poll_cv_;

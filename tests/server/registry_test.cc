@@ -13,9 +13,8 @@
 #include <random>
 #include <thread>
 
-#include <prometheus/metric_family.h>
-
 #include "fake_backend.h"
+#include "metrics_test_util.h"
 
 namespace lowbit::server {
 namespace {
@@ -23,6 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::FakeBackend;
 using testing::ImageWithId;
+using testing::MetricValue;
 
 // Every outcome, by frame id.
 class Outcomes {
@@ -131,26 +131,6 @@ ModelStatus StatusOf(const std::vector<ModelStatus>& models, const std::string& 
   missing.name = "(not listed)";
   missing.message = "(not listed)";
   return missing;
-}
-
-// The value of a counter or gauge series of `metrics`, -1 if absent.
-double MetricValue(ServerMetrics& metrics, const std::string& family,
-                   const std::map<std::string, std::string>& labels) {
-  for (const prometheus::MetricFamily& collected : metrics.registry()->Collect()) {
-    if (collected.name != family) continue;
-    for (const prometheus::ClientMetric& metric : collected.metric) {
-      std::map<std::string, std::string> found;
-      for (const prometheus::ClientMetric::Label& label : metric.label) {
-        found[label.name] = label.value;
-      }
-      bool match = true;
-      for (const auto& [key, value] : labels) match = match && found[key] == value;
-      if (match)
-        return collected.type == prometheus::MetricType::Counter ? metric.counter.value
-                                                                 : metric.gauge.value;
-    }
-  }
-  return -1;
 }
 
 class RegistryTest : public ::testing::Test {
