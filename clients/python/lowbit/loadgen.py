@@ -160,6 +160,7 @@ def summarize_ms(values: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99/p99.9, mean and max of millisecond samples."""
     ordered = sorted(values)
     out = {f"p{str(p).rstrip('0').rstrip('.')}_ms": percentile(ordered, p / 100.0) for p in PERCENTILES}
+    out["p10_ms"] = percentile(ordered, 0.1)  # least disturbed by other load on a shared machine
     out["mean_ms"] = sum(ordered) / len(ordered) if ordered else math.nan
     out["max_ms"] = ordered[-1] if ordered else math.nan
     return out
@@ -186,6 +187,57 @@ class CpuMeter:
     def cores(self) -> float:
         """Mean cores busy (1.0 = one core all the time)."""
         return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class MachineMeter:
+    """Cores busy over a span (/proc): the whole machine, the server (``pid``) and the rest.
+
+    On a shared machine ``other_cores`` (busy minus server minus this client) says how
+    much of the CPU something else took while the figures were measured.
+    """
+
+    _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, server_pid: Optional[int]) -> None:
+        self.server_pid = server_pid
+        self.figures: dict[str, float] = {}
+
+    @staticmethod
+    def _machine_busy_ticks() -> Optional[int]:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]) - idle
+
+    def _process_ticks(self) -> Optional[int]:
+        if self.server_pid is None:
+            return None
+        try:
+            text = Path(f"/proc/{self.server_pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def __enter__(self) -> "MachineMeter":
+        self._wall = time.perf_counter()
+        self._machine, self._server = self._machine_busy_ticks(), self._process_ticks()
+        self._client = CpuMeter._cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._wall
+        machine, server = self._machine_busy_ticks(), self._process_ticks()
+        if wall <= 0 or machine is None or self._machine is None:
+            return
+        busy = (machine - self._machine) / self._TICKS / wall
+        client = (CpuMeter._cpu() - self._client) / wall
+        self.figures = {"machine_busy_cores": busy, "client_cores": client}
+        if server is not None and self._server is not None:
+            served = (server - self._server) / self._TICKS / wall
+            self.figures.update(server_cores=served, other_cores=max(0.0, busy - served - client))
 
 
 class RssSampler:
@@ -331,7 +383,7 @@ async def _closed_level(address: str, requests: list[detector_pb2.DetectRequest]
                           f"errors {sum(errors.values())}{memory}")
 
         ticking = asyncio.ensure_future(_ticker(0.5, tick))
-        with CpuMeter() as cpu:
+        with CpuMeter() as cpu, MachineMeter(rss.pid) as machine:
             await asyncio.gather(*(worker(k) for k in range(concurrency)))
         ticking.cancel()
         progress.done()
@@ -346,6 +398,7 @@ async def _closed_level(address: str, requests: list[detector_pb2.DetectRequest]
         "batch_sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
         "client_cpu_cores": cpu.cores,
         "client_cpu_ms_per_call": 1000.0 * cpu.cpu_s / max(1, len(latencies_ms) + sum(errors.values())),
+        "cpu": machine.figures,
     }
     return result
 
@@ -574,7 +627,7 @@ async def _open_loop(address: str, frames: Frames, options: OpenLoopOptions, pro
                 f"age p50 {percentile(recent, 0.5):6.1f} ms{memory}")
 
         ticking = asyncio.ensure_future(_ticker(0.5, tick))
-        with CpuMeter() as cpu:
+        with CpuMeter() as cpu, MachineMeter(rss.pid) as machine:
             await asyncio.gather(*(run_stream(members) for members in _camera_streams(options)))
         ticking.cancel()
         progress.done()
@@ -615,6 +668,7 @@ async def _open_loop(address: str, frames: Frames, options: OpenLoopOptions, pro
         "send_lateness": summarize_ms(late_ms),
         "client_cpu_cores": cpu.cores,
         "client_cpu_ms_per_frame": 1000.0 * cpu.cpu_s / max(1, sent),
+        "cpu": machine.figures,
     }
 
 
@@ -672,16 +726,23 @@ def _ms(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
+def _cores(cpu: dict[str, float]) -> str:
+    if "server_cores" not in cpu:
+        return "-"
+    return f"{cpu['server_cores']:.2f} / {cpu['other_cores']:.2f}"
+
+
 def format_closed(levels: list[dict[str, Any]]) -> str:
     lines = ["closed loop (unary Detect, N in flight)",
              f"  {'N':>3} {'fps':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'p99.9':>8} {'errors':>7}  "
-             f"{'client cpu/call':>15}  batches"]
+             f"{'client cpu/call':>15}  {'cores: server/other':>19}  batches"]
     for level in levels:
         errors = sum(level["errors"].values())
         lines.append(
             f"  {level['concurrency']:>3} {level['throughput_fps']:>7.1f} {_ms(level['p50_ms']):>8} "
             f"{_ms(level['p90_ms']):>8} {_ms(level['p99_ms']):>8} {_ms(level['p99.9_ms']):>8} {errors:>7}  "
-            f"{level['client_cpu_ms_per_call']:>12.2f} ms  {level['batch_sizes']}")
+            f"{level['client_cpu_ms_per_call']:>12.2f} ms  {_cores(level.get('cpu', {})):>19}  "
+            f"{level['batch_sizes']}")
     return "\n".join(lines) + "\n  (latency in ms)"
 
 
@@ -708,7 +769,8 @@ def format_open(result: dict[str, Any]) -> str:
         f"({min(result['answered_per_camera'].values(), default=0)}..{max(result['answered_per_camera'].values(), default=0)})"
         f"  batches {result['batch_sizes']}",
         f"  client: {result['client_cpu_cores'] * 100:.0f}% of a core, {result['client_cpu_ms_per_frame']:.2f} ms CPU "
-        f"per frame, send lateness p99 {_ms(result['send_lateness']['p99_ms'])} ms",
+        f"per frame, send lateness p99 {_ms(result['send_lateness']['p99_ms'])} ms; cores busy: server/other "
+        f"{_cores(result.get('cpu', {}))}",
     ]
     if rss:
         lines.append(f"  server RSS MB: start {rss['start_mb']:.0f}  peak {rss['peak_mb']:.0f}  end {rss['end_mb']:.0f}")
@@ -721,6 +783,7 @@ def format_in_process(result: dict[str, Any]) -> str:
     stages = result["stages_p50_ms"]
     return (f"in-process ({result['frames']} frames {result['image_width']}x{result['image_height']}, "
             f"{result['threads']} thread, {result['runs']} runs): p50 {result['p50_ms']:.1f} ms  "
+            f"p10 {result.get('p10_ms', math.nan):.1f} ms  "
             f"p99 {result['p99_ms']:.1f} ms  (decode {stages['decode']:.1f}, pre-process {stages['preprocess']:.1f}, "
             f"inference {stages['inference']:.1f}, post-process {stages['postprocess']:.1f})")
 
