@@ -16,9 +16,10 @@ bool ServiceTimeEstimator::Record(int batch_size, int64_t service_us) {
   window.count = std::min(window.count + 1, kWindow);
   std::array<int64_t, kWindow> sorted = window.samples;
   std::sort(sorted.begin(), sorted.begin() + window.count);
-  // Rank ceil(0.9 * count), 1-based: the maximum while count < 10.
-  const int rank = (9 * window.count + 9) / 10;
-  const int64_t estimate = sorted[rank - 1];
+  // 1-based ranks ceil(0.9 n) (the maximum while n < 10) and ceil(0.5 n).
+  const int64_t p90 = sorted[(9 * window.count + 9) / 10 - 1];
+  const int64_t p50 = sorted[(window.count + 1) / 2 - 1];
+  const int64_t estimate = p90 + (p90 - p50);
   const bool changed = estimate != window.estimate;
   window.estimate = estimate;
   return changed;
@@ -62,7 +63,8 @@ BatchDecision ChooseBatch(const BatchPolicyInput& input) {
     oldest[b - 1] = age;
   }
   auto service = [&](int b) { return std::max<int64_t>(input.service->Estimate(b), 1); };
-  auto fits = [&](int b) { return oldest[b - 1] + service(b) <= input.objective_us; };
+  const int64_t objective = input.objective_us;
+  auto fits = [&](int b) { return oldest[b - 1] + service(b) <= objective; };
 
   int target = 0;      // best fitting size over 1..max_batch
   int best_ready = 0;  // best fitting size over 1..waiting
@@ -94,7 +96,7 @@ BatchDecision ChooseBatch(const BatchPolicyInput& input) {
   }
   // The target needs frames that have not arrived. Wait while it still fits
   // (its oldest frame ages) and the batch timeout allows.
-  const int64_t fits_for = input.objective_us - service(target) - oldest[target - 1];
+  const int64_t fits_for = objective - service(target) - oldest[target - 1];
   const int64_t timeout_left = input.batch_timeout_us - input.waited_us;
   const int64_t wait = std::min(fits_for, timeout_left);
   if (!input.flush && wait > 0) {

@@ -239,7 +239,8 @@ class Scheduler::Impl {
 
   // With mu_ held: moves expired and cancelled frames to `dropped`.
   void SweepLocked(Clock::TimePoint now, std::vector<Completion>* dropped);
-  void RemoveSlotLocked(std::list<Slot>::iterator slot);
+  // With mu_ held: removes a waiting slot and returns its frame.
+  Pending TakeSlotLocked(std::list<Slot>::iterator slot);
   void NoteCameraLocked(Clock::TimePoint now, const std::string* camera);
   // With mu_ held: the batcher sleeps until `deadline` or a notification.
   void WaitLocked(std::unique_lock<std::mutex>& lock, Clock::TimePoint deadline);
@@ -338,7 +339,7 @@ Status Scheduler::Impl::Submit(FrameRequest&& request) {
     frame.arrival = request.received == Clock::TimePoint{} ? now : request.received;
     frame.queued_bytes = bytes;
     frame.request = std::move(request);
-    const std::string& camera = frame.request.camera_id;
+    const std::string camera = frame.request.camera_id;  // a copy: `frame` moves below
     if (!camera.empty()) {
       std::lock_guard<std::mutex> order_lock(delivery_mu_);
       frame.sequence = camera_order_[camera].next_to_assign++;
@@ -379,11 +380,13 @@ void Scheduler::Impl::Shutdown() {
   }
 }
 
-void Scheduler::Impl::RemoveSlotLocked(std::list<Slot>::iterator slot) {
+Pending Scheduler::Impl::TakeSlotLocked(std::list<Slot>::iterator slot) {
   queued_bytes_ -= slot->frame.queued_bytes;
   const std::string& camera = slot->frame.request.camera_id;
   if (!camera.empty()) camera_slots_.erase(camera);
+  Pending frame = std::move(slot->frame);
   slots_.erase(slot);
+  return frame;
 }
 
 void Scheduler::Impl::SweepLocked(Clock::TimePoint now, std::vector<Completion>* dropped) {
@@ -404,13 +407,8 @@ void Scheduler::Impl::SweepLocked(Clock::TimePoint now, std::vector<Completion>*
     FrameOutcome outcome;
     outcome.status = DropStatus(reason, model_, request.camera_id);
     outcome.dropped = reason;
-    dropped->push_back({std::move(slot->frame), std::move(outcome)});
     auto next = std::next(slot);
-    // The moved-from frame still names its camera: take it from the copy.
-    const std::string& camera = dropped->back().frame.request.camera_id;
-    queued_bytes_ -= dropped->back().frame.queued_bytes;
-    if (!camera.empty()) camera_slots_.erase(camera);
-    slots_.erase(slot);
+    dropped->push_back({TakeSlotLocked(slot), std::move(outcome)});
     slot = next;
   }
 }
@@ -510,8 +508,7 @@ void Scheduler::Impl::BatcherLoop() {
         if (!budget_->TryAcquire(decoded)) break;
         frame.reserved_bytes = decoded;
       }
-      batch.push_back(std::move(frame));
-      RemoveSlotLocked(slots_.begin());
+      batch.push_back(TakeSlotLocked(slots_.begin()));
     }
     if (batch.empty()) {
       // Not even the oldest frame fits: wait for a Release (or a deadline).
@@ -637,14 +634,16 @@ void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& 
     if (request.want_raw_outputs) result.raw_outputs = session.RawOutputs(static_cast<int>(k));
     result.timings.postprocess_us = MicrosecondsBetween(postprocess_start, clock_->Now());
     decoded[runnable[k]] = engine::Image();  // pixels freed before the budget is released
+    if (k + 1 == runnable.size()) {
+      // The batch's work is done: its service time counts before the last
+      // answer, so whoever sees that answer sees the estimate updated.
+      const int64_t service_us = MicrosecondsBetween(started, clock_->Now()) - delivery_us;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (estimator_.Record(batch_size, service_us) && listener_) {
+        listener_->OnServiceTime(batch_size, estimator_.Estimate(batch_size));
+      }
+    }
     finish(frame, std::move(outcome));
-  }
-  if (!status.ok()) return;
-
-  const int64_t service_us = MicrosecondsBetween(started, clock_->Now()) - delivery_us;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (estimator_.Record(batch_size, service_us) && listener_) {
-    listener_->OnServiceTime(batch_size, estimator_.Estimate(batch_size));
   }
 }
 

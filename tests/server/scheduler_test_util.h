@@ -187,8 +187,7 @@ inline FrameRequest Request(int id, CompletionCallback done, float score_thresho
 }
 
 // An encoded frame "<id>" whose header claims `width` x `height` pixels.
-inline FrameRequest EncodedRequest(int id, CompletionCallback done, int width = 8,
-                                   int height = 8) {
+inline FrameRequest EncodedRequest(int id, CompletionCallback done, int width = 8, int height = 8) {
   FrameRequest request;
   request.payload.kind = FramePayload::Kind::kEncoded;
   request.payload.encoded = std::to_string(id);
@@ -209,8 +208,8 @@ inline std::unique_ptr<Scheduler> MakeScheduler(const FakeBackend& backend,
                                                 SchedulerListener* listener = nullptr,
                                                 DecodeBudget* budget = nullptr,
                                                 FrameDecoder decoder = nullptr) {
-  StatusOr<std::unique_ptr<Scheduler>> scheduler = Scheduler::Create(
-      "fake", backend, options, clock, listener, budget, std::move(decoder));
+  StatusOr<std::unique_ptr<Scheduler>> scheduler =
+      Scheduler::Create("fake", backend, options, clock, listener, budget, std::move(decoder));
   if (!scheduler.ok()) return nullptr;
   return std::move(scheduler).value();
 }

@@ -1,0 +1,443 @@
+// Scheduler with a fake engine, a fake clock and a counting decoder: what
+// happens to a frame before it is computed. Admission before decode,
+// deadlines and cancellation (never decoded nor run), latest frame wins per
+// camera (slot order, per-camera order, fairness), the decode budget.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "fake_backend.h"
+#include "fake_clock.h"
+#include "scheduler.h"
+#include "scheduler_test_util.h"
+
+namespace lowbit::server {
+namespace {
+
+using std::chrono::microseconds;
+using testing::Batches;
+using testing::CameraRequest;
+using testing::Completions;
+using testing::CountingDecoder;
+using testing::EncodedRequest;
+using testing::FakeBackend;
+using testing::FakeClock;
+using testing::MakeScheduler;
+using testing::Options;
+using testing::RecordingListener;
+using testing::Request;
+
+TEST(SchedulerFramesTest, FrameWhoseDeadlineHasPassedIsRefusedAtAdmission) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  CountingDecoder decoder;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 1, microseconds(0)), &clock, &listener,
+                                 nullptr, decoder.decoder());
+  FrameRequest late = EncodedRequest(1, done.For(1));
+  late.deadline = clock.Now();
+  Status refused = scheduler->Submit(std::move(late));
+  EXPECT_EQ(refused.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(listener.Dropped(DropReason::kDeadline), 1);
+  EXPECT_TRUE(static_cast<bool>(late.on_complete));  // left as it was
+  EXPECT_EQ(late.payload.encoded, "1");
+
+  FrameRequest stale = EncodedRequest(2, done.For(2));
+  stale.deadline = clock.Now() - microseconds(1);
+  stale.deadline_reason = DropReason::kStale;
+  refused = scheduler->Submit(std::move(stale));
+  EXPECT_EQ(refused.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_NE(refused.message().find("max age"), std::string::npos);
+  EXPECT_EQ(listener.Dropped(DropReason::kStale), 1);
+
+  scheduler->Shutdown();
+  EXPECT_EQ(decoder.calls(), 0);
+  EXPECT_EQ(backend.frames_run(), 0);
+  EXPECT_EQ(done.total(), 0);
+}
+
+TEST(SchedulerFramesTest, ExpiredFramesAreAnsweredAtTheirDeadlineNeverDecodedNorRun) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  CountingDecoder decoder;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, &listener,
+                                 nullptr, decoder.decoder());
+  backend.CloseGate();
+  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
+  backend.AwaitBlockedRuns(1);  // the only worker is busy from here on
+
+  FrameRequest deadline = EncodedRequest(2, done.For(2));
+  deadline.deadline = clock.Now() + microseconds(1000);
+  FrameRequest stale = EncodedRequest(3, done.For(3));
+  stale.deadline = clock.Now() + microseconds(1500);
+  stale.deadline_reason = DropReason::kStale;
+  ASSERT_TRUE(scheduler->Submit(std::move(deadline)).ok());
+  ASSERT_TRUE(scheduler->Submit(std::move(stale)).ok());
+  ASSERT_TRUE(scheduler->Submit(EncodedRequest(4, done.For(4))).ok());
+
+  clock.Advance(microseconds(1000));
+  done.AwaitTotal(1);  // at its deadline, while the worker is still busy
+  FrameOutcome outcome = done.OutcomeFor(2);
+  EXPECT_EQ(outcome.status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(outcome.dropped, DropReason::kDeadline);
+  EXPECT_NE(outcome.status.message().find("deadline"), std::string::npos);
+  EXPECT_EQ(done.CountFor(3), 0);
+
+  clock.Advance(microseconds(500));
+  done.AwaitTotal(2);
+  outcome = done.OutcomeFor(3);
+  EXPECT_EQ(outcome.status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(outcome.dropped, DropReason::kStale);
+  EXPECT_NE(outcome.status.message().find("frame older than its max age"), std::string::npos);
+  EXPECT_EQ(scheduler->queue_depth(), 1);
+
+  backend.OpenGate();
+  done.AwaitTotal(4);
+  EXPECT_TRUE(done.OutcomeFor(4).status.ok());
+  EXPECT_EQ(backend.batches(), (Batches{{100}, {4}}));
+  EXPECT_EQ(decoder.calls(), 1);  // frame 4 only
+  EXPECT_EQ(listener.Dropped(DropReason::kDeadline), 1);
+  EXPECT_EQ(listener.Dropped(DropReason::kStale), 1);
+}
+
+TEST(SchedulerFramesTest, CancelledFramesAreDroppedNeverDecodedNorRun) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  CountingDecoder decoder;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, &listener,
+                                 nullptr, decoder.decoder());
+  backend.CloseGate();
+  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
+  backend.AwaitBlockedRuns(1);
+  std::atomic<bool> gone{false};
+  FrameRequest cancelled = EncodedRequest(2, done.For(2));
+  cancelled.cancelled = [&gone] { return gone.load(); };
+  ASSERT_TRUE(scheduler->Submit(std::move(cancelled)).ok());
+  ASSERT_TRUE(scheduler->Submit(EncodedRequest(3, done.For(3))).ok());
+  gone = true;  // the client went away while the frame waited
+  backend.OpenGate();
+  done.AwaitTotal(3);
+  FrameOutcome outcome = done.OutcomeFor(2);
+  EXPECT_EQ(outcome.status.code(), StatusCode::kCancelled);
+  EXPECT_EQ(outcome.dropped, DropReason::kCancelled);
+  EXPECT_TRUE(done.OutcomeFor(3).status.ok());
+  EXPECT_EQ(backend.batches(), (Batches{{100}, {3}}));
+  EXPECT_EQ(decoder.calls(), 1);
+  EXPECT_EQ(listener.Dropped(DropReason::kCancelled), 1);
+}
+
+TEST(SchedulerFramesTest, RefusedFramesAreNeverDecoded) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  CountingDecoder decoder;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 1, microseconds(0), /*capacity=*/2), &clock,
+                                 &listener, nullptr, decoder.decoder());
+  backend.CloseGate();
+  ASSERT_TRUE(scheduler->Submit(EncodedRequest(1, done.For(1))).ok());
+  backend.AwaitBlockedRuns(1);
+  ASSERT_TRUE(scheduler->Submit(EncodedRequest(2, done.For(2))).ok());
+  ASSERT_TRUE(scheduler->Submit(EncodedRequest(3, done.For(3))).ok());
+  for (int id = 4; id <= 20; ++id) {
+    EXPECT_EQ(scheduler->Submit(EncodedRequest(id, done.For(id))).code(),
+              StatusCode::kResourceExhausted);
+  }
+  EXPECT_EQ(decoder.calls(), 1);
+  backend.OpenGate();
+  done.AwaitTotal(3);
+  scheduler->Shutdown();
+  EXPECT_EQ(scheduler->Submit(EncodedRequest(21, done.For(21))).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(decoder.calls(), 3);  // exactly the frames computed
+  EXPECT_EQ(backend.frames_run(), 3);
+  EXPECT_EQ(listener.Dropped(DropReason::kQueueFull), 17);
+  EXPECT_EQ(listener.Dropped(DropReason::kShuttingDown), 1);
+  EXPECT_EQ(done.total(), 3);
+}
+
+TEST(SchedulerFramesTest, LatestFrameWinsAndKeepsItsCamerasPlace) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  Completions done;
+  auto scheduler =
+      MakeScheduler(backend, Options(1, 4, microseconds(0), /*capacity=*/3), &clock, &listener);
+  backend.CloseGate();
+  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
+  backend.AwaitBlockedRuns(1);
+  // Slots in order: a, b, c. Newer frames replace a's and b's waiting ones.
+  const std::vector<std::pair<int, std::string>> frames = {{1, "a"}, {2, "b"}, {3, "a"},
+                                                           {4, "c"}, {5, "a"}, {6, "b"}};
+  for (const auto& [id, camera] : frames) {
+    ASSERT_TRUE(scheduler->Submit(CameraRequest(id, camera, done.For(id))).ok()) << id;
+  }
+  EXPECT_EQ(scheduler->queue_depth(), 3);
+  // The queue is full, but a camera's newer frame still replaces its own.
+  EXPECT_EQ(scheduler->Submit(CameraRequest(7, "d", done.For(7))).code(),
+            StatusCode::kResourceExhausted);
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(8, "c", done.For(8))).ok());
+  done.AwaitTotal(4);  // 1, 2, 3, 4 superseded, answered without waiting for the engine
+  for (int id : {1, 2, 3, 4}) {
+    FrameOutcome outcome = done.OutcomeFor(id);
+    EXPECT_EQ(outcome.status.code(), StatusCode::kAborted) << id;
+    EXPECT_EQ(outcome.dropped, DropReason::kSuperseded) << id;
+  }
+  EXPECT_EQ(listener.Dropped(DropReason::kSuperseded), 4);
+  backend.OpenGate();
+  done.AwaitTotal(8);
+  EXPECT_EQ(backend.batches(), (Batches{{100}, {5, 6, 8}}));
+  EXPECT_EQ(done.CountFor(7), 0);
+}
+
+TEST(SchedulerFramesTest, ACamerasAnswersKeepItsOrderAcrossWorkers) {
+  FakeClock clock;
+  FakeBackend backend;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(2, 4, microseconds(0)), &clock);
+  backend.HoldFrame(1);
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(1, "a", done.For(1))).ok());
+  backend.AwaitBlockedRuns(1);
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(2, "a", done.For(2))).ok());
+  ASSERT_TRUE(scheduler->Submit(Request(3, done.For(3))).ok());
+  // Frames 2 and 3 are computed on the other worker while frame 1 is still
+  // held; frame 3, of no camera, is answered...
+  done.AwaitTotal(1);
+  EXPECT_EQ(done.order(), (std::vector<int>{3}));
+  const Batches batches = backend.batches();
+  ASSERT_GE(batches.size(), 2u);
+  EXPECT_EQ(batches[1][0], 2);
+  backend.ReleaseFrame(1);
+  done.AwaitTotal(3);
+  // ...but frame 2 only after frame 1.
+  EXPECT_EQ(done.order(), (std::vector<int>{3, 1, 2}));
+}
+
+TEST(SchedulerFramesTest, ASupersededFrameIsReportedAfterItsCamerasEarlierAnswer) {
+  FakeClock clock;
+  FakeBackend backend;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock);
+  backend.HoldFrame(1);
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(1, "a", done.For(1))).ok());
+  backend.AwaitBlockedRuns(1);
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(2, "a", done.For(2))).ok());
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(3, "a", done.For(3))).ok());
+  EXPECT_EQ(done.total(), 0);  // 2 is dropped, but reported after 1
+  backend.ReleaseFrame(1);
+  done.AwaitTotal(3);
+  EXPECT_EQ(done.order(), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(done.OutcomeFor(2).dropped, DropReason::kSuperseded);
+  EXPECT_EQ(backend.batches(), (Batches{{1}, {3}}));
+}
+
+// One camera sends ten times as many frames as each of three others, far
+// more than the engine can take: every camera gets the same share of the
+// answers, and each camera's frames are computed and answered in order.
+TEST(SchedulerFramesTest, ABusyCameraCannotStarveTheOthers) {
+  constexpr int kRuns = 300;
+  FakeClock clock;
+  FakeBackend backend;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 2, microseconds(0)), &clock);
+  std::mutex mu;
+  std::map<int, std::string> camera_of;
+  std::atomic<int> next_id{1};
+  std::atomic<int> submitted{0};
+  std::atomic<int> runs{0};
+  // Held across Submit: ids follow submission order, camera by camera.
+  auto submit = [&](const std::string& camera) {
+    std::lock_guard<std::mutex> lock(mu);
+    const int id = next_id++;
+    camera_of[id] = camera;
+    if (scheduler->Submit(CameraRequest(id, camera, done.For(id))).ok()) ++submitted;
+  };
+  auto arrivals = [&] {
+    for (int i = 0; i < 10; ++i) {
+      submit("busy");
+      if (i % 3 == 0 && i / 3 < 3) submit("quiet" + std::to_string(i / 3));
+    }
+  };
+  // Each engine call sees 13 new frames arrive: 10 of "busy", one per quiet
+  // camera; it takes two.
+  backend.OnRun([&](const std::vector<int>&) {
+    if (++runs <= kRuns) arrivals();
+  });
+  arrivals();
+  backend.AwaitFinishedRuns(kRuns);
+  done.AwaitTotal(submitted.load());
+  scheduler->Shutdown();
+
+  std::map<std::string, int> computed;
+  std::map<std::string, int> last_computed;
+  for (const std::vector<int>& batch : backend.batches()) {
+    for (int id : batch) {
+      const std::string& camera = camera_of.at(id);
+      ++computed[camera];
+      EXPECT_GT(id, last_computed[camera]) << camera;  // computed in order
+      last_computed[camera] = id;
+    }
+  }
+  std::map<std::string, int> last_answered;
+  for (int id : done.order()) {
+    const std::string& camera = camera_of.at(id);
+    EXPECT_GT(id, last_answered[camera]) << camera;  // answered in order
+    last_answered[camera] = id;
+  }
+  ASSERT_EQ(computed.size(), 4u);
+  int least = computed.begin()->second;
+  int most = least;
+  for (const auto& [camera, count] : computed) {
+    least = std::min(least, count);
+    most = std::max(most, count);
+  }
+  EXPECT_GE(least, 100);
+  EXPECT_GE(static_cast<double>(least), 0.8 * most)
+      << "busy " << computed["busy"] << ", quiet0 " << computed["quiet0"];
+}
+
+TEST(SchedulerFramesTest, DecodeBudgetIsNeverExceeded) {
+  constexpr int64_t kFrameBytes = 3 * 10 * 10;
+  FakeClock clock;
+  FakeBackend backend;
+  DecodeBudget budget(2 * kFrameBytes);
+  CountingDecoder decoder(&budget);
+  RecordingListener listener;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(2, 4, microseconds(0)), &clock, &listener,
+                                 &budget, decoder.decoder());
+  backend.CloseGate();
+  for (int id = 1; id <= 12; ++id) {
+    ASSERT_TRUE(scheduler->Submit(EncodedRequest(id, done.For(id), 10, 10)).ok());
+  }
+  // Two frames' pixels are reserved (in one batch or two), then no more.
+  for (int i = 0; i < 1000 && budget.in_use() < 2 * kFrameBytes; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(budget.in_use(), 2 * kFrameBytes);
+  backend.OpenGate();
+  done.AwaitTotal(12);
+  scheduler->Shutdown();
+  for (int id = 1; id <= 12; ++id) EXPECT_TRUE(done.OutcomeFor(id).status.ok()) << id;
+  EXPECT_EQ(decoder.calls(), 12);
+  EXPECT_GT(decoder.max_in_use(), 0);
+  EXPECT_LE(decoder.max_in_use(), budget.capacity());
+  for (int size : listener.batch_sizes()) EXPECT_LE(size, 2);
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST(SchedulerFramesTest, BatcherWaitsForTheBudgetAndImagesNeedNone) {
+  constexpr int64_t kFrameBytes = 3 * 10 * 10;
+  FakeClock clock;
+  FakeBackend backend;
+  DecodeBudget budget(kFrameBytes);
+  CountingDecoder decoder(&budget);
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, nullptr, &budget,
+                                 decoder.decoder());
+  ASSERT_TRUE(budget.TryAcquire(kFrameBytes));  // another model's frame is decoding
+  ASSERT_TRUE(scheduler->Submit(EncodedRequest(1, done.For(1), 10, 10)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(done.total(), 0);
+  EXPECT_EQ(decoder.calls(), 0);
+  EXPECT_EQ(scheduler->queue_depth(), 1);
+  budget.Release(kFrameBytes);
+  done.AwaitTotal(1);
+  EXPECT_TRUE(done.OutcomeFor(1).status.ok());
+  EXPECT_EQ(budget.in_use(), 0);
+
+  // Decoded pixels take no budget, even while it is exhausted.
+  ASSERT_TRUE(budget.TryAcquire(kFrameBytes));
+  ASSERT_TRUE(scheduler->Submit(Request(2, done.For(2))).ok());
+  done.AwaitTotal(2);
+  budget.Release(kFrameBytes);
+  EXPECT_EQ(backend.batches(), (Batches{{1}, {2}}));
+}
+
+TEST(SchedulerFramesTest, AFrameLargerThanTheWholeBudgetIsRefused) {
+  FakeClock clock;
+  FakeBackend backend;
+  DecodeBudget budget(3 * 10 * 10);
+  CountingDecoder decoder(&budget);
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, nullptr, &budget,
+                                 decoder.decoder());
+  FrameRequest huge = EncodedRequest(1, done.For(1), 5792, 5792);
+  Status refused = scheduler->Submit(std::move(huge));
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("decode budget"), std::string::npos);
+  EXPECT_TRUE(static_cast<bool>(huge.on_complete));
+  scheduler->Shutdown();
+  EXPECT_EQ(decoder.calls(), 0);
+  EXPECT_EQ(done.total(), 0);
+}
+
+TEST(SchedulerFramesTest, AFrameThatFailsToDecodeIsAnsweredAndTheRestRun) {
+  FakeClock clock;
+  FakeBackend backend;
+  DecodeBudget budget(1 << 20);
+  CountingDecoder decoder(&budget);
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 3, microseconds(0)), &clock, nullptr, &budget,
+                                 decoder.decoder());
+  backend.CloseGate();
+  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
+  backend.AwaitBlockedRuns(1);
+  FrameRequest bad = EncodedRequest(2, done.For(2));
+  bad.payload.encoded = "bad";
+  ASSERT_TRUE(scheduler->Submit(EncodedRequest(1, done.For(1))).ok());
+  ASSERT_TRUE(scheduler->Submit(std::move(bad)).ok());
+  ASSERT_TRUE(scheduler->Submit(EncodedRequest(3, done.For(3))).ok());
+  backend.OpenGate();
+  done.AwaitTotal(4);
+  FrameOutcome failed = done.OutcomeFor(2);
+  EXPECT_EQ(failed.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(failed.status.message().find("corrupt JPEG data"), std::string::npos);
+  EXPECT_EQ(failed.dropped, DropReason::kNone);
+  EXPECT_EQ(backend.batches(), (Batches{{100}, {1, 3}}));
+  EXPECT_EQ(done.OutcomeFor(1).result.batch_size, 2);
+  EXPECT_EQ(done.OutcomeFor(3).result.image_width, 3);
+  scheduler->Shutdown();
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST(SchedulerFramesTest, ActiveCamerasAreThoseOfTheLastTenSeconds) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  Completions done;
+  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, &listener);
+  auto await_active = [&](int count) {
+    for (int i = 0; i < 1000 && listener.active_cameras() != count; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return listener.active_cameras();
+  };
+  int id = 1;
+  for (const char* camera : {"a", "b", "c"}) {
+    ASSERT_TRUE(scheduler->Submit(CameraRequest(id, camera, done.For(id))).ok());
+    ++id;
+  }
+  ASSERT_TRUE(scheduler->Submit(Request(id, done.For(id))).ok());  // no camera
+  EXPECT_EQ(listener.active_cameras(), 3);
+  done.AwaitTotal(4);
+  clock.Advance(std::chrono::seconds(5));
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(10, "a", done.For(10))).ok());
+  EXPECT_EQ(listener.active_cameras(), 3);
+  clock.Advance(std::chrono::seconds(6));  // b and c last sent 11 s ago
+  EXPECT_EQ(await_active(1), 1);
+  clock.Advance(std::chrono::seconds(5));
+  EXPECT_EQ(await_active(0), 0);
+}
+
+}  // namespace
+}  // namespace lowbit::server
