@@ -123,9 +123,9 @@ StatusOr<std::shared_ptr<ServedModel>> ModelRegistry::Build(ModelSpec spec) {
 
 ReloadResult ModelRegistry::Install(ModelSpec spec) {
   std::lock_guard<std::mutex> reload_lock(reload_mu_);
-  ReloadResult result;
-  result.model = spec.name;
   if (shut_down_) {
+    ReloadResult result;
+    result.model = spec.name;
     result.action = ReloadAction::kFailed;
     result.message = "the registry is shut down";
     return result;
@@ -133,99 +133,76 @@ ReloadResult ModelRegistry::Install(ModelSpec spec) {
   const auto start = std::chrono::steady_clock::now();
   const std::string name = spec.name;
   StatusOr<std::shared_ptr<ServedModel>> built = Build(std::move(spec));
-  result.load_ms = MillisecondsSince(start);
-  if (!built.ok()) {
-    result.message = built.status().ToString();
-    spdlog::error("model {} failed to load: {}", name, result.message);
-    metrics_.RecordModelLoad(name, false);
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry& entry = entries_[name];
-    entry.message = result.message;
-    result.action = ReloadAction::kFailed;
-    result.version = entry.served ? entry.served->version : 0;
-    if (!entry.served) metrics_.SetModelReady(name, false);
-    return result;
-  }
-  metrics_.RecordModelLoad(name, true);
-  result.version = (*built)->version;
-  bool replaced = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = entries_.find(name);
-    replaced = it != entries_.end() && it->second.served;
-    if (it != entries_.end()) it->second.message.clear();
-  }
-  Swap(name, std::move(built).value());
-  metrics_.SetModelReady(name, true);
-  result.action = replaced ? ReloadAction::kReloaded : ReloadAction::kLoaded;
-  return result;
+  return Publish(name, std::move(built), "", "", MillisecondsSince(start));
 }
 
 ReloadResult ModelRegistry::LoadAndSwap(const std::string& name, const std::string& directory,
                                         const std::string& fingerprint) {
-  ReloadResult result;
-  result.model = name;
   const auto start = std::chrono::steady_clock::now();
   StatusOr<ModelSpec> spec = LoadModelDirectory(directory);
   StatusOr<std::shared_ptr<ServedModel>> built =
       spec.ok() ? Build(std::move(spec).value())
                 : StatusOr<std::shared_ptr<ServedModel>>(spec.status());
-  result.load_ms = MillisecondsSince(start);
-
-  if (!built.ok()) {
-    result.action = ReloadAction::kFailed;
-    result.message = built.status().ToString();
-    metrics_.RecordModelLoad(name, false);
-    std::shared_ptr<ServedModel> current;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      Entry& entry = entries_[name];
-      entry.directory = directory;
-      entry.fingerprint = fingerprint;
-      current = entry.served;
-      entry.message = current ? "reload failed, version " + std::to_string(current->version) +
-                                    " still served: " + result.message
-                              : result.message;
-    }
-    if (current) {
-      result.version = current->version;
-      spdlog::error("model {} ({}) failed to reload, version {} stays served: {}", name, directory,
-                    current->version, result.message);
-    } else {
-      spdlog::error("model {} ({}) failed to load: {}", name, directory, result.message);
-      metrics_.SetModelReady(name, false);
-    }
-    return result;
-  }
-
-  metrics_.RecordModelLoad(name, true);
-  result.version = (*built)->version;
-  bool replaced = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry& entry = entries_[name];
-    entry.directory = directory;
-    entry.fingerprint = fingerprint;
-    entry.message.clear();
-    replaced = entry.served != nullptr;
-  }
-  Swap(name, std::move(built).value());
-  metrics_.SetModelReady(name, true);
-  result.action = replaced ? ReloadAction::kReloaded : ReloadAction::kLoaded;
-  return result;
+  return Publish(name, std::move(built), directory, fingerprint, MillisecondsSince(start));
 }
 
-void ModelRegistry::Swap(const std::string& name, std::shared_ptr<ServedModel> served) {
+ReloadResult ModelRegistry::Publish(const std::string& name,
+                                    StatusOr<std::shared_ptr<ServedModel>> built,
+                                    const std::string& directory, const std::string& fingerprint,
+                                    int64_t load_ms) {
+  ReloadResult result;
+  result.model = name;
+  result.load_ms = load_ms;
   std::shared_ptr<ServedModel> old;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (served) {
-      old = std::exchange(entries_[name].served, std::move(served));
-    } else if (auto it = entries_.find(name); it != entries_.end()) {
-      old = std::move(it->second.served);
-      entries_.erase(it);
+    Entry& entry = entries_[name];
+    if (!directory.empty()) {
+      entry.directory = directory;
+      entry.fingerprint = fingerprint;
+    }
+    if (built.ok()) {
+      result.action = entry.served ? ReloadAction::kReloaded : ReloadAction::kLoaded;
+      result.version = (*built)->version;
+      entry.message.clear();
+      old = std::exchange(entry.served, std::move(built).value());  // the swap
+    } else {
+      result.action = ReloadAction::kFailed;
+      result.message = built.status().ToString();
+      result.version = entry.served ? entry.served->version : 0;
+      entry.message = entry.served ? "reload failed, version " + std::to_string(result.version) +
+                                         " still served: " + result.message
+                                   : result.message;
     }
   }
+  const std::string where = directory.empty() ? "" : " (" + directory + ")";
+  if (result.action == ReloadAction::kFailed) {
+    metrics_.RecordModelLoad(name, false);
+    if (result.version > 0) {
+      spdlog::error("model {}{} failed to reload, version {} stays served: {}", name, where,
+                    result.version, result.message);
+    } else {
+      spdlog::error("model {}{} failed to load: {}", name, where, result.message);
+      metrics_.SetModelReady(name, false);
+    }
+  } else {
+    metrics_.RecordModelLoad(name, true);
+    metrics_.SetModelReady(name, true);
+    if (old) Retire(std::move(old));
+  }
+  return result;
+}
+
+void ModelRegistry::Unload(const std::string& name) {
+  std::shared_ptr<ServedModel> old;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return;
+    old = std::move(it->second.served);
+    entries_.erase(it);
+  }
+  metrics_.SetModelReady(name, false);
   if (old) Retire(std::move(old));
 }
 
@@ -290,8 +267,7 @@ std::vector<ReloadResult> ModelRegistry::Reload(const std::string& model, bool f
         result = LoadAndSwap(name, disk->second, fingerprint);
       }
     } else if (entry != known.end() && !entry->second.directory.empty()) {
-      Swap(name, nullptr);
-      metrics_.SetModelReady(name, false);
+      Unload(name);
       result.action = ReloadAction::kUnloaded;
     } else {
       result.action = ReloadAction::kFailed;

@@ -136,13 +136,20 @@ class ModelRegistry {
   // A new version of spec.name (the next of its load counter), its scheduler
   // created and warmed up. Called with reload_mu_ held.
   StatusOr<std::shared_ptr<ServedModel>> Build(ModelSpec spec);
-  // Loads `directory` as the name's next version and swaps it in; records a
-  // failure (the current version, if any, stays served). reload_mu_ held.
+  // Loads `directory` as the name's next version and publishes the outcome.
+  // reload_mu_ held.
   ReloadResult LoadAndSwap(const std::string& name, const std::string& directory,
                            const std::string& fingerprint);
-  // Publishes `served` for its name (null: unloads) and retires the version
-  // it replaces. reload_mu_ held.
-  void Swap(const std::string& name, std::shared_ptr<ServedModel> served);
+  // The outcome of one load of `name`: `built` swapped in (one pointer
+  // exchange under mu_) and the version it replaces retired, or the failure
+  // recorded while the version being served, if any, stays. `directory`
+  // empty: not a repository load. reload_mu_ held.
+  ReloadResult Publish(const std::string& name, StatusOr<std::shared_ptr<ServedModel>> built,
+                       const std::string& directory, const std::string& fingerprint,
+                       int64_t load_ms);
+  // Removes `name` and retires its version. reload_mu_ held.
+  void Unload(const std::string& name);
+  // Sets `retired`, then drains and releases `old` on a background thread.
   void Retire(std::shared_ptr<ServedModel> old);
   std::string DefaultNameLocked() const;  // mu_ held
   void PollLoop(std::chrono::milliseconds interval);
@@ -158,7 +165,7 @@ class ModelRegistry {
   bool shut_down_ = false;                // reload_mu_
   std::map<std::string, int64_t> loads_;  // successful loads per name; reload_mu_
 
-  mutable std::mutex mu_;                 // Find's lock: held for map look-ups only
+  mutable std::mutex mu_;  // Find's lock: held only for map look-ups and pointer swaps
   std::map<std::string, Entry> entries_;  // by name
 
   BackgroundThreads retirements_;  // one per retired version: its drain
