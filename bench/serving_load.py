@@ -372,6 +372,11 @@ def scenario_cameras(s: Settings, frames: loadgen.Frames, progress: loadgen.Prog
         checks.append(Check("a", "server RSS bounded", f"peak <= {s.rss_limit_mb:g} MB, no growth",
                             f"peak {rss['peak_mb']:.0f} MB, thirds {rss['peak_first_third_mb']:.0f} -> "
                             f"{rss['peak_last_third_mb']:.0f} MB", rss["peak_mb"] <= s.rss_limit_mb and growth_ok))
+    lateness = cameras["send_lateness"]["p99_ms"]
+    checks.append(Check("a", "the client kept up (else the figures describe the client)",
+                        "client < 0.5 core, send lateness p99 < 1 frame interval",
+                        f"{cameras['client_cpu_cores']:.2f} core, lateness p99 {lateness:.1f} ms",
+                        cameras["client_cpu_cores"] < 0.5 and lateness < 1000.0 / s.fps))
     checks.append(Check("a", "sanity: every sent frame answered or dropped, per camera in order",
                         "0 unanswered, in order, exit 0", f"{cameras['lost']} unanswered, "
                         f"{cameras['out_of_order']} out of order, failures {len(cameras['stream_failures'])}, "

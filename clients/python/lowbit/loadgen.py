@@ -286,6 +286,9 @@ class RssSampler:
     def last_mb(self) -> Optional[float]:
         return self.samples[-1][1] if self.samples else None
 
+    def progress_text(self) -> str:
+        return f"  server RSS {self.last_mb:.0f} MB" if self.last_mb is not None else ""
+
     def summary(self) -> Optional[dict[str, float]]:
         """Start, peak and end MB, and the peaks of the first and last third (growth check)."""
         if not self.samples:
@@ -327,6 +330,19 @@ async def _ticker(every_s: float, callback: Callable[[], None]) -> None:
     while True:
         await asyncio.sleep(every_s)
         callback()
+
+
+async def _measured(calls: Sequence[Any], tick: Callable[[], None], progress: Progress,
+                    server_pid: Optional[int]) -> tuple[CpuMeter, "MachineMeter"]:
+    """Awaits every call with the progress line ticking; the CPU they took on each side."""
+    ticking = asyncio.ensure_future(_ticker(0.5, tick))
+    try:
+        with CpuMeter() as cpu, MachineMeter(server_pid) as machine:
+            await asyncio.gather(*calls)
+    finally:
+        ticking.cancel()
+        progress.done()
+    return cpu, machine
 
 
 # -- closed loop --------------------------------------------------------------
@@ -378,15 +394,10 @@ async def _closed_level(address: str, requests: list[detector_pb2.DetectRequest]
             phase = "warm-up" if now < window_start else f"{now - window_start:4.1f}/{duration_s:.0f} s"
             rate = len(latencies_ms) / max(1e-9, now - window_start) if now > window_start else 0.0
             recent = sorted(latencies_ms[-200:])
-            memory = f"  server RSS {rss.last_mb:.0f} MB" if rss.last_mb is not None else ""
             progress.show(f"closed c={concurrency} {phase}  {rate:6.1f}/s  p50 {percentile(recent, 0.5):7.1f} ms  "
-                          f"errors {sum(errors.values())}{memory}")
+                          f"errors {sum(errors.values())}{rss.progress_text()}")
 
-        ticking = asyncio.ensure_future(_ticker(0.5, tick))
-        with CpuMeter() as cpu, MachineMeter(rss.pid) as machine:
-            await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        ticking.cancel()
-        progress.done()
+        cpu, machine = await _measured([worker(k) for k in range(concurrency)], tick, progress, rss.pid)
     window = duration_s
     result: dict[str, Any] = {
         "concurrency": concurrency,
@@ -620,17 +631,13 @@ async def _open_loop(address: str, frames: Frames, options: OpenLoopOptions, pro
             offered_rate = (offered - last["offered"]) / span
             last.update(t=now, answered=answered, offered=offered)
             recent = sorted(ages_ms[-200:])
-            memory = f"  server RSS {rss.last_mb:.0f} MB" if rss.last_mb is not None else ""
             progress.show(
                 f"open {min(now, end) - window_start:4.1f}/{options.duration_s:.0f} s  offered {offered_rate:6.1f}/s  "
                 f"answered {answered_rate:6.1f}/s  dropped {sum(drops.values())}  "
-                f"age p50 {percentile(recent, 0.5):6.1f} ms{memory}")
+                f"age p50 {percentile(recent, 0.5):6.1f} ms{rss.progress_text()}")
 
-        ticking = asyncio.ensure_future(_ticker(0.5, tick))
-        with CpuMeter() as cpu, MachineMeter(rss.pid) as machine:
-            await asyncio.gather(*(run_stream(members) for members in _camera_streams(options)))
-        ticking.cancel()
-        progress.done()
+        cpu, machine = await _measured([run_stream(members) for members in _camera_streams(options)], tick,
+                                       progress, rss.pid)
 
     window = options.duration_s
     lost = sum(1 for c in cameras for (_, _, counted) in c.pending.values() if counted)
