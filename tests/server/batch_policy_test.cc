@@ -22,6 +22,14 @@ namespace {
 // 4 ms fixed + 2 ms per frame (us).
 int64_t Linear(int b) { return 4000 + 2000 * b; }
 
+// One measurement per size: times_us[b - 1] for size b.
+ServiceTimeEstimator Measured(const std::vector<int64_t>& times_us) {
+  ServiceTimeEstimator estimator(static_cast<int>(times_us.size()));
+  for (size_t b = 1; b <= times_us.size(); ++b)
+    estimator.Record(static_cast<int>(b), times_us[b - 1]);
+  return estimator;
+}
+
 ServiceTimeEstimator Seeded(int max_batch, const std::function<int64_t(int)>& service) {
   ServiceTimeEstimator estimator(max_batch);
   for (int b = 1; b <= max_batch; ++b) estimator.Record(b, service(b));
@@ -126,11 +134,7 @@ TEST(ChooseBatchTest, TheOldestFrameOfTheBatchCountsNotTheFirst) {
 
 TEST(ChooseBatchTest, HigherThroughputWinsNotTheLargerBatch) {
   // A size the engine handles badly: 2 frames cost 4x one.
-  ServiceTimeEstimator service(4);
-  service.Record(1, 5000);
-  service.Record(2, 20000);
-  service.Record(3, 21000);
-  service.Record(4, 40000);
+  const ServiceTimeEstimator service = Measured({5000, 20000, 21000, 40000});
   // Per frame: 5, 10, 7, 10 ms. Everything fits a loose objective.
   BatchDecision d = Decide({0, 0, 0, 0}, 4, 0, 1000000, 1000000, &service);
   EXPECT_EQ(d.run, 1);
@@ -159,11 +163,7 @@ TEST(ChooseBatchTest, WaitsForAFullerBatchWhileItStillFits) {
 }
 
 TEST(ChooseBatchTest, WhenNothingFitsTheMostEfficientWaitingSizeRuns) {
-  ServiceTimeEstimator service(4);
-  service.Record(1, 10000);
-  service.Record(2, 30000);
-  service.Record(3, 24000);
-  service.Record(4, 50000);
+  const ServiceTimeEstimator service = Measured({10000, 30000, 24000, 50000});
   // Per frame: 10, 15, 8, 12.5 ms; all frames already past 20 ms.
   BatchDecision d = Decide({25000, 25000, 25000, 25000}, 4, 25000, 1000000, 20000, &service);
   EXPECT_EQ(d.run, 3);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -32,14 +33,36 @@ using testing::Options;
 using testing::RecordingListener;
 using testing::Request;
 
-TEST(SchedulerFramesTest, FrameWhoseDeadlineHasPassedIsRefusedAtAdmission) {
+// One fake engine, clock, listener and counting decoder per test; a decode
+// budget when the test sets one.
+class SchedulerFramesTest : public ::testing::Test {
+ protected:
+  // `budget_bytes` 0: no decode budget.
+  void Start(SchedulerOptions options, int64_t budget_bytes = 0) {
+    if (budget_bytes > 0) budget = std::make_unique<DecodeBudget>(budget_bytes);
+    decoder = std::make_unique<CountingDecoder>(budget.get());
+    scheduler =
+        MakeScheduler(backend, options, &clock, &listener, budget.get(), decoder->decoder());
+    ASSERT_NE(scheduler, nullptr);
+  }
+  // Closes the gate and keeps the first worker busy with frame 100.
+  void OccupyAWorker() {
+    backend.CloseGate();
+    ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
+    backend.AwaitBlockedRuns(1);
+  }
+
   FakeClock clock;
   FakeBackend backend;
   RecordingListener listener;
-  CountingDecoder decoder;
   Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 1, microseconds(0)), &clock, &listener,
-                                 nullptr, decoder.decoder());
+  std::unique_ptr<DecodeBudget> budget;
+  std::unique_ptr<CountingDecoder> decoder;
+  std::unique_ptr<Scheduler> scheduler;  // last: stopped before the rest goes
+};
+
+TEST_F(SchedulerFramesTest, FrameWhoseDeadlineHasPassedIsRefusedAtAdmission) {
+  Start(Options(1, 1, microseconds(0)));
   FrameRequest late = EncodedRequest(1, done.For(1));
   late.deadline = clock.Now();
   Status refused = scheduler->Submit(std::move(late));
@@ -57,22 +80,14 @@ TEST(SchedulerFramesTest, FrameWhoseDeadlineHasPassedIsRefusedAtAdmission) {
   EXPECT_EQ(listener.Dropped(DropReason::kStale), 1);
 
   scheduler->Shutdown();
-  EXPECT_EQ(decoder.calls(), 0);
+  EXPECT_EQ(decoder->calls(), 0);
   EXPECT_EQ(backend.frames_run(), 0);
   EXPECT_EQ(done.total(), 0);
 }
 
-TEST(SchedulerFramesTest, ExpiredFramesAreAnsweredAtTheirDeadlineNeverDecodedNorRun) {
-  FakeClock clock;
-  FakeBackend backend;
-  RecordingListener listener;
-  CountingDecoder decoder;
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, &listener,
-                                 nullptr, decoder.decoder());
-  backend.CloseGate();
-  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
-  backend.AwaitBlockedRuns(1);  // the only worker is busy from here on
+TEST_F(SchedulerFramesTest, ExpiredFramesAreAnsweredAtTheirDeadlineNeverDecodedNorRun) {
+  Start(Options(1, 4, microseconds(0)));
+  OccupyAWorker();  // the only worker, from here on
 
   FrameRequest deadline = EncodedRequest(2, done.For(2));
   deadline.deadline = clock.Now() + microseconds(1000);
@@ -103,22 +118,14 @@ TEST(SchedulerFramesTest, ExpiredFramesAreAnsweredAtTheirDeadlineNeverDecodedNor
   done.AwaitTotal(4);
   EXPECT_TRUE(done.OutcomeFor(4).status.ok());
   EXPECT_EQ(backend.batches(), (Batches{{100}, {4}}));
-  EXPECT_EQ(decoder.calls(), 1);  // frame 4 only
+  EXPECT_EQ(decoder->calls(), 1);  // frame 4 only
   EXPECT_EQ(listener.Dropped(DropReason::kDeadline), 1);
   EXPECT_EQ(listener.Dropped(DropReason::kStale), 1);
 }
 
-TEST(SchedulerFramesTest, CancelledFramesAreDroppedNeverDecodedNorRun) {
-  FakeClock clock;
-  FakeBackend backend;
-  RecordingListener listener;
-  CountingDecoder decoder;
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, &listener,
-                                 nullptr, decoder.decoder());
-  backend.CloseGate();
-  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
-  backend.AwaitBlockedRuns(1);
+TEST_F(SchedulerFramesTest, CancelledFramesAreDroppedNeverDecodedNorRun) {
+  Start(Options(1, 4, microseconds(0)));
+  OccupyAWorker();
   std::atomic<bool> gone{false};
   FrameRequest cancelled = EncodedRequest(2, done.For(2));
   cancelled.cancelled = [&gone] { return gone.load(); };
@@ -132,18 +139,12 @@ TEST(SchedulerFramesTest, CancelledFramesAreDroppedNeverDecodedNorRun) {
   EXPECT_EQ(outcome.dropped, DropReason::kCancelled);
   EXPECT_TRUE(done.OutcomeFor(3).status.ok());
   EXPECT_EQ(backend.batches(), (Batches{{100}, {3}}));
-  EXPECT_EQ(decoder.calls(), 1);
+  EXPECT_EQ(decoder->calls(), 1);
   EXPECT_EQ(listener.Dropped(DropReason::kCancelled), 1);
 }
 
-TEST(SchedulerFramesTest, RefusedFramesAreNeverDecoded) {
-  FakeClock clock;
-  FakeBackend backend;
-  RecordingListener listener;
-  CountingDecoder decoder;
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 1, microseconds(0), /*capacity=*/2), &clock,
-                                 &listener, nullptr, decoder.decoder());
+TEST_F(SchedulerFramesTest, RefusedFramesAreNeverDecoded) {
+  Start(Options(1, 1, microseconds(0), /*capacity=*/2));
   backend.CloseGate();
   ASSERT_TRUE(scheduler->Submit(EncodedRequest(1, done.For(1))).ok());
   backend.AwaitBlockedRuns(1);
@@ -153,28 +154,21 @@ TEST(SchedulerFramesTest, RefusedFramesAreNeverDecoded) {
     EXPECT_EQ(scheduler->Submit(EncodedRequest(id, done.For(id))).code(),
               StatusCode::kResourceExhausted);
   }
-  EXPECT_EQ(decoder.calls(), 1);
+  EXPECT_EQ(decoder->calls(), 1);
   backend.OpenGate();
   done.AwaitTotal(3);
   scheduler->Shutdown();
   EXPECT_EQ(scheduler->Submit(EncodedRequest(21, done.For(21))).code(), StatusCode::kUnavailable);
-  EXPECT_EQ(decoder.calls(), 3);  // exactly the frames computed
+  EXPECT_EQ(decoder->calls(), 3);  // exactly the frames computed
   EXPECT_EQ(backend.frames_run(), 3);
   EXPECT_EQ(listener.Dropped(DropReason::kQueueFull), 17);
   EXPECT_EQ(listener.Dropped(DropReason::kShuttingDown), 1);
   EXPECT_EQ(done.total(), 3);
 }
 
-TEST(SchedulerFramesTest, LatestFrameWinsAndKeepsItsCamerasPlace) {
-  FakeClock clock;
-  FakeBackend backend;
-  RecordingListener listener;
-  Completions done;
-  auto scheduler =
-      MakeScheduler(backend, Options(1, 4, microseconds(0), /*capacity=*/3), &clock, &listener);
-  backend.CloseGate();
-  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
-  backend.AwaitBlockedRuns(1);
+TEST_F(SchedulerFramesTest, LatestFrameWinsAndKeepsItsCamerasPlace) {
+  Start(Options(1, 4, microseconds(0), /*capacity=*/3));
+  OccupyAWorker();
   // Slots in order: a, b, c. Newer frames replace a's and b's waiting ones.
   const std::vector<std::pair<int, std::string>> frames = {{1, "a"}, {2, "b"}, {3, "a"},
                                                            {4, "c"}, {5, "a"}, {6, "b"}};
@@ -199,11 +193,8 @@ TEST(SchedulerFramesTest, LatestFrameWinsAndKeepsItsCamerasPlace) {
   EXPECT_EQ(done.CountFor(7), 0);
 }
 
-TEST(SchedulerFramesTest, ACamerasAnswersKeepItsOrderAcrossWorkers) {
-  FakeClock clock;
-  FakeBackend backend;
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(2, 4, microseconds(0)), &clock);
+TEST_F(SchedulerFramesTest, ACamerasAnswersKeepItsOrderAcrossWorkers) {
+  Start(Options(2, 4, microseconds(0)));
   backend.HoldFrame(1);
   ASSERT_TRUE(scheduler->Submit(CameraRequest(1, "a", done.For(1))).ok());
   backend.AwaitBlockedRuns(1);
@@ -222,11 +213,8 @@ TEST(SchedulerFramesTest, ACamerasAnswersKeepItsOrderAcrossWorkers) {
   EXPECT_EQ(done.order(), (std::vector<int>{3, 1, 2}));
 }
 
-TEST(SchedulerFramesTest, ASupersededFrameIsReportedAfterItsCamerasEarlierAnswer) {
-  FakeClock clock;
-  FakeBackend backend;
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock);
+TEST_F(SchedulerFramesTest, ASupersededFrameIsReportedAfterItsCamerasEarlierAnswer) {
+  Start(Options(1, 4, microseconds(0)));
   backend.HoldFrame(1);
   ASSERT_TRUE(scheduler->Submit(CameraRequest(1, "a", done.For(1))).ok());
   backend.AwaitBlockedRuns(1);
@@ -243,12 +231,9 @@ TEST(SchedulerFramesTest, ASupersededFrameIsReportedAfterItsCamerasEarlierAnswer
 // One camera sends ten times as many frames as each of three others, far
 // more than the engine can take: every camera gets the same share of the
 // answers, and each camera's frames are computed and answered in order.
-TEST(SchedulerFramesTest, ABusyCameraCannotStarveTheOthers) {
+TEST_F(SchedulerFramesTest, ABusyCameraCannotStarveTheOthers) {
   constexpr int kRuns = 300;
-  FakeClock clock;
-  FakeBackend backend;
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 2, microseconds(0)), &clock);
+  Start(Options(1, 2, microseconds(0)));
   std::mutex mu;
   std::map<int, std::string> camera_of;
   std::atomic<int> next_id{1};
@@ -305,93 +290,66 @@ TEST(SchedulerFramesTest, ABusyCameraCannotStarveTheOthers) {
       << "busy " << computed["busy"] << ", quiet0 " << computed["quiet0"];
 }
 
-TEST(SchedulerFramesTest, DecodeBudgetIsNeverExceeded) {
+TEST_F(SchedulerFramesTest, DecodeBudgetIsNeverExceeded) {
   constexpr int64_t kFrameBytes = 3 * 10 * 10;
-  FakeClock clock;
-  FakeBackend backend;
-  DecodeBudget budget(2 * kFrameBytes);
-  CountingDecoder decoder(&budget);
-  RecordingListener listener;
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(2, 4, microseconds(0)), &clock, &listener,
-                                 &budget, decoder.decoder());
+  Start(Options(2, 4, microseconds(0)), 2 * kFrameBytes);
   backend.CloseGate();
   for (int id = 1; id <= 12; ++id) {
     ASSERT_TRUE(scheduler->Submit(EncodedRequest(id, done.For(id), 10, 10)).ok());
   }
   // Two frames' pixels are reserved (in one batch or two), then no more.
-  for (int i = 0; i < 1000 && budget.in_use() < 2 * kFrameBytes; ++i) {
+  for (int i = 0; i < 1000 && budget->in_use() < 2 * kFrameBytes; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  EXPECT_EQ(budget.in_use(), 2 * kFrameBytes);
+  EXPECT_EQ(budget->in_use(), 2 * kFrameBytes);
   backend.OpenGate();
   done.AwaitTotal(12);
   scheduler->Shutdown();
   for (int id = 1; id <= 12; ++id) EXPECT_TRUE(done.OutcomeFor(id).status.ok()) << id;
-  EXPECT_EQ(decoder.calls(), 12);
-  EXPECT_GT(decoder.max_in_use(), 0);
-  EXPECT_LE(decoder.max_in_use(), budget.capacity());
+  EXPECT_EQ(decoder->calls(), 12);
+  EXPECT_GT(decoder->max_in_use(), 0);
+  EXPECT_LE(decoder->max_in_use(), budget->capacity());
   for (int size : listener.batch_sizes()) EXPECT_LE(size, 2);
-  EXPECT_EQ(budget.in_use(), 0);
+  EXPECT_EQ(budget->in_use(), 0);
 }
 
-TEST(SchedulerFramesTest, BatcherWaitsForTheBudgetAndImagesNeedNone) {
+TEST_F(SchedulerFramesTest, BatcherWaitsForTheBudgetAndImagesNeedNone) {
   constexpr int64_t kFrameBytes = 3 * 10 * 10;
-  FakeClock clock;
-  FakeBackend backend;
-  DecodeBudget budget(kFrameBytes);
-  CountingDecoder decoder(&budget);
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, nullptr, &budget,
-                                 decoder.decoder());
-  ASSERT_TRUE(budget.TryAcquire(kFrameBytes));  // another model's frame is decoding
+  Start(Options(1, 4, microseconds(0)), kFrameBytes);
+  ASSERT_TRUE(budget->TryAcquire(kFrameBytes));  // another model's frame is decoding
   ASSERT_TRUE(scheduler->Submit(EncodedRequest(1, done.For(1), 10, 10)).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(done.total(), 0);
-  EXPECT_EQ(decoder.calls(), 0);
+  EXPECT_EQ(decoder->calls(), 0);
   EXPECT_EQ(scheduler->queue_depth(), 1);
-  budget.Release(kFrameBytes);
+  budget->Release(kFrameBytes);
   done.AwaitTotal(1);
   EXPECT_TRUE(done.OutcomeFor(1).status.ok());
-  EXPECT_EQ(budget.in_use(), 0);
+  EXPECT_EQ(budget->in_use(), 0);
 
   // Decoded pixels take no budget, even while it is exhausted.
-  ASSERT_TRUE(budget.TryAcquire(kFrameBytes));
+  ASSERT_TRUE(budget->TryAcquire(kFrameBytes));
   ASSERT_TRUE(scheduler->Submit(Request(2, done.For(2))).ok());
   done.AwaitTotal(2);
-  budget.Release(kFrameBytes);
+  budget->Release(kFrameBytes);
   EXPECT_EQ(backend.batches(), (Batches{{1}, {2}}));
 }
 
-TEST(SchedulerFramesTest, AFrameLargerThanTheWholeBudgetIsRefused) {
-  FakeClock clock;
-  FakeBackend backend;
-  DecodeBudget budget(3 * 10 * 10);
-  CountingDecoder decoder(&budget);
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, nullptr, &budget,
-                                 decoder.decoder());
+TEST_F(SchedulerFramesTest, AFrameLargerThanTheWholeBudgetIsRefused) {
+  Start(Options(1, 4, microseconds(0)), 3 * 10 * 10);
   FrameRequest huge = EncodedRequest(1, done.For(1), 5792, 5792);
   Status refused = scheduler->Submit(std::move(huge));
   EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(refused.message().find("decode budget"), std::string::npos);
   EXPECT_TRUE(static_cast<bool>(huge.on_complete));
   scheduler->Shutdown();
-  EXPECT_EQ(decoder.calls(), 0);
+  EXPECT_EQ(decoder->calls(), 0);
   EXPECT_EQ(done.total(), 0);
 }
 
-TEST(SchedulerFramesTest, AFrameThatFailsToDecodeIsAnsweredAndTheRestRun) {
-  FakeClock clock;
-  FakeBackend backend;
-  DecodeBudget budget(1 << 20);
-  CountingDecoder decoder(&budget);
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 3, microseconds(0)), &clock, nullptr, &budget,
-                                 decoder.decoder());
-  backend.CloseGate();
-  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
-  backend.AwaitBlockedRuns(1);
+TEST_F(SchedulerFramesTest, AFrameThatFailsToDecodeIsAnsweredAndTheRestRun) {
+  Start(Options(1, 3, microseconds(0)), 1 << 20);
+  OccupyAWorker();
   FrameRequest bad = EncodedRequest(2, done.For(2));
   bad.payload.encoded = "bad";
   ASSERT_TRUE(scheduler->Submit(EncodedRequest(1, done.For(1))).ok());
@@ -407,15 +365,11 @@ TEST(SchedulerFramesTest, AFrameThatFailsToDecodeIsAnsweredAndTheRestRun) {
   EXPECT_EQ(done.OutcomeFor(1).result.batch_size, 2);
   EXPECT_EQ(done.OutcomeFor(3).result.image_width, 3);
   scheduler->Shutdown();
-  EXPECT_EQ(budget.in_use(), 0);
+  EXPECT_EQ(budget->in_use(), 0);
 }
 
-TEST(SchedulerFramesTest, ActiveCamerasAreThoseOfTheLastTenSeconds) {
-  FakeClock clock;
-  FakeBackend backend;
-  RecordingListener listener;
-  Completions done;
-  auto scheduler = MakeScheduler(backend, Options(1, 4, microseconds(0)), &clock, &listener);
+TEST_F(SchedulerFramesTest, ActiveCamerasAreThoseOfTheLastTenSeconds) {
+  Start(Options(1, 4, microseconds(0)));
   auto await_active = [&](int count) {
     for (int i = 0; i < 1000 && listener.active_cameras() != count; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
