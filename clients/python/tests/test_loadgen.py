@@ -88,13 +88,18 @@ def test_open_loop_accounts_for_every_frame(server: ServerProcess, frames: loadg
 
 def test_cli_open_json(server: ServerProcess) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "lowbit.loadgen", "open", "--address", server.address, "--cameras", "2", "--fps", "3",
-         "--duration", "1.5", "--warmup", "0.2", "--frame-count", "6", "--json", "--progress", "lines"],
+        [sys.executable, "-m", "lowbit.loadgen", "open", "--address", server.address, "--cameras", "2", "--fps", "4",
+         "--duration", "2", "--warmup", "0.2", "--frame-count", "6", "--arrivals", "poisson", "--streams", "gateway",
+         "--json", "--progress", "lines"],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["frames"]["count"] == 6 and report["frames"]["width"] == 768
-    assert report["open"]["answered"] > 0 and report["open"]["lost"] == 0
+    opened = report["open"]
+    assert opened["options"]["arrivals"] == "poisson" and opened["options"]["streams"] == "gateway"
+    # 2 cameras x 4 fps x 2 s = 16 expected; a Poisson count that far off (p < 1e-3) means the gaps are wrong.
+    assert 4 <= opened["offered"] <= 32, opened["offered"]
+    assert opened["answered"] > 0 and opened["lost"] == 0 and not opened["stream_failures"]
 
 
 def test_serving_load_quick(tmp_path: Path) -> None:
