@@ -307,6 +307,14 @@ Status Scheduler::Impl::Submit(FrameRequest&& request) {
                              " floats per pre-processed frame, not " +
                              std::to_string(request.payload.tensor.size()));
     }
+    if (request.payload.kind == FramePayload::Kind::kImage &&
+        (request.payload.image.width < 1 || request.payload.image.height < 1 ||
+         static_cast<int64_t>(request.payload.image.bgr.size()) !=
+             3LL * request.payload.image.width * request.payload.image.height)) {
+      return InvalidArgument(
+          "a raw frame needs width and height >= 1 and 3 * width * height "
+          "bytes of BGR pixels");
+    }
     if (request.deadline <= now) {
       if (listener_) listener_->OnDropped(request.deadline_reason);
       return Status(StatusCode::kDeadlineExceeded,

@@ -471,7 +471,7 @@ TEST(SchedulerTest, EachFrameOfABatchGetsItsOwnResultAndTimings) {
   }
 }
 
-TEST(SchedulerTest, TensorFramesRunAndAWrongSizeIsRefused) {
+TEST(SchedulerTest, TensorFramesRunAndPayloadsOfTheWrongSizeAreRefused) {
   FakeClock clock;
   FakeBackend backend;
   Completions done;
@@ -498,6 +498,10 @@ TEST(SchedulerTest, TensorFramesRunAndAWrongSizeIsRefused) {
   Status refused = scheduler->Submit(std::move(wrong));
   EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(refused.message().find("4 floats"), std::string::npos);
+
+  FrameRequest short_image = Request(9, done.For(9));
+  short_image.payload.image.bgr.pop_back();  // 26 bytes for 9 x 1 pixels
+  EXPECT_EQ(scheduler->Submit(std::move(short_image)).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(backend.frames_run(), 1);
 }
 
