@@ -169,28 +169,30 @@ TEST_F(SchedulerFramesTest, RefusedFramesAreNeverDecoded) {
 TEST_F(SchedulerFramesTest, LatestFrameWinsAndKeepsItsCamerasPlace) {
   Start(Options(1, 4, microseconds(0), /*capacity=*/3));
   OccupyAWorker();
-  // Slots in order: a, b, c. Newer frames replace a's and b's waiting ones.
-  const std::vector<std::pair<int, std::string>> frames = {{1, "a"}, {2, "b"}, {3, "a"},
-                                                           {4, "c"}, {5, "a"}, {6, "b"}};
-  for (const auto& [id, camera] : frames) {
+  // Slots in order: a, b, c; the queue is full.
+  for (const auto& [id, camera] :
+       std::vector<std::pair<int, std::string>>{{1, "a"}, {2, "b"}, {3, "c"}}) {
     ASSERT_TRUE(scheduler->Submit(CameraRequest(id, camera, done.For(id))).ok()) << id;
   }
-  EXPECT_EQ(scheduler->queue_depth(), 3);
-  // The queue is full, but a camera's newer frame still replaces its own.
-  EXPECT_EQ(scheduler->Submit(CameraRequest(7, "d", done.For(7))).code(),
+  EXPECT_EQ(scheduler->Submit(CameraRequest(4, "d", done.For(4))).code(),
             StatusCode::kResourceExhausted);
-  ASSERT_TRUE(scheduler->Submit(CameraRequest(8, "c", done.For(8))).ok());
-  done.AwaitTotal(4);  // 1, 2, 3, 4 superseded, answered without waiting for the engine
-  for (int id : {1, 2, 3, 4}) {
+  // A camera's newer frame still replaces its own waiting one, in its place.
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(5, "a", done.For(5))).ok());
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(6, "b", done.For(6))).ok());
+  ASSERT_TRUE(scheduler->Submit(CameraRequest(7, "a", done.For(7))).ok());
+  EXPECT_EQ(scheduler->queue_depth(), 3);
+  done.AwaitTotal(3);  // 1, 2, 5 superseded, answered without waiting for the engine
+  for (int id : {1, 2, 5}) {
     FrameOutcome outcome = done.OutcomeFor(id);
     EXPECT_EQ(outcome.status.code(), StatusCode::kAborted) << id;
     EXPECT_EQ(outcome.dropped, DropReason::kSuperseded) << id;
   }
-  EXPECT_EQ(listener.Dropped(DropReason::kSuperseded), 4);
+  EXPECT_EQ(listener.Dropped(DropReason::kSuperseded), 3);
+  EXPECT_EQ(listener.Dropped(DropReason::kQueueFull), 1);
   backend.OpenGate();
-  done.AwaitTotal(8);
-  EXPECT_EQ(backend.batches(), (Batches{{100}, {5, 6, 8}}));
-  EXPECT_EQ(done.CountFor(7), 0);
+  done.AwaitTotal(6);
+  EXPECT_EQ(backend.batches(), (Batches{{100}, {7, 6, 3}}));
+  EXPECT_EQ(done.CountFor(4), 0);
 }
 
 TEST_F(SchedulerFramesTest, ACamerasAnswersKeepItsOrderAcrossWorkers) {
