@@ -1,0 +1,323 @@
+"""The KServe v2 / Triton gRPC protocol of lowbitd, through Triton's own client (PyPI
+`tritonclient[grpc]`, a test-only dependency in requirements-dev.txt).
+
+Reference answers come from lowbit itself: Detect (the SDK) for the IMAGE form, and
+`lowbit tensors` (the engine on the same input tensor, in-process) for the tensor form.
+
+The module also shows the SDK and tritonclient working in one environment: under
+tests/run-all.sh the venv comes from requirements-dev.txt (protobuf 6.x, which
+tritonclient holds below 7). From scratch, without the repository's venv:
+
+    python3 -m venv /tmp/venv-triton
+    /tmp/venv-triton/bin/pip install ./clients/python "tritonclient[grpc]"
+
+(the SDK's wheel carries stubs of protobuf gencode 5.29.0, see pyproject.toml).
+
+Environment (beside conftest.py's): LOWBIT_BIN, the lowbit CLI (default
+<repo>/build/engine/lowbit).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, ServerProcess, model_repo
+from lowbit import Client
+
+try:
+    import tritonclient.grpc as triton
+    from tritonclient.grpc import service_pb2
+    from tritonclient.utils import InferenceServerException
+except ImportError as error:  # nothing is skipped: say how to get it
+    raise ImportError(f"{error}: `pip install -r requirements-dev.txt` installs tritonclient[grpc]") from error
+
+MODEL = "nanodet-g"
+INPUT = "input"  # models/nanodet-g/config.pbtxt: input.tensor_name
+SIDE = 416
+OUTPUT_SHAPES = {  # per frame, as the model declares them (`lowbit inspect models/nanodet-g`)
+    "cls_stride8": [2704, 80], "cls_stride16": [676, 80], "cls_stride32": [169, 80],
+    "box_stride8": [2704, 44], "box_stride16": [676, 44], "box_stride32": [169, 44],
+}
+IMAGE_OUTPUTS = ["COUNT", "BOXES", "SCORES", "CLASSES", "LABELS", "IMAGE_SIZE"]
+THRESHOLD = 0.35
+BOX_TOLERANCE_PX = 1e-3
+LOWBIT_BIN = Path(os.environ.get("LOWBIT_BIN", REPO / "build" / "engine" / "lowbit"))
+
+
+@pytest.fixture(scope="module")
+def triton_client(server: ServerProcess):
+    with triton.InferenceServerClient(server.address) as client:
+        yield client
+
+
+def image_input(*files: Path, shape: list[int] | None = None) -> "triton.InferInput":
+    data = np.array([f.read_bytes() for f in files], dtype=np.object_)
+    tensor = triton.InferInput("IMAGE", shape or [len(files)], "BYTES")
+    tensor.set_data_from_numpy(data.reshape(shape or [len(files)]))
+    return tensor
+
+
+def preprocessed(path: Path) -> np.ndarray:
+    """[3,416,416] float32 as nanodet-g's config pre-processes: BGR, (pixel - mean) / std."""
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB").resize((SIDE, SIDE), Image.BILINEAR), dtype=np.float32)
+    bgr = rgb[:, :, ::-1]
+    mean = np.array([103.53, 116.28, 123.675], np.float32)
+    std = np.array([57.375, 57.12, 58.395], np.float32)
+    return np.ascontiguousarray(((bgr - mean) / std).transpose(2, 0, 1))
+
+
+def detections_of(result, frame: int) -> list[tuple[str, int, float, np.ndarray]]:
+    count = int(result.as_numpy("COUNT")[frame])
+    boxes, scores = result.as_numpy("BOXES")[frame], result.as_numpy("SCORES")[frame]
+    classes, labels = result.as_numpy("CLASSES")[frame], result.as_numpy("LABELS")[frame]
+    return [(labels[k].decode(), int(classes[k]), float(scores[k]), boxes[k]) for k in range(count)]
+
+
+def assert_same_as_detect(got: list, client: Client, image: Path) -> None:
+    want = client.detect(image, model=MODEL, score_threshold=THRESHOLD).detections
+    assert len(want) > 0, f"Detect found nothing on {image.name}: a vacuous comparison"
+    assert [(label, class_id) for label, class_id, _, _ in got] == [(d.label, d.class_id) for d in want], (
+        f"{image.name}: KServe {[g[0] for g in got]} vs Detect {[d.label for d in want]}")
+    for (label, _, score, box), d in zip(got, want):
+        assert abs(score - d.score) <= 1e-5, f"{image.name} {label}: score {score} vs {d.score}"
+        np.testing.assert_allclose(box, d.box, atol=BOX_TOLERANCE_PX, rtol=0,
+                                   err_msg=f"{image.name} {label}: box differs from Detect's")
+
+
+def test_protocol_matches_tritonclient(tmp_path: Path) -> None:
+    """Every message, field number, type and RPC of proto/inference is what tritonclient sends."""
+    from google.protobuf import descriptor_pb2
+    from grpc_tools import protoc
+    from tritonclient.grpc import model_config_pb2
+
+    out = tmp_path / "inference.pb"
+    assert protoc.main(["protoc", f"-I{REPO / 'proto'}", f"--descriptor_set_out={out}",
+                        str(REPO / "proto" / "inference" / "grpc_service.proto")]) == 0
+
+    def collect(prefix, messages, enums, into):
+        for m in messages:
+            into[f"{prefix}.{m.name}"] = m
+            collect(f"{prefix}.{m.name}", m.nested_type, m.enum_type, into)
+        for e in enums:
+            into[f"{prefix}.{e.name}"] = e
+
+    theirs, their_rpcs = {}, {}
+    for module in (service_pb2, model_config_pb2):
+        file = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(file)
+        collect(".inference", file.message_type, file.enum_type, theirs)
+        their_rpcs.update({m.name: m for s in file.service for m in s.method})
+    ours_set = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    (ours_file,) = ours_set.file
+    ours = {}
+    collect(".inference", ours_file.message_type, ours_file.enum_type, ours)
+
+    def field_key(f):
+        return f.name, f.type, f.label, f.type_name, f.HasField("oneof_index")
+
+    assert len(ours) > 30
+    for name, ours_item in ours.items():
+        assert name in theirs, f"{name} is not a message/enum of Triton's protocol"
+        their_item = theirs[name]
+        if isinstance(ours_item, descriptor_pb2.EnumDescriptorProto):
+            assert {v.number: v.name for v in ours_item.value}.items() <= \
+                {v.number: v.name for v in their_item.value}.items(), name
+            continue
+        their_fields = {f.number: f for f in their_item.field}
+        for f in ours_item.field:
+            assert f.number in their_fields, f"{name}.{f.name} = {f.number}: no such field number in Triton's"
+            assert field_key(f) == field_key(their_fields[f.number]), f"{name}.{f.name} differs from Triton's"
+        assert ours_item.options.map_entry == their_item.options.map_entry, name
+    (service,) = ours_file.service
+    assert ours_file.package == "inference" and service.name == "GRPCInferenceService"
+    for rpc in service.method:
+        theirs_rpc = their_rpcs[rpc.name]
+        assert (rpc.input_type, rpc.output_type, rpc.client_streaming, rpc.server_streaming) == (
+            theirs_rpc.input_type, theirs_rpc.output_type, theirs_rpc.client_streaming,
+            theirs_rpc.server_streaming), rpc.name
+    assert {"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
+            "ModelStreamInfer"} <= {rpc.name for rpc in service.method}
+
+
+def test_health(triton_client) -> None:
+    assert triton_client.is_server_live()
+    assert triton_client.is_server_ready()
+    assert triton_client.is_model_ready(MODEL)
+    assert triton_client.is_model_ready(MODEL, model_version="1")
+    assert not triton_client.is_model_ready(MODEL, model_version="7")
+    assert not triton_client.is_model_ready("no-such-model")
+
+
+def test_server_metadata(triton_client) -> None:
+    metadata = triton_client.get_server_metadata(as_json=True)
+    assert metadata["name"] == "lowbit"
+    assert metadata["version"].count(".") == 2, metadata
+    assert set(metadata["extensions"]) == {"model_configuration", "parameters"}
+
+
+def test_model_metadata(triton_client) -> None:
+    metadata = triton_client.get_model_metadata(MODEL)
+    assert metadata.name == MODEL and list(metadata.versions) == ["1"] and metadata.platform == "lowbit"
+    inputs = {t.name: (t.datatype, list(t.shape)) for t in metadata.inputs}
+    assert inputs == {INPUT: ("FP32", [-1, 3, SIDE, SIDE]), "IMAGE": ("BYTES", [-1])}
+    outputs = {t.name: (t.datatype, list(t.shape)) for t in metadata.outputs}
+    assert outputs == {
+        **{name: ("FP32", [-1, *shape]) for name, shape in OUTPUT_SHAPES.items()},
+        "COUNT": ("INT32", [-1]), "BOXES": ("FP32", [-1, -1, 4]), "SCORES": ("FP32", [-1, -1]),
+        "CLASSES": ("INT32", [-1, -1]), "LABELS": ("BYTES", [-1, -1]), "IMAGE_SIZE": ("INT32", [-1, 2]),
+    }
+    with pytest.raises(InferenceServerException, match="unknown model 'no-such-model'"):
+        triton_client.get_model_metadata("no-such-model")
+    with pytest.raises(InferenceServerException, match="has no version '3'"):
+        triton_client.get_model_metadata(MODEL, model_version="3")
+
+
+def test_model_config_and_repository_index(triton_client) -> None:
+    config = triton_client.get_model_config(MODEL).config
+    assert config.name == MODEL and config.platform == "lowbit" and config.max_batch_size >= 1
+    assert [(i.name, list(i.dims)) for i in config.input] == [(INPUT, [3, SIDE, SIDE]), ("IMAGE", [])]
+    index = triton_client.get_model_repository_index().models
+    expected = sorted(p.parent.name for p in model_repo().glob("*/config.pbtxt"))
+    assert sorted(m.name for m in index) == expected
+    assert all(m.state == "READY" and m.version == "1" for m in index if m.name == MODEL)
+
+
+def test_infer_image_same_as_detect(triton_client, client: Client, dog_jpg: Path) -> None:
+    result = triton_client.infer(MODEL, [image_input(dog_jpg)], request_id="dog-1",
+                                 parameters={"score_threshold": THRESHOLD})
+    response = result.get_response()
+    assert response.id == "dog-1" and response.model_name == MODEL and response.model_version == "1"
+    assert [o.name for o in response.outputs] == IMAGE_OUTPUTS
+    assert result.as_numpy("IMAGE_SIZE").tolist() == [[768, 576]]
+    assert_same_as_detect(detections_of(result, 0), client, dog_jpg)
+
+
+def test_infer_image_batch_pads_and_selects_outputs(triton_client, client: Client, images: Path) -> None:
+    files = [images / "dog.jpg", images / "eagle.jpg", images / "giraffe.jpg"]
+    result = triton_client.infer(MODEL, [image_input(*files, shape=[3, 1])],
+                                 parameters={"score_threshold": THRESHOLD})
+    counts = result.as_numpy("COUNT")
+    assert counts.shape == (3,) and len(set(counts.tolist())) > 1, f"want frames of differing counts: {counts}"
+    most = int(counts.max())
+    assert result.as_numpy("BOXES").shape == (3, most, 4)
+    for frame, path in enumerate(files):
+        assert_same_as_detect(detections_of(result, frame), client, path)
+        pad = slice(int(counts[frame]), most)
+        assert (result.as_numpy("CLASSES")[frame, pad] == -1).all()
+        assert (result.as_numpy("LABELS")[frame, pad] == b"").all()
+    # `outputs` selects and orders what comes back.
+    chosen = [triton.InferRequestedOutput("LABELS"), triton.InferRequestedOutput("COUNT")]
+    result = triton_client.infer(MODEL, [image_input(*files)], outputs=chosen)
+    assert [o.name for o in result.get_response().outputs] == ["LABELS", "COUNT"]
+    # A higher threshold really reaches the post-processing.
+    strict = triton_client.infer(MODEL, [image_input(files[0])], parameters={"score_threshold": 0.6})
+    assert [label for label, *_ in detections_of(strict, 0)] == ["bicycle"]
+
+
+def test_infer_tensor_same_as_engine(triton_client, images: Path, tmp_path: Path) -> None:
+    """Raw outputs of a batch of two pre-processed frames, against the engine on the same tensor."""
+    if not LOWBIT_BIN.is_file():
+        pytest.fail(f"{LOWBIT_BIN} not found: build it with `cmake --build build --target lowbit` "
+                    "or set LOWBIT_BIN", pytrace=False)
+    batch = np.stack([preprocessed(images / "dog.jpg"), preprocessed(images / "eagle.jpg")])
+    np.save(tmp_path / "input.npy", batch)
+    done = subprocess.run([str(LOWBIT_BIN), "tensors", str(model_repo() / MODEL / "model.onnx"),
+                           "--input", f"{INPUT}={tmp_path / 'input.npy'}", "--out", str(tmp_path / "engine")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    tensor = triton.InferInput(INPUT, list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch)
+    result = triton_client.infer(MODEL, [tensor], request_id="t")
+    assert [o.name for o in result.get_response().outputs] == list(OUTPUT_SHAPES)
+    for name, shape in OUTPUT_SHAPES.items():
+        got = result.as_numpy(name)
+        want = np.load(tmp_path / "engine" / f"{name}.npy")
+        assert got.dtype == np.float32 and got.shape == (2, *shape) == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.allclose(result.as_numpy("cls_stride8")[0], result.as_numpy("cls_stride8")[1]), \
+        "the two frames came back alike"
+
+    # The typed form (contents.fp32_contents, no raw_input_contents) gives the same.
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    typed = request.inputs.add(name=INPUT, datatype="FP32", shape=[1, 3, SIDE, SIDE])
+    typed.contents.fp32_contents.extend(batch[1].ravel().tolist())
+    request.outputs.add(name="box_stride32")
+    response = triton_client._client_stub.ModelInfer(request, timeout=60)
+    assert [o.name for o in response.outputs] == ["box_stride32"]
+    box = np.frombuffer(response.raw_output_contents[0], np.float32).reshape(1, 169, 44)
+    np.testing.assert_array_equal(box, result.as_numpy("box_stride32")[1:2])
+
+
+def test_stream_same_as_detect_ids_echoed(triton_client, client: Client, images: Path) -> None:
+    answers: queue.Queue = queue.Queue()
+    files = [images / n for n in ("dog.jpg", "giraffe.jpg", "eagle.jpg", "dog.jpg", "giraffe.jpg")]
+    triton_client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        for i, path in enumerate(files):
+            triton_client.async_stream_infer(MODEL, [image_input(path)], request_id=f"frame-{i}",
+                                             parameters={"score_threshold": THRESHOLD})
+        # A failing request is answered in the stream, which stays open.
+        triton_client.async_stream_infer("no-such-model", [image_input(files[0])], request_id="bad")
+        triton_client.async_stream_infer(MODEL, [image_input(files[2])], request_id="after-error",
+                                         parameters={"score_threshold": THRESHOLD})
+        got = {}
+        errors = []
+        for _ in range(len(files) + 2):
+            result, error = answers.get(timeout=60)
+            if error is not None:
+                errors.append(str(error))
+            else:
+                got[result.get_response().id] = result
+    finally:
+        triton_client.stop_stream()
+    assert len(errors) == 1 and "unknown model 'no-such-model'" in errors[0], errors
+    assert sorted(got) == sorted([f"frame-{i}" for i in range(len(files))] + ["after-error"])
+    for i, path in enumerate(files):
+        assert_same_as_detect(detections_of(got[f"frame-{i}"], 0), client, path)
+    assert_same_as_detect(detections_of(got["after-error"], 0), client, files[2])
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("unknown model", "NOT_FOUND", "unknown model 'no-such-model'; this server serves: "),
+    ("wrong version", "NOT_FOUND", "model 'nanodet-g' has no version '9'"),
+    ("wrong shape", "INVALID_ARGUMENT", "input 'input' has shape [1,3,320,320]; model 'nanodet-g' takes "
+                                        "[N,3,416,416] FP32"),
+    ("wrong datatype", "INVALID_ARGUMENT", "input 'input' has datatype 'INT32'"),
+    ("wrong input name", "INVALID_ARGUMENT", "names its tensor input 'input'"),
+    ("short data", "INVALID_ARGUMENT", "raw_input_contents of input 'input' has 8 bytes"),
+    ("not an image", "INVALID_ARGUMENT", "input IMAGE[0]"),
+    ("unknown output", "INVALID_ARGUMENT", "output 'cls_stride8' is not an output of an IMAGE (BYTES) request"),
+    ("bad threshold", "INVALID_ARGUMENT", "parameter 'score_threshold' is 3"),
+])
+def test_errors(triton_client, dog_jpg: Path, case: str, code: str, message: str) -> None:
+    model, version, outputs, parameters = MODEL, "", None, None
+    if case in ("unknown model", "wrong version", "unknown output", "bad threshold", "not an image"):
+        inputs = [image_input(dog_jpg)]
+        model = "no-such-model" if case == "unknown model" else MODEL
+        version = "9" if case == "wrong version" else ""
+        outputs = [triton.InferRequestedOutput("cls_stride8")] if case == "unknown output" else None
+        parameters = {"score_threshold": 3.0} if case == "bad threshold" else None
+        if case == "not an image":
+            inputs = [triton.InferInput("IMAGE", [1], "BYTES")]
+            inputs[0].set_data_from_numpy(np.array([b"not a jpeg"], dtype=np.object_))
+    else:
+        shape = {"wrong shape": [1, 3, 320, 320], "short data": [1, 3, SIDE, SIDE]}.get(case, [1, 3, SIDE, SIDE])
+        dtype = "INT32" if case == "wrong datatype" else "FP32"
+        name = "images" if case == "wrong input name" else INPUT
+        array = np.zeros(shape, np.int32 if dtype == "INT32" else np.float32)
+        tensor = triton.InferInput(name, shape, dtype)
+        tensor.set_data_from_numpy(array)
+        if case == "short data":
+            tensor._raw_content = b"\0" * 8  # what a client with a bad serialiser would send
+        inputs = [tensor]
+    with pytest.raises(InferenceServerException) as raised:
+        triton_client.infer(model, inputs, model_version=version, outputs=outputs, parameters=parameters)
+    assert raised.value.status() == f"StatusCode.{code}", raised.value
+    assert message in raised.value.message(), raised.value.message()
