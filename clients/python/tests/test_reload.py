@@ -102,29 +102,54 @@ def wait_for(condition, timeout_s: float, what: str, server: ServerProcess) -> N
 
 
 class Load:
-    """Threads sending Detect continuously; every outcome counted."""
+    """Threads sending Detect continuously, and DetectStream calls keeping a
+    few frames in flight each; every outcome counted."""
 
-    def __init__(self, address: str, image: bytes, threads: int = 4, model: str = MODEL) -> None:
+    STREAM_IN_FLIGHT = 4
+
+    def __init__(self, address: str, image: bytes, threads: int = 4, model: str = MODEL, streams: int = 0) -> None:
         self.address, self.image, self.model = address, image, model
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.ok = 0
+        self.streamed = 0
         self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self.threads = [threading.Thread(target=self._unary, daemon=True) for _ in range(threads)]
+        self.threads += [threading.Thread(target=self._stream, daemon=True) for _ in range(streams)]
 
-    def _run(self) -> None:
+    def _count(self, error: object, streamed: bool = False) -> None:
+        with self.lock:
+            if error is None:
+                self.ok += 1
+                self.streamed += streamed
+            else:
+                self.failures.append(str(error))
+
+    def _unary(self) -> None:
         with Client(self.address, timeout=30.0) as client:
             while not self.stop.is_set():
                 try:
-                    result = client.detect(self.image, model=self.model)
-                    error = result.error
+                    self._count(client.detect(self.image, model=self.model).error)
                 except LowbitError as failure:
-                    error = f"{failure}"
-                with self.lock:
-                    if error is None:
-                        self.ok += 1
-                    else:
-                        self.failures.append(str(error))
+                    self._count(failure)
+
+    def _stream(self) -> None:
+        # At most STREAM_IN_FLIGHT frames unanswered: the stream never meets
+        # the queue's limit, so any error is the reload's.
+        slots = threading.Semaphore(self.STREAM_IN_FLIGHT)
+
+        def frames():
+            while not self.stop.is_set():
+                if slots.acquire(timeout=0.1):
+                    yield self.image
+
+        with Client(self.address, timeout=30.0) as client:
+            try:
+                for result in client.detect_stream(frames(), model=self.model):
+                    slots.release()
+                    self._count(result.error, streamed=True)
+            except LowbitError as failure:
+                self._count(f"stream: {failure}")
 
     def __enter__(self) -> "Load":
         for thread in self.threads:
@@ -146,7 +171,7 @@ def test_hot_reload_under_load_fails_no_request(tmp_path: Path, repo: Path, dog_
     server = start(tmp_path, repo)
     try:
         assert models_by_name(server.address)[MODEL].version == 1
-        with Load(server.address, dog_jpg.read_bytes()) as load:
+        with Load(server.address, dog_jpg.read_bytes(), threads=3, streams=1) as load:
             wait_for(lambda: load.answered() >= 20, 30, "20 answers before the first reload", server)
             for expected_version in (2, 3, 4):
                 results = reload_models(server.address, force=True)
@@ -164,6 +189,7 @@ def test_hot_reload_under_load_fails_no_request(tmp_path: Path, repo: Path, dog_
                 wait_for(lambda: load.answered() >= before + 10, 30, "answers after a SIGHUP reload", server)
         assert load.failures == [], f"{len(load.failures)} failed requests, first: {load.failures[:3]}"
         assert load.ok > 50
+        assert load.streamed > 10
         assert metric(server, "lowbit_model_loads_total", model=MODEL, result="ok") == 6
         # A reload with nothing changed loads nothing.
         assert reload_models(server.address)[MODEL].action == admin_pb2.RELOAD_ACTION_UNCHANGED
