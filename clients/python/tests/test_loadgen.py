@@ -1,4 +1,5 @@
-"""lowbit-loadgen and bench/serving_load.py --quick against the real server (about 40 s in all)."""
+"""lowbit-loadgen and bench/serving_load.py --quick against the real server (about 40 s in all),
+and the SDK's camera-gateway fields the load generator relies on."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, ServerProcess, model_repo, server_binary
-from lowbit import loadgen
+from lowbit import Client, Frame, loadgen, now_us
 
 VIDEO = REPO / "data" / "images" / "vtest.avi"
 
@@ -123,3 +124,27 @@ def test_serving_load_quick(tmp_path: Path) -> None:
     assert report["cameras"]["capacity_fps"] > 0
     for line in ("PASS", "server overhead", "per-camera share", report["host"]["cpu_model"]):
         assert line in done.stdout
+
+
+def test_sdk_gateway_fields(client: Client, dog_jpg: Path) -> None:
+    """What a camera gateway and the load generator rely on: capture time -> frame age, drop reasons."""
+    result = client.detect(dog_jpg, camera_id="aged", capture_time_us=now_us() - 300_000)
+    assert result.dropped is None and result.detections
+    assert result.timings.frame_age_ms >= 300, result.timings
+
+    stale = Frame(image=dog_jpg, camera_id="stale", frame_id=0, capture_time_us=now_us() - 10_000_000,
+                  max_frame_age_ms=100)
+    (dropped,) = list(client.detect_stream([stale], timeout=60))
+    assert dropped.dropped == "STALE" and dropped.error is not None and not dropped.detections
+
+    # One camera's frames as fast as the stream takes them: latest frame wins. The newest is
+    # answered; older ones waiting behind a running frame come back SUPERSEDED, in frame order.
+    jpeg = dog_jpg.read_bytes()
+    burst = [Frame(image=jpeg, camera_id="burst", frame_id=i) for i in range(8)]
+    results = list(client.detect_stream(burst, timeout=60, stamp_capture_time=True))
+    assert [r.frame_id for r in results] == list(range(8))
+    assert results[-1].dropped is None and results[-1].detections
+    assert results[-1].timings.frame_age_ms > 0
+    reasons = {r.dropped for r in results}
+    assert "SUPERSEDED" in reasons and reasons <= {None, "SUPERSEDED"}, reasons
+    assert all((r.dropped is None) == (r.error is None) for r in results)
