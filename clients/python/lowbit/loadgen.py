@@ -840,7 +840,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="repository entry for the in-process run (default MODEL_REPO/MODEL)")
     in_process.add_argument("--in-process-runs", type=int, default=100, help="timed frames (default %(default)s)")
 
-    parser = argparse.ArgumentParser(prog="lowbit-loadgen", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="lowbit-loadgen", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     closed = commands.add_parser("closed", parents=[common, in_process], help="concurrency sweep of unary Detects")
