@@ -106,7 +106,12 @@ class ModelRegistry {
 
   // Re-reads the repository (all models, or just `model`) as Admin.ReloadModels
   // describes; blocks until every load and swap is done. Serialised: one
-  // reload at a time.
+  // reload at a time (Shutdown waits for the one in progress). A directory
+  // is loaded again only if its fingerprint (ModelDirectoryFingerprint)
+  // changed since its last attempt, or `force`: a broken model is not
+  // retried, nor logged again, until its files change. A repository that
+  // cannot be listed unloads nothing. Results sorted by name; empty without
+  // a repository (FromSpecs) or after Shutdown.
   std::vector<ReloadResult> Reload(const std::string& model = "", bool force = false);
 
   // Serves `spec` (already loaded) as a new version of spec.name, built and
