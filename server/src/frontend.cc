@@ -1,16 +1,19 @@
 #include "frontend.h"
 
 #include <cmath>
-#include <condition_variable>
 #include <deque>
-#include <future>
-#include <mutex>
-#include <thread>
+#include <map>
 
 #include <spdlog/spdlog.h>
 
 namespace lowbit::server {
 namespace {
+
+int64_t WallClockMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 v1::DetectResponse ResponseFor(const v1::DetectRequest& request, const std::string& model) {
   v1::DetectResponse response;
@@ -20,7 +23,7 @@ v1::DetectResponse ResponseFor(const v1::DetectRequest& request, const std::stri
   return response;
 }
 
-void FillDetections(const FrameResult& result, int64_t total_us, v1::DetectResponse* response) {
+void FillResult(const FrameResult& result, int64_t total_us, v1::DetectResponse* response) {
   for (const engine::Detection& detection : result.detections) {
     v1::Detection* out = response->add_detections();
     out->mutable_box()->set_x_min(detection.box.x_min);
@@ -37,291 +40,491 @@ void FillDetections(const FrameResult& result, int64_t total_us, v1::DetectRespo
   timings->set_inference_us(result.timings.inference_us);
   timings->set_postprocess_us(result.timings.postprocess_us);
   timings->set_total_us(total_us);
+  if (result.image_width > 0) {
+    response->set_image_width(result.image_width);
+    response->set_image_height(result.image_height);
+  }
   response->set_batch_size(result.batch_size);
 }
 
-StatusOr<engine::PixelFormat> ToEnginePixelFormat(v1::PixelFormat format) {
-  switch (format) {
-    case v1::BGR8:
-      return engine::PixelFormat::kBgr8;
-    case v1::RGB8:
-      return engine::PixelFormat::kRgb8;
+// What a refusal by Scheduler::Submit means as a drop reason (kNone: the
+// frame was refused for what it is, not dropped).
+DropReason SubmitDropReason(const Status& status, DropReason deadline_reason) {
+  switch (status.code()) {
+    case StatusCode::kResourceExhausted:
+      return DropReason::kQueueFull;
+    case StatusCode::kUnavailable:
+      return DropReason::kShuttingDown;
+    case StatusCode::kDeadlineExceeded:
+      return deadline_reason;
+    case StatusCode::kCancelled:
+      return DropReason::kCancelled;
     default:
-      return InvalidArgument("frame.raw.format must be BGR8 or RGB8 (got " +
-                             v1::PixelFormat_Name(format) + ")");
+      return DropReason::kNone;
   }
 }
 
 }  // namespace
 
-grpc::Status ToGrpcStatus(const Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
-}
-
-ServedModel* ModelSet::Find(const std::string& name) const {
-  const std::string& wanted = name.empty() ? default_model_ : name;
-  for (const auto& model : models_) {
-    if (model->spec.name == wanted) return model.get();
+v1::DropReason ToProtoDropReason(DropReason reason) {
+  switch (reason) {
+    case DropReason::kNone:
+      return v1::DROP_REASON_UNSPECIFIED;
+    case DropReason::kSuperseded:
+      return v1::SUPERSEDED;
+    case DropReason::kStale:
+      return v1::STALE;
+    case DropReason::kQueueFull:
+      return v1::QUEUE_FULL;
+    case DropReason::kDeadline:
+      return v1::DEADLINE;
+    case DropReason::kCancelled:
+      return v1::CANCELLED;
+    case DropReason::kShuttingDown:
+      return v1::SHUTTING_DOWN;
   }
-  return nullptr;
+  return v1::DROP_REASON_UNSPECIFIED;
 }
 
-std::string ModelSet::Names() const {
-  std::string names;
-  for (const auto& model : models_) names += (names.empty() ? "" : ", ") + model->spec.name;
-  return names;
+DetectorService::DetectorService(ModelRegistry& registry, const FrontendLimits& limits,
+                                 ServerMetrics& metrics, Clock& clock, const DrainState& drain)
+    : registry_(registry), limits_(limits), metrics_(metrics), clock_(clock), drain_(drain) {}
+
+// ---------------------------------------------------------------------------
+// One frame.
+
+ModelMetrics& DetectorService::MetricsFor(const std::string& model_name) {
+  std::shared_ptr<ServedModel> model = registry_.Find(model_name);
+  return model ? *model->metrics : metrics_.ForModel("");
 }
 
-StatusOr<engine::Image> DetectorService::DecodeFrame(const v1::Frame& frame) const {
-  engine::DecodeLimits decode_limits;
-  decode_limits.max_pixels = limits_.max_pixels;
-  const std::string max_bytes = std::to_string(limits_.max_image_bytes);
-  switch (frame.data_case()) {
-    case v1::Frame::kEncoded: {
-      const std::string& bytes = frame.encoded();
-      if (bytes.empty()) {
-        return InvalidArgument("frame.encoded is empty; send the bytes of a JPEG or PNG file");
-      }
-      if (static_cast<int64_t>(bytes.size()) > limits_.max_image_bytes) {
-        return InvalidArgument("frame.encoded is " + std::to_string(bytes.size()) +
-                               " bytes, over the server's limit of " + max_bytes +
-                               " (--max-image-bytes); send a smaller or more compressed image");
-      }
-      StatusOr<engine::Image> image = engine::DecodeImage(
-          reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), decode_limits);
-      if (!image.ok()) return image.status().WithContext("frame.encoded");
-      return image;
-    }
-    case v1::Frame::kRaw: {
-      const v1::RawImage& raw = frame.raw();
-      LOWBIT_ASSIGN_OR_RETURN(engine::PixelFormat format, ToEnginePixelFormat(raw.format()));
-      if (raw.width() <= 0 || raw.height() <= 0) {
-        return InvalidArgument("frame.raw needs width > 0 and height > 0 (got " +
-                               std::to_string(raw.width()) + "x" + std::to_string(raw.height()) +
-                               ")");
-      }
-      const int64_t row_bytes = 3LL * raw.width();
-      const int64_t stride = raw.stride() == 0 ? row_bytes : raw.stride();
-      if (stride < row_bytes) {
-        return InvalidArgument("frame.raw.stride " + std::to_string(stride) +
-                               " is below 3 * width = " + std::to_string(row_bytes));
-      }
-      const int64_t pixels = static_cast<int64_t>(raw.width()) * raw.height();
-      if (pixels > limits_.max_pixels) {
-        return InvalidArgument("frame.raw is " + std::to_string(raw.width()) + "x" +
-                               std::to_string(raw.height()) + ", over the server's limit of " +
-                               std::to_string(limits_.max_pixels) + " pixels (--max-pixels)");
-      }
-      const int64_t size = static_cast<int64_t>(raw.pixels().size());
-      if (size > limits_.max_image_bytes) {
-        return InvalidArgument("frame.raw.pixels is " + std::to_string(size) +
-                               " bytes, over the server's limit of " + max_bytes +
-                               " (--max-image-bytes)");
-      }
-      // The last row may omit its stride padding.
-      const int64_t min_size = stride * (raw.height() - 1) + row_bytes;
-      const int64_t full_size = stride * raw.height();
-      if (size < min_size || size > full_size) {
-        return InvalidArgument("frame.raw.pixels has " + std::to_string(size) + " bytes, but a " +
-                               std::to_string(raw.width()) + "x" + std::to_string(raw.height()) +
-                               " 8-bit 3-channel image with stride " + std::to_string(stride) +
-                               " needs " + std::to_string(full_size) + " (stride * height)");
-      }
-      engine::ImageView view;
-      view.pixels = reinterpret_cast<const uint8_t*>(raw.pixels().data());
-      view.width = raw.width();
-      view.height = raw.height();
-      view.stride = static_cast<int>(stride);
-      view.format = format;
-      StatusOr<engine::Image> image =
-          engine::ImageFromRaw(view, raw.pixels().size(), decode_limits);
-      if (!image.ok()) return image.status().WithContext("frame.raw");
-      return image;
-    }
-    case v1::Frame::DATA_NOT_SET:
-      break;
-  }
-  return InvalidArgument(
-      "the request has no image: set frame.encoded (JPEG/PNG bytes) or frame.raw (pixels)");
-}
-
-void DetectorService::Fail(ServedModel* model, const Status& status, v1::DetectResponse response,
-                           const ResponseCallback& done) {
-  (model ? *model->metrics : metrics_.ForModel("")).RecordCode(status.code());
-  const auto level =
-      status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kNotFound
-          ? spdlog::level::debug
-          : spdlog::level::warn;
-  spdlog::log(level, "frame rejected (model '{}', camera '{}', frame {}): {}", response.model(),
+void DetectorService::Fail(ModelMetrics& metrics, const Status& status, DropReason dropped,
+                           v1::DetectResponse response, const ResponseCallback& done) {
+  metrics.RecordCode(status.code());
+  const auto level = dropped != DropReason::kNone ||
+                             status.code() == StatusCode::kInvalidArgument ||
+                             status.code() == StatusCode::kNotFound
+                         ? spdlog::level::debug
+                         : spdlog::level::warn;
+  spdlog::log(level, "frame not computed (model '{}', camera '{}', frame {}): {}", response.model(),
               response.camera_id(), response.frame_id(), status.ToString());
   response.mutable_error()->set_code(static_cast<int32_t>(status.code()));
   response.mutable_error()->set_message(status.message());
+  response.set_dropped(ToProtoDropReason(dropped));
   done(status, std::move(response));
 }
 
-void DetectorService::ProcessFrame(const v1::DetectRequest& request, ResponseCallback done) {
+void DetectorService::AnswerShuttingDown(const v1::DetectRequest& request,
+                                         const ResponseCallback& done) {
+  ModelMetrics& metrics = MetricsFor(request.model());
+  metrics.RecordDropped(DropReason::kShuttingDown);
+  const std::string model = request.model().empty() ? registry_.default_model() : request.model();
+  Fail(metrics, DrainState::ShuttingDown(), DropReason::kShuttingDown, ResponseFor(request, model),
+       done);
+}
+
+void DetectorService::ProcessFrame(const v1::DetectRequest& request, std::string encoded,
+                                   const CallInfo& call, ResponseCallback done) {
   const Clock::TimePoint received = clock_.Now();
-  ServedModel* model = models_.Find(request.model());
-  if (model == nullptr) {
-    Fail(nullptr,
-         NotFound("unknown model '" + request.model() +
-                  "'; this server serves: " + models_.Names() + " (see ListModels)"),
-         ResponseFor(request, request.model()), done);
+  const int64_t received_wall_us = WallClockMicros();
+  if (drain_.draining()) {
+    AnswerShuttingDown(request, done);
     return;
   }
+  const std::string model_name =
+      request.model().empty() ? registry_.default_model() : request.model();
   const float threshold = request.score_threshold();
   if (std::isnan(threshold) || threshold > 1) {
-    Fail(model,
+    Fail(MetricsFor(model_name),
          InvalidArgument("score_threshold must be in (0, 1], or 0 for the model's default; got " +
                          std::to_string(threshold)),
-         ResponseFor(request, model->spec.name), done);
+         DropReason::kNone, ResponseFor(request, model_name), done);
     return;
   }
-  StatusOr<engine::Image> image = DecodeFrame(request.frame());
-  if (!image.ok()) {
-    Fail(model, image.status(), ResponseFor(request, model->spec.name), done);
-    return;
-  }
-  const Clock::TimePoint decoded = clock_.Now();
 
-  v1::DetectResponse response = ResponseFor(request, model->spec.name);
-  response.set_image_width(image->width);
-  response.set_image_height(image->height);
+  StatusOr<FramePayload> payload = InvalidArgument(
+      "the request has no image: set frame.encoded (JPEG/PNG bytes) or frame.raw (pixels)");
+  if (request.frame().data_case() == v1::Frame::kEncoded) {
+    payload = EncodedPayload(std::move(encoded), limits_);
+  } else if (request.frame().data_case() == v1::Frame::kRaw) {
+    payload = RawPayload(request.frame().raw(), limits_);
+  }
+  if (!payload.ok()) {
+    Fail(MetricsFor(model_name), payload.status(), DropReason::kNone,
+         ResponseFor(request, model_name), done);
+    return;
+  }
 
   FrameRequest frame;
-  frame.image = std::move(image).value();
+  frame.deadline = call.deadline;
+  frame.deadline_reason = DropReason::kDeadline;
+  // max_frame_age_ms: from the capture timestamp (wall clock), else from now.
+  const int64_t capture_us = request.capture_time_us();
+  if (request.max_frame_age_ms() > 0) {
+    const int64_t born_us = capture_us > 0 ? capture_us : received_wall_us;
+    const int64_t left_us = born_us + int64_t{request.max_frame_age_ms()} * 1000 - received_wall_us;
+    if (left_us <= 0) {
+      ModelMetrics& metrics = MetricsFor(model_name);
+      metrics.RecordDropped(DropReason::kStale);
+      Fail(metrics,
+           Status(StatusCode::kDeadlineExceeded,
+                  "the frame is " + std::to_string((received_wall_us - born_us) / 1000) +
+                      " ms old on arrival (capture_time_us), over its max_frame_age_ms of " +
+                      std::to_string(request.max_frame_age_ms())),
+           DropReason::kStale, ResponseFor(request, model_name), done);
+      return;
+    }
+    const Clock::TimePoint stale_at = received + std::chrono::microseconds(left_us);
+    if (stale_at < frame.deadline) {
+      frame.deadline = stale_at;
+      frame.deadline_reason = DropReason::kStale;
+    }
+  }
+
+  frame.payload = std::move(payload).value();
   frame.detect_options.score_threshold = threshold > 0 ? threshold : 0;
-  frame.decode_us = MicrosecondsBetween(received, decoded);
-  frame.on_complete = [this, model, received, done,
-                       response = std::move(response)](StatusOr<FrameResult> result) mutable {
-    if (!result.ok()) {
-      Fail(model, result.status(), std::move(response), done);
+  frame.camera_id = request.camera_id();
+  frame.received = received;
+  frame.cancelled = call.cancelled;
+
+  // Shared by the completion and SubmitFrame, which publishes the version
+  // it submits to before Submit (see admission.h).
+  struct Context {
+    std::shared_ptr<ServedModel> served;
+    v1::DetectResponse response;
+    ResponseCallback done;
+  };
+  auto context = std::make_shared<Context>();
+  context->response = ResponseFor(request, model_name);
+  context->done = std::move(done);
+  const DropReason deadline_reason = frame.deadline_reason;
+  frame.on_complete = [this, context, received, capture_us](FrameOutcome outcome) {
+    ServedModel& model = *context->served;
+    ModelMetrics& metrics = *model.metrics;
+    v1::DetectResponse& response = context->response;
+    response.set_model(model.spec.name);
+    if (!outcome.status.ok()) {
+      Fail(metrics, outcome.status, outcome.dropped, std::move(response), context->done);
       return;
     }
     const int64_t total_us = MicrosecondsBetween(received, clock_.Now());
-    FillDetections(*result, total_us, &response);
-    model->metrics->RecordSuccess(result->timings, total_us);
-    model->metrics->RecordCode(StatusCode::kOk);
-    done(Status::Ok(), std::move(response));
+    FillResult(outcome.result, total_us, &response);
+    if (capture_us > 0) {
+      const int64_t age_us = WallClockMicros() - capture_us;
+      response.mutable_timings()->set_frame_age_us(age_us);
+      metrics.RecordFrameAge(age_us);
+    }
+    metrics.RecordSuccess(outcome.result.timings, total_us);
+    metrics.RecordInference(model.version);
+    metrics.RecordCode(StatusCode::kOk);
+    context->done(Status::Ok(), std::move(response));
   };
-  const Status submitted = model->scheduler->Submit(std::move(frame));
-  if (!submitted.ok()) Fail(model, submitted, ResponseFor(request, model->spec.name), done);
+
+  const Status submitted = SubmitFrame(registry_, model_name, std::move(frame), &context->served);
+  if (!submitted.ok()) {
+    // The scheduler counted its own refusals (queue full, deadline passed).
+    Fail(context->served ? *context->served->metrics : metrics_.ForModel(""), submitted,
+         SubmitDropReason(submitted, deadline_reason), std::move(context->response), context->done);
+  }
 }
 
-grpc::Status DetectorService::Detect(grpc::ServerContext* context, const v1::DetectRequest* request,
-                                     v1::DetectResponse* response) {
-  struct Outcome {
-    Status status;
-    v1::DetectResponse response;
-  };
-  // Shared with the callback: a worker may still be inside set_value when
-  // get() returns.
-  auto promise = std::make_shared<std::promise<Outcome>>();
-  std::future<Outcome> future = promise->get_future();
-  ProcessFrame(*request, [promise](const Status& status, v1::DetectResponse result) {
-    promise->set_value(Outcome{status, std::move(result)});
-  });
-  Outcome outcome = future.get();
-  if (!outcome.status.ok()) return ToGrpcStatus(outcome.status);
-  *response = std::move(outcome.response);
-  return grpc::Status::OK;
-}
+// ---------------------------------------------------------------------------
+// Detect: one frame, the call finished from the frame's completion.
 
-grpc::Status DetectorService::DetectStream(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::DetectResponse, v1::DetectRequest>* stream) {
-  // Shared with frame callbacks, which run on worker threads.
-  struct StreamState {
+class DetectorService::UnaryCall final : public grpc::ServerUnaryReactor {
+ public:
+  UnaryCall(DetectorService* service, grpc::CallbackServerContext* context,
+            const v1::DetectRequest* request, v1::DetectResponse* response)
+      : service_(service), state_(std::make_shared<State>()) {
+    state_->call = this;
+    state_->response = response;
+    service_->CallStarted();
+    CallInfo call;
+    call.deadline = DeadlineFromContext(*context, service_->clock_);
+    call.cancelled = [state = state_] { return state->cancelled.load(); };
+    // The encoded bytes are copied once: gRPC owns the request message.
+    std::string encoded = request->frame().data_case() == v1::Frame::kEncoded
+                              ? request->frame().encoded()
+                              : std::string();
+    service_->ProcessFrame(*request, std::move(encoded), call,
+                           [state = state_](const Status& status, v1::DetectResponse result) {
+                             FinishOnce(*state, status, &result);
+                           });
+  }
+
+  // The client gave up (or its deadline passed): the call ends now; the
+  // frame, if still waiting, is dropped when its batch forms.
+  void OnCancel() override {
+    state_->cancelled = true;
+    FinishOnce(*state_, Status(StatusCode::kCancelled, "the client cancelled the call"), nullptr);
+  }
+
+  void OnDone() override {
+    service_->CallEnded();
+    delete this;
+  }
+
+ private:
+  struct State {
     std::mutex mu;
-    std::condition_variable cv;
-    std::deque<v1::DetectResponse> outbox;  // answered, not yet written
-    int in_flight = 0;                      // read, not yet answered
-    bool reading_done = false;
-    bool write_failed = false;  // the client is gone; later results are discarded
+    bool finished = false;
+    std::atomic<bool> cancelled{false};
+    UnaryCall* call = nullptr;               // valid until finished
+    v1::DetectResponse* response = nullptr;  // gRPC's, valid until finished
   };
-  auto state = std::make_shared<StreamState>();
 
-  // Writes results as they complete; ends once reading is done and every
-  // frame read has been answered and written.
-  std::thread writer([state, stream] {
-    std::unique_lock<std::mutex> lock(state->mu);
-    while (true) {
-      state->cv.wait(lock, [&] {
-        return !state->outbox.empty() || (state->reading_done && state->in_flight == 0);
-      });
-      if (state->outbox.empty()) return;
-      v1::DetectResponse response = std::move(state->outbox.front());
-      state->outbox.pop_front();
-      if (state->write_failed) continue;
-      lock.unlock();
-      const bool written = stream->Write(response);
-      lock.lock();
-      if (!written) state->write_failed = true;
-      state->cv.notify_all();  // the reader may be waiting for room
-    }
-  });
+  static void FinishOnce(State& state, const Status& status, v1::DetectResponse* result) {
+    std::lock_guard<std::mutex> lock(state.mu);
+    if (state.finished) return;
+    state.finished = true;
+    if (status.ok() && result != nullptr) *state.response = std::move(*result);
+    // OnDone (and delete) may follow at once on another thread: nothing
+    // touches the call after this.
+    state.call->Finish(ToGrpcStatus(status));
+  }
 
-  int frames = 0;
-  v1::DetectRequest request;
-  while (stream->Read(&request)) {
-    {
-      std::unique_lock<std::mutex> lock(state->mu);
-      state->cv.wait(lock, [&] {
-        return state->write_failed || state->in_flight + static_cast<int>(state->outbox.size()) <
-                                          limits_.max_pending_per_stream;
-      });
-      if (state->write_failed) break;
-      ++state->in_flight;
-    }
-    ++frames;
-    ProcessFrame(request, [state](const Status&, v1::DetectResponse response) {
-      std::lock_guard<std::mutex> lock(state->mu);
-      --state->in_flight;
-      state->outbox.push_back(std::move(response));
-      state->cv.notify_all();
-    });
-  }
-  {
-    std::lock_guard<std::mutex> lock(state->mu);
-    state->reading_done = true;
-  }
-  state->cv.notify_all();
-  writer.join();
+  DetectorService* const service_;
+  const std::shared_ptr<State> state_;
+};
 
-  if (context->IsCancelled()) {
-    spdlog::debug("stream from {} cancelled after {} frames", context->peer(), frames);
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the stream");
-  }
-  if (state->write_failed) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "could not write results to the client");
-  }
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* DetectorService::Detect(grpc::CallbackServerContext* context,
+                                                  const v1::DetectRequest* request,
+                                                  v1::DetectResponse* response) {
+  return new UnaryCall(this, context, request, response);
 }
 
-grpc::Status DetectorService::ListModels(grpc::ServerContext* context,
-                                         const v1::ListModelsRequest* request,
-                                         v1::ListModelsResponse* response) {
-  for (const auto& model : models_.models()) {
-    const ModelSpec& spec = model->spec;
+// ---------------------------------------------------------------------------
+// DetectStream.
+//
+// Lifetime: the reactor is deleted when gRPC is done with it (OnDone) and
+// every frame it submitted has completed (`refs_`). Locking: `mu_` guards
+// all state; gRPC operations (StartRead/StartWrite/Finish) are started with
+// it held, ProcessFrame is called without it (a refusal, or the frame it
+// supersedes, completes on the calling thread).
+
+class DetectorService::StreamCall final
+    : public grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse> {
+ public:
+  StreamCall(DetectorService* service, grpc::CallbackServerContext* context)
+      : service_(service),
+        limit_(std::max(1, service->limits_.max_pending_per_stream)),
+        deadline_(DeadlineFromContext(*context, service->clock_)) {
+    service_->CallStarted();
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_subscription_ = service_->drain_.Subscribe([this] { OnDrain(); });
+    if (drain_subscription_ == 0) draining_ = true;
+    Pump();
+  }
+
+  void OnReadDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    reading_ = false;
+    if (!ok) {
+      read_done_ = true;
+      Pump();
+      return;
+    }
+    if (finished_ && !draining_) return;  // cancelled: nobody to answer
+    const std::string camera = request_.camera_id();
+    const uint64_t sequence = cameras_[camera].next_to_read++;
+    ++pending_;
+    ++refs_;
+    const bool refuse = draining_;
+    handling_read_ = true;  // request_ is in use: no StartRead until it is done
+    lock.unlock();
+
+    ResponseCallback answer = [this, camera, sequence](const Status&, v1::DetectResponse response) {
+      Answer(camera, sequence, std::move(response));
+    };
+    if (refuse) {
+      service_->AnswerShuttingDown(request_, answer);
+    } else {
+      CallInfo call;
+      call.deadline = deadline_;
+      call.cancelled = [this] { return cancelled_.load(std::memory_order_relaxed); };
+      std::string encoded = request_.frame().data_case() == v1::Frame::kEncoded
+                                ? std::move(*request_.mutable_frame()->mutable_encoded())
+                                : std::string();
+      service_->ProcessFrame(request_, std::move(encoded), call, std::move(answer));
+    }
+
+    lock.lock();
+    handling_read_ = false;
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    writing_ = false;
+    --pending_;
+    if (!ok && !write_failed_) {
+      write_failed_ = true;
+      pending_ -= static_cast<int>(outbox_.size());
+      outbox_.clear();
+    }
+    Pump();
+  }
+
+  // The client cancelled, or the call's deadline passed: frames still
+  // waiting are dropped when their batches form; the call ends now.
+  void OnCancel() override {
+    cancelled_ = true;
+    std::lock_guard<std::mutex> lock(mu_);
+    Pump();
+  }
+
+  void OnDone() override {
+    service_->drain_.Unsubscribe(drain_subscription_);
+    if (frames_ > 0) {
+      spdlog::debug("stream ended after {} frame(s)", frames_);
+    }
+    service_->CallEnded();
+    Release();
+  }
+
+ private:
+  // Results of one camera_id, released in read order.
+  struct CameraOrder {
+    uint64_t next_to_read = 0;
+    uint64_t next_to_release = 0;
+    std::map<uint64_t, v1::DetectResponse> held;  // completed, waiting for earlier ones
+  };
+
+  void OnDrain() {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+    Pump();
+  }
+
+  // A frame's answer, from any thread.
+  void Answer(const std::string& camera, uint64_t sequence, v1::DetectResponse response) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++frames_;
+      auto it = cameras_.find(camera);
+      CameraOrder& order = it->second;
+      order.held.emplace(sequence, std::move(response));
+      for (auto next = order.held.find(order.next_to_release); next != order.held.end();
+           next = order.held.find(order.next_to_release)) {
+        if (write_failed_ || finished_) {
+          --pending_;  // nobody to write it to
+        } else {
+          outbox_.push_back(std::move(next->second));
+        }
+        order.held.erase(next);
+        ++order.next_to_release;
+      }
+      if (order.next_to_release == order.next_to_read) cameras_.erase(it);
+      Pump();
+    }
+    Release();
+  }
+
+  // Starts what can start now: the next write, the next read, or Finish.
+  // mu_ held.
+  void Pump() {
+    if (finished_) return;
+    if (cancelled_ || write_failed_) {
+      Finish(cancelled_ ? grpc::Status(grpc::StatusCode::CANCELLED, "the stream was cancelled")
+                        : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                       "could not write results to the client"));
+      finished_ = true;
+      return;
+    }
+    if (!writing_ && !outbox_.empty()) {
+      writing_response_ = std::move(outbox_.front());
+      outbox_.pop_front();
+      writing_ = true;
+      StartWrite(&writing_response_);
+    }
+    if (!reading_ && !handling_read_ && !read_done_ && !draining_ && pending_ < limit_) {
+      reading_ = true;
+      StartRead(&request_);
+    }
+    if (pending_ == 0 && !writing_ && (read_done_ || draining_)) {
+      Finish(draining_ && !read_done_ ? ToGrpcStatus(DrainState::ShuttingDown())
+                                      : grpc::Status::OK);
+      finished_ = true;
+    }
+  }
+
+  void Release() {
+    bool last = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last = --refs_ == 0;
+    }
+    if (last) delete this;
+  }
+
+  DetectorService* const service_;
+  const int limit_;
+  const Clock::TimePoint deadline_;
+  std::atomic<bool> cancelled_{false};
+
+  std::mutex mu_;
+  int refs_ = 1;     // gRPC's, until OnDone, plus one per frame not yet answered
+  int pending_ = 0;  // read, not yet written (or discarded)
+  int64_t frames_ = 0;
+  bool reading_ = false;        // a StartRead is outstanding
+  bool handling_read_ = false;  // OnReadDone is submitting request_
+  bool read_done_ = false;      // the client half-closed (or the read failed)
+  bool writing_ = false;        // a StartWrite is outstanding
+  bool draining_ = false;
+  bool write_failed_ = false;
+  bool finished_ = false;
+  int drain_subscription_ = 0;
+  std::map<std::string, CameraOrder> cameras_;  // cameras with frames pending
+  std::deque<v1::DetectResponse> outbox_;       // released, not yet written
+  v1::DetectRequest request_;                   // the read in progress
+  v1::DetectResponse writing_response_;         // the write in progress
+};
+
+grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse>* DetectorService::DetectStream(
+    grpc::CallbackServerContext* context) {
+  return new StreamCall(this, context);
+}
+
+// ---------------------------------------------------------------------------
+// Metadata.
+
+grpc::ServerUnaryReactor* DetectorService::ListModels(grpc::CallbackServerContext* context,
+                                                      const v1::ListModelsRequest* request,
+                                                      v1::ListModelsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (drain_.draining()) {
+    reactor->Finish(ToGrpcStatus(DrainState::ShuttingDown()));
+    return reactor;
+  }
+  for (const ModelStatus& entry : registry_.List()) {
     v1::ModelSummary* summary = response->add_models();
-    summary->set_name(spec.name);
-    summary->set_version(spec.config.version());
+    summary->set_name(entry.name);
+    summary->set_state(entry.state == ModelState::kReady ? v1::READY : v1::FAILED);
+    summary->set_state_message(entry.message);
+    if (entry.served == nullptr) continue;
+    const ModelSpec& spec = entry.served->spec;
+    summary->set_version(entry.served->version);
     summary->set_input_width(spec.config.input().width());
     summary->set_input_height(spec.config.input().height());
     summary->set_num_classes(spec.num_classes);
   }
-  response->set_default_model(models_.default_model());
-  return grpc::Status::OK;
+  response->set_default_model(registry_.default_model());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
-grpc::Status DetectorService::GetModel(grpc::ServerContext* context,
-                                       const v1::GetModelRequest* request,
-                                       v1::GetModelResponse* response) {
-  const ServedModel* model = models_.Find(request->model());
+grpc::ServerUnaryReactor* DetectorService::GetModel(grpc::CallbackServerContext* context,
+                                                    const v1::GetModelRequest* request,
+                                                    v1::GetModelResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (drain_.draining()) {
+    reactor->Finish(ToGrpcStatus(DrainState::ShuttingDown()));
+    return reactor;
+  }
+  const std::shared_ptr<ServedModel> model = registry_.Find(request->model());
   if (model == nullptr) {
-    return ToGrpcStatus(NotFound("unknown model '" + request->model() +
-                                 "'; this server serves: " + models_.Names()));
+    reactor->Finish(ToGrpcStatus(UnknownModel(registry_, request->model())));
+    return reactor;
   }
   *response->mutable_config() = model->spec.config;
   int64_t total_macs = 0;
@@ -352,7 +555,34 @@ grpc::Status DetectorService::GetModel(grpc::ServerContext* context,
   compiled->set_producer(origin.producer);
   compiled->set_kernel_isa(origin.kernel_isa);
   compiled->set_cpu_model(origin.cpu_model);
-  return grpc::Status::OK;
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+// ---------------------------------------------------------------------------
+// Calls in progress (for the drain).
+
+void DetectorService::CallStarted() {
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  ++calls_;
+}
+
+void DetectorService::CallEnded() {
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    --calls_;
+  }
+  calls_cv_.notify_all();
+}
+
+int DetectorService::calls_in_progress() const {
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  return calls_;
+}
+
+bool DetectorService::AwaitCallsDone(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(calls_mu_);
+  return calls_cv_.wait_until(lock, deadline, [&] { return calls_ == 0; });
 }
 
 }  // namespace lowbit::server

@@ -1,101 +1,114 @@
-// The gRPC front end: lowbit.v1.Detector on the synchronous gRPC API.
+// The gRPC front end: lowbit.v1.Detector on gRPC's callback API.
 //
-// Each call runs on a gRPC thread. A frame is validated and decoded on that
-// thread, then queued on its model's Scheduler; the call's thread waits
-// (unary) or keeps reading (stream) while workers run batches. A stream has
-// one extra thread that writes results in completion order, so a slow client
-// never blocks a worker.
+// No thread belongs to a call. gRPC's callback threads run the reactions
+// (a message read, a write done, a cancellation); a frame is checked there
+// (sizes, the image header: nothing decoded) and handed to its model's
+// Scheduler with the call's deadline and cancellation, and the reaction
+// returns. Workers decode, run and post-process; a frame's completion
+// (on a worker, the batcher or the Submit thread) finishes the unary call or
+// queues the stream's response, and the stream's next write starts from it.
+//
+// A stream holds at most `max_pending_per_stream` frames read but not yet
+// written (waiting, running, or answered but held): at the limit it stops
+// reading, so gRPC's flow control slows the sender; nothing is dropped for
+// it. Responses are written one at a time, in read order per camera_id (a
+// later frame of a camera that finished first, on another worker, is held
+// until the earlier ones are written), so a slow reader holds back only its
+// own stream.
+//
+// On DrainState::StartDraining (SIGTERM) every stream stops reading at once,
+// answers the frames it accepted (a frame whose read completes afterwards
+// is answered as dropped SHUTTING_DOWN), and ends with UNAVAILABLE; new
+// calls get UNAVAILABLE.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
-#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
+#include "admission.h"
 #include "clock.h"
 #include "lowbit/engine/status.h"
 #include "lowbit/v1/detector.grpc.pb.h"
 #include "metrics.h"
-#include "model_repository.h"
+#include "registry.h"
 #include "scheduler.h"
 
 namespace lowbit::server {
 
-// google.rpc codes map one to one.
-grpc::Status ToGrpcStatus(const Status& status);
+// The scheduler's drop reason as the protocol's.
+v1::DropReason ToProtoDropReason(DropReason reason);
 
-struct ServedModel {
-  ModelSpec spec;
-  ModelMetrics* metrics = nullptr;  // owned by ServerMetrics
-  std::unique_ptr<Scheduler> scheduler;
-};
-
-// The models being served. Immutable after construction.
-class ModelSet {
+class DetectorService final : public v1::Detector::CallbackService {
  public:
-  // `default_model` must name one of `models`.
-  ModelSet(std::vector<std::unique_ptr<ServedModel>> models, std::string default_model)
-      : models_(std::move(models)), default_model_(std::move(default_model)) {}
+  // All references must outlive the service, and the service must outlive
+  // every frame it submitted (shut the registry down first).
+  DetectorService(ModelRegistry& registry, const FrontendLimits& limits, ServerMetrics& metrics,
+                  Clock& clock, const DrainState& drain);
 
-  // Empty `name`: the default model. Null if no such model.
-  ServedModel* Find(const std::string& name) const;
-  // "a, b, c"
-  std::string Names() const;
+  grpc::ServerUnaryReactor* Detect(grpc::CallbackServerContext* context,
+                                   const v1::DetectRequest* request,
+                                   v1::DetectResponse* response) override;
+  grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse>* DetectStream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
+                                     const v1::GetModelRequest* request,
+                                     v1::GetModelResponse* response) override;
 
-  const std::vector<std::unique_ptr<ServedModel>>& models() const { return models_; }
-  const std::string& default_model() const { return default_model_; }
+  // Blocks until no Detect or DetectStream call is in progress (all
+  // finished and done) or `deadline`; true if none is left.
+  bool AwaitCallsDone(std::chrono::steady_clock::time_point deadline);
+  int calls_in_progress() const;
 
  private:
-  std::vector<std::unique_ptr<ServedModel>> models_;
-  std::string default_model_;
-};
+  class UnaryCall;
+  class StreamCall;
 
-struct FrontendLimits {
-  int64_t max_image_bytes = 16LL * 1024 * 1024;
-  int64_t max_pixels = 32LL * 1024 * 1024;
-  // Frames of one stream queued, running or answered but not yet written;
-  // at the limit the stream stops reading until results are written. Bounds
-  // a stream's memory when its client reads slowly.
-  int max_pending_per_stream = 256;
-};
-
-class DetectorService final : public v1::Detector::Service {
- public:
-  // All references must outlive the service.
-  DetectorService(const ModelSet& models, const FrontendLimits& limits, ServerMetrics& metrics,
-                  Clock& clock)
-      : models_(models), limits_(limits), metrics_(metrics), clock_(clock) {}
-
-  grpc::Status Detect(grpc::ServerContext* context, const v1::DetectRequest* request,
-                      v1::DetectResponse* response) override;
-  grpc::Status DetectStream(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::DetectResponse, v1::DetectRequest>* stream) override;
-  grpc::Status ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,
-                          v1::ListModelsResponse* response) override;
-  grpc::Status GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
-                        v1::GetModelResponse* response) override;
-
- private:
-  // Called exactly once per frame: OK with detections, or the error (also set
-  // in `response.error`). `response` carries model, camera_id and frame_id
-  // either way.
+  // Called exactly once per frame: OK with the detections, or the error
+  // (also in `response.error`, with `response.dropped` for a frame dropped
+  // before it was computed). `response` carries model, camera_id and
+  // frame_id either way.
   using ResponseCallback = std::function<void(const Status& status, v1::DetectResponse response)>;
 
-  // Validates, decodes and queues `request`. `done` runs on this thread if the
-  // frame is rejected, otherwise on a worker thread.
-  void ProcessFrame(const v1::DetectRequest& request, ResponseCallback done);
-  StatusOr<engine::Image> DecodeFrame(const v1::Frame& frame) const;
-  // Counts, logs and answers a frame that failed.
-  void Fail(ServedModel* model, const Status& status, v1::DetectResponse response,
-            const ResponseCallback& done);
+  // What a frame inherits from its call.
+  struct CallInfo {
+    Clock::TimePoint deadline = Clock::TimePoint::max();
+    std::function<bool()> cancelled;
+  };
 
-  const ModelSet& models_;
+  // Checks and submits `request`, whose encoded bytes (if any) are passed
+  // separately in `encoded` so that a stream can move them out of its
+  // message. `done` runs on this thread if the frame is refused before it
+  // reaches a scheduler, otherwise wherever the scheduler completes it.
+  void ProcessFrame(const v1::DetectRequest& request, std::string encoded, const CallInfo& call,
+                    ResponseCallback done);
+  // Counts, logs and answers a frame that was not computed.
+  void Fail(ModelMetrics& metrics, const Status& status, DropReason dropped,
+            v1::DetectResponse response, const ResponseCallback& done);
+  ModelMetrics& MetricsFor(const std::string& model_name);
+  // Answers a frame read after draining began.
+  void AnswerShuttingDown(const v1::DetectRequest& request, const ResponseCallback& done);
+
+  void CallStarted();
+  void CallEnded();
+
+  ModelRegistry& registry_;
   const FrontendLimits limits_;
   ServerMetrics& metrics_;
   Clock& clock_;
+  const DrainState& drain_;
+
+  mutable std::mutex calls_mu_;
+  std::condition_variable calls_cv_;
+  int calls_ = 0;
 };
 
 }  // namespace lowbit::server

@@ -1,11 +1,20 @@
 // lowbitd: the lowbit inference server. `lowbitd --help` lists the flags.
-// Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 if start-up fails,
-// 2 for bad flags.
+// Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, drained within
+// --shutdown-grace-ms), 1 if start-up fails or a second SIGTERM/SIGINT
+// arrives while draining (exits at once), 2 for bad flags.
+//
+// Signals are taken by a Boost.Asio signal_set on a thread of their own
+// (not in a signal handler): SIGTERM/SIGINT start the drain on the main
+// thread; SIGHUP asks the reload thread to re-read the model repository.
 #include <malloc.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -13,9 +22,53 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
-#include "model_repository.h"
 #include "options.h"
+#include "registry.h"
 #include "server.h"
+
+namespace {
+
+const char* SignalName(int signal_number) {
+  switch (signal_number) {
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "a signal";
+  }
+}
+
+const char* ActionName(lowbit::server::ReloadAction action) {
+  using lowbit::server::ReloadAction;
+  switch (action) {
+    case ReloadAction::kUnchanged:
+      return "unchanged";
+    case ReloadAction::kLoaded:
+      return "loaded";
+    case ReloadAction::kReloaded:
+      return "reloaded";
+    case ReloadAction::kUnloaded:
+      return "unloaded";
+    case ReloadAction::kFailed:
+      return "FAILED";
+  }
+  return "?";
+}
+
+// Events from the signal thread to the main thread.
+struct Events {
+  std::mutex mu;
+  std::condition_variable cv;
+  int stop_signal = 0;  // SIGTERM/SIGINT received
+  int reloads_requested = 0;
+  bool reloading = false;  // the reload thread is inside Reload
+  bool stopping = false;   // the reload thread ends
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace lowbit::server;
@@ -43,29 +96,96 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("lowbitd"));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] %v");
   spdlog::set_level(spdlog::level::from_str(options.log_level));
+  spdlog::flush_on(spdlog::level::trace);
 
-  // Installed before any thread starts, so an early SIGTERM is not lost.
+  // Installed before any other thread starts (they inherit the mask that
+  // routes the signals here), so an early SIGTERM is not lost.
+  Events events;
   boost::asio::io_context io;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  int received_signal = 0;
-  signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
-    if (!error) received_signal = signal_number;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& error, int signal_number) {
+        if (error) return;
+        if (signal_number == SIGHUP) {
+          std::lock_guard<std::mutex> lock(events.mu);
+          ++events.reloads_requested;
+          events.cv.notify_all();
+        } else {
+          std::lock_guard<std::mutex> lock(events.mu);
+          if (events.stop_signal != 0) {
+            spdlog::warn("received {} while draining: exiting at once (status 1)",
+                         SignalName(signal_number));
+            spdlog::default_logger()->flush();
+            std::_Exit(1);
+          }
+          events.stop_signal = signal_number;
+          events.cv.notify_all();
+        }
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+  std::thread signal_thread([&io] { io.run(); });
+
+  const auto stop_signal_thread = [&] {
+    io.stop();
+    signal_thread.join();
+  };
+
+  lowbit::StatusOr<std::unique_ptr<LowbitServer>> started = LowbitServer::Start(options);
+  if (!started.ok()) {
+    spdlog::critical("cannot start: {}", started.status().ToString());
+    stop_signal_thread();
+    return started.status().code() == lowbit::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  LowbitServer& server = **started;
+
+  // SIGHUP: reloads run here, one at a time, never on the signal thread (a
+  // load takes seconds; a second SIGTERM must still be heard meanwhile).
+  std::thread reload_thread([&] {
+    std::unique_lock<std::mutex> lock(events.mu);
+    while (true) {
+      events.cv.wait(lock, [&] { return events.stopping || events.reloads_requested > 0; });
+      if (events.stopping) return;
+      events.reloads_requested = 0;
+      events.reloading = true;
+      lock.unlock();
+      spdlog::info("received SIGHUP: reloading the model repository {}", options.model_repo);
+      for (const ReloadResult& result : server.registry().Reload()) {
+        spdlog::log(
+            result.action == ReloadAction::kFailed ? spdlog::level::err : spdlog::level::info,
+            "reload: {} {} (version {}, {} ms){}{}", result.model, ActionName(result.action),
+            result.version, result.load_ms, result.message.empty() ? "" : ": ", result.message);
+      }
+      lock.lock();
+      events.reloading = false;
+    }
   });
 
-  lowbit::StatusOr<std::vector<ModelSpec>> models = LoadModelRepository(options.model_repo);
-  if (!models.ok()) {
-    spdlog::critical("cannot start: {}", models.status().ToString());
-    return 1;
+  int stop_signal = 0;
+  {
+    std::unique_lock<std::mutex> lock(events.mu);
+    events.cv.wait(lock, [&] { return events.stop_signal != 0; });
+    stop_signal = events.stop_signal;
   }
-  lowbit::StatusOr<std::unique_ptr<LowbitServer>> server =
-      LowbitServer::Start(options, std::move(models).value());
-  if (!server.ok()) {
-    spdlog::critical("cannot start: {}", server.status().ToString());
-    return server.status().code() == lowbit::StatusCode::kInvalidArgument ? 2 : 1;
+  spdlog::info("received {}: draining (up to {} ms; a second signal exits at once)",
+               SignalName(stop_signal), options.shutdown_grace_ms);
+  server.Shutdown(std::chrono::milliseconds(options.shutdown_grace_ms));
+  bool reloading = false;
+  {
+    std::lock_guard<std::mutex> lock(events.mu);
+    events.stopping = true;
+    reloading = events.reloading;
   }
-
-  io.run();  // returns once the signal handler has run
-  spdlog::info("received {}", received_signal == SIGTERM ? "SIGTERM" : "SIGINT");
-  (*server)->Shutdown(std::chrono::milliseconds(options.shutdown_grace_ms));
+  events.cv.notify_all();
+  if (reloading) {
+    // A reload still loading a model would hold the exit past the grace;
+    // the registry is shut down, so nothing is lost by not waiting for it
+    // (and nothing may be destroyed under it).
+    spdlog::info("exiting with a repository reload still loading");
+    spdlog::default_logger()->flush();
+    std::_Exit(0);
+  }
+  reload_thread.join();
+  stop_signal_thread();
   return 0;
 }

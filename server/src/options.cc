@@ -102,6 +102,34 @@ const std::vector<FlagSpec>& Flags() {
                   "frames waiting per model; over it a frame gets RESOURCE_EXHAUSTED and counts "
                   "as dropped",
                   &ServerOptions::queue_capacity, 1, 1'000'000),
+      IntegerFlag("queue-memory-mb",
+                  "MiB of frame payloads (encoded files, raw pixels) waiting per model; over it "
+                  "a frame is refused like one over --queue-capacity",
+                  &ServerOptions::queue_memory_mb, 1, 1 << 20),
+      IntegerFlag("decode-memory-mb",
+                  "MiB of decoded pixels in flight across all models (3 bytes per pixel); a "
+                  "batch takes only frames that fit, the rest wait undecoded",
+                  &ServerOptions::decode_memory_mb, 1, 1 << 20),
+      IntegerFlag("latency-objective-ms",
+                  "arrival-to-answer objective per frame; the batcher picks batch sizes from "
+                  "measured service times to keep p99 under it; 0: no objective; a model "
+                  "config's latency_objective_ms wins",
+                  &ServerOptions::latency_objective_ms, 0, 600'000),
+      IntegerFlag("max-pending-per-stream",
+                  "frames of one DetectStream read but not yet answered and written; at the "
+                  "limit the stream is not read (gRPC flow control slows the sender, nothing is "
+                  "dropped); capped at --queue-capacity",
+                  &ServerOptions::max_pending_per_stream, 1, 1'000'000),
+      IntegerFlag("repository-poll-s",
+                  "seconds between polls of the model repository (reloads what changed); 0: no "
+                  "polling (SIGHUP and Admin.ReloadModels still reload)",
+                  &ServerOptions::repository_poll_s, 0, 86'400),
+      IntegerFlag("grpc-max-threads", "gRPC resource quota: threads gRPC may use",
+                  &ServerOptions::grpc_max_threads, 2, 4096),
+      IntegerFlag("grpc-memory-mb",
+                  "gRPC resource quota: MiB for gRPC's buffers; under pressure gRPC shrinks its "
+                  "read windows; at least --max-image-bytes",
+                  &ServerOptions::grpc_memory_mb, 16, 1 << 20),
       IntegerFlag("max-image-bytes", "largest accepted image payload (encoded or raw), bytes",
                   &ServerOptions::max_image_bytes, 1, 1LL << 30),
       IntegerFlag("max-pixels", "largest accepted image, width * height",
@@ -123,10 +151,38 @@ const std::vector<FlagSpec>& Flags() {
              v + "'");
        }},
       IntegerFlag("shutdown-grace-ms",
-                  "on SIGTERM/SIGINT, milliseconds in-flight calls get before they are cancelled",
+                  "drain timeout: on SIGTERM/SIGINT streams stop reading at once and answer "
+                  "what they accepted, new calls get UNAVAILABLE; calls still running after "
+                  "this many milliseconds are cancelled and lowbitd exits 0; a second signal "
+                  "exits at once (status 1)",
                   &ServerOptions::shutdown_grace_ms, 0, 600'000),
   };
   return flags;
+}
+
+constexpr int64_t kMiB = 1024 * 1024;
+
+// Limits that only make sense together: an image the limits accept must fit
+// the queue, the decode budget and gRPC's memory.
+Status ValidateTogether(const ServerOptions& o) {
+  if (o.queue_memory_mb * kMiB < o.max_image_bytes) {
+    return InvalidArgument("--queue-memory-mb " + std::to_string(o.queue_memory_mb) +
+                           " MiB cannot hold one image of --max-image-bytes " +
+                           std::to_string(o.max_image_bytes) + "; raise it or lower the other");
+  }
+  if (o.decode_memory_mb * kMiB < 3 * o.max_pixels) {
+    return InvalidArgument(
+        "--decode-memory-mb " + std::to_string(o.decode_memory_mb) +
+        " MiB cannot hold one decoded image of --max-pixels " + std::to_string(o.max_pixels) +
+        " (3 bytes per pixel = " + std::to_string((3 * o.max_pixels + kMiB - 1) / kMiB) +
+        " MiB); raise it or lower --max-pixels");
+  }
+  if (o.grpc_memory_mb * kMiB < o.max_image_bytes) {
+    return InvalidArgument("--grpc-memory-mb " + std::to_string(o.grpc_memory_mb) +
+                           " MiB is below --max-image-bytes " + std::to_string(o.max_image_bytes) +
+                           "; gRPC could not receive the largest accepted image");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -179,6 +235,7 @@ StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args) {
     }
     LOWBIT_RETURN_IF_ERROR(spec->apply(value, &result.options));
   }
+  LOWBIT_RETURN_IF_ERROR(ValidateTogether(result.options));
   return result;
 }
 
@@ -218,7 +275,10 @@ std::string UsageText() {
   std::string text =
       "usage: lowbitd [FLAGS]\n\n"
       "Serves the object detectors of a model repository over gRPC (lowbit.v1.Detector,\n"
-      "grpc.health.v1.Health, server reflection) with Prometheus metrics.\n\n"
+      "lowbit.v1.Admin, KServe v2 inference.GRPCInferenceService, grpc.health.v1.Health,\n"
+      "server reflection) with Prometheus metrics.\n\n"
+      "Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once with status 1);\n"
+      "SIGHUP reloads the model repository.\n\n"
       "Flags (--flag VALUE or --flag=VALUE):\n";
   const ServerOptions defaults;
   for (const FlagSpec& flag : Flags()) {

@@ -33,14 +33,36 @@ struct ServerOptions {
   // Frames waiting per model; a frame arriving over it is rejected with
   // RESOURCE_EXHAUSTED and counted as dropped.
   int queue_capacity = 64;
+  // Payload bytes (encoded files, raw pixels, tensors) waiting per model; a
+  // frame arriving over it is refused like one over --queue-capacity.
+  int64_t queue_memory_mb = 256;
+  // Decoded pixels in flight across all models (3 bytes per pixel): a batch
+  // takes only frames whose decoded size fits what is left.
+  int64_t decode_memory_mb = 512;
+  // Arrival-to-answer objective per frame, milliseconds; the batcher picks
+  // batch sizes from measured service times to keep p99 under it. 0: no
+  // objective (fixed batching). A model config's latency_objective_ms wins.
+  int64_t latency_objective_ms = 0;
+  // Frames of one DetectStream read and not yet written; at the limit the
+  // stream is not read until results are written (the sender is slowed by
+  // gRPC flow control, nothing is dropped). Capped at --queue-capacity.
+  int max_pending_per_stream = 64;
+  // Seconds between repository polls (reload what changed); 0: no polling
+  // (SIGHUP and Admin.ReloadModels still reload).
+  int64_t repository_poll_s = 0;
+  // gRPC resource quota: threads gRPC may use, and memory (MiB) for its
+  // buffers; under memory pressure gRPC shrinks its read windows.
+  int grpc_max_threads = 16;
+  int64_t grpc_memory_mb = 512;
   // Largest accepted image payload (encoded file or raw pixels), bytes.
   int64_t max_image_bytes = 16LL * 1024 * 1024;
   // Largest accepted image, width * height.
   int64_t max_pixels = 32LL * 1024 * 1024;
   // trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
-  // On SIGTERM/SIGINT, milliseconds in-flight calls get to finish before
-  // they are cancelled.
+  // On SIGTERM/SIGINT (the drain timeout), milliseconds from the signal to
+  // exit: streams stop reading at once and answer what they accepted, then
+  // calls still running are cancelled.
   int64_t shutdown_grace_ms = 5000;
 };
 

@@ -6,14 +6,23 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <spdlog/spdlog.h>
+
+#include "admin_service.h"
+#include "kserve_service.h"
 
 namespace lowbit::server {
 namespace {
 
-constexpr const char* kDetectorServiceName = "lowbit.v1.Detector";
+constexpr const char* kServiceNames[] = {"lowbit.v1.Detector", "lowbit.v1.Admin",
+                                         "inference.GRPCInferenceService"};
 // Room for a request's fields around its image payload.
 constexpr int64_t kMessageOverheadBytes = 64 * 1024;
+constexpr int64_t kMiB = 1024 * 1024;
+// Of the grace, what is kept back for cancelling calls and stopping the
+// schedulers after the drain wait, so that lowbitd exits within the grace.
+constexpr std::chrono::milliseconds kStopReserve{300};
 
 std::string WithPort(const std::string& address, int port) {
   std::string host;
@@ -22,53 +31,50 @@ std::string WithPort(const std::string& address, int port) {
   return host + ":" + std::to_string(port);
 }
 
-std::string ChooseDefaultModel(const std::vector<ModelSpec>& models) {
-  for (const ModelSpec& spec : models) {
-    if (spec.name == "nanodet-g") return spec.name;
-  }
-  return models.front().name;
+}  // namespace
+
+RegistryOptions LowbitServer::RegistryOptionsFrom(const ServerOptions& options) {
+  RegistryOptions registry;
+  registry.repository = options.model_repo;
+  registry.default_model = options.default_model;
+  SchedulerOptions& scheduler = registry.scheduler;
+  scheduler.workers = options.workers;
+  scheduler.threads_per_worker = options.threads_per_worker;
+  scheduler.max_batch = options.max_batch;
+  scheduler.batch_timeout = std::chrono::microseconds(options.batch_timeout_us);
+  scheduler.latency_objective = std::chrono::milliseconds(options.latency_objective_ms);
+  scheduler.queue_capacity = options.queue_capacity;
+  scheduler.queue_bytes_capacity = options.queue_memory_mb * kMiB;
+  return registry;
 }
 
-}  // namespace
+StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Start(const ServerOptions& options,
+                                                            Clock* clock) {
+  std::unique_ptr<LowbitServer> server(new LowbitServer());
+  server->metrics_ = std::make_unique<ServerMetrics>(options.max_batch);
+  server->budget_ = std::make_unique<DecodeBudget>(options.decode_memory_mb * kMiB);
+  LOWBIT_ASSIGN_OR_RETURN(server->registry_,
+                          ModelRegistry::Create(RegistryOptionsFrom(options), *server->metrics_,
+                                                *clock, server->budget_.get()));
+  return Serve(std::move(server), options, clock);
+}
 
 StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Start(const ServerOptions& options,
                                                             std::vector<ModelSpec> models,
                                                             Clock* clock) {
   if (models.empty()) return FailedPrecondition("no models to serve");
-  std::sort(models.begin(), models.end(),
-            [](const ModelSpec& a, const ModelSpec& b) { return a.name < b.name; });
-  std::string default_model = options.default_model;
-  if (default_model.empty()) {
-    default_model = ChooseDefaultModel(models);
-  } else if (std::none_of(models.begin(), models.end(),
-                          [&](const ModelSpec& spec) { return spec.name == default_model; })) {
-    std::string names;
-    for (const ModelSpec& spec : models) names += (names.empty() ? "" : ", ") + spec.name;
-    return InvalidArgument("--default-model '" + default_model +
-                           "' is not in the model repository (" + names + ")");
-  }
-
   std::unique_ptr<LowbitServer> server(new LowbitServer());
   server->metrics_ = std::make_unique<ServerMetrics>(options.max_batch);
+  server->budget_ = std::make_unique<DecodeBudget>(options.decode_memory_mb * kMiB);
+  LOWBIT_ASSIGN_OR_RETURN(server->registry_, ModelRegistry::FromSpecs(
+                                                 RegistryOptionsFrom(options), std::move(models),
+                                                 *server->metrics_, *clock, server->budget_.get()));
+  return Serve(std::move(server), options, clock);
+}
 
-  SchedulerOptions scheduler_options;
-  scheduler_options.workers = options.workers;
-  scheduler_options.threads_per_worker = options.threads_per_worker;
-  scheduler_options.max_batch = options.max_batch;
-  scheduler_options.batch_timeout = std::chrono::microseconds(options.batch_timeout_us);
-  scheduler_options.queue_capacity = options.queue_capacity;
-  std::vector<std::unique_ptr<ServedModel>> served;
-  for (ModelSpec& spec : models) {
-    auto model = std::make_unique<ServedModel>();
-    model->metrics = &server->metrics_->ForModel(spec.name);
-    LOWBIT_ASSIGN_OR_RETURN(
-        model->scheduler,
-        Scheduler::Create(spec.name, *spec.backend, scheduler_options, clock, model->metrics));
-    model->spec = std::move(spec);
-    served.push_back(std::move(model));
-  }
-  server->models_ = std::make_unique<ModelSet>(std::move(served), default_model);
-
+StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Serve(std::unique_ptr<LowbitServer> server,
+                                                            const ServerOptions& options,
+                                                            Clock* clock) {
   if (!options.metrics_address.empty()) {
     try {
       server->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_address);
@@ -81,13 +87,16 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Start(const ServerOptions&
     server->metrics_port_ = ports.empty() ? 0 : ports.front();
   }
 
-  FrontendLimits limits;
+  FrontendLimits& limits = server->limits_;
   limits.max_image_bytes = options.max_image_bytes;
   limits.max_pixels = options.max_pixels;
-  limits.max_pending_per_stream =
-      2 * (options.queue_capacity + options.workers * options.max_batch);
-  server->service_ =
-      std::make_unique<DetectorService>(*server->models_, limits, *server->metrics_, *clock);
+  // A stream never holds more frames than its model's queue can take.
+  limits.max_pending_per_stream = std::min(options.max_pending_per_stream, options.queue_capacity);
+  server->detector_ = std::make_unique<DetectorService>(*server->registry_, limits,
+                                                        *server->metrics_, *clock, server->drain_);
+  server->admin_ = std::make_unique<AdminService>(*server->registry_);
+  server->kserve_ = std::make_unique<KServeService>(*server->registry_, limits, *server->metrics_,
+                                                    *clock, server->drain_);
 
   // Both register process-wide plugins that ServerBuilder picks up when built.
   grpc::EnableDefaultHealthCheckService(true);
@@ -96,8 +105,14 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Start(const ServerOptions&
   // Without this, gRPC sets SO_REUSEPORT and a second lowbitd on the same
   // port would silently share it instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  grpc::ResourceQuota quota("lowbitd");
+  quota.SetMaxThreads(options.grpc_max_threads);
+  quota.Resize(static_cast<size_t>(options.grpc_memory_mb * kMiB));
+  builder.SetResourceQuota(quota);
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
-  builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->detector_.get());
+  builder.RegisterService(server->admin_.get());
+  builder.RegisterService(server->kserve_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(
       options.max_image_bytes + kMessageOverheadBytes, std::numeric_limits<int>::max())));
   server->server_ = builder.BuildAndStart();
@@ -106,18 +121,36 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Start(const ServerOptions&
     return Unavailable("cannot listen on --address " + options.address +
                        " (port in use, or not an address of this host?)");
   }
-  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
-  health->SetServingStatus(kDetectorServiceName, true);
-  health->SetServingStatus(true);
+  server->SetServing(true);
 
+  if (options.repository_poll_s > 0) {
+    server->registry_->StartPolling(std::chrono::seconds(options.repository_poll_s));
+  }
+
+  int ready = 0;
+  for (const ModelStatus& entry : server->registry_->List()) {
+    if (entry.state == ModelState::kReady) {
+      ++ready;
+    } else {
+      spdlog::error("model {} is not served: {}", entry.name, entry.message);
+    }
+  }
   spdlog::info(
-      "serving {} model(s): {} (default {}); {} worker(s) x {} thread(s) per model, "
-      "max batch {}, batch timeout {} us, queue capacity {}",
-      server->models_->models().size(), server->models_->Names(), default_model, options.workers,
+      "serving {} model(s): {} (default {}); {} worker(s) x {} thread(s) per model, max batch {}, "
+      "batch timeout {} us, latency objective {} ms, queue {} frames / {} MiB, decode budget {} "
+      "MiB, {} frames pending per stream",
+      ready, server->registry_->Names(), server->registry_->default_model(), options.workers,
       options.threads_per_worker, options.max_batch, options.batch_timeout_us,
-      options.queue_capacity);
-  spdlog::info("listening on {} (gRPC: {}, grpc.health.v1.Health, reflection)",
-               WithPort(options.address, server->port_), kDetectorServiceName);
+      options.latency_objective_ms, options.queue_capacity, options.queue_memory_mb,
+      options.decode_memory_mb, limits.max_pending_per_stream);
+  spdlog::info(
+      "listening on {} (gRPC: lowbit.v1.Detector, lowbit.v1.Admin, inference.GRPCInferenceService, "
+      "grpc.health.v1.Health, reflection; quota {} threads, {} MiB)",
+      WithPort(options.address, server->port_), options.grpc_max_threads, options.grpc_memory_mb);
+  if (options.repository_poll_s > 0) {
+    spdlog::info("polling {} every {} s for model changes", options.model_repo,
+                 options.repository_poll_s);
+  }
   if (server->exposer_) {
     spdlog::info("metrics at http://{}/metrics",
                  WithPort(options.metrics_address, server->metrics_port_));
@@ -125,21 +158,43 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Start(const ServerOptions&
   return server;
 }
 
+void LowbitServer::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  for (const char* name : kServiceNames) health->SetServingStatus(name, serving);
+  health->SetServingStatus(serving);
+}
+
 void LowbitServer::Shutdown(std::chrono::milliseconds grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  const auto start = std::chrono::steady_clock::now();
+  const auto end = start + grace;
+  drain_.StartDraining();
   if (server_) {
-    spdlog::info("shutting down: refusing new calls, finishing in-flight ones (up to {} ms)",
-                 grace.count());
-    server_->GetHealthCheckService()->SetServingStatus(false);
-    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    spdlog::info(
+        "draining: streams stop reading and answer the frames they accepted, new calls get "
+        "UNAVAILABLE ({} Detector call(s) in progress; up to {} ms)",
+        detector_->calls_in_progress(), grace.count());
+    SetServing(false);
+    const auto wait_end = std::max(start, end - std::min(kStopReserve, grace / 2));
+    if (!detector_->AwaitCallsDone(wait_end)) {
+      spdlog::warn("drain timeout: cancelling {} Detector call(s) still in progress",
+                   detector_->calls_in_progress());
+    }
+    // Cancels what is still running once `end` passes (at once if it has).
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::max(std::chrono::steady_clock::duration::zero(),
+                               end - std::chrono::steady_clock::now()));
     server_->Wait();
   }
-  // No call is left, so no frame can arrive; this runs what is still queued.
-  if (models_) {
-    for (const auto& model : models_->models()) model->scheduler->Shutdown();
-  }
-  spdlog::info("shutdown complete");
+  // No call is left, so no frame can arrive; this runs what is still queued
+  // (frames of cancelled calls are dropped unrun).
+  if (registry_) registry_->Shutdown();
+  spdlog::info("shutdown complete after {} ms",
+               std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - start)
+                   .count());
 }
 
 LowbitServer::~LowbitServer() { Shutdown(std::chrono::milliseconds(0)); }

@@ -35,17 +35,47 @@ TEST(OptionsTest, NoFlagsGiveTheDocumentedDefaults) {
   EXPECT_EQ(o.max_pixels, 32 * 1024 * 1024);
   EXPECT_EQ(o.log_level, "info");
   EXPECT_EQ(o.shutdown_grace_ms, 5000);
+  EXPECT_EQ(o.queue_memory_mb, 256);
+  EXPECT_EQ(o.decode_memory_mb, 512);
+  EXPECT_EQ(o.latency_objective_ms, 0);
+  EXPECT_EQ(o.max_pending_per_stream, 64);
+  EXPECT_EQ(o.repository_poll_s, 0);
+  EXPECT_EQ(o.grpc_max_threads, 16);
+  EXPECT_EQ(o.grpc_memory_mb, 512);
 }
 
 TEST(OptionsTest, ParsesEveryFlagInBothSyntaxes) {
   StatusOr<CommandLine> parsed = Parse({
-      "--model-repo",        "/srv/models", "--default-model=blazeface",
-      "--address",           "127.0.0.1:0", "--metrics-address=",
-      "--workers",           "3",           "--threads-per-worker=2",
-      "--max-batch",         "8",           "--batch-timeout-us=0",
-      "--queue-capacity",    "5",           "--max-image-bytes=1000",
-      "--max-pixels",        "640000",      "--log-level=debug",
-      "--shutdown-grace-ms", "100",
+      "--model-repo",
+      "/srv/models",
+      "--default-model=blazeface",
+      "--address",
+      "127.0.0.1:0",
+      "--metrics-address=",
+      "--workers",
+      "3",
+      "--threads-per-worker=2",
+      "--max-batch",
+      "8",
+      "--batch-timeout-us=0",
+      "--queue-capacity",
+      "5",
+      "--max-image-bytes=1000",
+      "--max-pixels",
+      "640000",
+      "--log-level=debug",
+      "--shutdown-grace-ms",
+      "100",
+      "--queue-memory-mb=64",
+      "--decode-memory-mb",
+      "128",
+      "--latency-objective-ms=40",
+      "--max-pending-per-stream",
+      "8",
+      "--repository-poll-s=5",
+      "--grpc-max-threads",
+      "4",
+      "--grpc-memory-mb=32",
   });
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   const ServerOptions& o = parsed->options;
@@ -62,6 +92,13 @@ TEST(OptionsTest, ParsesEveryFlagInBothSyntaxes) {
   EXPECT_EQ(o.max_pixels, 640000);
   EXPECT_EQ(o.log_level, "debug");
   EXPECT_EQ(o.shutdown_grace_ms, 100);
+  EXPECT_EQ(o.queue_memory_mb, 64);
+  EXPECT_EQ(o.decode_memory_mb, 128);
+  EXPECT_EQ(o.latency_objective_ms, 40);
+  EXPECT_EQ(o.max_pending_per_stream, 8);
+  EXPECT_EQ(o.repository_poll_s, 5);
+  EXPECT_EQ(o.grpc_max_threads, 4);
+  EXPECT_EQ(o.grpc_memory_mb, 32);
 }
 
 TEST(OptionsTest, HelpIsRecognised) {
@@ -73,15 +110,46 @@ TEST(OptionsTest, HelpIsRecognised) {
 
 TEST(OptionsTest, UsageExplainsEveryFlagWithItsDefault) {
   const std::string usage = UsageText();
-  for (const char* flag :
-       {"--model-repo", "--default-model", "--address", "--metrics-address", "--workers",
-        "--threads-per-worker", "--max-batch", "--batch-timeout-us", "--queue-capacity",
-        "--max-image-bytes", "--max-pixels", "--log-level", "--shutdown-grace-ms", "--help"}) {
+  for (const char* flag : {"--model-repo",
+                           "--default-model",
+                           "--address",
+                           "--metrics-address",
+                           "--workers",
+                           "--threads-per-worker",
+                           "--max-batch",
+                           "--batch-timeout-us",
+                           "--queue-capacity",
+                           "--max-image-bytes",
+                           "--max-pixels",
+                           "--log-level",
+                           "--shutdown-grace-ms",
+                           "--queue-memory-mb",
+                           "--decode-memory-mb",
+                           "--latency-objective-ms",
+                           "--max-pending-per-stream",
+                           "--repository-poll-s",
+                           "--grpc-max-threads",
+                           "--grpc-memory-mb",
+                           "--help"}) {
     EXPECT_NE(usage.find(flag), std::string::npos) << flag;
   }
   EXPECT_NE(usage.find("(default: 0.0.0.0:50051)"), std::string::npos);
   EXPECT_NE(usage.find("(default: 2000)"), std::string::npos);
   EXPECT_NE(usage.find("(default: 16777216)"), std::string::npos);
+  EXPECT_NE(usage.find("(default: 512)"), std::string::npos);
+  EXPECT_NE(usage.find("SIGHUP"), std::string::npos);
+}
+
+TEST(OptionsTest, RejectsLimitsThatCannotHoldTheLargestAcceptedImage) {
+  EXPECT_NE(ErrorOf({"--queue-memory-mb=1", "--max-image-bytes=2000000"})
+                .find("--queue-memory-mb 1 MiB cannot hold one image"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"--decode-memory-mb=64"}).find("--decode-memory-mb 64 MiB cannot hold"),
+            std::string::npos);
+  EXPECT_TRUE(Parse({"--decode-memory-mb=64", "--max-pixels=4000000"}).ok());
+  EXPECT_NE(ErrorOf({"--grpc-memory-mb=16", "--max-image-bytes=20000000", "--queue-memory-mb=64"})
+                .find("--grpc-memory-mb 16 MiB is below --max-image-bytes"),
+            std::string::npos);
 }
 
 TEST(OptionsTest, RejectsUnknownFlagsAndStrayArguments) {
@@ -106,6 +174,13 @@ TEST(OptionsTest, RejectsIntegersOutOfRange) {
   EXPECT_NE(ErrorOf({"--max-batch=-1"}).find("--max-batch must be in"), std::string::npos);
   EXPECT_NE(ErrorOf({"--queue-capacity=0"}).find("--queue-capacity"), std::string::npos);
   EXPECT_NE(ErrorOf({"--batch-timeout-us=-5"}).find("--batch-timeout-us"), std::string::npos);
+  EXPECT_NE(ErrorOf({"--max-pending-per-stream=0"}).find("--max-pending-per-stream"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"--latency-objective-ms=-1"}).find("--latency-objective-ms"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf({"--repository-poll-s=-1"}).find("--repository-poll-s"), std::string::npos);
+  EXPECT_NE(ErrorOf({"--grpc-max-threads=1"}).find("--grpc-max-threads must be in [2, 4096]"),
+            std::string::npos);
   EXPECT_NE(ErrorOf({"--max-image-bytes=0"}).find("--max-image-bytes"), std::string::npos);
   EXPECT_NE(ErrorOf({"--threads-per-worker=99999999999999999999"}).find("--threads-per-worker"),
             std::string::npos);
