@@ -22,7 +22,13 @@ bool ServiceTimeEstimator::Record(int batch_size, int64_t service_us) {
   const int64_t estimate = p90 + (p90 - p50);
   const bool changed = estimate != window.estimate;
   window.estimate = estimate;
+  window.median = p50;
   return changed;
+}
+
+int64_t ServiceTimeEstimator::Typical(int batch_size) const {
+  if (batch_size < 1 || batch_size > max_batch()) return 0;
+  return windows_[batch_size - 1].median;
 }
 
 int64_t ServiceTimeEstimator::Estimate(int batch_size) const {
@@ -45,30 +51,48 @@ BatchDecision ChooseBatch(const BatchPolicyInput& input) {
   const int waiting = std::min(static_cast<int>(input.ages_us.size()), max_batch);
   BatchDecision decision;
 
-  if (input.objective_us <= 0 || input.service == nullptr) {
-    decision.target = max_batch;
-    if (waiting >= max_batch || input.flush || input.waited_us >= input.batch_timeout_us) {
-      decision.run = waiting;
-    } else {
-      decision.wait_us = input.batch_timeout_us - input.waited_us;
+  // oldest[b - 1]: A(b); frames beyond those waiting add no age.
+  // left[b - 1]: R(b), the least time to a deadline among the first b
+  // frames; frames yet to arrive add none.
+  std::vector<int64_t> oldest(static_cast<size_t>(max_batch));
+  std::vector<int64_t> left(static_cast<size_t>(max_batch));
+  int64_t age = 0;
+  int64_t remaining = BatchPolicyInput::kNoDeadline;
+  for (int b = 1; b <= max_batch; ++b) {
+    if (b <= waiting) age = std::max(age, input.ages_us[b - 1]);
+    if (b <= waiting && b <= static_cast<int>(input.remaining_us.size())) {
+      remaining = std::min(remaining, input.remaining_us[b - 1]);
     }
+    oldest[b - 1] = age;
+    left[b - 1] = remaining;
+  }
+  auto service = [&](int b) {
+    return input.service ? std::max<int64_t>(input.service->Estimate(b), 1) : 0;
+  };
+  auto in_time = [&](int b) { return service(b) <= left[b - 1]; };
+  const int64_t timeout_left = input.batch_timeout_us - input.waited_us;
+
+  if (input.objective_us <= 0) {
+    decision.target = max_batch;
+    // Wait for company only while every waiting frame can still be answered
+    // in time with one more.
+    const int64_t room =
+        waiting < max_batch ? left[waiting - 1] - service(waiting + 1) : int64_t{0};
+    const int64_t wait = std::min(timeout_left, room);
+    if (waiting < max_batch && !input.flush && wait > 0) {
+      decision.wait_us = wait;
+      return decision;
+    }
+    decision.run = waiting;
+    while (decision.run > 1 && !in_time(decision.run)) --decision.run;
     return decision;
   }
 
-  // oldest[b - 1]: A(b); frames beyond those waiting add no age.
-  std::vector<int64_t> oldest(static_cast<size_t>(max_batch));
-  int64_t age = 0;
-  for (int b = 1; b <= max_batch; ++b) {
-    if (b <= waiting) age = std::max(age, input.ages_us[b - 1]);
-    oldest[b - 1] = age;
-  }
-  auto service = [&](int b) { return std::max<int64_t>(input.service->Estimate(b), 1); };
   const int64_t objective = input.objective_us;
-  auto fits = [&](int b) { return oldest[b - 1] + service(b) <= objective; };
-
+  auto fits = [&](int b) { return oldest[b - 1] + service(b) <= objective && in_time(b); };
   int target = 0;      // best fitting size over 1..max_batch
   int best_ready = 0;  // best fitting size over 1..waiting
-  int efficient = 0;   // highest throughput over 1..waiting
+  int efficient = 1;   // highest throughput over 1..waiting, in time
   for (int b = 1; b <= max_batch; ++b) {
     const bool fit = fits(b);
     if (fit && (target == 0 || !HigherThroughput(target, service(target), b, service(b)))) {
@@ -79,7 +103,7 @@ BatchDecision ChooseBatch(const BatchPolicyInput& input) {
         (best_ready == 0 || !HigherThroughput(best_ready, service(best_ready), b, service(b)))) {
       best_ready = b;
     }
-    if (efficient == 0 || !HigherThroughput(efficient, service(efficient), b, service(b))) {
+    if (in_time(b) && !HigherThroughput(efficient, service(efficient), b, service(b))) {
       efficient = b;
     }
   }
@@ -95,9 +119,9 @@ BatchDecision ChooseBatch(const BatchPolicyInput& input) {
     return decision;
   }
   // The target needs frames that have not arrived. Wait while it still fits
-  // (its oldest frame ages) and the batch timeout allows.
-  const int64_t fits_for = objective - service(target) - oldest[target - 1];
-  const int64_t timeout_left = input.batch_timeout_us - input.waited_us;
+  // (its oldest frame ages, its deadlines near) and the batch timeout allows.
+  const int64_t fits_for = std::min(objective - service(target) - oldest[target - 1],
+                                    left[target - 1] - service(target));
   const int64_t wait = std::min(fits_for, timeout_left);
   if (!input.flush && wait > 0) {
     decision.wait_us = wait;

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -33,6 +34,9 @@ class ServiceTimeEstimator {
   bool Record(int batch_size, int64_t service_us);
   // 0 if `batch_size` was never measured or is out of range.
   int64_t Estimate(int batch_size) const;
+  // The window's median: what a batch usually takes (0 as above). A frame
+  // is given up on only if even this would end after its deadline.
+  int64_t Typical(int batch_size) const;
   int max_batch() const { return static_cast<int>(windows_.size()); }
 
  private:
@@ -41,6 +45,7 @@ class ServiceTimeEstimator {
     int count = 0;
     int next = 0;
     int64_t estimate = 0;
+    int64_t median = 0;
   };
   std::vector<Window> windows_;  // [batch_size - 1]
 };
@@ -50,6 +55,11 @@ struct BatchPolicyInput {
   // Age (now - arrival) of each waiting frame, oldest slot first; at most
   // max_batch entries, at least one.
   std::span<const int64_t> ages_us;
+  // Time left until each of those frames' deadline (same order; shorter or
+  // empty: no deadline for the rest). A frame is only batched where the
+  // batch is predicted to end by its deadline.
+  static constexpr int64_t kNoDeadline = std::numeric_limits<int64_t>::max();
+  std::span<const int64_t> remaining_us;
   // How long the oldest slot has waited: the batch timeout counts from here.
   int64_t waited_us = 0;
   int64_t batch_timeout_us = 0;
@@ -67,18 +77,26 @@ struct BatchDecision {
   int target = 0;       // the batch size aimed at (max_batch without an objective)
 };
 
-// Without an objective: max_batch frames as soon as they wait, else all of
-// them once the oldest slot has waited batch_timeout.
+// Every batch must be predicted to end by the deadline of each of its frames:
+// S(b) <= R(b), R(b) the least time left to a deadline among its first b
+// frames (the batcher has already dropped the frames that could not make
+// theirs even alone, so b = 1 always can).
 //
-// With one, S(b) the estimate of size b and A(b) the age of the oldest of the
-// first b frames (frames yet to arrive add no age), size b fits if
-// A(b) + S(b) <= objective. The target is the fitting size of highest
-// throughput b / S(b) (the larger on a tie) over 1..max_batch. If that many
-// frames wait it runs now. If it needs more frames, the batcher waits for
-// them while the target still fits and the oldest slot is within
-// batch_timeout; after that it runs the best fitting size that waits. If no
-// waiting size fits (overload: the oldest frame is late whatever happens),
-// it runs the most efficient waiting size, which drains the backlog fastest.
+// Without an objective: max_batch frames as soon as they wait, else all of
+// them once the oldest slot has waited batch_timeout (or earlier, when one
+// more frame would no longer let them end in time), cut down to the largest
+// size that ends in time.
+//
+// With an objective, S(b) the estimate of size b and A(b) the age of the
+// oldest of the first b frames (frames yet to arrive add no age), size b
+// fits if it ends in time and A(b) + S(b) <= objective. The target is the
+// fitting size of highest throughput b / S(b) (the larger on a tie) over
+// 1..max_batch. If that many frames wait it runs now. If it needs more
+// frames, the batcher waits for them while the target still fits and the
+// oldest slot is within batch_timeout; after that it runs the best fitting
+// size that waits. If no waiting size fits (overload: the oldest frame is
+// late whatever happens), it runs the most efficient waiting size that ends
+// in time, which drains the backlog fastest.
 //
 // The choice looks at the oldest frame only, not at the frames that wait
 // behind a batch: with Poisson arrivals near capacity and an objective

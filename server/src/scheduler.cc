@@ -121,7 +121,19 @@ struct Slot {
   Clock::TimePoint created;  // first frame of the slot: batch_timeout counts from here
 };
 
-Status DropStatus(DropReason reason, const std::string& model, const std::string& camera) {
+// `predicted`: the deadline has not passed yet, but the frame could not be
+// answered by then even in a batch of its own.
+Status DropStatus(DropReason reason, const std::string& model, const std::string& camera,
+                  bool predicted = false) {
+  if (predicted && reason == DropReason::kStale) {
+    return Status(StatusCode::kDeadlineExceeded,
+                  "frame older than its max age (max_frame_age_ms) by the time model " + model +
+                      " could answer it");
+  }
+  if (predicted && reason == DropReason::kDeadline) {
+    return Status(StatusCode::kDeadlineExceeded, "the call's deadline would pass before model " +
+                                                     model + " could answer the frame");
+  }
   switch (reason) {
     case DropReason::kSuperseded:
       return Status(StatusCode::kAborted, "a newer frame of camera '" + camera +
@@ -398,10 +410,18 @@ Pending Scheduler::Impl::TakeSlotLocked(std::list<Slot>::iterator slot) {
 }
 
 void Scheduler::Impl::SweepLocked(Clock::TimePoint now, std::vector<Completion>* dropped) {
+  // A frame whose deadline comes before a batch of one usually ends is
+  // dropped now: computing it would only answer it late.
+  const std::chrono::microseconds alone(estimator_.Typical(1));
   for (auto slot = slots_.begin(); slot != slots_.end();) {
     FrameRequest& request = slot->frame.request;
     DropReason reason = DropReason::kNone;
-    if (request.deadline <= now) {
+    bool predicted = false;
+    if (request.deadline != Clock::TimePoint::max() && request.deadline - now < alone) {
+      reason = request.deadline_reason == DropReason::kStale ? DropReason::kStale
+                                                             : DropReason::kDeadline;
+      predicted = request.deadline > now;
+    } else if (request.deadline <= now) {
       reason = request.deadline_reason == DropReason::kStale ? DropReason::kStale
                                                              : DropReason::kDeadline;
     } else if (request.cancelled && request.cancelled()) {
@@ -413,7 +433,7 @@ void Scheduler::Impl::SweepLocked(Clock::TimePoint now, std::vector<Completion>*
     }
     if (listener_) listener_->OnDropped(reason);
     FrameOutcome outcome;
-    outcome.status = DropStatus(reason, model_, request.camera_id);
+    outcome.status = DropStatus(reason, model_, request.camera_id, predicted);
     outcome.dropped = reason;
     auto next = std::next(slot);
     dropped->push_back({TakeSlotLocked(slot), std::move(outcome)});
@@ -455,6 +475,7 @@ void Scheduler::Impl::BatcherLoop() {
   const bool objective = options_.latency_objective.count() > 0;
   std::vector<Completion> dropped;
   std::vector<int64_t> ages;
+  std::vector<int64_t> remaining;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     const Clock::TimePoint now = clock_->Now();
@@ -468,10 +489,15 @@ void Scheduler::Impl::BatcherLoop() {
       lock.lock();
       continue;
     }
-    // The next frame deadline or camera expiry wakes the batcher, so expired
-    // frames are answered at their deadline even while every worker is busy.
+    // The next frame deadline (less a batch of one) or camera expiry wakes
+    // the batcher, so frames that can no longer be answered in time are
+    // answered at once, even while every worker is busy.
     Clock::TimePoint wake = next_camera_expiry_;
-    for (const Slot& slot : slots_) wake = std::min(wake, slot.frame.request.deadline);
+    const std::chrono::microseconds alone(estimator_.Typical(1));
+    for (const Slot& slot : slots_) {
+      const Clock::TimePoint deadline = slot.frame.request.deadline;
+      if (deadline != Clock::TimePoint::max()) wake = std::min(wake, deadline - alone);
+    }
     if (slots_.empty()) {
       if (stopping_) break;
       WaitLocked(lock, wake);
@@ -483,13 +509,18 @@ void Scheduler::Impl::BatcherLoop() {
     }
 
     ages.clear();
+    remaining.clear();
     for (auto slot = slots_.begin();
          slot != slots_.end() && static_cast<int>(ages.size()) < max_batch; ++slot) {
       ages.push_back(MicrosecondsBetween(slot->frame.arrival, now));
+      const Clock::TimePoint deadline = slot->frame.request.deadline;
+      remaining.push_back(deadline == Clock::TimePoint::max() ? BatchPolicyInput::kNoDeadline
+                                                              : MicrosecondsBetween(now, deadline));
     }
     BatchPolicyInput input;
     input.max_batch = max_batch;
     input.ages_us = ages;
+    input.remaining_us = remaining;
     input.waited_us = MicrosecondsBetween(slots_.front().created, now);
     input.batch_timeout_us = options_.batch_timeout.count();
     input.objective_us = options_.latency_objective.count();

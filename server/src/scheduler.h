@@ -8,14 +8,16 @@
 //         (latest frame wins; the older is answered as dropped SUPERSEDED)
 //         and keeps the slot's place, so a busy camera is served in turn,
 //         never starved and never ahead of the others.
-//     --> batcher: once a worker is idle, drops expired and cancelled frames
-//         (never decoded or computed), chooses a batch size (below) and
-//         takes the oldest slots first, within the shared DecodeBudget.
+//     --> batcher: drops cancelled frames and those that can no longer be
+//         answered by their deadline (never decoded or computed); once a
+//         worker is idle, chooses a batch size (below) and takes the oldest
+//         slots first, within the shared DecodeBudget.
 //     --> worker: decodes the batch's encoded frames, one engine call for the
 //         batch, post-processes and completes each frame in batch order.
 //
 // Batch size: without a latency objective, up to max_batch frames as soon as
-// max_batch are waiting or the oldest has waited batch_timeout. With one,
+// max_batch are waiting or the oldest has waited batch_timeout (fewer if a
+// larger batch would end after a frame's deadline). With one,
 // the batcher keeps measured service times per batch size (seeded by a
 // warm-up run of every size 1..max_batch at Create, which also prepares the
 // engine for each size) and picks, among the sizes whose predicted
@@ -161,7 +163,9 @@ struct FrameRequest {
   // When the request arrived; queue time and the objective count from here.
   Clock::TimePoint received{};
   // The frame is dropped, with `deadline_reason`, if its batch has not formed
-  // by then.
+  // by then, or as soon as even a batch of one would usually (the median of
+  // its recent service times) end after it; a batch only takes frames it is
+  // predicted (service_time_us) to answer by their deadlines.
   Clock::TimePoint deadline = Clock::TimePoint::max();
   DropReason deadline_reason = DropReason::kDeadline;  // kDeadline or kStale
   // Polled when batches form (may be empty); true drops the frame as

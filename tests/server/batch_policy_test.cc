@@ -59,10 +59,12 @@ TEST(ServiceTimeEstimatorTest, IsP90PlusItsDistanceFromTheMedian) {
   // 100, 200, ..., 2000: p90 = 1800 (rank 18), p50 = 1000 (rank 10).
   for (int i = 1; i <= 20; ++i) estimator.Record(1, 100 * i);
   EXPECT_EQ(estimator.Estimate(1), 1800 + 800);
+  EXPECT_EQ(estimator.Typical(1), 1000);
   // Fewer than ten: p90 is the maximum. 100, 200, 300: p50 = 200.
   ServiceTimeEstimator few(1);
   for (int i = 1; i <= 3; ++i) few.Record(1, 100 * i);
   EXPECT_EQ(few.Estimate(1), 300 + 100);
+  EXPECT_EQ(few.Typical(1), 200);
 }
 
 TEST(ServiceTimeEstimatorTest, OneSlowBatchDoesNotMoveAFullWindow) {
@@ -94,6 +96,44 @@ BatchDecision Decide(std::vector<int64_t> ages, int max_batch, int64_t waited, i
   input.service = service;
   input.flush = flush;
   return ChooseBatch(input);
+}
+
+BatchDecision DecideWithDeadlines(std::vector<int64_t> ages, std::vector<int64_t> remaining,
+                                  int max_batch, int64_t timeout, int64_t objective,
+                                  const ServiceTimeEstimator* service) {
+  BatchPolicyInput input;
+  input.max_batch = max_batch;
+  input.ages_us = ages;
+  input.remaining_us = remaining;
+  input.batch_timeout_us = timeout;
+  input.objective_us = objective;
+  input.service = service;
+  return ChooseBatch(input);
+}
+
+TEST(ChooseBatchTest, ABatchOnlyTakesFramesItCanAnswerByTheirDeadlines) {
+  const ServiceTimeEstimator service = Seeded(4, Linear);  // 6, 8, 10, 12 ms
+  const std::vector<int64_t> fresh(4, 0);
+  // The second frame has 9 ms left: a batch of 3 (10 ms) would end late.
+  for (int64_t objective : {int64_t{0}, int64_t{1000000}}) {
+    BatchDecision d =
+        DecideWithDeadlines(fresh, {100000, 9000, 100000, 100000}, 4, 0, objective, &service);
+    EXPECT_EQ(d.run, 2) << objective;
+    d = DecideWithDeadlines(fresh, {100000, 25000, 100000, 100000}, 4, 0, objective, &service);
+    EXPECT_EQ(d.run, 4) << objective;
+  }
+  // Without an objective a lone frame waits for company only while a batch
+  // of two still ends in time: 9 - 8 = 1 ms, not the 5 ms timeout.
+  BatchDecision d = DecideWithDeadlines({0}, {9000}, 4, 5000, 0, &service);
+  EXPECT_EQ(d.run, 0);
+  EXPECT_EQ(d.wait_us, 1000);
+  d = DecideWithDeadlines({0}, {8000}, 4, 5000, 0, &service);
+  EXPECT_EQ(d.run, 1);
+  // With one, the wait for a batch of 4 (12 ms) ends 12 ms before the deadline.
+  d = DecideWithDeadlines({0}, {20000}, 4, 1000000, 1000000, &service);
+  EXPECT_EQ(d.run, 0);
+  EXPECT_EQ(d.target, 4);
+  EXPECT_EQ(d.wait_us, 8000);
 }
 
 TEST(ChooseBatchTest, WithoutAnObjectiveAFullBatchRunsAtOnce) {

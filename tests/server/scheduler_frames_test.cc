@@ -123,6 +123,64 @@ TEST_F(SchedulerFramesTest, ExpiredFramesAreAnsweredAtTheirDeadlineNeverDecodedN
   EXPECT_EQ(listener.Dropped(DropReason::kStale), 1);
 }
 
+TEST_F(SchedulerFramesTest, AFrameThatCannotBeAnsweredInTimeIsDroppedAtOnce) {
+  FakeBackend slow(&clock);
+  slow.SetServiceTime([](int b) { return microseconds(10000 * b); });
+  scheduler = MakeScheduler(slow, Options(1, 4, microseconds(0)), &clock, &listener, nullptr,
+                            (decoder = std::make_unique<CountingDecoder>())->decoder());
+  ASSERT_EQ(scheduler->service_time_us(1), 10000);
+  // 5 ms left, a batch of one takes 10 ms: answered now, not computed.
+  FrameRequest deadline = EncodedRequest(1, done.For(1));
+  deadline.deadline = clock.Now() + microseconds(5000);
+  ASSERT_TRUE(scheduler->Submit(std::move(deadline)).ok());
+  FrameRequest stale = EncodedRequest(2, done.For(2));
+  stale.deadline = clock.Now() + microseconds(9999);
+  stale.deadline_reason = DropReason::kStale;
+  ASSERT_TRUE(scheduler->Submit(std::move(stale)).ok());
+  done.AwaitTotal(2);
+  EXPECT_EQ(done.OutcomeFor(1).status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_NE(done.OutcomeFor(1).status.message().find("would pass"), std::string::npos);
+  EXPECT_EQ(done.OutcomeFor(1).dropped, DropReason::kDeadline);
+  EXPECT_EQ(done.OutcomeFor(2).dropped, DropReason::kStale);
+  EXPECT_NE(done.OutcomeFor(2).status.message().find("max age"), std::string::npos);
+  // 10 ms left is enough.
+  FrameRequest in_time = EncodedRequest(3, done.For(3));
+  in_time.deadline = clock.Now() + microseconds(10000);
+  ASSERT_TRUE(scheduler->Submit(std::move(in_time)).ok());
+  done.AwaitTotal(3);
+  EXPECT_TRUE(done.OutcomeFor(3).status.ok());
+  scheduler.reset();  // before `slow` goes
+  EXPECT_EQ(decoder->calls(), 1);
+  EXPECT_EQ(slow.batches(), (Batches{{3}}));
+}
+
+// S(b) = 10 ms * b, no objective. Four frames with 35 ms left wait while
+// frame 100 runs (10 ms); then a batch of 2 (20 ms) is all that can end in
+// time, and the last two are dropped once 5 ms are left.
+TEST_F(SchedulerFramesTest, ABatchTakesOnlyTheFramesItCanAnswerInTime) {
+  FakeBackend slow(&clock);
+  slow.SetServiceTime([](int b) { return microseconds(10000 * b); });
+  scheduler = MakeScheduler(slow, Options(1, 4, microseconds(0)), &clock, &listener);
+  slow.CloseGate();
+  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
+  slow.AwaitBlockedRuns(1);
+  for (int id = 1; id <= 4; ++id) {
+    FrameRequest request = CameraRequest(id, "cam" + std::to_string(id), done.For(id));
+    request.deadline = clock.Now() + microseconds(35000);
+    request.deadline_reason = DropReason::kStale;
+    ASSERT_TRUE(scheduler->Submit(std::move(request)).ok());
+  }
+  slow.OpenGate();
+  done.AwaitTotal(5);
+  EXPECT_EQ(slow.batches(), (Batches{{100}, {1, 2}}));
+  EXPECT_TRUE(done.OutcomeFor(1).status.ok());
+  EXPECT_TRUE(done.OutcomeFor(2).status.ok());
+  EXPECT_EQ(done.OutcomeFor(3).dropped, DropReason::kStale);
+  EXPECT_EQ(done.OutcomeFor(4).dropped, DropReason::kStale);
+  EXPECT_EQ(listener.Dropped(DropReason::kStale), 2);
+  scheduler.reset();  // before `slow` goes
+}
+
 TEST_F(SchedulerFramesTest, CancelledFramesAreDroppedNeverDecodedNorRun) {
   Start(Options(1, 4, microseconds(0)));
   OccupyAWorker();
