@@ -10,17 +10,33 @@ ServiceTimeEstimator::ServiceTimeEstimator(int max_batch)
 
 bool ServiceTimeEstimator::Record(int batch_size, int64_t service_us) {
   if (batch_size < 1 || batch_size > max_batch()) return false;
+  ++batches_;
+  bool changed = false;
+  for (Window& stale : windows_) {
+    if (stale.count > 1 && batches_ - stale.last_batch > kStaleAfter) {
+      stale.samples[0] = stale.median;
+      stale.count = 1;
+      stale.next = 1;
+      changed = Update(stale) || changed;
+    }
+  }
   Window& window = windows_[batch_size - 1];
   window.samples[window.next] = std::max<int64_t>(service_us, 0);
   window.next = (window.next + 1) % kWindow;
   window.count = std::min(window.count + 1, kWindow);
+  window.last_batch = batches_;
+  return Update(window) || changed;
+}
+
+bool ServiceTimeEstimator::Update(Window& window) {
+  // The ring holds `count` valid samples at [0, count) until it is full.
   std::array<int64_t, kWindow> sorted = window.samples;
   std::sort(sorted.begin(), sorted.begin() + window.count);
   // 1-based ranks ceil(0.9 n) (the maximum while n < 10) and ceil(0.5 n).
   const int64_t p90 = sorted[(9 * window.count + 9) / 10 - 1];
   const int64_t p50 = sorted[(window.count + 1) / 2 - 1];
   const int64_t estimate = p90 + (p90 - p50);
-  const bool changed = estimate != window.estimate;
+  const bool changed = estimate != window.estimate || p50 != window.median;
   window.estimate = estimate;
   window.median = p50;
   return changed;

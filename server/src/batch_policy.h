@@ -22,15 +22,20 @@ namespace lowbit::server {
 // it, while a lasting change (another model taking the cores) shows from its
 // first batches on (while fewer than ten are known p90 is the maximum) and
 // has replaced the window after kWindow batches of that size.
+// A size the batcher has stopped choosing is measured no more, and a window
+// made high by a few slow batches would keep it unchosen for good: after
+// kStaleAfter batches of other sizes its window shrinks to its median, one
+// sample, which the next measurement of that size replaces.
 // Not thread-safe: the scheduler guards it with its lock.
 class ServiceTimeEstimator {
  public:
   static constexpr int kWindow = 20;
+  static constexpr int64_t kStaleAfter = 200;
 
   explicit ServiceTimeEstimator(int max_batch);
 
   // Adds one measurement of a batch of `batch_size` (1..max_batch) frames.
-  // True if the estimate of that size changed.
+  // True if an estimate changed (that size's, or a stale size's).
   bool Record(int batch_size, int64_t service_us);
   // 0 if `batch_size` was never measured or is out of range.
   int64_t Estimate(int batch_size) const;
@@ -46,7 +51,12 @@ class ServiceTimeEstimator {
     int next = 0;
     int64_t estimate = 0;
     int64_t median = 0;
+    int64_t last_batch = 0;  // batches_ when last measured
   };
+  // Recomputes the estimate and median of `window`; true if they changed.
+  static bool Update(Window& window);
+
+  int64_t batches_ = 0;          // measurements of every size
   std::vector<Window> windows_;  // [batch_size - 1]
 };
 

@@ -679,7 +679,9 @@ void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& 
       const int64_t service_us = MicrosecondsBetween(started, clock_->Now()) - delivery_us;
       std::lock_guard<std::mutex> lock(mu_);
       if (estimator_.Record(batch_size, service_us) && listener_) {
-        listener_->OnServiceTime(batch_size, estimator_.Estimate(batch_size));
+        for (int b = 1; b <= estimator_.max_batch(); ++b) {
+          listener_->OnServiceTime(b, estimator_.Estimate(b));
+        }
       }
     }
     finish(frame, std::move(outcome));

@@ -78,6 +78,25 @@ TEST(ServiceTimeEstimatorTest, OneSlowBatchDoesNotMoveAFullWindow) {
   EXPECT_GT(estimator.Estimate(1), 500000);
 }
 
+TEST(ServiceTimeEstimatorTest, ASizeLeftUnmeasuredShrinksToItsMedian) {
+  ServiceTimeEstimator estimator(2);
+  estimator.Record(2, 8000);
+  estimator.Record(2, 30000);  // two slow batches while the box was busy
+  estimator.Record(2, 30000);
+  EXPECT_EQ(estimator.Estimate(2), 30000 + 0);  // p90 = p50 = 30000 of three
+  estimator.Record(2, 8000);
+  EXPECT_EQ(estimator.Estimate(2), 30000 + 30000 - 8000);  // p50 = 8000 of four
+  for (int64_t i = 0; i < ServiceTimeEstimator::kStaleAfter; ++i) {
+    estimator.Record(1, 5000);
+    ASSERT_EQ(estimator.Estimate(2), 52000) << i;
+  }
+  EXPECT_TRUE(estimator.Record(1, 5000));  // size 2 is stale now
+  EXPECT_EQ(estimator.Estimate(2), 8000);
+  EXPECT_EQ(estimator.Typical(2), 8000);
+  estimator.Record(2, 9000);  // measured again: a window of two
+  EXPECT_EQ(estimator.Estimate(2), 9000 + 1000);
+}
+
 TEST(ServiceTimeEstimatorTest, TheWindowForgetsOldMeasurements) {
   ServiceTimeEstimator estimator(1);
   for (int i = 0; i < 20; ++i) estimator.Record(1, 9000);
