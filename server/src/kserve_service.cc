@@ -184,9 +184,8 @@ class InferCall {
 // control then slows the client). At SIGTERM it stops reading, answers what it
 // accepted and ends with UNAVAILABLE; a request read after that is answered
 // with the shutdown error. Lives until OnDone.
-class KServeStream final
-    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
-                                     inference::ModelStreamInferResponse> {
+class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                                          inference::ModelStreamInferResponse> {
  public:
   KServeStream(KServeService& service, grpc::CallbackServerContext* context)
       : service_(service),
@@ -506,14 +505,14 @@ void KServeService::Infer(const inference::ModelInferRequest& request, CallContr
   if (!parsed.ok()) return reject(parsed.status(), served->spec.name);
   parsed->received = control.received;
   if (parsed->timeout_us > 0) {
-    control.deadline =
-        std::min(control.deadline, control.received + std::chrono::microseconds(parsed->timeout_us));
+    control.deadline = std::min(control.deadline,
+                                control.received + std::chrono::microseconds(parsed->timeout_us));
   }
 
   std::vector<FramePayload> payloads = std::move(parsed->payloads);
   parsed->payloads.clear();
-  auto call = std::make_shared<InferCall>(std::move(parsed).value(), clock_, metrics_,
-                                          std::move(done));
+  auto call =
+      std::make_shared<InferCall>(std::move(parsed).value(), clock_, metrics_, std::move(done));
   const ParsedInferRequest& info = call->parsed();
   Status refusal;
   for (size_t index = 0; index < payloads.size(); ++index) {

@@ -79,7 +79,8 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // `response` carries only id, model name and version). Called exactly once,
   // on the calling thread (rejected before any frame was queued) or on a
   // scheduler thread.
-  using InferDone = std::function<void(const Status& status, inference::ModelInferResponse response)>;
+  using InferDone =
+      std::function<void(const Status& status, inference::ModelInferResponse response)>;
 
   // How the call that carries a request ends its frames early.
   struct CallControl {

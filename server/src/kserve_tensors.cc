@@ -76,9 +76,8 @@ std::string FormsText(const ModelSpec& spec) {
 }
 
 const std::vector<std::string>& ImageOutputs() {
-  static const std::vector<std::string> names = {kCountOutput,   kBoxesOutput,
-                                                 kScoresOutput,  kClassesOutput,
-                                                 kLabelsOutput,  kImageSizeOutput};
+  static const std::vector<std::string> names = {kCountOutput,   kBoxesOutput,  kScoresOutput,
+                                                 kClassesOutput, kLabelsOutput, kImageSizeOutput};
   return names;
 }
 
@@ -110,18 +109,19 @@ StatusOr<std::vector<std::string>> SplitBytesElements(const std::string& raw, in
   size_t offset = 0;
   while (offset < raw.size()) {
     if (raw.size() - offset < 4) {
-      return InvalidArgument("raw_input_contents of input IMAGE ends inside an element's 4-byte "
-                             "length prefix (offset " + std::to_string(offset) + ")");
+      return InvalidArgument(
+          "raw_input_contents of input IMAGE ends inside an element's 4-byte "
+          "length prefix (offset " +
+          std::to_string(offset) + ")");
     }
     const auto* bytes = reinterpret_cast<const uint8_t*>(raw.data() + offset);
-    const uint32_t length = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) |
-                            (static_cast<uint32_t>(bytes[3]) << 24);
+    const uint32_t length =
+        bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) | (static_cast<uint32_t>(bytes[3]) << 24);
     offset += 4;
     if (raw.size() - offset < length) {
       return InvalidArgument("raw_input_contents of input IMAGE: element " +
-                             std::to_string(elements.size()) + " claims " +
-                             std::to_string(length) + " bytes, only " +
-                             std::to_string(raw.size() - offset) + " remain");
+                             std::to_string(elements.size()) + " claims " + std::to_string(length) +
+                             " bytes, only " + std::to_string(raw.size() - offset) + " remain");
     }
     elements.emplace_back(raw, offset, length);
     offset += length;
@@ -267,8 +267,9 @@ Status ParseParameters(const inference::ModelInferRequest& request, ParsedInferR
         return InvalidArgument("parameter 'camera_id' must be a string (string_param)");
       }
       if (parsed->frames > 1 && !value.string_param().empty()) {
-        return InvalidArgument("parameter 'camera_id' needs a request of one frame (N = 1): "
-                               "the frames of one camera replace each other while they wait");
+        return InvalidArgument(
+            "parameter 'camera_id' needs a request of one frame (N = 1): "
+            "the frames of one camera replace each other while they wait");
       }
       parsed->camera_id = value.string_param();
     } else if (key == "timeout") {
@@ -446,8 +447,7 @@ StatusOr<ParsedInferRequest> ParseInferRequest(const inference::ModelInferReques
                            " inputs; " + FormsText(spec));
   }
   if (request.raw_input_contents_size() > 1) {
-    return InvalidArgument("the request has " +
-                           std::to_string(request.raw_input_contents_size()) +
+    return InvalidArgument("the request has " + std::to_string(request.raw_input_contents_size()) +
                            " raw_input_contents entries for its one input");
   }
   ParsedInferRequest parsed;
@@ -484,7 +484,8 @@ std::vector<TensorDescription> DescribeOutputs(const ModelSpec& spec) {
   std::vector<TensorDescription> outputs;
   for (const engine::ValueInfo& output : spec.outputs) {
     TensorDescription description{output.name, "FP32", {}};
-    if (!output.shape.empty()) description.dims.assign(output.shape.begin() + 1, output.shape.end());
+    if (!output.shape.empty())
+      description.dims.assign(output.shape.begin() + 1, output.shape.end());
     outputs.push_back(std::move(description));
   }
   outputs.push_back({kCountOutput, "INT32", {}});

@@ -21,13 +21,16 @@ from __future__ import annotations
 import os
 import queue
 import subprocess
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, ServerProcess, model_repo
+from conftest import REPO, SERVER_STOP_TIMEOUT_S, ServerProcess, model_repo
 from lowbit import Client
 
 try:
@@ -321,3 +324,105 @@ def test_errors(triton_client, dog_jpg: Path, case: str, code: str, message: str
         triton_client.infer(model, inputs, model_version=version, outputs=outputs, parameters=parameters)
     assert raised.value.status() == f"StatusCode.{code}", raised.value
     assert message in raised.value.message(), raised.value.message()
+
+
+def own_server(tmp_path: Path, *flags: str) -> ServerProcess:
+    """A lowbitd of its own serving nanodet-g alone, with `flags`."""
+    repo = tmp_path / "models"
+    repo.mkdir()
+    (repo / MODEL).symlink_to(model_repo() / MODEL, target_is_directory=True)
+    return ServerProcess(log_path=tmp_path / "lowbitd.log", extra_args=["--model-repo", str(repo), *flags]).start()
+
+
+def counters(server: ServerProcess, name: str) -> dict[str, float]:
+    """Every series of `name` on /metrics, keyed by its label text ('code="OK",model="nanodet-g"')."""
+    with urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    series = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) + 1:].rsplit("} ", 1)
+            series[",".join(sorted(labels.split(",")))] = float(value)
+    return series
+
+
+def test_frames_batch_with_detect_and_deadlines_drop_them(tmp_path: Path, dog_jpg: Path) -> None:
+    """One scheduler for both protocols: a KServe frame and a Detect frame share an engine call;
+    a KServe frame whose deadline passes while it waits is never computed."""
+    server = own_server(tmp_path, "--workers", "1", "--max-batch", "2", "--batch-timeout-us", "3000000")
+    try:
+        with triton.InferenceServerClient(server.address) as kserve, Client(server.address, timeout=60) as lowbit:
+            ok, computed = 'code="OK",model="nanodet-g"', 'model="nanodet-g",version="1"'
+            before = counters(server, "lowbit_requests_total"), counters(server, "lowbit_inferences_total")
+            answer: queue.Queue = queue.Queue()
+            kserve.async_infer(MODEL, [image_input(dog_jpg)], callback=lambda result, error: answer.put((result, error)),
+                               parameters={"score_threshold": THRESHOLD})
+            # The batcher holds the first frame (up to 3 s) for a second one: Detect's.
+            started = time.monotonic()
+            detected = lowbit.detect(dog_jpg, model=MODEL, score_threshold=THRESHOLD)
+            assert time.monotonic() - started < 2.5, "the two frames did not form one batch"
+            assert detected.batch_size == 2, f"Detect ran in a batch of {detected.batch_size}"
+            result, error = answer.get(timeout=30)
+            assert error is None, error
+            assert [label for label, *_ in detections_of(result, 0)] == [d.label for d in detected.detections]
+            after = counters(server, "lowbit_requests_total"), counters(server, "lowbit_inferences_total")
+            assert after[0][ok] - before[0].get(ok, 0) == 2, (before[0], after[0])
+            assert after[1][computed] - before[1].get(computed, 0) == 2, (before[1], after[1])
+
+            # Alone, a frame waits for a batch-mate; its 100 ms deadline passes first.
+            dropped_before = counters(server, "lowbit_dropped_requests_total")
+            started = time.monotonic()
+            with pytest.raises(InferenceServerException) as raised:
+                kserve.infer(MODEL, [image_input(dog_jpg)], client_timeout=0.1)
+            assert raised.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+            assert time.monotonic() - started < 1.0
+            deadline = time.monotonic() + 10
+            reasons = ('model="nanodet-g",reason="deadline"', 'model="nanodet-g",reason="cancelled"')
+            while time.monotonic() < deadline:
+                dropped = counters(server, "lowbit_dropped_requests_total")
+                if sum(dropped.get(r, 0) - dropped_before.get(r, 0) for r in reasons) == 1:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail(f"no frame dropped for its deadline: {dropped_before} -> {dropped}")
+            assert counters(server, "lowbit_inferences_total")[computed] == after[1][computed], \
+                "the expired frame was computed"
+    finally:
+        server.kill()
+
+
+def test_sigterm_answers_accepted_stream_frames_then_unavailable(tmp_path: Path, dog_jpg: Path) -> None:
+    server = own_server(tmp_path)
+    try:
+        answers: queue.Queue = queue.Queue()
+        first = threading.Event()
+
+        def on_answer(result, error) -> None:
+            answers.put((result, error))
+            first.set()
+
+        frames = 8
+        with triton.InferenceServerClient(server.address) as kserve:
+            kserve.start_stream(callback=on_answer)
+            for i in range(frames):
+                kserve.async_stream_infer(MODEL, [image_input(dog_jpg)], request_id=str(i))
+            assert first.wait(60), f"no answer; log:\n{server.log_tail()}"
+            in_flight = frames - answers.qsize()
+            assert in_flight > 0, "every frame was answered before SIGTERM: nothing was in flight"
+            code = server.terminate(SERVER_STOP_TIMEOUT_S)
+            got, errors = set(), []
+            while True:
+                result, error = answers.get(timeout=30)
+                if error is not None:
+                    errors.append(error)
+                    if error.status() is not None:  # the call ended (a gRPC status, not a frame's error)
+                        break
+                else:
+                    got.add(result.get_response().id)
+            kserve.stop_stream()
+        assert got == {str(i) for i in range(frames)}, f"answered {sorted(got)}; errors {errors}"
+        assert len(errors) == 1 and errors[0].status() == "StatusCode.UNAVAILABLE", errors
+        assert "shutting down" in errors[0].message()
+        assert code == 0, f"exit code {code}; log:\n{server.log_tail()}"
+    finally:
+        server.kill()
