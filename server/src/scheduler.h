@@ -14,6 +14,9 @@
 //         slots first, within the shared DecodeBudget.
 //     --> worker: decodes the batch's encoded frames, one engine call for the
 //         batch, post-processes and completes each frame in batch order.
+//         A camera's frames are completed in the order they were submitted
+//         (drops included): one that ends before an earlier frame of its
+//         camera (on another worker) is handed over when that one is.
 //
 // Batch size: without a latency objective, up to max_batch frames as soon as
 // max_batch are waiting or the oldest has waited batch_timeout (fewer if a
