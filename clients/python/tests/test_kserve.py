@@ -426,3 +426,56 @@ def test_sigterm_answers_accepted_stream_frames_then_unavailable(tmp_path: Path,
         assert code == 0, f"exit code {code}; log:\n{server.log_tail()}"
     finally:
         server.kill()
+
+
+def run_stream(address: str, requests: list[dict]) -> tuple[dict, dict]:
+    """Sends `requests` (async_stream_infer keyword arguments, each with a request_id) on one
+    stream; returns the results and the frame errors by id, once every request is answered."""
+    answers: queue.Queue = queue.Queue()
+    results, errors = {}, {}
+    with triton.InferenceServerClient(address) as kserve:
+        kserve.start_stream(callback=lambda result, error: answers.put((result, error)))
+        try:
+            for request in requests:
+                kserve.async_stream_infer(MODEL, **request)
+            for _ in requests:
+                result, error = answers.get(timeout=120)
+                if error is not None:
+                    # A frame's error carries no gRPC status; the id is not in the message either,
+                    # so errors are keyed by arrival.
+                    assert error.status() is None, f"the stream ended: {error}"
+                    errors[len(errors)] = error.message()
+                else:
+                    results[result.get_response().id] = result
+        finally:
+            kserve.stop_stream()
+    return results, errors
+
+
+def test_stream_flow_control_answers_every_frame(tmp_path: Path, images: Path) -> None:
+    """With one frame pending per stream the stream pauses reading after each request (a
+    2-frame request waits until nothing is pending) and still answers everything."""
+    server = own_server(tmp_path, "--max-pending-per-stream", "1")
+    try:
+        files = [images / "dog.jpg", images / "eagle.jpg"]
+        requests = [{"inputs": [image_input(*(files if i % 3 == 0 else files[i % 2:i % 2 + 1]))],
+                     "request_id": f"r{i}"} for i in range(12)]
+        results, errors = run_stream(server.address, requests)
+        assert not errors, errors
+        assert sorted(results) == sorted(f"r{i}" for i in range(12))
+        assert all(results[f"r{i}"].as_numpy("COUNT").shape == ((2,) if i % 3 == 0 else (1,)) for i in range(12))
+    finally:
+        server.kill()
+
+
+def test_stream_camera_latest_frame_wins(server: ServerProcess, dog_jpg: Path) -> None:
+    """Frames of one camera_id share a slot: a burst keeps the newest, the others are answered
+    ABORTED (superseded) in the stream."""
+    burst = 8
+    requests = [{"inputs": [image_input(dog_jpg)], "request_id": f"c{i}",
+                 "parameters": {"camera_id": "gate-1"}} for i in range(burst)]
+    results, errors = run_stream(server.address, requests)
+    assert f"c{burst - 1}" in results, "the newest frame of the camera is always answered"
+    assert len(results) + len(errors) == burst
+    assert errors, f"no frame of a burst of {burst} was superseded"
+    assert all("a newer frame of camera 'gate-1' replaced this one" in m for m in errors.values()), errors
