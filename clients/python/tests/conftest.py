@@ -143,6 +143,19 @@ class ServerProcess:
             self.process.wait(timeout=10)
 
 
+def nanodet_only_repo(directory: Path) -> Path:
+    """A repository in `directory` holding only the real nanodet-g (linked, not
+    copied): for tests that start servers of their own and need them up fast."""
+    source = model_repo() / "nanodet-g"
+    if not (source / "config.pbtxt").is_file():
+        pytest.fail(f"no nanodet-g in {model_repo()}: {MODELS_HINT}", pytrace=False)
+    repo = directory / "nanodet-only"
+    repo.mkdir(parents=True, exist_ok=True)
+    if not (repo / "nanodet-g").exists():
+        (repo / "nanodet-g").symlink_to(source.resolve(), target_is_directory=True)
+    return repo
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The shared server of the session (started once, SIGTERM-ed at the end)."""

@@ -2,6 +2,8 @@
 and checks shared by the tests."""
 from __future__ import annotations
 
+import re
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -72,3 +74,31 @@ def assert_timings(result: DetectResult) -> None:
         value = getattr(t, name)
         assert 0 <= value <= t.total_ms, f"{name} = {value} not within total {t.total_ms}: {t}"
     assert result.batch_size >= 1, f"batch_size {result.batch_size}"
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(metrics_address: str) -> str:
+    """The Prometheus text of GET http://metrics_address/metrics."""
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as reply:
+        assert reply.status == 200
+        return reply.read().decode()
+
+
+def sample_sum(text: str, name: str, require: bool = True, **labels: str) -> float:
+    """Sum of the samples of the metric called exactly `name` whose labels
+    include `labels` (every label set if none given); 0 if there is none and
+    not `require`."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match or match.group(1) != name:
+            continue
+        have = dict(_LABEL.findall(match.group(2) or ""))
+        if all(have.get(key) == value for key, value in labels.items()):
+            total += float(match.group(3))
+            seen = True
+    assert seen or not require, f"metric {name}{labels or ''} missing from /metrics"
+    return total

@@ -1,6 +1,8 @@
 """Unary Detect against the real server: the three input kinds, options, errors."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -8,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import DOG, SCORE_THRESHOLD, assert_detections, assert_timings, describe
+from conftest import ServerProcess, nanodet_only_repo
+from helpers import DOG, SCORE_THRESHOLD, assert_detections, assert_timings, describe, sample_sum, scrape
 from lowbit import Client, LowbitError
 from lowbit.protos import detector_pb2
 
@@ -147,3 +150,51 @@ def test_client_side_input_errors() -> None:
         with pytest.raises(LowbitError) as caught:
             offline.detect(b"x")
         assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_five_ms_deadline_on_a_busy_server_fails_fast_and_is_never_computed(tmp_path: Path, dog_jpg: Path) -> None:
+    """One worker kept busy by a stream; a Detect with a 5 ms deadline gets
+    DEADLINE_EXCEEDED at once and its frame never reaches the engine (the
+    metrics count it as dropped for its deadline, not as an inference)."""
+    repo = nanodet_only_repo(tmp_path)
+    server = ServerProcess(log_path=tmp_path / "lowbitd.log",
+                           extra_args=["--model-repo", str(repo), "--workers", "1", "--max-batch", "1"]).start()
+    try:
+        with Client(server.address, timeout=60.0) as client:
+            image = dog_jpg.read_bytes()
+            busy_frames = 10
+            # Distinct cameras: every frame is kept and computed.
+            frames = [(f"cam-{i}", i, image) for i in range(busy_frames)]
+            streamed: list = []
+            loader = threading.Thread(target=lambda: streamed.extend(client.detect_stream(frames, timeout=120)))
+            loader.start()
+            time.sleep(0.3)  # the stream's frames are queued, the worker is busy
+
+            # A few tries: a 5 ms deadline may pass before the client has sent
+            # the call (then the server never sees it); most reach the server.
+            tries = 5
+            for _ in range(tries):
+                start = time.monotonic()
+                with pytest.raises(LowbitError) as caught:
+                    client.detect(image, timeout=0.005)
+                took = time.monotonic() - start
+                assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED, caught.value
+                assert took < 0.5, f"DEADLINE_EXCEEDED after {took * 1000:.0f} ms"
+
+            loader.join(timeout=120)
+            assert len(streamed) == busy_frames and all(r.ok for r in streamed), streamed
+            deadline = time.monotonic() + 10
+            while True:  # a frame that waits is dropped when the next batch forms
+                text = scrape(server.metrics_address)
+                seen = sample_sum(text, "lowbit_requests_total", require=False, code="DEADLINE_EXCEEDED")
+                dropped = sample_sum(text, "lowbit_dropped_requests_total", require=False, reason="deadline")
+                if seen >= 1 and dropped == seen:
+                    break
+                assert time.monotonic() < deadline, f"expired frames not all counted as dropped:\n{text}"
+                time.sleep(0.05)
+            assert seen <= tries
+            # Only the streamed frames count as inferences: none of the expired ones ran.
+            assert sample_sum(text, "lowbit_inferences_total") == busy_frames
+            assert sample_sum(text, "lowbit_requests_total", code="OK") == busy_frames
+    finally:
+        server.terminate()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -10,38 +9,29 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from conftest import ServerProcess
+from helpers import sample_sum
+from helpers import scrape as scrape_metrics
 from lowbit import Client
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
 def scrape(server: ServerProcess) -> str:
-    with urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=10) as reply:
-        assert reply.status == 200
-        return reply.read().decode()
+    return scrape_metrics(server.metrics_address)
 
 
-def sample_sum(text: str, name: str) -> float:
-    """Sum of all samples (every label set) of the metric called exactly name."""
-    total, seen = 0.0, False
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and match.group(1) == name:
-            total += float(match.group(3))
-            seen = True
-    assert seen, f"metric {name} missing from /metrics"
-    return total
+SERVICES = ("lowbit.v1.Detector", "lowbit.v1.Admin", "inference.GRPCInferenceService")
 
 
-def test_health_serving(client: Client) -> None:
-    reply = health_pb2_grpc.HealthStub(client.channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
-    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+def test_health_serving_overall_and_per_service(client: Client) -> None:
+    health = health_pb2_grpc.HealthStub(client.channel)
+    for service in ("", *SERVICES):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
 
 
 def test_reflection_lists_services(client: Client) -> None:
     services = ProtoReflectionDescriptorDatabase(client.channel).get_services()
-    assert "lowbit.v1.Detector" in services, services
-    assert "grpc.health.v1.Health" in services, services
+    for service in (*SERVICES, "grpc.health.v1.Health"):
+        assert service in services, services
 
 
 def test_reflection_describes_detector(client: Client) -> None:

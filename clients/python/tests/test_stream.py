@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from helpers import DOG, EAGLE, GIRAFFE, SCORE_THRESHOLD, assert_detections, assert_timings
-from lowbit import Client, DetectResult, Frame
+from lowbit import Client, DetectResult, Frame, now_us
 
 STREAM_TIMEOUT_S = 120.0
 RESULT_WAIT_S = 60.0
@@ -77,16 +77,48 @@ def test_two_cameras_tagged_and_detected(client: Client, images: Path) -> None:
 
 
 def test_unpaced_burst_from_two_cameras(client: Client, images: Path) -> None:
-    """Frames sent as fast as the stream takes them: every one answered, tagged right."""
+    """Frames sent as fast as the stream takes them: every one answered, tagged
+    right, in order per camera; a camera's waiting frame is replaced by its
+    newer one (dropped SUPERSEDED), and each camera's last frame is computed."""
     dog, eagle = (images / "dog.jpg").read_bytes(), (images / "eagle.jpg").read_bytes()
-    frames = [Frame(image=dog if i % 2 else eagle, camera_id=f"cam-{i % 2}", frame_id=i) for i in range(12)]
+    frames = [Frame(image=dog if i % 2 else eagle, camera_id=f"cam-{i % 2}", frame_id=i) for i in range(24)]
     results = list(client.detect_stream(frames, score_threshold=SCORE_THRESHOLD, timeout=STREAM_TIMEOUT_S))
     assert sorted((r.camera_id, r.frame_id) for r in results) == sorted((f.camera_id, f.frame_id) for f in frames)
+    for camera in ("cam-0", "cam-1"):
+        ids = [r.frame_id for r in results if r.camera_id == camera]
+        assert ids == sorted(ids), f"{camera} answered out of order: {ids}"
+    superseded = 0
     for result in results:
-        if result.frame_id % 2:
+        if result.dropped is not None:
+            assert result.dropped == "SUPERSEDED", result
+            assert result.error is not None and result.error.code == grpc.StatusCode.ABORTED, result.error
+            assert result.detections == []
+            superseded += 1
+        elif result.frame_id % 2:
             assert_detections(result, DOG)
         else:
             assert_detections(result, EAGLE)
+    assert superseded > 0, "24 unpaced frames of two cameras: none waited long enough to be replaced?"
+    last = {r.camera_id: r for r in results}
+    for camera, result in last.items():
+        assert result.ok, f"{camera}'s newest frame was not computed: {result}"
+
+
+def test_stale_frames_are_dropped_and_fresh_ones_report_their_age(client: Client, images: Path) -> None:
+    eagle = (images / "eagle.jpg").read_bytes()
+    captured = now_us()
+    frames = [
+        # Captured 2 s ago with a 500 ms limit: stale on arrival, never queued.
+        Frame(image=eagle, camera_id="old", frame_id=1, capture_time_us=captured - 2_000_000, max_frame_age_ms=500),
+        Frame(image=eagle, camera_id="new", frame_id=2, capture_time_us=captured, max_frame_age_ms=30_000),
+    ]
+    results = {r.frame_id: r for r in client.detect_stream(frames, timeout=STREAM_TIMEOUT_S)}
+    stale, fresh = results[1], results[2]
+    assert stale.dropped == "STALE", stale
+    assert stale.error is not None and stale.error.code == grpc.StatusCode.DEADLINE_EXCEEDED, stale.error
+    assert fresh.ok, fresh.error
+    assert_detections(fresh, EAGLE)
+    assert 0 < fresh.timings.frame_age_ms < 30_000, fresh.timings
 
 
 def test_plain_images_and_tuples(client: Client, images: Path) -> None:
