@@ -402,19 +402,19 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(
   response->set_name(model.spec.name);
   response->add_versions(std::to_string(model.version));
   response->set_platform(kPlatform);
-  for (const TensorDescription& tensor : DescribeInputs(model.spec)) {
-    inference::ModelMetadataResponse::TensorMetadata* out = response->add_inputs();
+  // The batch dimension first, -1: a request carries any number of frames.
+  auto describe = [](const TensorDescription& tensor,
+                     inference::ModelMetadataResponse::TensorMetadata* out) {
     out->set_name(tensor.name);
     out->set_datatype(tensor.datatype);
     out->add_shape(-1);
     for (int64_t dim : tensor.dims) out->add_shape(dim);
+  };
+  for (const TensorDescription& tensor : DescribeInputs(model.spec)) {
+    describe(tensor, response->add_inputs());
   }
   for (const TensorDescription& tensor : DescribeOutputs(model.spec)) {
-    inference::ModelMetadataResponse::TensorMetadata* out = response->add_outputs();
-    out->set_name(tensor.name);
-    out->set_datatype(tensor.datatype);
-    out->add_shape(-1);
-    for (int64_t dim : tensor.dims) out->add_shape(dim);
+    describe(tensor, response->add_outputs());
   }
   return FinishNow(context, grpc::Status::OK);
 }
