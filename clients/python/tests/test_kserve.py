@@ -480,3 +480,28 @@ def test_stream_camera_latest_frame_wins(server: ServerProcess, dog_jpg: Path) -
     assert len(results) + len(errors) == burst
     assert errors, f"no frame of a burst of {burst} was superseded"
     assert all("a newer frame of camera 'gate-1' replaced this one" in m for m in errors.values()), errors
+
+
+def test_failed_model_is_not_ready_and_reported(tmp_path: Path, dog_jpg: Path) -> None:
+    repo = tmp_path / "models"
+    repo.mkdir()
+    (repo / MODEL).symlink_to(model_repo() / MODEL, target_is_directory=True)
+    broken = repo / "broken"
+    broken.mkdir()
+    (broken / "config.pbtxt").write_text((model_repo() / MODEL / "config.pbtxt").read_text())
+    (broken / "model.onnx").write_bytes(b"not an onnx file")
+    server = ServerProcess(log_path=tmp_path / "lowbitd.log", extra_args=["--model-repo", str(repo)]).start()
+    try:
+        with triton.InferenceServerClient(server.address) as kserve:
+            assert kserve.is_server_ready() and kserve.is_model_ready(MODEL)
+            assert not kserve.is_model_ready("broken")
+            index = {m.name: m for m in kserve.get_model_repository_index().models}
+            assert index[MODEL].state == "READY"
+            assert index["broken"].state == "UNAVAILABLE" and index["broken"].reason, index["broken"]
+            assert list(index) == ["broken", MODEL], "sorted by name"
+            with pytest.raises(InferenceServerException, match="model 'broken' failed to load") as raised:
+                kserve.infer("broken", [image_input(dog_jpg)])
+            assert raised.value.status() == "StatusCode.NOT_FOUND"
+            assert detections_of(kserve.infer(MODEL, [image_input(dog_jpg)]), 0), "the good model serves"
+    finally:
+        server.kill()
