@@ -335,7 +335,7 @@ def scenario_batching(s: Settings, model: str, frames: loadgen.Frames, progress:
     one, many = result["batch1"]["best"], result["batched"]["best"]
     ratio = (many["throughput_fps"] / one["throughput_fps"]) if one and many else None
     result["ratio"] = ratio
-    result["engine"] = engine_batch_ratio(s.lowbit, s.model_repo / model, s.max_batch, 5 if s.quick else 15)
+    result["engine"] = None if s.quick else engine_batch_ratio(s.lowbit, s.model_repo / model, s.max_batch, 15)
     engine = f", engine alone {result['engine']['ratio']:.2f}x" if result["engine"] else ""
     measured = (f"{ratio:.2f}x ({many['throughput_fps']:.1f} fps at c={many['concurrency']} vs "
                 f"{one['throughput_fps']:.1f} at c={one['concurrency']}){engine}" if ratio is not None
@@ -515,7 +515,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         camera_duration_s=3.0 if quick else args.duration, closed_duration_s=1.5 if quick else 8.0,
         warmup_s=0.5 if quick else 2.0, overhead_rounds=1 if quick else 7,
         overhead_frames=10 if quick else 40, overhead_duration_s=1.5 if quick else 3.0,
-        sweep=[1, 4] if quick else [1, 2, 4, 8, 16], rss_limit_mb=args.rss_limit_mb, log_dir=args.log_dir,
+        sweep=[4] if quick else [1, 2, 4, 8, 16], rss_limit_mb=args.rss_limit_mb, log_dir=args.log_dir,
         quick=quick, known_flags=server_flags(args.server))
     host = host_info()
     say(f"CPU {host['cpu_model']} ({host['cores']} cores, {' '.join(host['isa'])}), load {host['load_average'][0]:.2f}")
