@@ -80,7 +80,7 @@ class InferCall {
       if (!status.ok()) {
         frame.status = status;
         frame.answered = true;
-        abandoned_.store(true, std::memory_order_relaxed);
+        FailedLocked(index);
         last = --pending_ == 0;
       }
     }
@@ -99,7 +99,7 @@ class InferCall {
       frame.answered = true;
       frame.total_us =
           std::chrono::duration_cast<std::chrono::microseconds>(now - parsed_.received).count();
-      if (!frame.status.ok()) abandoned_.store(true, std::memory_order_relaxed);
+      if (!frame.status.ok()) FailedLocked(index);
       last = --pending_ == 0;
     }
     if (last) Finish();
@@ -130,9 +130,15 @@ class InferCall {
     std::shared_ptr<ServedModel> served;
   };
 
+  // The first frame to fail: its error answers the request, and the other
+  // frames are dropped (as cancelled) rather than computed. mu_ held.
+  void FailedLocked(int64_t index) {
+    if (first_failure_ < 0) first_failure_ = index;
+    abandoned_.store(true, std::memory_order_relaxed);
+  }
+
   // Every frame is answered: counts them and answers the request.
   void Finish() {
-    Status error;
     int64_t version = 0;
     ModelMetrics& model_metrics = metrics_.ForModel(parsed_.model_name);
     for (const Frame& frame : frames_) {
@@ -141,10 +147,10 @@ class InferCall {
       if (frame.status.ok()) {
         model_metrics.RecordSuccess(frame.result.timings, frame.total_us);
         if (frame.served) model_metrics.RecordInference(frame.served->version);
-      } else if (error.ok()) {
-        error = frame.status;
       }
     }
+    // Not the frames cancelled because of it.
+    Status error = first_failure_ >= 0 ? frames_[first_failure_].status : Status::Ok();
     inference::ModelInferResponse response;
     response.set_model_name(parsed_.model_name);
     response.set_model_version(std::to_string(version));
@@ -175,6 +181,7 @@ class InferCall {
   std::mutex mu_;
   // Submitted frames not yet answered, plus one for the submit loop.
   int64_t pending_ = 1;
+  int64_t first_failure_ = -1;
   std::vector<Frame> frames_;
 };
 
