@@ -163,6 +163,10 @@ def test_server_metadata(triton_client) -> None:
     assert metadata["name"] == "lowbit"
     assert metadata["version"].count(".") == 2, metadata
     assert set(metadata["extensions"]) == {"model_configuration", "parameters"}
+    # What lowbitd does not serve is refused as such, not answered wrongly.
+    with pytest.raises(InferenceServerException) as raised:
+        triton_client.get_inference_statistics(MODEL)
+    assert raised.value.status() == "StatusCode.UNIMPLEMENTED"
 
 
 def test_model_metadata(triton_client) -> None:
