@@ -488,14 +488,17 @@ grpc::ServerBidiReactor<v1::DetectRequest, v1::DetectResponse>* DetectorService:
 // ---------------------------------------------------------------------------
 // Metadata.
 
+bool DetectorService::RefusedWhileDraining(grpc::ServerUnaryReactor* reactor) const {
+  if (!drain_.draining()) return false;
+  reactor->Finish(ToGrpcStatus(DrainState::ShuttingDown()));
+  return true;
+}
+
 grpc::ServerUnaryReactor* DetectorService::ListModels(grpc::CallbackServerContext* context,
                                                       const v1::ListModelsRequest* request,
                                                       v1::ListModelsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (drain_.draining()) {
-    reactor->Finish(ToGrpcStatus(DrainState::ShuttingDown()));
-    return reactor;
-  }
+  if (RefusedWhileDraining(reactor)) return reactor;
   for (const ModelStatus& entry : registry_.List()) {
     v1::ModelSummary* summary = response->add_models();
     summary->set_name(entry.name);
@@ -517,10 +520,7 @@ grpc::ServerUnaryReactor* DetectorService::GetModel(grpc::CallbackServerContext*
                                                     const v1::GetModelRequest* request,
                                                     v1::GetModelResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (drain_.draining()) {
-    reactor->Finish(ToGrpcStatus(DrainState::ShuttingDown()));
-    return reactor;
-  }
+  if (RefusedWhileDraining(reactor)) return reactor;
   const std::shared_ptr<ServedModel> model = registry_.Find(request->model());
   if (model == nullptr) {
     reactor->Finish(ToGrpcStatus(UnknownModel(registry_, request->model())));

@@ -97,6 +97,9 @@ class DetectorService final : public v1::Detector::CallbackService {
   // Answers a frame read after draining began.
   void AnswerShuttingDown(const v1::DetectRequest& request, const ResponseCallback& done);
 
+  // Finishes `reactor` with UNAVAILABLE if the server is draining.
+  bool RefusedWhileDraining(grpc::ServerUnaryReactor* reactor) const;
+
   void CallStarted();
   void CallEnded();
 

@@ -41,23 +41,6 @@ const char* SignalName(int signal_number) {
   }
 }
 
-const char* ActionName(lowbit::server::ReloadAction action) {
-  using lowbit::server::ReloadAction;
-  switch (action) {
-    case ReloadAction::kUnchanged:
-      return "unchanged";
-    case ReloadAction::kLoaded:
-      return "loaded";
-    case ReloadAction::kReloaded:
-      return "reloaded";
-    case ReloadAction::kUnloaded:
-      return "unloaded";
-    case ReloadAction::kFailed:
-      return "FAILED";
-  }
-  return "?";
-}
-
 // Events from the signal thread to the main thread.
 struct Events {
   std::mutex mu;
@@ -153,7 +136,7 @@ int main(int argc, char** argv) {
       for (const ReloadResult& result : server.registry().Reload()) {
         spdlog::log(
             result.action == ReloadAction::kFailed ? spdlog::level::err : spdlog::level::info,
-            "reload: {} {} (version {}, {} ms){}{}", result.model, ActionName(result.action),
+            "reload: {} {} (version {}, {} ms){}{}", result.model, ReloadActionName(result.action),
             result.version, result.load_ms, result.message.empty() ? "" : ": ", result.message);
       }
       lock.lock();

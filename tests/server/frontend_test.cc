@@ -16,12 +16,14 @@
 
 #include "fake_backend.h"
 #include "generic_calls.h"
+#include "metrics_test_util.h"
 #include "server.h"
 
 namespace lowbit::server {
 namespace {
 
 using testing::FakeBackend;
+using testing::MetricValue;
 using Ms = std::chrono::milliseconds;
 
 // A raw BGR8 frame whose width is `id`: the fake engine's detection echoes it.
@@ -74,34 +76,6 @@ ModelSpec FakeSpec(std::shared_ptr<FakeBackend> backend) {
   return spec;
 }
 
-// The value of the series of `family` whose labels include all of `labels`
-// (a histogram's sample count); -1 if there is none.
-double MetricValue(ServerMetrics& metrics, const std::string& family,
-                   const std::map<std::string, std::string>& labels) {
-  for (const prometheus::MetricFamily& f : metrics.registry()->Collect()) {
-    if (f.name != family) continue;
-    for (const prometheus::ClientMetric& metric : f.metric) {
-      size_t matched = 0;
-      for (const prometheus::ClientMetric::Label& label : metric.label) {
-        auto it = labels.find(label.name);
-        if (it != labels.end() && it->second == label.value) ++matched;
-      }
-      if (matched != labels.size()) continue;
-      switch (f.type) {
-        case prometheus::MetricType::Counter:
-          return metric.counter.value;
-        case prometheus::MetricType::Gauge:
-          return metric.gauge.value;
-        case prometheus::MetricType::Histogram:
-          return static_cast<double>(metric.histogram.sample_count);
-        default:
-          return -1;
-      }
-    }
-  }
-  return -1;
-}
-
 double Dropped(ServerMetrics& metrics, const std::string& reason) {
   return std::max(0.0, MetricValue(metrics, "lowbit_dropped_requests_total",
                                    {{"model", "fake"}, {"reason", reason}}));
@@ -136,6 +110,32 @@ class FrontendTest : public ::testing::Test {
 
   void TearDown() override {
     if (backend_) backend_->OpenGate();
+  }
+
+  // One worker running one frame at a time: a test decides, with the
+  // fake's gate, when the server is busy. The gate starts closed.
+  void StartOneWorkerServer(ServerOptions options = {}) {
+    options.workers = 1;
+    options.max_batch = 1;
+    StartServer(options);
+    backend_->CloseGate();
+  }
+
+  using Stream = grpc::ClientReaderWriter<v1::DetectRequest, v1::DetectResponse>;
+  // A stream whose frame `id` holds the only worker (at the closed gate).
+  std::unique_ptr<Stream> OccupyTheWorker(grpc::ClientContext* context, int id = 1) {
+    auto stream = stub_->DetectStream(context);
+    EXPECT_TRUE(stream->Write(RawFrame(id)));
+    backend_->AwaitBlockedRuns(1);
+    return stream;
+  }
+  // Half-closes `stream`, reads it to the end and returns its status.
+  static grpc::Status EndStream(Stream& stream) {
+    stream.WritesDone();
+    v1::DetectResponse response;
+    while (stream.Read(&response)) {
+    }
+    return stream.Finish();
   }
 
   grpc::Status Detect(const v1::DetectRequest& request, v1::DetectResponse* response) {
@@ -425,11 +425,7 @@ TEST_F(FrontendTest, ACamerasResultsAreWrittenInOrderEvenWhenALaterFrameFinishes
 }
 
 TEST_F(FrontendTest, LatestFrameWinsAndEverySupersededFrameIsAnsweredInTheStream) {
-  ServerOptions options;
-  options.workers = 1;
-  options.max_batch = 1;
-  StartServer(options);
-  backend_->CloseGate();
+  StartOneWorkerServer();
   grpc::ClientContext context;
   auto stream = stub_->DetectStream(&context);
   ASSERT_TRUE(stream->Write(RawFrame(1, "porch")));
@@ -473,10 +469,8 @@ TEST_F(FrontendTest, LatestFrameWinsAndEverySupersededFrameIsAnsweredInTheStream
 }
 
 TEST_F(FrontendTest, StaleFramesAreAnsweredStaleAndNeverComputed) {
-  ServerOptions options;
-  options.workers = 1;
-  options.max_batch = 1;
-  StartServer(options);
+  StartOneWorkerServer();
+  backend_->OpenGate();
   grpc::ClientContext context;
   auto stream = stub_->DetectStream(&context);
 
@@ -524,11 +518,8 @@ TEST_F(FrontendTest, StaleFramesAreAnsweredStaleAndNeverComputed) {
 
 TEST_F(FrontendTest, AStreamAtItsLimitIsNotReadSoTheSenderBlocksAndNothingIsDropped) {
   ServerOptions options;
-  options.workers = 1;
-  options.max_batch = 1;
   options.max_pending_per_stream = 4;
-  StartServer(options);
-  backend_->CloseGate();
+  StartOneWorkerServer(options);
 
   // 256 KiB frames: a few fill gRPC's flow-control windows.
   constexpr int kFrames = 200;
@@ -577,15 +568,9 @@ TEST_F(FrontendTest, AStreamAtItsLimitIsNotReadSoTheSenderBlocksAndNothingIsDrop
 }
 
 TEST_F(FrontendTest, AFiveMillisecondDeadlineOnABusyServerFailsFastAndIsNeverComputed) {
-  ServerOptions options;
-  options.workers = 1;
-  options.max_batch = 1;
-  StartServer(options);
-  backend_->CloseGate();
+  StartOneWorkerServer();
   grpc::ClientContext stream_context;
-  auto stream = stub_->DetectStream(&stream_context);
-  ASSERT_TRUE(stream->Write(RawFrame(1)));
-  backend_->AwaitBlockedRuns(1);  // the only worker is busy
+  auto stream = OccupyTheWorker(&stream_context);
 
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + Ms(5));
@@ -599,10 +584,7 @@ TEST_F(FrontendTest, AFiveMillisecondDeadlineOnABusyServerFailsFastAndIsNeverCom
   ASSERT_TRUE(Eventually([&] { return server_->detector().calls_in_progress() == 1; }));
 
   backend_->OpenGate();
-  ASSERT_TRUE(stream->WritesDone());
-  while (stream->Read(&response)) {
-  }
-  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(EndStream(*stream).ok());
   ASSERT_TRUE(Eventually([&] { return Dropped(metrics(), "deadline") == 1; }));
   EXPECT_EQ(backend_->batches(), (std::vector<std::vector<int>>{{1}}));
   EXPECT_EQ(MetricValue(metrics(), "lowbit_requests_total",
@@ -611,15 +593,9 @@ TEST_F(FrontendTest, AFiveMillisecondDeadlineOnABusyServerFailsFastAndIsNeverCom
 }
 
 TEST_F(FrontendTest, CancelledCallsFramesAreDroppedUnrun) {
-  ServerOptions options;
-  options.workers = 1;
-  options.max_batch = 1;
-  StartServer(options);
-  backend_->CloseGate();
+  StartOneWorkerServer();
   grpc::ClientContext busy_context;
-  auto busy = stub_->DetectStream(&busy_context);
-  ASSERT_TRUE(busy->Write(RawFrame(1)));
-  backend_->AwaitBlockedRuns(1);
+  auto busy = OccupyTheWorker(&busy_context);
 
   // A unary call and a stream whose frames wait, then both are cancelled.
   grpc::ClientContext unary_context;
@@ -647,11 +623,7 @@ TEST_F(FrontendTest, CancelledCallsFramesAreDroppedUnrun) {
   ASSERT_TRUE(Eventually([&] { return server_->detector().calls_in_progress() == 1; }));
 
   backend_->OpenGate();
-  ASSERT_TRUE(busy->WritesDone());
-  v1::DetectResponse response;
-  while (busy->Read(&response)) {
-  }
-  EXPECT_TRUE(busy->Finish().ok());
+  EXPECT_TRUE(EndStream(*busy).ok());
   ASSERT_TRUE(Eventually([&] { return Dropped(metrics(), "cancelled") == 3; }))
       << Dropped(metrics(), "cancelled") << " " << backend_->frames_run();
   EXPECT_EQ(backend_->batches(), (std::vector<std::vector<int>>{{1}}));
@@ -659,16 +631,11 @@ TEST_F(FrontendTest, CancelledCallsFramesAreDroppedUnrun) {
 
 TEST_F(FrontendTest, FullQueueIsAnsweredInTheStreamAsQueueFull) {
   ServerOptions options;
-  options.workers = 1;
-  options.max_batch = 1;
   options.queue_capacity = 1;
-  StartServer(options);
-  backend_->CloseGate();
+  StartOneWorkerServer(options);
 
   grpc::ClientContext context_a;
-  auto stream_a = stub_->DetectStream(&context_a);
-  ASSERT_TRUE(stream_a->Write(RawFrame(1)));
-  backend_->AwaitBlockedRuns(1);  // frame 1 holds the only worker
+  auto stream_a = OccupyTheWorker(&context_a);
   // Another stream fills the one slot (this stream's own limit is 1).
   grpc::ClientContext context_b;
   auto stream_b = stub_->DetectStream(&context_b);
@@ -735,11 +702,7 @@ TEST_F(FrontendTest, ListModelsAndGetModelDescribeTheModel) {
 }
 
 TEST_F(FrontendTest, DrainAnswersEveryAcceptedFrameThenEndsStreamsUnavailable) {
-  ServerOptions options;
-  options.workers = 1;
-  options.max_batch = 1;
-  StartServer(options);
-  backend_->CloseGate();
+  StartOneWorkerServer();
 
   grpc::ClientContext context;
   auto stream = stub_->DetectStream(&context);
@@ -780,11 +743,7 @@ TEST_F(FrontendTest, DrainAnswersEveryAcceptedFrameThenEndsStreamsUnavailable) {
 }
 
 TEST_F(FrontendTest, ShutdownOfAHalfClosedStreamEndsItOk) {
-  ServerOptions options;
-  options.workers = 1;
-  options.max_batch = 1;
-  StartServer(options);
-  backend_->CloseGate();
+  StartOneWorkerServer();
   grpc::ClientContext context;
   auto stream = stub_->DetectStream(&context);
   for (int id = 1; id <= 3; ++id) ASSERT_TRUE(stream->Write(RawFrame(id)));
