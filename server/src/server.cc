@@ -20,9 +20,10 @@ constexpr const char* kServiceNames[] = {"lowbit.v1.Detector", "lowbit.v1.Admin"
 // Room for a request's fields around its image payload.
 constexpr int64_t kMessageOverheadBytes = 64 * 1024;
 constexpr int64_t kMiB = 1024 * 1024;
-// Of the grace, what is kept back for cancelling calls and stopping the
-// schedulers after the drain wait, so that lowbitd exits within the grace.
-constexpr std::chrono::milliseconds kStopReserve{300};
+// Of the grace, what is kept back (at most) for cancelling the calls left
+// and finishing the batches already running, so that lowbitd exits within
+// the grace: a third of it, up to this.
+constexpr std::chrono::milliseconds kMaxStopReserve{500};
 
 std::string WithPort(const std::string& address, int port) {
   std::string host;
@@ -177,15 +178,18 @@ void LowbitServer::Shutdown(std::chrono::milliseconds grace) {
         "UNAVAILABLE ({} Detector call(s) in progress; up to {} ms)",
         detector_->calls_in_progress(), grace.count());
     SetServing(false);
-    const auto wait_end = std::max(start, end - std::min(kStopReserve, grace / 2));
-    if (!detector_->AwaitCallsDone(wait_end)) {
+    const auto wait_end =
+        end - std::min<std::chrono::steady_clock::duration>(kMaxStopReserve, grace / 3);
+    const bool drained = detector_->AwaitCallsDone(wait_end);
+    if (!drained) {
       spdlog::warn("drain timeout: cancelling {} Detector call(s) still in progress",
                    detector_->calls_in_progress());
     }
-    // Cancels what is still running once `end` passes (at once if it has).
+    // Other services' calls (KServe, Admin) get until the same point; then
+    // whatever is still running is cancelled (its waiting frames dropped).
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::max(std::chrono::steady_clock::duration::zero(),
-                               end - std::chrono::steady_clock::now()));
+                               wait_end - std::chrono::steady_clock::now()));
     server_->Wait();
   }
   // No call is left, so no frame can arrive; this runs what is still queued

@@ -196,3 +196,34 @@ def test_second_sigterm_exits_at_once(tmp_path: Path, dog_jpg: Path) -> None:
     assert code == 1, f"exit code {code} after a second SIGTERM; log:\n{server.log_tail()}"
     assert exit_s < 2.0, f"a second SIGTERM took {exit_s:.1f} s to end lowbitd"
     assert "exiting at once" in server.log_path.read_text(errors="replace")
+
+
+def test_the_drain_timeout_bounds_the_exit(tmp_path: Path, dog_jpg: Path) -> None:
+    # 3 streams x 16 accepted frames take about 3 s to answer on 2 cores; a
+    # 2 s drain timeout cancels what is left and still exits 0 in time.
+    grace_ms = 2000
+    server = ServerProcess(log_path=tmp_path / "lowbitd.log",
+                           extra_args=["--model-repo", str(nanodet_only_repo(tmp_path)),
+                                       "--shutdown-grace-ms", str(grace_ms),
+                                       "--max-pending-per-stream", str(PENDING_PER_STREAM)]).start()
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            streams = start_load(channel, dog_jpg.read_bytes())
+            time.sleep(1.0)
+            assert server.process is not None
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            code = server.process.wait(timeout=30)
+            exit_s = time.monotonic() - signalled
+            for stream in streams:
+                assert stream.thread is not None
+                stream.thread.join(timeout=10)
+    finally:
+        server.kill()
+    assert code == 0, f"exit code {code}; log:\n{server.log_tail()}"
+    # (+0.25 s: the signal's delivery and the process's exit, seen from here.)
+    assert exit_s < grace_ms / 1000 + 0.25, f"exit {exit_s:.2f} s after SIGTERM with a {grace_ms} ms drain timeout"
+    for stream in streams:
+        ids = [answer.frame_id for answer in stream.answers]
+        assert ids == list(range(len(ids))), f"{stream.name}: answers have gaps"
+        assert stream.final is not None, f"{stream.name} ended OK"
