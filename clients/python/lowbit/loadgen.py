@@ -192,8 +192,9 @@ class CpuMeter:
 class MachineMeter:
     """Cores busy over a span (/proc): the whole machine, the server (``pid``) and the rest.
 
-    On a shared machine ``other_cores`` (busy minus server minus this client) says how
-    much of the CPU something else took while the figures were measured.
+    On a shared machine ``other_cores`` (busy minus the server, this client and the
+    children it waited for, e.g. ``lowbit bench``) says how much of the CPU something
+    else took while the figures were measured.
     """
 
     _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -224,8 +225,13 @@ class MachineMeter:
     def __enter__(self) -> "MachineMeter":
         self._wall = time.perf_counter()
         self._machine, self._server = self._machine_busy_ticks(), self._process_ticks()
-        self._client = CpuMeter._cpu()
+        self._client, self._children = CpuMeter._cpu(), self._children_cpu()
         return self
+
+    @staticmethod
+    def _children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._wall
@@ -234,10 +240,10 @@ class MachineMeter:
             return
         busy = (machine - self._machine) / self._TICKS / wall
         client = (CpuMeter._cpu() - self._client) / wall
-        self.figures = {"machine_busy_cores": busy, "client_cores": client}
-        if server is not None and self._server is not None:
-            served = (server - self._server) / self._TICKS / wall
-            self.figures.update(server_cores=served, other_cores=max(0.0, busy - served - client))
+        children = (self._children_cpu() - self._children) / wall
+        served = (server - self._server) / self._TICKS / wall if server is not None and self._server is not None else 0.0
+        self.figures = {"machine_busy_cores": busy, "client_cores": client, "children_cores": children,
+                        "server_cores": served, "other_cores": max(0.0, busy - served - client - children)}
 
 
 class RssSampler:
