@@ -110,11 +110,14 @@ def start_load(channel: grpc.Channel, image: bytes) -> list[LoadedStream]:
     return streams
 
 
+def start_nanodet_server(tmp_path: Path, grace_ms: int, *args: str) -> ServerProcess:
+    return ServerProcess(log_path=tmp_path / "lowbitd.log",
+                         extra_args=["--model-repo", str(nanodet_only_repo(tmp_path)),
+                                     "--shutdown-grace-ms", str(grace_ms), *args]).start()
+
+
 def test_sigterm_under_streaming_load(tmp_path: Path, dog_jpg: Path) -> None:
-    server = ServerProcess(log_path=tmp_path / "lowbitd.log",
-                           extra_args=["--model-repo", str(nanodet_only_repo(tmp_path)),
-                                       "--shutdown-grace-ms", str(GRACE_MS),
-                                       "--max-pending-per-stream", str(PENDING_PER_STREAM)]).start()
+    server = start_nanodet_server(tmp_path, GRACE_MS, "--max-pending-per-stream", str(PENDING_PER_STREAM))
     try:
         with grpc.insecure_channel(server.address) as channel:
             streams = start_load(channel, dog_jpg.read_bytes())
@@ -175,9 +178,7 @@ def test_sigterm_under_streaming_load(tmp_path: Path, dog_jpg: Path) -> None:
 def test_second_sigterm_exits_at_once(tmp_path: Path, dog_jpg: Path) -> None:
     # One worker and a long grace: the drain of the queued frames would take
     # seconds; the second signal must not wait for it.
-    server = ServerProcess(log_path=tmp_path / "lowbitd.log",
-                           extra_args=["--model-repo", str(nanodet_only_repo(tmp_path)),
-                                       "--shutdown-grace-ms", "60000", "--workers", "1"]).start()
+    server = start_nanodet_server(tmp_path, 60_000, "--workers", "1")
     try:
         with grpc.insecure_channel(server.address) as channel:
             streams = start_load(channel, dog_jpg.read_bytes())
@@ -202,10 +203,7 @@ def test_the_drain_timeout_bounds_the_exit(tmp_path: Path, dog_jpg: Path) -> Non
     # 3 streams x 16 accepted frames take about 3 s to answer on 2 cores; a
     # 2 s drain timeout cancels what is left and still exits 0 in time.
     grace_ms = 2000
-    server = ServerProcess(log_path=tmp_path / "lowbitd.log",
-                           extra_args=["--model-repo", str(nanodet_only_repo(tmp_path)),
-                                       "--shutdown-grace-ms", str(grace_ms),
-                                       "--max-pending-per-stream", str(PENDING_PER_STREAM)]).start()
+    server = start_nanodet_server(tmp_path, grace_ms, "--max-pending-per-stream", str(PENDING_PER_STREAM))
     try:
         with grpc.insecure_channel(server.address) as channel:
             streams = start_load(channel, dog_jpg.read_bytes())
