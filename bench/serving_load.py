@@ -459,6 +459,10 @@ def format_report(s: Settings, host: dict[str, Any], frames: loadgen.Frames, res
             lines.append(f"  gRPC Detect, 1 in flight: p50 {closed['p50_ms']:.1f} ms  p99 {closed['p99_ms']:.1f} ms "
                          f"p10 {closed['p10_ms']:.1f} ms ({closed['answered']} frames)  -> overhead "
                          f"{round_['overhead_ms']:.2f} ms (p10 {round_['overhead_p10_ms']:.2f})")
+            stages = closed.get("server_stages_p50_ms")
+            if stages:
+                lines.append("  server's own Timings, p50 ms: " + "  ".join(f"{k} {v:.1f}" for k, v in stages.items())
+                             + f"  -> outside the server's total: {closed['p50_ms'] - stages['total']:.2f} ms")
         floor = results["overhead"]["transport_floor"]
         lines.append(f"transport floor: a {floor['payload_bytes'] // 1024} KB Detect that is not an image, refused "
                      f"before decode: p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms {floor['codes']}")

@@ -354,6 +354,10 @@ async def _measured(calls: Sequence[Any], tick: Callable[[], None], progress: Pr
 # -- closed loop --------------------------------------------------------------
 
 
+#: lowbit.v1.Timings fields (<stage>_us) the closed loop collects from each answer.
+_SERVER_STAGES = ("decode", "queue", "inference", "postprocess", "total")
+
+
 def _requests(frames: Frames, model: str) -> list[detector_pb2.DetectRequest]:
     return [detector_pb2.DetectRequest(model=model, frame=detector_pb2.Frame(encoded=jpeg), frame_id=index)
             for index, jpeg in enumerate(frames.jpegs)]
@@ -365,6 +369,7 @@ async def _closed_level(address: str, requests: list[detector_pb2.DetectRequest]
     latencies_ms: list[float] = []
     errors: Counter[str] = Counter()
     batch_sizes: Counter[int] = Counter()
+    stages_ms: dict[str, list[float]] = {stage: [] for stage in _SERVER_STAGES}  # the server's Timings
     async with grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS) as channel:
         stub = detector_pb2_grpc.DetectorStub(channel)
         await stub.ListModels(detector_pb2.ListModelsRequest(), timeout=timeout_s)  # connect first
@@ -392,6 +397,8 @@ async def _closed_level(address: str, requests: list[detector_pb2.DetectRequest]
                 if code is None:
                     latencies_ms.append((answered - sent) * 1000.0)
                     batch_sizes[response.batch_size] += 1
+                    for stage, samples in stages_ms.items():
+                        samples.append(getattr(response.timings, f"{stage}_us") / 1000.0)
                 else:
                     errors[code] += 1
 
@@ -413,6 +420,7 @@ async def _closed_level(address: str, requests: list[detector_pb2.DetectRequest]
         **summarize_ms(latencies_ms),
         "errors": dict(errors),
         "batch_sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
+        "server_stages_p50_ms": {stage: percentile(sorted(v), 0.5) for stage, v in stages_ms.items()},
         "client_cpu_cores": cpu.cores,
         "client_cpu_ms_per_call": 1000.0 * cpu.cpu_s / max(1, len(latencies_ms) + sum(errors.values())),
         "cpu": machine.figures,
