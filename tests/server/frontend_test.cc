@@ -516,6 +516,31 @@ TEST_F(FrontendTest, StaleFramesAreAnsweredStaleAndNeverComputed) {
   EXPECT_EQ(Dropped(metrics(), "stale"), 2);
 }
 
+TEST_F(FrontendTest, AFrameWhoseRunOutlastsItsMaxAgeIsAnsweredStale) {
+  StartOneWorkerServer();
+  backend_->CloseGate();
+  grpc::ClientContext context;
+  auto stream = stub_->DetectStream(&context);
+  // Fresh when its batch starts; the run then takes longer than the limit.
+  v1::DetectRequest frame = RawFrame(1, "a");
+  frame.set_capture_time_us(WallClockMicros());
+  frame.set_max_frame_age_ms(100);
+  ASSERT_TRUE(stream->Write(frame));
+  backend_->AwaitBlockedRuns(1);
+  std::this_thread::sleep_for(Ms(200));
+  backend_->OpenGate();
+  ASSERT_TRUE(stream->WritesDone());
+  v1::DetectResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.dropped(), v1::STALE);
+  EXPECT_EQ(response.error().code(), static_cast<int>(grpc::StatusCode::DEADLINE_EXCEEDED));
+  EXPECT_NE(response.error().message().find("when its result was ready"), std::string::npos);
+  EXPECT_EQ(response.detections_size(), 0);
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(backend_->batches(), (std::vector<std::vector<int>>{{1}}));
+  EXPECT_EQ(Dropped(metrics(), "stale"), 1);
+}
+
 TEST_F(FrontendTest, AStreamAtItsLimitIsNotReadSoTheSenderBlocksAndNothingIsDropped) {
   ServerOptions options;
   options.max_pending_per_stream = 4;
