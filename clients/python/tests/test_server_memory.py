@@ -67,12 +67,12 @@ def test_each_worker_adds_one_arena_prepared_at_load(dog_jpg: Path) -> None:
     served = {n: results[n]["rss_kb"] * kib for n in results}
     # Sessions are prepared when the model loads (the scheduler's warm-up runs every batch
     # size), so a worker's arena is resident from the start and serving adds none per worker:
-    # the 1 -> 4 worker difference is the same at load and after the calls.
+    # the 1 -> 4 worker difference after the calls is within SLACK of the one at load.
     loaded_increment = loaded[2] - loaded[1]
     assert loaded_increment > 0, f"a second prepared worker must cost its arena at load:\n{table}"
-    assert abs((served[4] - served[1]) - (loaded[4] - loaded[1])) < weights, (
-        f"serving changed what 3 more workers cost by more than one compact copy of the weights "
-        f"({weights / 2**20:.2f} MiB):\n{table}")
+    assert served[4] - served[1] <= (loaded[4] - loaded[1]) * SLACK, (
+        f"serving added more than {SLACK - 1:.0%} to what 3 more workers cost at load "
+        f"({(loaded[4] - loaded[1]) / 2**20:.2f} MiB):\n{table}")
     # The same cost per worker: RSS(4) <= RSS(1) + 3 x (RSS(2) - RSS(1)), within SLACK, at
     # load and after serving.
     for name, rss in (("at load", loaded), ("after the calls", served)):
