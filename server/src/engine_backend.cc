@@ -34,7 +34,7 @@ class EngineSession final : public InferenceSession {
                  static_cast<int64_t>(frame.tensor->size()) == frame_floats) {
         std::copy(frame.tensor->begin(), frame.tensor->end(), dst);
       } else {
-        outputs_.clear();
+        batch_ = 0;
         return InvalidArgument("frame " + std::to_string(i) + " of the batch has " +
                                (frame.tensor ? std::to_string(frame.tensor->size()) + " floats"
                                              : std::string("no data")) +
@@ -42,22 +42,24 @@ class EngineSession final : public InferenceSession {
                                " floats per frame");
       }
     }
-    outputs_.clear();
-    Status status = session_->Run(inputs, &outputs_);
+    // Outputs are kept per batch size, so the engine refills them in place.
+    outputs_ = &outputs_by_size_[batch];
+    Status status = session_->Run(inputs, outputs_);
     batch_ = status.ok() ? batch : 0;
     return status;
   }
 
   std::vector<engine::Detection> Postprocess(int index, int width, int height,
                                              const engine::DetectOptions& options) override {
-    return model_->Postprocess(outputs_, index, width, height, options);
+    if (outputs_ == nullptr || batch_ == 0) return {};
+    return model_->Postprocess(*outputs_, index, width, height, options);
   }
 
   std::vector<engine::NamedTensor> RawOutputs(int index) override {
     std::vector<engine::NamedTensor> slices;
-    if (index < 0 || index >= batch_) return slices;
-    slices.reserve(outputs_.size());
-    for (const engine::NamedTensor& output : outputs_) {
+    if (outputs_ == nullptr || index < 0 || index >= batch_) return slices;
+    slices.reserve(outputs_->size());
+    for (const engine::NamedTensor& output : *outputs_) {
       engine::Shape shape = output.tensor.shape();
       if (shape.empty() || shape[0] != batch_) continue;
       const int64_t per_frame = output.tensor.size() / batch_;
@@ -74,8 +76,10 @@ class EngineSession final : public InferenceSession {
   std::unique_ptr<engine::Session> session_;
   std::string input_name_;
   std::map<int, std::vector<engine::NamedTensor>> inputs_by_size_;  // N -> one [N, ...] tensor
-  std::vector<engine::NamedTensor> outputs_;  // of the last Run, Model::outputs() order
-  int batch_ = 0;                             // N of the last Run
+  // N -> the outputs of the last Run of N frames, Model::outputs() order.
+  std::map<int, std::vector<engine::NamedTensor>> outputs_by_size_;
+  std::vector<engine::NamedTensor>* outputs_ = nullptr;  // of the last Run
+  int batch_ = 0;  // N of the last successful Run; 0: none
 };
 
 }  // namespace

@@ -179,15 +179,32 @@ class SessionImpl final : public Session {
       if (!status.ok()) return status.WithContext(node.Describe());
     }
 
+    // Tensors a caller passes back from a Run of the same batch size are
+    // refilled in place: a server calling Run per batch does not map and
+    // fault in fresh output buffers every time.
     const auto& declared_outputs = model_->outputs();
-    outputs->clear();
+    bool reuse = outputs->size() == declared_outputs.size();
+    for (size_t i = 0; reuse && i < declared_outputs.size(); ++i) {
+      const NamedTensor& held = (*outputs)[i];
+      const Shape& shape = held.tensor.shape();
+      const Shape& declared = declared_outputs[i].shape;
+      reuse = held.name == declared_outputs[i].name && shape.size() == declared.size() &&
+              !shape.empty() && shape[0] == batch &&
+              held.tensor.size() == NumElements(shape) &&
+              std::equal(shape.begin() + 1, shape.end(), declared.begin() + 1);
+    }
+    if (!reuse) {
+      outputs->clear();
+      for (const ValueInfo& info : declared_outputs) {
+        Shape shape = info.shape;
+        shape[0] = batch;
+        outputs->push_back({info.name, Tensor(shape)});
+      }
+    }
     for (size_t i = 0; i < declared_outputs.size(); ++i) {
-      Shape shape = declared_outputs[i].shape;
-      shape[0] = batch;
-      Tensor tensor(shape);
+      Tensor& tensor = (*outputs)[i].tensor;
       ToFloat(buffer_of(graph.outputs[i]), tensor.size(), graph.values[graph.outputs[i]].dtype,
               tensor.data());
-      outputs->push_back({declared_outputs[i].name, std::move(tensor)});
     }
     return Status::Ok();
   }

@@ -127,8 +127,9 @@ class Session {
 
   // Runs a batch: every input's first dimension is the batch size N >= 1 and
   // the remaining dimensions match Model::inputs(). Outputs come back in
-  // Model::outputs() order with first dimension N. Not thread-safe: one
-  // caller at a time.
+  // Model::outputs() order with first dimension N; tensors `outputs` already
+  // holds from an earlier Run of the same batch size are refilled in place.
+  // Not thread-safe: one caller at a time.
   virtual Status Run(const std::vector<NamedTensor>& inputs, std::vector<NamedTensor>* outputs) = 0;
 };
 
