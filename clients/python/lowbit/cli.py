@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Optional
@@ -129,13 +130,28 @@ def _stream_frames(inputs: Sequence[str], camera_id: str, repeat: int) -> Iterat
                 frame_id += 1
 
 
+def _paced(frames: Iterator[Frame], fps: float) -> Iterator[Frame]:
+    """Yields one frame every 1/fps seconds, as a live camera sends them (fps <= 0: unpaced)."""
+    if fps <= 0:
+        yield from frames
+        return
+    period = 1.0 / fps
+    next_send = time.monotonic()
+    for frame in frames:
+        delay = next_send - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        next_send = max(next_send + period, time.monotonic() - period)
+        yield frame
+
+
 def _cmd_stream(args: argparse.Namespace) -> int:
     missing = [p for p in args.inputs if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
     failures = 0
     with Client(args.address, timeout=args.timeout) as client:
-        frames = _stream_frames(args.inputs, args.camera_id, args.repeat)
+        frames = _paced(_stream_frames(args.inputs, args.camera_id, args.repeat), args.fps)
         results = client.detect_stream(frames, model=args.model, score_threshold=args.score,
                                        max_frame_age_ms=args.max_frame_age_ms, stamp_capture_time=True)
         for result in results:
@@ -194,12 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     stream = commands.add_parser(
         "stream", parents=[common], help="stream images or a video over one bidirectional call",
         description="Sends the inputs as frames of one camera over DetectStream and prints a line per result. "
+        "The server keeps only a camera's newest waiting frame: a frame still waiting when the next one "
+        "arrives is answered 'dropped SUPERSEDED'. Pace the frames with --fps as a live camera would, or "
+        "give --camera-id '' to have every frame computed. "
         "Videos (.avi, .mp4, ...) need OpenCV (opencv-python-headless).",
     )
     stream.add_argument("inputs", nargs="+", metavar="VIDEO_OR_IMAGE", help="image files and/or video files")
     stream.add_argument("--model", help="model name (default: the server's default model)")
     stream.add_argument("--score", type=float, help="score threshold, overriding the model's (0-1]")
-    stream.add_argument("--camera-id", default="cli", help="camera id of the frames (default %(default)s)")
+    stream.add_argument("--camera-id", default="cli",
+                        help="camera id of the frames (default %(default)s; '' = no camera, every frame computed)")
+    stream.add_argument("--fps", type=float, default=0.0,
+                        help="send at most this many frames per second; 0 = as fast as the stream takes them "
+                        "(default)")
     stream.add_argument("--repeat", type=int, default=1, help="send the inputs this many times (default 1)")
     stream.add_argument("--max-frame-age-ms", type=int, default=0,
                         help="the server drops a frame older than this (from its send time) unanswered; "

@@ -64,9 +64,32 @@ def test_models(server: ServerProcess) -> None:
     assert "nanodet" in done.stdout and "(default)" in done.stdout, done.stdout
 
 
-def test_stream_images(server: ServerProcess, images: Path) -> None:
+def test_stream_images_without_camera_computes_every_frame(server: ServerProcess, images: Path) -> None:
     done = run_cli("stream", str(images / "eagle.jpg"), str(images / "giraffe.jpg"), "--address", server.address,
-                   "--camera-id", "cli-cam")
+                   "--camera-id", "")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout
+    assert any(line.startswith("[#0]") and "bird" in line for line in lines), done.stdout
+    assert any(line.startswith("[#1]") and "giraffe" in line for line in lines), done.stdout
+
+
+def test_stream_images_of_one_camera_keeps_the_newest(server: ServerProcess, images: Path) -> None:
+    # Unpaced, a frame may be superseded by the next while it waits; whatever
+    # happens, every frame gets one line and the camera's last frame is computed.
+    inputs = [str(images / "eagle.jpg")] * 3 + [str(images / "giraffe.jpg")]
+    done = run_cli("stream", *inputs, "--address", server.address, "--camera-id", "cli-cam")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sorted(line.split("]")[0] for line in lines) == [f"[cli-cam#{i}" for i in range(4)], done.stdout
+    for line in lines:
+        assert "dropped SUPERSEDED" in line or "bird" in line or "giraffe" in line, done.stdout
+    assert any(line.startswith("[cli-cam#3]") and "giraffe" in line for line in lines), done.stdout
+
+
+def test_stream_paced_computes_every_frame(server: ServerProcess, images: Path) -> None:
+    done = run_cli("stream", str(images / "eagle.jpg"), str(images / "giraffe.jpg"), "--address", server.address,
+                   "--camera-id", "cli-cam", "--fps", "2")
     assert done.returncode == 0, done.stderr
     assert "[cli-cam#0]" in done.stdout and "bird" in done.stdout, done.stdout
     assert "[cli-cam#1]" in done.stdout and "giraffe" in done.stdout, done.stdout
