@@ -106,7 +106,7 @@ void DetectorService::Fail(ModelMetrics& metrics, const Status& status, DropReas
                              status.code() == StatusCode::kNotFound
                          ? spdlog::level::debug
                          : spdlog::level::warn;
-  spdlog::log(level, "frame not computed (model '{}', camera '{}', frame {}): {}", response.model(),
+  spdlog::log(level, "frame not answered (model '{}', camera '{}', frame {}): {}", response.model(),
               response.camera_id(), response.frame_id(), status.ToString());
   response.mutable_error()->set_code(static_cast<int32_t>(status.code()));
   response.mutable_error()->set_message(status.message());
@@ -158,8 +158,6 @@ void DetectorService::ProcessFrame(const v1::DetectRequest& request, std::string
   FrameRequest frame;
   frame.deadline = call.deadline;
   frame.deadline_reason = DropReason::kDeadline;
-  // When the frame passes its max_frame_age_ms; max(): no age limit.
-  Clock::TimePoint age_limit = Clock::TimePoint::max();
   // max_frame_age_ms: from the capture timestamp (wall clock), else from now.
   const int64_t capture_us = request.capture_time_us();
   if (request.max_frame_age_ms() > 0) {
@@ -177,7 +175,6 @@ void DetectorService::ProcessFrame(const v1::DetectRequest& request, std::string
       return;
     }
     const Clock::TimePoint stale_at = received + std::chrono::microseconds(left_us);
-    age_limit = stale_at;
     if (stale_at < frame.deadline) {
       frame.deadline = stale_at;
       frame.deadline_reason = DropReason::kStale;
@@ -201,29 +198,17 @@ void DetectorService::ProcessFrame(const v1::DetectRequest& request, std::string
   context->response = ResponseFor(request, model_name);
   context->done = std::move(done);
   const DropReason deadline_reason = frame.deadline_reason;
-  frame.on_complete = [this, context, received, capture_us, age_limit](FrameOutcome outcome) {
+  frame.on_complete = [this, context, received, capture_us](FrameOutcome outcome) {
     ServedModel& model = *context->served;
     ModelMetrics& metrics = *model.metrics;
     v1::DetectResponse& response = context->response;
     response.set_model(model.spec.name);
+    if (outcome.computed) metrics.RecordInference(model.version);
     if (!outcome.status.ok()) {
       Fail(metrics, outcome.status, outcome.dropped, std::move(response), context->done);
       return;
     }
     const Clock::TimePoint answered = clock_.Now();
-    if (answered > age_limit) {
-      // Computed, but past the age the client accepts (its batch ran longer
-      // than predicted): answering it would hand a live camera a stale result.
-      metrics.RecordInference(model.version);
-      metrics.RecordDropped(DropReason::kStale);
-      Fail(metrics,
-           Status(StatusCode::kDeadlineExceeded,
-                  "frame older than its max age (max_frame_age_ms) when its result was ready, " +
-                      std::to_string(MicrosecondsBetween(age_limit, answered) / 1000) +
-                      " ms past it"),
-           DropReason::kStale, std::move(response), context->done);
-      return;
-    }
     const int64_t total_us = MicrosecondsBetween(received, answered);
     FillResult(outcome.result, total_us, &response);
     if (capture_us > 0) {

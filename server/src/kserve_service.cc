@@ -95,6 +95,7 @@ class InferCall {
       Frame& frame = frames_[index];
       frame.status = outcome.status;
       frame.dropped = outcome.dropped;
+      frame.computed = outcome.status.ok() || outcome.computed;
       frame.result = std::move(outcome.result);
       frame.answered = true;
       frame.total_us =
@@ -125,6 +126,7 @@ class InferCall {
     bool answered = false;
     Status status;
     DropReason dropped = DropReason::kNone;
+    bool computed = false;  // answered or not, the engine ran it
     FrameResult result;
     int64_t total_us = 0;
     std::shared_ptr<ServedModel> served;
@@ -144,10 +146,8 @@ class InferCall {
     for (const Frame& frame : frames_) {
       model_metrics.RecordCode(frame.status.code());
       if (frame.served) version = frame.served->version;
-      if (frame.status.ok()) {
-        model_metrics.RecordSuccess(frame.result.timings, frame.total_us);
-        if (frame.served) model_metrics.RecordInference(frame.served->version);
-      }
+      if (frame.status.ok()) model_metrics.RecordSuccess(frame.result.timings, frame.total_us);
+      if (frame.computed && frame.served) model_metrics.RecordInference(frame.served->version);
     }
     // Not the frames cancelled because of it.
     Status error = first_failure_ >= 0 ? frames_[first_failure_].status : Status::Ok();

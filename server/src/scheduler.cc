@@ -157,6 +157,18 @@ Status DropStatus(DropReason reason, const std::string& model, const std::string
   return Unavailable("model " + model + " is shutting down");
 }
 
+// A frame computed, but only after its deadline (`late_us` past it).
+Status LateStatus(DropReason reason, const std::string& model, int64_t late_us) {
+  const std::string late = std::to_string(late_us / 1000) + " ms past it";
+  if (reason == DropReason::kStale) {
+    return Status(StatusCode::kDeadlineExceeded,
+                  "frame older than its max age (max_frame_age_ms) when model " + model +
+                      " had its result, " + late);
+  }
+  return Status(StatusCode::kDeadlineExceeded,
+                "the call's deadline passed while model " + model + " computed the frame, " + late);
+}
+
 }  // namespace
 
 class Scheduler::Impl {
@@ -673,6 +685,18 @@ void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& 
     if (request.want_raw_outputs) result.raw_outputs = session.RawOutputs(static_cast<int>(k));
     result.timings.postprocess_us = MicrosecondsBetween(postprocess_start, clock_->Now());
     decoded[runnable[k]] = engine::Image();  // pixels freed before the budget is released
+    const Clock::TimePoint done = clock_->Now();
+    if (done > request.deadline) {
+      // The batch ran longer than predicted when it formed: withhold the
+      // late result, as a frame found expired at formation is dropped.
+      const DropReason reason = request.deadline_reason == DropReason::kStale
+                                    ? DropReason::kStale
+                                    : DropReason::kDeadline;
+      if (listener_) listener_->OnDropped(reason);
+      outcome.status = LateStatus(reason, model_, MicrosecondsBetween(request.deadline, done));
+      outcome.dropped = reason;
+      outcome.computed = true;
+    }
     if (k + 1 == runnable.size()) {
       // The batch's work is done: its service time counts before the last
       // answer, so whoever sees that answer sees the estimate updated.

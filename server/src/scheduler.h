@@ -123,7 +123,11 @@ struct FrameOutcome {
   // ABORTED (superseded), DEADLINE_EXCEEDED (stale, deadline), CANCELLED or
   // UNAVAILABLE (shutting down), with a message saying why.
   Status status;
-  DropReason dropped = DropReason::kNone;  // != kNone: never computed
+  // != kNone: the frame was dropped, unanswered. Never computed, unless
+  // `computed`: its batch ran past the frame's deadline (a stale result is
+  // withheld rather than handed to a live camera).
+  DropReason dropped = DropReason::kNone;
+  bool computed = false;
   FrameResult result;
 };
 

@@ -534,11 +534,14 @@ TEST_F(FrontendTest, AFrameWhoseRunOutlastsItsMaxAgeIsAnsweredStale) {
   ASSERT_TRUE(stream->Read(&response));
   EXPECT_EQ(response.dropped(), v1::STALE);
   EXPECT_EQ(response.error().code(), static_cast<int>(grpc::StatusCode::DEADLINE_EXCEEDED));
-  EXPECT_NE(response.error().message().find("when its result was ready"), std::string::npos);
+  EXPECT_NE(response.error().message().find("had its result"), std::string::npos);
   EXPECT_EQ(response.detections_size(), 0);
   EXPECT_TRUE(stream->Finish().ok());
   EXPECT_EQ(backend_->batches(), (std::vector<std::vector<int>>{{1}}));
   EXPECT_EQ(Dropped(metrics(), "stale"), 1);
+  // Computed, so counted as an inference although withheld.
+  EXPECT_EQ(
+      MetricValue(metrics(), "lowbit_inferences_total", {{"model", "fake"}, {"version", "1"}}), 1);
 }
 
 TEST_F(FrontendTest, AStreamAtItsLimitIsNotReadSoTheSenderBlocksAndNothingIsDropped) {

@@ -154,6 +154,52 @@ TEST_F(SchedulerFramesTest, AFrameThatCannotBeAnsweredInTimeIsDroppedAtOnce) {
   EXPECT_EQ(slow.batches(), (Batches{{3}}));
 }
 
+// The estimate says 10 ms, the run takes 30 ms: frames whose deadline passes
+// during the run are computed but withheld (stale or deadline, as set), and
+// counted as dropped; a frame with time to spare is answered.
+TEST_F(SchedulerFramesTest, AResultReadyAfterTheFramesDeadlineIsWithheld) {
+  FakeBackend slow(&clock);
+  slow.SetServiceTime([](int) { return microseconds(10000); });
+  scheduler = MakeScheduler(slow, Options(1, 4, microseconds(0)), &clock, &listener);
+  ASSERT_EQ(scheduler->service_time_us(1), 10000);
+  slow.SetServiceTime([](int) { return microseconds(30000); });
+  slow.CloseGate();
+  ASSERT_TRUE(scheduler->Submit(Request(100, done.For(100))).ok());
+  slow.AwaitBlockedRuns(1);
+  FrameRequest stale = CameraRequest(1, "cam1", done.For(1));
+  stale.deadline = clock.Now() + microseconds(50000);  // 20 ms after frame 100's run
+  stale.deadline_reason = DropReason::kStale;
+  ASSERT_TRUE(scheduler->Submit(std::move(stale)).ok());
+  FrameRequest deadline = CameraRequest(2, "cam2", done.For(2));
+  deadline.deadline = clock.Now() + microseconds(50000);
+  ASSERT_TRUE(scheduler->Submit(std::move(deadline)).ok());
+  FrameRequest in_time = CameraRequest(3, "cam3", done.For(3));
+  in_time.deadline = clock.Now() + microseconds(60000);
+  ASSERT_TRUE(scheduler->Submit(std::move(in_time)).ok());
+  slow.OpenGate();
+  done.AwaitTotal(4);
+  // Frame 100 ends at 30 ms; the batch {1, 2, 3} forms with 20 ms left (the
+  // estimate, 10 ms, fits) and ends at 60 ms.
+  EXPECT_EQ(slow.batches(), (Batches{{100}, {1, 2, 3}}));
+  const FrameOutcome late_stale = done.OutcomeFor(1);
+  EXPECT_EQ(late_stale.status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(late_stale.dropped, DropReason::kStale);
+  EXPECT_TRUE(late_stale.computed);
+  EXPECT_NE(late_stale.status.message().find("10 ms past it"), std::string::npos)
+      << late_stale.status.message();
+  const FrameOutcome late_deadline = done.OutcomeFor(2);
+  EXPECT_EQ(late_deadline.dropped, DropReason::kDeadline);
+  EXPECT_TRUE(late_deadline.computed);
+  EXPECT_NE(late_deadline.status.message().find("deadline passed while"), std::string::npos);
+  const FrameOutcome answered = done.OutcomeFor(3);
+  EXPECT_TRUE(answered.status.ok());
+  EXPECT_FALSE(answered.computed);
+  EXPECT_EQ(answered.dropped, DropReason::kNone);
+  EXPECT_EQ(listener.Dropped(DropReason::kStale), 1);
+  EXPECT_EQ(listener.Dropped(DropReason::kDeadline), 1);
+  scheduler.reset();  // before `slow` goes
+}
+
 // S(b) = 10 ms * b, no objective. Four frames with 35 ms left wait while
 // frame 100 runs (10 ms); then a batch of 2 (20 ms) is all that can end in
 // time, and the last two are dropped once 5 ms are left.
