@@ -11,6 +11,7 @@
 
 #include "lowbit/kernels/conv.h"
 #include "lut_common.h"
+#include "mca_markers.h"
 #include "tile_codes_neon.h"
 
 namespace lowbit::kernels {
@@ -49,6 +50,8 @@ void conv_w2a2_lut_64x4__neon(const LutConvArgs& args) {
             for (int o = 0; o < kLutCoutBlock; ++o)
               for (int q = 0; q < 4; ++q) acc8[o][q] = vdupq_n_u8(0);
             for (size_t step = group; step < group_end; ++step, table += 64) {
+              // bench/arm-sim region: one step, 64 pixels x 4 cout x 2 input channels.
+              LOWBIT_MCA_BEGIN("conv_w2a2_lut_neon");
               const uint8_t* src = tile_base + pair_base + plan.tap_offset[tap];
               if (++tap == plan.taps) {
                 tap = 0;
@@ -63,6 +66,7 @@ void conv_w2a2_lut_64x4__neon(const LutConvArgs& args) {
                 acc8[o][2] = vaddq_u8(acc8[o][2], vqtbl1q_u8(t, x2));
                 acc8[o][3] = vaddq_u8(acc8[o][3], vqtbl1q_u8(t, x3));
               }
+              LOWBIT_MCA_END();
             }
             for (int o = 0; o < kLutCoutBlock; ++o)
               for (int q = 0; q < 4; ++q) {

@@ -7,6 +7,7 @@
 #include <arm_neon.h>
 
 #include "int8_common.h"
+#include "mca_markers.h"
 
 namespace lowbit::kernels {
 
@@ -31,6 +32,8 @@ void dwconv_u8s8_1x16__neon(const DwConvArgs& args) {
         const uint16_t* window = row_base + size_t(ox0 + i) * step;
         int32x4_t c0 = vdupq_n_s32(0), c1 = c0, c2 = c0, c3 = c0;  // channels 0-3, 4-7, 8-11, 12-15
         for (int q = 0; 2 * q < plan.taps; ++q) {
+          // bench/arm-sim region (its KERNEL_TABLE entry): one tap pair: 2 taps x 16 channels.
+          LOWBIT_MCA_BEGIN("dwconv_u8s8_neon");
           const int16x8x2_t r0 = vld2q_s16(wb + q * 32);       // [j]: tap 2q+j, ch 0-3 | 8-11
           const int16x8x2_t r1 = vld2q_s16(wb + q * 32 + 16);  // [j]: tap 2q+j, ch 4-7 | 12-15
           for (int j = 0; j < 2 && 2 * q + j < plan.taps; ++j) {
@@ -41,6 +44,7 @@ void dwconv_u8s8_1x16__neon(const DwConvArgs& args) {
             c2 = vmlal_s16(c2, vget_low_s16(x1), vget_high_s16(r0.val[j]));
             c3 = vmlal_high_s16(c3, x1, r1.val[j]);
           }
+          LOWBIT_MCA_END();
         }
         vst1q_s32(acc + i * B, c0);
         vst1q_s32(acc + i * B + 4, c1);

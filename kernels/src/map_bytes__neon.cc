@@ -12,6 +12,7 @@
 #include <arm_neon.h>
 
 #include "lowbit/kernels/bytemap.h"
+#include "mca_markers.h"
 
 namespace lowbit::kernels {
 namespace {
@@ -41,10 +42,13 @@ void map_bytes__neon(const uint8_t* table256, const uint8_t* in, uint8_t* out, s
   const uint8x16_t last = map16(t, vld1q_u8(in + count - 16));
   size_t i = 0;
   for (; i + 32 <= count; i += 32) {
+    // bench/arm-sim region (its KERNEL_TABLE entry): one step: 32 bytes.
+    LOWBIT_MCA_BEGIN("map_bytes_neon");
     const uint8x16_t a = map16(t, vld1q_u8(in + i));
     const uint8x16_t b = map16(t, vld1q_u8(in + i + 16));
     vst1q_u8(out + i, a);
     vst1q_u8(out + i + 16, b);
+    LOWBIT_MCA_END();
   }
   if (i + 16 <= count) vst1q_u8(out + i, map16(t, vld1q_u8(in + i)));
   vst1q_u8(out + count - 16, last);

@@ -1,0 +1,1055 @@
+"""bench/arm-sim: ARM64 kernel speed by static simulation (llvm-mca), no ARM hardware.
+
+Pipeline (see bench/README.md, "ARM speed by static simulation"):
+  1. every kernels/src/*__neon*.cc is cross-compiled to assembly with the flags the arm64
+     build uses (from a CMake configure of cmake/aarch64-linux-gnu.cmake with
+     compile_commands.json) plus -O3 -S -DLOWBIT_MCA_MARKERS, so the kernels'
+     LOWBIT_MCA_BEGIN("name") / LOWBIT_MCA_END() markers (kernels/src/mca_markers.h) appear;
+  2. each marked region is taken from the assembly, widened to its whole loop when the
+     BEGIN marker sits just after the loop's label and a branch back to that label follows
+     END (so the loop's own counter/branch instructions are counted), and given to
+     llvm-mca for each core; a core whose llvm model lacks an instruction the region uses
+     ("instruction requires: dotprod") does not run that kernel;
+  3. cycles per iteration are the steady-state difference of two llvm-mca runs
+     ((C(3N) - C(N)) / 2N), the bound comes from llvm-mca's resource pressure;
+  4. per model, each layer's time = the multiply-adds the chosen kernel computes (with its
+     family's padding, as kernels/src/choose.cc counts them) / its simulated MAC/cycle /
+     the assumed clock.
+
+Every figure is a static estimate: no caches, no memory stalls, inner loop only (no
+epilogue, packing or loop set-up), one core.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ESTIMATE_LABEL = "static estimate (llvm-mca; no caches, no memory stalls, inner loop only)"
+
+# ---------------------------------------------------------------------------------------------
+# The kernel table: one entry per LOWBIT_MCA_BEGIN region name. A region found in the
+# assembly without an entry here is an error (its MAC/cycle cannot be computed).
+#
+#   macs    multiply-adds one iteration of the marked loop computes, at the entry's bit widths
+#           (for bytemap: bytes mapped per iteration); derived from the loop body as written
+#           (tile size x channels x taps per iteration), see each entry's `derivation`.
+#   family  the chooser's family (kernels/src/choose.cc): int8 (conv_u8s8, 16-bit formats),
+#           int8dot (conv_u8s8dot, byte formats, by smull or sdot), dw (dwconv_u8s8),
+#           lut (conv_w2a2_lut), bitserial (conv_anybits_bitserial), bytemap (not a conv).
+#   wbits/abits  the bit widths the iteration computes at (8/8 for the INT8 families: they
+#           run any width up to 8 at the same rate; lut: W<=2 in [-2,1], A<=2).
+#   pixel_tile  output pixels per register tile (the chooser rounds pixels up to it).
+# ---------------------------------------------------------------------------------------------
+KERNEL_TABLE: dict[str, dict] = {
+    "conv_u8s8_neon": dict(
+        macs=256, family="int8dot", wbits=8, abits=8, pixel_tile=2,
+        source="conv_u8s8dot_2x16__neon.cc",
+        derivation="conv_u8s8dot_2x16__neon (smull/smlal + sadalp, no dotprod), one iteration "
+        "of its k-quad-pair loop: 2 k-quads (8 input bytes) x 2 pixels x 16 cout = 256 "
+        "(32 smull/smlal(2) of 8 lanes)"),
+    "conv_u8s8dot_neon": dict(
+        macs=1024, family="int8dot", wbits=8, abits=8, pixel_tile=4,
+        source="conv_u8s8dot_4x16__neondot.cc",
+        derivation="conv_u8s8dot_4x16__neondot, one iteration of its 16-byte k loop: 4 k-quads "
+        "x 4 pixels x 16 cout = 1024 (64 sdot by element of 16)"),
+    "conv_w2a2_lut_neon": dict(
+        macs=512, family="lut", wbits=2, abits=2, pixel_tile=64,
+        source="conv_w2a2_lut_64x4__neon.cc",
+        derivation="one step (tap, input-channel pair) of conv_w2a2_lut_64x4__neon: 64 pixels "
+        "x 4 cout x 2 input channels (16 tbl + 16 add); the byte widening every 14 steps is "
+        "outside the region"),
+    "dwconv_u8s8_neon": dict(
+        macs=32, family="dw", wbits=8, abits=8, pixel_tile=1,
+        source="dwconv_u8s8_1x16__neon.cc",
+        derivation="one tap pair of dwconv_u8s8_1x16__neon: 2 taps x 16 channels (8 smlal "
+        "of 4 lanes)"),
+    "map_bytes_neon": dict(
+        macs=32, family="bytemap", wbits=8, abits=8, pixel_tile=1,
+        source="map_bytes__neon.cc",
+        derivation="map_bytes__neon main loop: 32 bytes (2 x tbl + 3 tbx of 64-byte "
+        "quarters) per iteration; bytes, not multiply-adds"),
+}
+
+# Multiply-adds per instruction for the cross-check of the table against the region's own
+# multiplies (INT8 and depthwise families): lanes of the destination arrangement, 4x for the
+# dot products (4 products per 32-bit lane), 8x for the i8mm matrix multiplies (2x8 per lane).
+MUL_MNEMONICS = re.compile(r"^(s|u)(mull2?|mlal2?|mlsl2?)$|^(mul|mla|mls)$")
+DOT_MNEMONICS = re.compile(r"^(s|u|us|su)dot$")
+MMLA_MNEMONICS = re.compile(r"^(s|u|us)mmla$")
+
+
+def implied_macs(text: str) -> int:
+    total = 0
+    for line in text.splitlines():
+        toks = line.split()
+        if not toks:
+            continue
+        op = toks[0]
+        m = re.search(r"v\d+\.(\d+)([bhsd])", line)
+        lanes = int(m.group(1)) if m else 0
+        if MUL_MNEMONICS.match(op):
+            total += lanes
+        elif DOT_MNEMONICS.match(op):
+            total += 4 * lanes
+        elif MMLA_MNEMONICS.match(op):
+            total += 8 * lanes
+    return total
+
+
+CONV_FAMILIES = ("int8", "int8dot", "dw", "lut", "bitserial")
+INT8_FAMILIES = ("int8", "int8dot")
+
+
+@dataclasses.dataclass
+class Core:
+    name: str  # what --cores takes
+    mcpu: str  # llvm-mca -mcpu
+    label: str
+    clock_ghz: float
+    has_dotprod: bool  # the real core (llvm's model is checked against it)
+
+
+CORES = {
+    "cortex-a53": Core("cortex-a53", "cortex-a53", "Cortex-A53 (in-order; Pi 3 class)", 1.4, False),
+    "cortex-a55": Core("cortex-a55", "cortex-a55", "Cortex-A55 (in-order, dotprod)", 1.8, True),
+    "cortex-a72": Core("cortex-a72", "cortex-a72", "Cortex-A72 (llvm's Cortex-A57 model; Pi 4)",
+                       1.5, False),
+    "neoverse-n1": Core("neoverse-n1", "neoverse-n1", "Neoverse-N1 (Cortex-A76 proxy; Pi 5)",
+                        2.4, True),
+}
+DEFAULT_CORES = list(CORES)
+
+
+class SimError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------------------------
+def find_llvm_mca(explicit: str | None) -> str:
+    """llvm-mca-19 (Debian bookworm's llvm-19): it has the Neoverse-N1 model the issue needs
+    and the same in-order A53/A55 and A57 models as llvm-14; one version for every core."""
+    for cand in [explicit, os.environ.get("LLVM_MCA"), "llvm-mca-19"]:
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    raise SimError("llvm-mca-19 not found: apt-get install llvm-19 (or pass --llvm-mca)")
+
+
+def find_cxx(explicit: str | None) -> str:
+    for cand in [explicit, os.environ.get("LOWBIT_AARCH64_CXX"), "aarch64-linux-gnu-g++"]:
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    raise SimError("aarch64-linux-gnu-g++ not found: apt-get install g++-aarch64-linux-gnu")
+
+
+def tool_version(exe: str) -> str:
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"version (\S+)", out)
+    if m:
+        return m.group(1)
+    first = out.splitlines()[0] if out else ""
+    return first.split()[-1] if first.split() else "?"
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Compile
+# ---------------------------------------------------------------------------------------------
+def arm64_compile_commands(cache: Path) -> dict[str, list[str]]:
+    """source path -> argv of the arm64 build's compile command (cmake configure only)."""
+    build = cache / "cmake-arm64"
+    cmd = ["cmake", "-S", str(REPO), "-B", str(build), "-G", "Ninja",
+           "-DCMAKE_BUILD_TYPE=Release",
+           f"-DCMAKE_TOOLCHAIN_FILE={REPO / 'cmake/aarch64-linux-gnu.cmake'}",
+           "-DLOWBIT_KERNELS_ONLY=ON", "-DLOWBIT_BUILD_BENCHMARKS=OFF",
+           "-DLOWBIT_BUILD_TESTS=OFF", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"]
+    if shutil.which("cmake") is None or shutil.which("ninja") is None:
+        return {}
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    db = build / "compile_commands.json"
+    if r.returncode != 0 or not db.exists():
+        return {}
+    out = {}
+    for e in json.loads(db.read_text()):
+        argv = e["arguments"] if "arguments" in e else shlex.split(e["command"])
+        out[str(Path(e["file"]).resolve())] = argv
+    return out
+
+
+def inferred_march(src: Path) -> list[str]:
+    """For a source the build does not list yet: its ISA from the file-name suffix."""
+    stem = src.stem
+    if stem.endswith("__neoni8mm"):
+        return ["-march=armv8.6-a+dotprod+i8mm"]
+    if stem.endswith("__neondot"):
+        return ["-march=armv8.2-a+dotprod"]
+    return []
+
+
+def asm_command(src: Path, out: Path, cxx: str, commands: dict[str, list[str]]) -> list[str]:
+    argv = commands.get(str(src.resolve()))
+    if argv:
+        args, skip = [], False
+        for a in argv[1:]:
+            if skip:
+                skip = False
+                continue
+            if a in ("-o", "-c", "-MF", "-MT", "-MQ"):
+                skip = a != "-c"
+                continue
+            if a == str(src) or a.endswith(src.name) or re.fullmatch(r"-O\d|-Os|-MD|-MMD", a):
+                continue
+            args.append(a)
+    else:
+        args = [f"-I{REPO / 'kernels/include'}", "-DNDEBUG", "-ffp-contract=off", "-std=c++20"]
+        args += inferred_march(src)
+    return [cxx, *args, "-O3", "-DLOWBIT_MCA_MARKERS", "-S", "-o", str(out), str(src)]
+
+
+def compile_sources(sources: list[Path], cxx: str, work: Path, cache: Path,
+                    jobs: int = 2) -> dict[Path, Path]:
+    commands = arm64_compile_commands(cache)
+
+    def one(src: Path) -> tuple[Path, Path]:
+        out = work / (src.stem + ".s")
+        cmd = asm_command(src, out, cxx, commands)
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        if r.returncode != 0:
+            raise SimError(f"compiling {src.relative_to(REPO)} failed:\n{' '.join(cmd)}\n"
+                           f"{r.stderr[-3000:]}")
+        return src, out
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        return dict(pool.map(one, sources))
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Regions
+# ---------------------------------------------------------------------------------------------
+BEGIN_RE = re.compile(r"#\s*LLVM-MCA-BEGIN\s+(\S+)")
+END_RE = re.compile(r"#\s*LLVM-MCA-END")
+LABEL_RE = re.compile(r"^\s*([.\w$]+):\s*(?:$|//|#)")
+BRANCH_RE = re.compile(r"^\s*(b\.\w+|b\w\w|cbn?z|tbn?z|b)\s+(?:.*,\s*)?([.\w$]+)\s*$")
+
+
+def is_instruction(line: str) -> bool:
+    s = line.strip()
+    if not s or s.startswith(("//", "#", ".", "@")) or LABEL_RE.match(line):
+        return False
+    return True
+
+
+def clean(line: str) -> str:
+    """An assembly line as llvm-mca reads it: comments dropped."""
+    s = line.split("//")[0].rstrip()
+    return s
+
+
+@dataclasses.dataclass
+class Region:
+    name: str
+    source: str  # kernels/src/...cc
+    instance: int  # 1.. when the same name appears more than once (gcc duplicated the loop)
+    mode: str  # "loop" (widened to label..back-branch) or "marked"
+    text: str  # the instructions given to llvm-mca
+    instructions: int
+
+
+def extract_regions(asm: str, source: str, widen: bool = True, window: int = 16) -> list[Region]:
+    lines = asm.splitlines()
+    regions, open_at, name = [], None, None
+    spans = []
+    for i, line in enumerate(lines):
+        m = BEGIN_RE.search(line)
+        if m:
+            if open_at is not None:
+                raise SimError(f"{source}: region {m.group(1)} begins inside {name}")
+            open_at, name = i, m.group(1)
+        elif END_RE.search(line):
+            if open_at is None:
+                raise SimError(f"{source}: LLVM-MCA-END without BEGIN (line {i + 1})")
+            spans.append((name, open_at, i))
+            open_at = None
+    if open_at is not None:
+        raise SimError(f"{source}: region {name} is not closed")
+    counts: dict[str, int] = {}
+    for name, b, e in spans:
+        counts[name] = counts.get(name, 0) + 1
+        lo, hi, mode = b + 1, e, "marked"
+        if widen:
+            lab = None
+            k, seen = b - 1, 0
+            while k >= 0 and seen <= window:
+                if LABEL_RE.match(lines[k]):
+                    lab = (k, LABEL_RE.match(lines[k]).group(1))
+                    break
+                seen += is_instruction(lines[k])
+                k -= 1
+            if lab:
+                k, seen = e + 1, 0
+                while k < len(lines) and seen <= window:
+                    if BEGIN_RE.search(lines[k]) or re.match(r"\s*ret\b", lines[k]):
+                        break
+                    if is_instruction(lines[k]):
+                        seen += 1
+                        bm = BRANCH_RE.match(clean(lines[k]))
+                        if bm and bm.group(2) == lab[1]:
+                            lo, hi, mode = lab[0] + 1, k + 1, "loop"
+                            break
+                    k += 1
+        body = [clean(l) for l in lines[lo:hi]
+                if not BEGIN_RE.search(l) and not END_RE.search(l)]
+        body = [l for l in body if l.strip() and (is_instruction(l) or LABEL_RE.match(l))]
+        n = sum(is_instruction(l) for l in body)
+        if n == 0:
+            raise SimError(f"{source}: region {name} holds no instructions")
+        regions.append(Region(name, source, counts[name], mode, "\n".join(body) + "\n", n))
+    return regions
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. llvm-mca
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class McaResult:
+    core: str
+    cycles_per_iter: float
+    instructions: int
+    dispatch_width: int
+    block_rthroughput: float
+    resources: list[str]
+    pressure: list[float]  # per iteration, per resource unit
+    by_instruction: list[tuple[str, list[float]]]
+    bottleneck: dict  # llvm-mca -bottleneck-analysis percentages (out-of-order models only)
+
+
+def parse_mca(text: str, in_order: bool = False) -> dict:
+    def num(key, cast=float):
+        m = re.search(rf"^{key}:\s+([\d.]+)", text, re.M)
+        if not m:
+            raise SimError(f"llvm-mca output without '{key}'")
+        return cast(m.group(1))
+
+    out = dict(iterations=num("Iterations", int), instructions=num("Instructions", int),
+               cycles=num("Total Cycles", int), dispatch_width=num("Dispatch Width", int),
+               block_rthroughput=num("Block RThroughput"))
+    res = re.findall(r"^\[([\d.]+)\]\s+-\s+(\S+)", text, re.M)
+    out["resources"] = [f"{n}" + (f"[{i.split('.')[1]}]" if "." in i else "") for i, n in res]
+    m = re.search(r"Resource pressure per iteration:\n.*\n(.*)\n", text)
+    if not m:
+        raise SimError("llvm-mca output without 'Resource pressure per iteration'")
+    vals = m.group(1).split()
+    out["pressure"] = [0.0 if v == "-" else float(v) for v in vals]
+    rows = []
+    m = re.search(r"Resource pressure by instruction:\n.*\n((?:.*\n?)*)", text)
+    if m:
+        nres = len(out["resources"])
+        for row in m.group(1).splitlines():
+            toks = row.split()
+            if len(toks) <= nres:
+                break
+            try:
+                vals = [0.0 if v == "-" else float(v) for v in toks[:nres]]
+            except ValueError:
+                break
+            rows.append((" ".join(toks[nres:]), vals))
+    out["by_instruction"] = rows
+    bn = {}
+    for key, pat in [("backend_pressure", r"Cycles with backend pressure increase \[ ([\d.]+)% \]"),
+                     ("resource_pressure", r"Resource Pressure\s+\[ ([\d.]+)% \]"),
+                     ("data_dependencies", r"Data Dependencies:\s+\[ ([\d.]+)% \]")]:
+        mm = re.search(pat, text)
+        if mm:
+            bn[key] = float(mm.group(1))
+    bn["resources"] = {n: float(p) for n, p in
+                       re.findall(r"^\s+-\s+(\S+)\s+\[ ([\d.]+)% \]", text, re.M)
+                       if not n.startswith(("Register", "Memory"))}
+    out["bottleneck"] = bn
+    out["in_order"] = in_order
+    return out
+
+
+def run_mca(llvm_mca: str, asm_text: str, mcpu: str, mattr: str | None, iterations: int,
+            work: Path, tag: str) -> dict:
+    path = work / f"{tag}.{mcpu}.s"
+    path.write_text(asm_text)
+    cmd = [llvm_mca, "-mtriple=aarch64-linux-gnu", f"-mcpu={mcpu}", f"-iterations={iterations}",
+           "-bottleneck-analysis", str(path)]
+    if mattr:
+        cmd.insert(3, f"-mattr={mattr}")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        m = re.search(r"instruction requires: ([\w\- ]+)", r.stderr)
+        if m:
+            return {"unsupported": m.group(1).strip()}
+        raise SimError(f"llvm-mca failed for {tag} on {mcpu}:\n{r.stderr[-2000:]}")
+    return parse_mca(r.stdout, in_order="not supported for in-order" in r.stderr)
+
+
+def simulate(llvm_mca: str, region: Region, core: Core, work: Path, n: int = 100) -> dict:
+    tag = f"{region.name}.{region.instance}"
+    a = run_mca(llvm_mca, region.text, core.mcpu, None, n, work, tag)
+    if "unsupported" in a:
+        return {"runs": False, "lacks": a["unsupported"]}
+    b = run_mca(llvm_mca, region.text, core.mcpu, None, 3 * n, work, tag)
+    cpi = (b["cycles"] - a["cycles"]) / (2 * n)
+    out = dict(runs=True, cycles_per_iter=cpi, instructions=a["instructions"] // n,
+               dispatch_width=a["dispatch_width"], block_rthroughput=a["block_rthroughput"])
+    out["bound"] = bound_of(b, cpi, in_order=b["in_order"])
+    return out
+
+
+def describe_resource(name: str) -> str:
+    for pat, desc in [(r"A57UnitX", "ASIMD/FP pipe X"), (r"A57UnitW", "ASIMD/FP pipe W"),
+                      (r"A57UnitL", "load pipe"), (r"A57UnitS", "store pipe"),
+                      (r"A57UnitI", "integer pipe"), (r"A57UnitM", "integer multi-cycle pipe"),
+                      (r"A57UnitB", "branch pipe"),
+                      (r"N1UnitV0", "ASIMD pipe V0"), (r"N1UnitV1", "ASIMD pipe V1"),
+                      (r"N1UnitL", "load pipe"), (r"N1UnitD", "store-data pipe"),
+                      (r"N1UnitS", "integer pipe"), (r"N1UnitM", "integer multi-cycle pipe"),
+                      (r"N1UnitB", "branch pipe"),
+                      (r"A53UnitFPMDS", "ASIMD/FP multiply pipe"),
+                      (r"A53UnitFPALU", "ASIMD/FP ALU pipe"), (r"A53UnitLdSt", "load/store pipe"),
+                      (r"A53UnitALU", "integer ALU"), (r"A53UnitB", "branch unit"),
+                      (r"A53UnitMAC", "integer multiply"),
+                      (r"A55UnitFPMAC", "ASIMD multiply-accumulate pipe"),
+                      (r"A55UnitFPALU", "ASIMD ALU pipe"), (r"A55UnitLd", "load pipe"),
+                      (r"A55UnitSt", "store pipe"), (r"A55UnitALU", "integer ALU"),
+                      (r"A55UnitB", "branch unit"), (r"A55UnitMAC", "integer multiply")]:
+        if re.search(pat, name):
+            return desc
+    return "resource"
+
+
+def mnemonic(instr: str) -> str:
+    return instr.split()[0] if instr.split() else instr
+
+
+def bound_of(mca: dict, cpi: float, in_order: bool = False) -> dict:
+    """What limits the loop: the most-pressed resource unit if it is busy >= 90% of the
+    cycles, else issue width if instructions / width fills >= 90%, else dependencies."""
+    pressure, names = mca["pressure"], mca["resources"]
+    iters = mca["iterations"]
+    instrs_per_iter = mca["instructions"] / iters
+    i_max = max(range(len(pressure)), key=lambda i: pressure[i]) if pressure else None
+    top = {}
+    if i_max is not None:
+        for instr, vals in mca["by_instruction"]:
+            if i_max < len(vals) and vals[i_max] > 0:
+                top[mnemonic(instr)] = top.get(mnemonic(instr), 0.0) + vals[i_max]
+    issue = instrs_per_iter / mca["dispatch_width"]
+    out = dict(resource=names[i_max] if i_max is not None else None,
+               resource_cycles=pressure[i_max] if i_max is not None else 0.0,
+               issue_cycles=issue, top_instructions=dict(sorted(top.items(), key=lambda kv: -kv[1])[:3]),
+               llvm_bottleneck=mca["bottleneck"])
+    if i_max is not None and pressure[i_max] >= 0.9 * cpi:
+        tops = ", ".join(f"{k} {v:.1f}" for k, v in out["top_instructions"].items())
+        out["kind"] = "resource"
+        out["text"] = (f"{names[i_max]} ({describe_resource(names[i_max])}) busy "
+                       f"{pressure[i_max]:.1f}/{cpi:.1f} cyc: {tops}")
+    elif issue >= 0.9 * cpi:
+        out["kind"] = "issue"
+        out["text"] = (f"issue width: {instrs_per_iter:.0f} instr at {mca['dispatch_width']}/cyc "
+                       f"= {issue:.1f}/{cpi:.1f} cyc")
+    elif in_order:
+        out["kind"] = "in-order stalls"
+        out["text"] = (f"in-order issue stalls on operand latency (busiest {names[i_max]} "
+                       f"{pressure[i_max]:.1f}/{cpi:.1f} cyc, issue {issue:.1f} cyc)")
+    else:
+        out["kind"] = "latency"
+        dd = mca["bottleneck"].get("data_dependencies")
+        extra = f"; llvm: data dependencies in {dd:.0f}% of cycles" if dd is not None else ""
+        out["text"] = (f"dependency/latency chain (busiest {names[i_max]} "
+                       f"{pressure[i_max]:.1f}/{cpi:.1f} cyc{extra})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel results
+# ---------------------------------------------------------------------------------------------
+def kernel_sources(only: list[str] | None) -> list[Path]:
+    srcs = sorted((REPO / "kernels/src").glob("*__neon*.cc"))
+    if only:
+        srcs = [s for s in srcs if any(k in s.stem for k in only)] or srcs
+    return srcs
+
+
+def run_kernels(args, cores: list[Core], work: Path) -> dict:
+    cxx, llvm_mca = find_cxx(args.cxx), find_llvm_mca(args.llvm_mca)
+    srcs = kernel_sources(args.kernels)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    asm = compile_sources(srcs, cxx, work, cache)
+    regions: list[Region] = []
+    for src, s in asm.items():
+        regions += extract_regions(s.read_text(), str(src.relative_to(REPO)), widen=not args.marked)
+    if args.kernels:
+        sel = [r for r in regions if any(k in r.name or k in r.source for k in args.kernels)]
+        regions = sel
+    missing = sorted({r.name for r in regions if r.name not in KERNEL_TABLE})
+    if missing:
+        raise SimError("region(s) without a KERNEL_TABLE entry in bench/arm_sim.py (add their "
+                       "multiply-adds per iteration): " + ", ".join(
+                           f"{n} ({next(r.source for r in regions if r.name == n)})"
+                           for n in missing))
+    warnings = []
+    for r in regions:
+        entry = KERNEL_TABLE[r.name]
+        if entry.get("source") and Path(r.source).name != entry["source"]:
+            warnings.append(f"region {r.name} is in {r.source}, the table expects "
+                            f"{entry['source']}: check its multiply-adds per iteration")
+        if entry["family"] in INT8_FAMILIES + ("dw",) and r.instance == 1:
+            implied = implied_macs(r.text)
+            if implied != entry["macs"]:
+                warnings.append(f"region {r.name}: its multiply instructions compute {implied} "
+                                f"multiply-adds per iteration, the table says {entry['macs']}")
+    results = []
+    jobs = [(r, c) for r in regions for c in cores]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        sims = list(pool.map(lambda rc: simulate(llvm_mca, rc[0], rc[1], work), jobs))
+    for (r, c), sim in zip(jobs, sims):
+        entry = KERNEL_TABLE[r.name]
+        row = dict(kernel=r.name, instance=r.instance, source=r.source, region=r.mode,
+                   region_instructions=r.instructions, core=c.name, family=entry["family"],
+                   wbits=entry["wbits"], abits=entry["abits"], macs_per_iter=entry["macs"])
+        row.update(sim)
+        if sim["runs"]:
+            row["macs_per_cycle"] = entry["macs"] / sim["cycles_per_iter"]
+        results.append(row)
+    # llvm's CPU model against the real core: a dotprod region must run exactly where the
+    # core has dotprod.
+    for row in results:
+        core = CORES.get(row["core"])
+        if core and "lacks" in row and "dotprod" in row["lacks"] and core.has_dotprod:
+            warnings.append(f"llvm's {core.mcpu} model lacks dotprod but the core has it")
+        if core and row.get("runs") and not core.has_dotprod and re.search(
+                r"dot", row["kernel"]) and row["family"] == "int8dot" and "neondot" in row["source"]:
+            warnings.append(f"{row['kernel']} ran on {core.mcpu} which has no dotprod")
+    # Duplicated regions: keep the first instance for ratios, say so.
+    for name in {r.name for r in regions if r.instance > 1}:
+        warnings.append(f"region {name} appears {max(r.instance for r in regions if r.name == name)}"
+                        " times in the assembly (gcc duplicated the loop); instance 1 is used")
+    primary = [row for row in results if row["instance"] == 1]
+    for row in primary:
+        base = int8_baseline(primary, row["core"])
+        if row.get("runs") and base and row["family"] != "bytemap":
+            row["ratio_to_int8"] = row["macs_per_cycle"] / base["macs_per_cycle"]
+            row["int8_baseline"] = base["kernel"]
+    versions = dict(cxx=f"{Path(cxx).name} {tool_version(cxx)}",
+                    llvm_mca=f"{Path(llvm_mca).name} {tool_version(llvm_mca)}")
+    return dict(results=results, warnings=sorted(set(warnings)), tools=versions)
+
+
+def int8_baseline(rows: list[dict], core: str) -> dict | None:
+    c = [r for r in rows if r["core"] == core and r.get("runs") and r["family"] in INT8_FAMILIES]
+    return max(c, key=lambda r: r["macs_per_cycle"]) if c else None
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Models
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Layer:
+    name: str
+    op: str
+    out_shape: list[int]  # N, C, H, W
+    wbits: list[int]  # one per weight tensor (two for a residual pair)
+    abits: int
+    macs: int
+    params: int
+    x86_kernel: str
+    geometry: dict | None = None  # cin, cout, kh, kw, stride, groups (from the ONNX)
+    geometry_source: str = "onnx"
+
+
+def find_lowbit(explicit: str | None) -> str:
+    cands = [explicit, os.environ.get("LOWBIT_BIN"), str(REPO / "build/engine/lowbit")]
+    for c in cands:
+        if c and os.access(c, os.X_OK):
+            return c
+    raise SimError("no lowbit binary: pass --lowbit build-x/engine/lowbit or set LOWBIT_BIN")
+
+
+def parse_inspect(text: str) -> list[Layer]:
+    lines = text.splitlines()
+    head = next((i for i, l in enumerate(lines) if re.match(r"\s*#\s+name\s+op", l)), None)
+    if head is None:
+        raise SimError("lowbit inspect printed no layer table")
+    layers = []
+    for line in lines[head + 1:]:
+        if not line.strip() or not re.match(r"\s*\d+\s", line):
+            if layers:
+                break
+            continue
+        cols = re.split(r"\s{2,}", line.strip())
+        if len(cols) < 8:
+            continue
+        idx_name = cols[0].split(None, 1)
+        if len(idx_name) == 2:
+            name = idx_name[1]
+            rest = cols[1:]
+        else:
+            name, rest = cols[1], cols[2:]
+        op, shape, wa, kernel, _wbytes, macs, params = rest[:7]
+        if "/" not in wa or "QConv" not in op and "Conv" not in op:
+            continue
+        w, a = wa.split("/")
+        if a == "32":
+            wb, ab = [32], 32
+        else:
+            wb, ab = [int(x) for x in w.split("+")], int(a)
+        layers.append(Layer(name, op, [int(x) for x in shape.strip("[]").split(",")], wb, ab,
+                            int(macs.replace(",", "")), int(params.replace(",", "")), kernel))
+    return layers
+
+
+def onnx_geometry(onnx_path: Path) -> dict[str, dict]:
+    try:
+        import onnx  # noqa: PLC0415
+    except ImportError:
+        return {}
+    m = onnx.load(str(onnx_path), load_external_data=False)
+    init = {i.name: list(i.dims) for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    consts = {n.output[0]: n for n in m.graph.node if n.op_type == "Constant"}
+
+    def dims(t, depth=0):
+        if t in init:
+            return init[t]
+        if t in consts:
+            for a in consts[t].attribute:
+                if a.name == "value":
+                    return list(a.t.dims)
+        p = producer.get(t)
+        if p is not None and depth < 4 and p.input:
+            return dims(p.input[0], depth + 1)
+        return None
+
+    out = {}
+    for n in m.graph.node:
+        if n.op_type != "Conv":
+            continue
+        a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+        w = dims(n.input[1])
+        if not w or len(w) != 4:
+            continue
+        g = int(a.get("group", 1))
+        out[n.name] = dict(cout=w[0], cin=w[1] * g, kh=w[2], kw=w[3],
+                           stride=int(a.get("strides", [1, 1])[0]), groups=g)
+    return out
+
+
+def model_layers(model: str, lowbit: str) -> tuple[str, list[Layer]]:
+    p = Path(model)
+    if not p.exists() and (REPO / "models" / model).exists():
+        p = REPO / "models" / model
+    r = subprocess.run([lowbit, "inspect", str(p)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SimError(f"lowbit inspect {p} failed ({lowbit}): {r.stderr.strip()[-500:]}")
+    layers = parse_inspect(r.stdout)
+    onnx_file = p / "model.onnx" if p.is_dir() else (p if p.suffix == ".onnx" else
+                                                     p.with_name("model.onnx"))
+    geo = onnx_geometry(onnx_file) if onnx_file.exists() else {}
+    for l in layers:
+        key = l.name
+        if key.startswith("...") and geo:
+            key = next((k for k in geo if k.endswith(key[3:])), key)
+        if key in geo:
+            l.geometry = geo[key]
+        else:
+            l.geometry, l.geometry_source = inferred_geometry(l), "inferred"
+    return str(p), layers
+
+
+def inferred_geometry(l: Layer) -> dict:
+    """Without an ONNX beside the .lbm: depth per output from MACs; depthwise when the x86
+    choice was a depthwise kernel; 3x3 taps when the depth is a multiple of 9 (else 1x1)."""
+    n, cout, oh, ow = l.out_shape
+    depth = l.macs // max(1, n * cout * oh * ow)
+    dw = l.x86_kernel.startswith("dw")
+    taps = depth if dw else (9 if depth % 9 == 0 and depth >= 27 else 1)
+    k = int(round(math.sqrt(taps))) or 1
+    cin = cout if dw else max(1, depth // (k * k))
+    return dict(cout=cout, cin=cin, kh=k, kw=k, stride=1, groups=cin if dw else 1)
+
+
+def round_up(v: float, to: int) -> float:
+    return math.ceil(v / to) * to
+
+
+def family_supports(family: str, g: dict, wbits: int, abits: int) -> bool:
+    """kernels/src/choose.cc conv_family_supports, for signed (or binary) weights."""
+    depthwise = g["groups"] > 1 and g["groups"] == g["cin"] == g["cout"]
+    if g["groups"] != 1 and not depthwise:
+        return False
+    if depthwise != (family == "dw"):
+        return False
+    taps = g["kh"] * g["kw"]
+    if family == "dw":
+        return wbits <= 8 and taps <= 64
+    if family in INT8_FAMILIES:
+        return wbits <= 8 and abits <= 8 and g["kh"] <= 64 and taps * g["cin"] <= 65793
+    if family == "lut":
+        return abits <= 2 and wbits <= 2 and g["stride"] in (1, 2) and taps <= 64
+    if family == "bitserial":
+        return wbits <= 4 and abits <= 4
+    return False
+
+
+def padded_macs(family: str, g: dict, out_shape: list[int], pixel_tile: int) -> float:
+    """Multiply-adds the family computes, with its padding (kernels/src/choose.cc)."""
+    n, cout, oh, ow = out_shape
+    taps, cin = g["kh"] * g["kw"], g["cin"]
+    if family == "dw":
+        return n * oh * ow * cout * taps
+    if family in INT8_FAMILIES:
+        depth = taps * round_up(cin, 4 if family == "int8dot" else 2)
+        return n * round_up(oh * ow, pixel_tile) * round_up(cout, 16) * depth
+    if family == "lut":
+        width = (ow - 1) * g["stride"] + g["kw"]
+        pitch = round_up(width, g["stride"]) / g["stride"]
+        return n * round_up(oh * pitch, 64) * round_up(cout, 4) * taps * round_up(cin, 2)
+    if family == "bitserial":
+        return n * oh * ow * round_up(cout, 4) * taps * round_up(cin, 64)
+    raise ValueError(family)
+
+
+def kernel_rates(rows: list[dict], core: str) -> list[dict]:
+    """Rate models per runnable kernel on a core: int8/dw/lut at their simulated MAC/cycle
+    for any width they hold; bit-serial per (w, a) from its W1A1 and W2A2 regions: cycles
+    ~ 1 - s + s * w * a plane pairs (s fitted from the two; 1 when only one exists)."""
+    rates = []
+    mine = [r for r in rows if r["core"] == core and r.get("runs") and r["instance"] == 1]
+    bs = {(r["wbits"], r["abits"]): r for r in mine if r["family"] == "bitserial"}
+    share = 1.0
+    if (1, 1) in bs and (2, 2) in bs:
+        ratio = bs[(1, 1)]["macs_per_cycle"] / bs[(2, 2)]["macs_per_cycle"]
+        share = min(1.0, max(0.0, (ratio - 1) / 3))
+    for r in mine:
+        if r["family"] == "bytemap":
+            continue
+        if r["family"] == "bitserial":
+            if (r["wbits"], r["abits"]) != min(bs):
+                continue  # one bit-serial entry; its rate per width comes from the fit
+            ref = bs[(1, 1)] if (1, 1) in bs else r
+            w0a0 = ref["wbits"] * ref["abits"]
+            base = ref["macs_per_cycle"] * (1 - share + share * w0a0)
+            exact = {k: v["macs_per_cycle"] for k, v in bs.items()}
+
+            def rate(w, a, base=base, exact=exact, share=share):
+                return exact.get((w, a), base / (1 - share + share * w * a))
+
+            rates.append(dict(kernel="bitserial (" + "/".join(
+                f"{v['kernel']}" for v in bs.values()) + ")", family="bitserial", rate=rate,
+                pixel_tile=1, share=share))
+        else:
+            mpc = r["macs_per_cycle"]
+            rates.append(dict(kernel=r["kernel"], family=r["family"], pixel_tile=KERNEL_TABLE[
+                r["kernel"]].get("pixel_tile", 1), rate=lambda w, a, mpc=mpc: mpc))
+    return rates
+
+
+def estimate_model(layers: list[Layer], rows: list[dict], core: Core) -> dict:
+    rates = kernel_rates(rows, core.name)
+    out_layers, total_cycles, skipped = [], 0.0, []
+    for l in layers:
+        if l.abits == 32:
+            skipped.append(l.name)
+            continue
+        cycles, kernels = 0.0, []
+        for wb in l.wbits:  # a residual pair runs two convolutions
+            best = None
+            for k in rates:
+                if not family_supports(k["family"], l.geometry, wb, l.abits):
+                    continue
+                macs = padded_macs(k["family"], l.geometry, l.out_shape, k["pixel_tile"])
+                c = macs / k["rate"](wb, l.abits)
+                if best is None or c < best[0]:
+                    best = (c, k["kernel"])
+            if best is None:
+                raise SimError(f"no simulated kernel runs layer {l.name} (W{wb}A{l.abits}) on "
+                               f"{core.name}")
+            cycles += best[0]
+            kernels.append(best[1])
+        total_cycles += cycles
+        out_layers.append(dict(name=l.name, bits=f"{'+'.join(map(str, l.wbits))}/{l.abits}",
+                               macs=l.macs, kernel="+".join(kernels), cycles=cycles,
+                               ms=cycles / (core.clock_ghz * 1e6),
+                               geometry_source=l.geometry_source))
+    return dict(core=core.name, clock_ghz=core.clock_ghz, layers=out_layers,
+                total_cycles=total_cycles, total_ms=total_cycles / (core.clock_ghz * 1e6),
+                total_macs=sum(l["macs"] for l in out_layers), float_layers=skipped)
+
+
+NANODET = {"W8A8": "nanodet-g-w8a8", "W4A4": "nanodet-g-w4a4", "W2A2": "nanodet-g-w2a2",
+           "W1A1": "nanodet-g-w1a1"}
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Acceptance
+# ---------------------------------------------------------------------------------------------
+def best_rate(rows, core, pred):
+    c = [r for r in rows if r["core"] == core and r.get("runs") and r["instance"] == 1 and pred(r)]
+    return max(c, key=lambda r: r["macs_per_cycle"]) if c else None
+
+
+def runs_bits(w, a):
+    def pred(r):
+        f = r["family"]
+        if f in INT8_FAMILIES:
+            return True
+        if f == "lut":
+            return w <= 2 and a <= 2
+        if f == "bitserial":
+            return (r["wbits"], r["abits"]) == (w, a)
+        return False
+    return pred
+
+
+def acceptance(rows: list[dict], models: dict) -> list[dict]:
+    checks = []
+
+    def ratio_check(label, core, w, a, target):
+        base = int8_baseline([r for r in rows if r["instance"] == 1], core)
+        best = best_rate(rows, core, runs_bits(w, a))
+        if not base or not best:
+            checks.append(dict(check=label, result="N/A", detail=f"no kernels on {core}"))
+            return
+        v = best["macs_per_cycle"] / base["macs_per_cycle"]
+        checks.append(dict(check=label, value=v, target=target,
+                           result="PASS" if v >= target else "MISS",
+                           detail=f"{best['kernel']} {best['macs_per_cycle']:.1f} vs "
+                                  f"{base['kernel']} {base['macs_per_cycle']:.1f} MAC/cyc",
+                           bound=None if v >= target else best["bound"]["text"]))
+
+    base72 = int8_baseline([r for r in rows if r["instance"] == 1], "cortex-a72")
+    if any(r["core"] == "cortex-a72" for r in rows):
+        ratio_check("A72 W2A2 >= 2x INT8 MAC/cycle", "cortex-a72", 2, 2, 2.0)
+        ratio_check("A72 W1A1 >= 6x INT8 MAC/cycle", "cortex-a72", 1, 1, 6.0)
+        if base72:
+            v = base72["macs_per_cycle"]
+            checks.append(dict(check="A72 INT8 within 15% of 8 MAC/cycle", value=v, target=6.8,
+                               result="PASS" if v >= 6.8 else "MISS", detail=base72["kernel"],
+                               bound=None if v >= 6.8 else base72["bound"]["text"]))
+    if any(r["core"] == "neoverse-n1" for r in rows):
+        dot = best_rate(rows, "neoverse-n1",
+                        lambda r: r["family"] in INT8_FAMILIES and "dot" in r["kernel"]
+                        and "neondot" in r["source"] or "i8mm" in r["source"])
+        if dot:
+            v = dot["macs_per_cycle"]
+            checks.append(dict(check="N1 dotprod INT8 >= 24 MAC/cycle", value=v, target=24.0,
+                               result="PASS" if v >= 24 else "MISS", detail=dot["kernel"],
+                               bound=None if v >= 24 else dot["bound"]["text"]))
+            w1 = best_rate(rows, "neoverse-n1", runs_bits(1, 1))
+            r = w1["macs_per_cycle"] / v
+            checks.append(dict(check="N1 W1A1 >= 2.5x dotprod INT8", value=r, target=2.5,
+                               result="PASS" if r >= 2.5 else "MISS",
+                               detail=f"{w1['kernel']} {w1['macs_per_cycle']:.1f} MAC/cyc",
+                               bound=None if r >= 2.5 else w1["bound"]["text"]))
+        else:
+            checks.append(dict(check="N1 dotprod INT8 >= 24 MAC/cycle", result="N/A",
+                               detail="no dotprod kernel region found"))
+    if any(r["core"] == "cortex-a53" for r in rows):
+        ratio_check("A53 W2A2 >= 2x INT8 MAC/cycle", "cortex-a53", 2, 2, 2.0)
+    a72 = models.get("cortex-a72", {})
+    if "W8A8" in a72 and "W2A2" in a72:
+        v = a72["W8A8"]["total_ms"] / a72["W2A2"]["total_ms"]
+        checks.append(dict(check="NanoDet W2A2 on A72 >= 2x faster than W8A8", value=v,
+                           target=2.0, result="PASS" if v >= 2 else "MISS",
+                           detail=f"W8A8 {a72['W8A8']['total_ms']:.1f} ms, W2A2 "
+                                  f"{a72['W2A2']['total_ms']:.1f} ms",
+                           bound=None if v >= 2 else "layers still on INT8 kernels: " + ", ".join(
+                               sorted({l['kernel'] for l in a72['W2A2']['layers']}))))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing
+# ---------------------------------------------------------------------------------------------
+def print_report(report: dict, cores: list[Core], verbose: bool) -> None:
+    print(f"ARM kernel speed, {ESTIMATE_LABEL}")
+    print(f"tools: {report['tools']['cxx']}, {report['tools']['llvm_mca']}; host "
+          f"{report['host']} (simulated, not measured)")
+    print(f"cores: " + "; ".join(f"{c.name} = {c.label}" for c in cores))
+    rows = report["results"]
+    print()
+    hdr = (f"{'kernel':<22} {'family':<9} {'W/A':<4} {'core':<12} {'cyc/iter':>8} "
+           f"{'MAC/iter':>8} {'MAC/cyc':>8} {'xINT8':>6}  bound")
+    print("Per kernel and core [static estimate]")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        name = r["kernel"] + (f"#{r['instance']}" if r["instance"] > 1 else "")
+        wa = f"{r['wbits']}/{r['abits']}" if r["family"] not in ("bytemap",) else "-"
+        if not r.get("runs"):
+            print(f"{name:<22} {r['family']:<9} {wa:<4} {r['core']:<12} "
+                  f"{'-':>8} {r['macs_per_iter']:>8} {'-':>8} {'-':>6}  not run: core lacks "
+                  f"{r['lacks']}")
+            continue
+        unit = " B/cyc" if r["family"] == "bytemap" else ""
+        ratio = f"{r['ratio_to_int8']:.2f}" if "ratio_to_int8" in r else "-"
+        print(f"{name:<22} {r['family']:<9} {wa:<4} {r['core']:<12} {r['cycles_per_iter']:>8.2f} "
+              f"{r['macs_per_iter']:>8} {r['macs_per_cycle']:>8.2f} {ratio:>6}  "
+              f"{r['bound']['text']}{unit}")
+    print("xINT8: MAC/cycle over the best INT8 kernel the same core runs (" + ", ".join(
+        f"{c.name}: {b}" for c, b in ((c, (int8_baseline([r for r in rows if r['instance'] == 1],
+                                                           c.name) or {}).get('kernel', '-'))
+                                      for c in cores)) + "); map_bytes_neon in bytes/cycle")
+    print("regions: " + ", ".join(sorted({f"{r['kernel']} {r['region']} "
+                                          f"({r['region_instructions']} instr, {r['source']})"
+                                          for r in rows if r['core'] == cores[0].name})))
+    for w in report["warnings"]:
+        print(f"warning: {w}")
+    for mname, per_core in report.get("model_runs", {}).items():
+        print()
+        print(f"Model {mname} [static estimate: compute time of the conv layers' inner loops at "
+              f"the assumed clock, one core]")
+        variants = list(next(iter(per_core.values())).keys())
+        line = f"{'core':<12} {'clock':>7} " + " ".join(f"{v:>14}" for v in variants)
+        print(line)
+        for core, per_variant in per_core.items():
+            clock = next(iter(per_variant.values()))["clock_ghz"]
+            print(f"{core:<12} {clock:>5.1f}GHz " + " ".join(
+                f"{per_variant[v]['total_ms']:>11.1f} ms" for v in variants))
+        first = next(iter(per_core.values()))
+        macs = {v: first[v]["total_macs"] for v in variants}
+        print("MACs: " + ", ".join(f"{v} {m / 1e9:.2f} G" for v, m in macs.items()))
+        if verbose:
+            for core, per_variant in per_core.items():
+                for v, est in per_variant.items():
+                    print(f"\n  {mname} {v} on {core} ({est['clock_ghz']} GHz) per layer "
+                          "[static estimate]:")
+                    print(f"  {'layer':<28} {'W/A':<6} {'MACs':>12} {'kernel':<24} {'ms':>8}")
+                    for l in est["layers"]:
+                        print(f"  {l['name'][:28]:<28} {l['bits']:<6} {l['macs']:>12,} "
+                              f"{l['kernel'][:24]:<24} {l['ms']:>8.2f}")
+                    print(f"  {'total':<28} {'':<6} {est['total_macs']:>12,} {'':<24} "
+                          f"{est['total_ms']:>8.2f}")
+        else:
+            print("(per-layer times: --layers)")
+    if report.get("acceptance"):
+        print()
+        print("Acceptance (issue 9) [static estimates]")
+        for c in report["acceptance"]:
+            val = f"{c['value']:.2f}" if "value" in c else "-"
+            tgt = f">= {c['target']:.2f}" if "target" in c else ""
+            print(f"  {c['result']:<4}  {c['check']:<46} {val:>6} {tgt:<8} {c.get('detail', '')}")
+            if c.get("bound"):
+                print(f"        bound: {c['bound']}")
+
+
+def parse_clock(items: list[str] | None, cores: list[Core]) -> None:
+    for it in items or []:
+        name, _, ghz = it.partition("=")
+        for c in cores:
+            if c.name == name or c.mcpu == name:
+                c.clock_ghz = float(ghz)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="bench/arm-sim",
+        description="ARM64 kernel speed by static simulation: cross-compiles the NEON kernels "
+        "with llvm-mca markers, runs llvm-mca-19 per core, prints cycles/iteration, "
+        "MAC/cycle, the ratio to the core's INT8 kernel and the bound; then NanoDet "
+        "(W8A8/W4A4/W2A2/W1A1) and any --model as estimated compute time per core; then the "
+        "issue's acceptance figures. Every figure is a static estimate (no caches, no memory "
+        "stalls).")
+    ap.add_argument("--cores", default=",".join(DEFAULT_CORES),
+                    help="comma list of cores (default %(default)s); any other llvm -mcpu "
+                    "name (e.g. neoverse-n2) is simulated with a 2.0 GHz clock")
+    ap.add_argument("--kernels", default=None,
+                    help="comma list: only regions/sources whose name contains one of these")
+    ap.add_argument("--model", action="append", default=[],
+                    help="a model directory, .onnx or compiled .lbm to estimate (repeatable)")
+    ap.add_argument("--no-nanodet", action="store_true",
+                    help="skip the NanoDet W8A8/W4A4/W2A2/W1A1 estimates")
+    ap.add_argument("--model-repo", default=str(REPO / "models"))
+    ap.add_argument("--lowbit", default=None,
+                    help="the lowbit binary for `lowbit inspect` (default $LOWBIT_BIN or "
+                    "build/engine/lowbit)")
+    ap.add_argument("--clock", action="append", metavar="CORE=GHZ",
+                    help="override a core's assumed clock")
+    ap.add_argument("--layers", action="store_true", help="print per-layer estimates")
+    ap.add_argument("--marked", action="store_true",
+                    help="simulate only the marked instructions (default: widen each region "
+                    "to its whole loop, counter and back-branch included)")
+    ap.add_argument("--json", metavar="FILE", help="also write everything as JSON ('-': stdout "
+                    "only JSON)")
+    ap.add_argument("--llvm-mca", default=None)
+    ap.add_argument("--cxx", default=None)
+    ap.add_argument("--cache", default=str(REPO / ".cache/arm-sim"))
+    ap.add_argument("--keep", metavar="DIR", help="keep the assembly and region files in DIR")
+    args = ap.parse_args(argv)
+    args.kernels = [k for k in args.kernels.split(",") if k] if args.kernels else None
+    cores = []
+    for name in [c for c in args.cores.split(",") if c]:
+        cores.append(dataclasses.replace(CORES[name]) if name in CORES else
+                     Core(name, name, f"{name} (llvm model)", 2.0, False))
+    parse_clock(args.clock, cores)
+    try:
+        work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="arm-sim-"))
+        work.mkdir(parents=True, exist_ok=True)
+        report = run_kernels(args, cores, work)
+        report["host"] = host_cpu()
+        report["label"] = ESTIMATE_LABEL
+        report["cores"] = [dataclasses.asdict(c) for c in cores]
+        models_by_core: dict[str, dict] = {}
+        model_runs: dict[str, dict] = {}
+        targets = []
+        if not args.no_nanodet and not args.kernels:
+            targets.append(("NanoDet-g", {v: str(Path(args.model_repo) / d)
+                                          for v, d in NANODET.items()}))
+        for m in args.model:
+            targets.append((m, {"as compiled": m}))
+        if targets:
+            lowbit = find_lowbit(args.lowbit)
+            for label, variants in targets:
+                per_core: dict[str, dict] = {}
+                for v, path in variants.items():
+                    _, layers = model_layers(path, lowbit)
+                    for c in cores:
+                        est = estimate_model(layers, report["results"], c)
+                        per_core.setdefault(c.name, {})[v] = est
+                model_runs[label] = per_core
+            models_by_core = model_runs.get("NanoDet-g", {})
+        report["model_runs"] = model_runs
+        report["acceptance"] = acceptance(report["results"], models_by_core)
+    except SimError as e:
+        print(f"arm-sim: {e}", file=sys.stderr)
+        return 2
+    if args.json == "-":
+        json.dump(report, sys.stdout, indent=1, default=str)
+        print()
+    else:
+        print_report(report, cores, args.layers)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def host_cpu() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        m = re.search(r"Model name:\s+(.*)", out)
+        return m.group(1).strip() if m else "?"
+    except OSError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
