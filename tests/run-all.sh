@@ -36,7 +36,7 @@ fi
 
 echo "== Python tests (pytest)"
 python_tests=()
-for d in tests/models tests/engine clients/python/tests; do
+for d in tests/models tests/engine tests/bench clients/python/tests; do
   [ -d "$repo/$d" ] && python_tests+=("$repo/$d")
 done
 (cd "$repo" && .venv/bin/python -m pytest -q "${python_tests[@]}") || status=1
