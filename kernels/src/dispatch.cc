@@ -324,7 +324,16 @@ constexpr Int8ConvEntry conv_u8s8_6x16__neon = {
     .isa = Isa::kNeon,
     .pixel_tile = 6,
     .cout_tile = 16,
-    .macs_per_cycle = 8,    // estimate (smlal limit; llvm-mca 1.5-2.6)
+    .macs_per_cycle = 3,    // estimate (llvm-mca 1.5-2.6; 16-bit smlal limit 4)
+    .epilogue_cycles = 20,  // estimate: scalar output stage
+};
+constexpr Int8DotConvEntry conv_u8s8dot_2x16__neon = {
+    .family = ConvFamily::kInt8Dot,
+    LOWBIT_KERNEL_FN(conv_u8s8dot_2x16__neon),
+    .isa = Isa::kNeon,
+    .pixel_tile = 2,
+    .cout_tile = 16,
+    .macs_per_cycle = 7.5,  // estimate (llvm-mca: 3.0 A53, 3.4 A55, 7.9 A72)
     .epilogue_cycles = 20,  // estimate: scalar output stage
 };
 constexpr DwConvEntry dwconv_u8s8_1x16__neon = {
@@ -382,7 +391,7 @@ constexpr KernelTable kNeonTable = {
     .conv_w2a2_lut = variant::conv_w2a2_lut_64x4__neon,
     .conv_anybits_bitserial = variant::conv_anybits_bitserial_64x4__neon,
     .conv_u8s8 = variant::conv_u8s8_6x16__neon,
-    .conv_u8s8dot = variant::conv_u8s8dot_6x16__scalar,
+    .conv_u8s8dot = variant::conv_u8s8dot_2x16__neon,
     .dwconv_u8s8 = variant::dwconv_u8s8_1x16__neon,
     .map_bytes = variant::map_bytes__neon,
 };

@@ -131,7 +131,8 @@ TEST(ChooseCost, MeasuredOrderingsAvx512) {
 }
 
 // NEON: estimated rates (no ARM hardware measured; llvm-mca in KERNELS.md):
-// without a dot-product instruction the LUT and W1A1 bit-serial beat INT8.
+// without a dot-product instruction the LUT and W1A1 bit-serial beat INT8,
+// whose fastest NEON variant is conv_u8s8dot (8-bit smull, native).
 TEST(ChooseCost, ExpectedOrderingsNeon) {
   const KernelTable* neon = kernel_table_for(Isa::kNeon);
   if (!neon) GTEST_SKIP() << "this CPU does not run neon";
@@ -139,9 +140,11 @@ TEST(ChooseCost, ExpectedOrderingsNeon) {
     EXPECT_LT(1.5 * cost(ConvFamily::kLut, kResnet, 2, *neon, WeightDomain::kSigned),
               cost(ConvFamily::kInt8, kResnet, 2, *neon, WeightDomain::kSigned));
     EXPECT_LT(cost(ConvFamily::kBitSerial, kResnet, 1, *neon, WeightDomain::kBinary),
-              cost(ConvFamily::kInt8, kResnet, 1, *neon, WeightDomain::kBinary));
+              cost(ConvFamily::kInt8Dot, kResnet, 1, *neon, WeightDomain::kBinary));
+    EXPECT_LT(cost(ConvFamily::kInt8Dot, kResnet, 8, *neon, WeightDomain::kSigned),
+              cost(ConvFamily::kInt8, kResnet, 8, *neon, WeightDomain::kSigned));
   }
-  EXPECT_FALSE(neon->conv_u8s8dot.native);
+  EXPECT_TRUE(neon->conv_u8s8dot.native);
 }
 
 // The model reads the rates of the table's entry, not per-ISA constants.

@@ -135,7 +135,8 @@ TEST(Dispatch, DetectsAndBuildsTables) {
     EXPECT_NE(std::strstr(isa == Isa::kAvx512 ? t->conv_u8s8dot.name : t->conv_u8s8.name,
                           isa_name(isa)),
               nullptr);
-    EXPECT_EQ(t->conv_u8s8dot.native, isa == Isa::kAvxVnni || isa == Isa::kAvx512);
+    EXPECT_EQ(t->conv_u8s8dot.native,
+              isa == Isa::kAvxVnni || isa == Isa::kAvx512 || isa == Isa::kNeon);
     // Each entry states its family, its variant's ISA (spelled in its name;
     // one this CPU runs), its tile (spelled in its name) and a rate.
     for (ConvFamily f : kConvFamilies) {

@@ -143,6 +143,10 @@ using Int8DotConvFn = void (*)(const Int8DotConvArgs&);
 void conv_u8s8dot_6x16__scalar(const Int8DotConvArgs& args);
 void conv_u8s8dot_6x16__avxvnni(const Int8DotConvArgs& args);
 void conv_u8s8dot_8x32__avx512(const Int8DotConvArgs& args);
+// Same formats and work items; AArch64 NEON without dotprod: 8-bit smull /
+// smlal + sadalp on recentred activations (a - 128), tile 2 pixels x 16
+// channels.
+void conv_u8s8dot_2x16__neon(const Int8DotConvArgs& args);
 
 // Depthwise INT8 convolution (groups == in_channels == out_channels), u8
 // codes x s8 weights, exact int32 sums; any kernel size, stride, pad.
