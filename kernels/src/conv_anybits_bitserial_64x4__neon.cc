@@ -1,76 +1,195 @@
-// Bit-serial convolution, AArch64 NEON.
+// Bit-serial convolution, AArch64 NEON (tuned for cores without dotprod:
+// Cortex-A53/A55/A72).
 //
-// Two 128-bit registers hold the same weight word for the 4 output channels
-// of a block ([cout_blocks][taps][words][wbits][4] uint64). Per output pixel,
-// tap, word and weight plane i: AND with each broadcast activation plane word
-// j, vcntq_u8, Horner over j in bytes (<= 8 * 15 = 120), vpaddlq_u8 to 16-bit
-// (<= 240), Horner over i in 16-bit (<= 240 * 15 = 3600), vpadalq_u16 into
-// 32-bit lanes (two per output channel; exact for any K below 2^32 / 3600
-// words). value = step * sum(q * a) + offset * sum(a). kCodes / kFloat
-// outputs go through the vector stage of tile_codes_neon.h.
+// One instantiation per (weight bits WB, activation bits AB), so every loop
+// over bit planes is unrolled and every accumulator lives in a register.
+// Register tile: P output pixels x the 4 output channels of a block (P = 4
+// at W1A1, 3 at W1A2/W2A1, 2 at W2A2 ...: tile_pixels()). Per input word
+// (64 channels of one tap): the block's weight planes are loaded once
+// ([taps][words][WB][4] uint64: two 128-bit registers per plane, channels
+// 0-1 and 2-3) and each pixel's activation planes are broadcast (ld1r).
+// Each plane pair (i, j) costs AND + cnt + one byte add: the cnt bytes go
+// straight into the byte accumulator of its weight class c = i + j
+// (acc8[pixel][c][half]), so no shifts or widening run per word. Byte
+// bound: a class gets at most 8 * min(WB, AB) per word, so the bytes are
+// flushed every flush_words() = floor(255 / (8 * min(WB, AB))) words (31 at
+// W1A1, 15 at W2A2): s16 = Horner over c of uaddlp(acc8[c]) (exact: at most
+// 510 * (2^(WB+AB-1) - 1) <= 64770), then uadalp into 32-bit lanes (two per
+// output channel), exact while sum(q * a) < 2^32. At the end of the tile
+// value = step * sum(q * a) + offset * sum(a) in int32 (wrapping arithmetic,
+// exact because the value fits int32). kCodes / kFloat outputs go through
+// the vector stage of tile_codes_neon.h.
+//
+// Per word and pixel: 2 * WB * AB (AND, cnt, add) triples plus AB ld1r;
+// weights loaded once per P pixels. One iteration of the word loop is marked
+// for llvm-mca as bitserial_w<WB>a<AB>_neon (P * 4 * 64 multiply-adds).
 #include <arm_neon.h>
+
+#include <utility>
 
 #include "bitserial_common.h"
 #include "lowbit/kernels/conv.h"
+#include "mca_markers.h"
 #include "tile_codes_neon.h"
 
 namespace lowbit::kernels {
+namespace {
 
-void conv_anybits_bitserial_64x4__neon(const BitSerialConvArgs& args) {
-  constexpr int P = detail::kBitSerialPixelTile, B = kBitSerialCoutBlock;
-  detail::BitSerialPlan plan;
-  detail::make_bit_serial_plan(args, &plan);
+constexpr int min_bits(int a, int b) { return a < b ? a : b; }
+// Weight classes (i + j) of a plane pair.
+constexpr int classes(int wb, int ab) { return wb + ab - 1; }
+// Pixels per register tile: byte accumulators 2 * classes per pixel plus
+// 32-bit sums 2 per pixel within about 20 registers.
+constexpr int tile_pixels(int wb, int ab) {
+  const int p = 20 / (2 * classes(wb, ab) + 2);
+  return p < 1 ? 1 : (p > 4 ? 4 : p);
+}
+constexpr int flush_words(int wb, int ab) { return 255 / (8 * min_bits(wb, ab)); }
+
+// llvm-mca region of one word-loop iteration, named bitserial_w<WB>a<AB>_neon.
+#define LOWBIT_BS_MCA_CASE(w, a) \
+  else if constexpr (WB == w && AB == a) LOWBIT_MCA_BEGIN("bitserial_w" #w "a" #a "_neon");
+template <int WB, int AB>
+inline void mca_begin() {
+  if constexpr (false) {
+  }
+  LOWBIT_BS_MCA_CASE(1, 1)
+  LOWBIT_BS_MCA_CASE(1, 2) LOWBIT_BS_MCA_CASE(2, 1) LOWBIT_BS_MCA_CASE(2, 2)
+      LOWBIT_BS_MCA_CASE(1, 3) LOWBIT_BS_MCA_CASE(3, 1) LOWBIT_BS_MCA_CASE(2, 3)
+          LOWBIT_BS_MCA_CASE(3, 2) LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4)
+              LOWBIT_BS_MCA_CASE(4, 1) LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2)
+                  LOWBIT_BS_MCA_CASE(3, 4) LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
+}
+#undef LOWBIT_BS_MCA_CASE
+
+// f(integral_constant<int, 0>) ... f(integral_constant<int, N - 1>): loops whose
+// index is a constant from the front end on, so gcc keeps arrays indexed by
+// it in registers (with #pragma unroll it left the byte accumulators on the
+// stack).
+template <class F, int... I>
+inline void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, class F>
+inline void static_for(F&& f) {
+  static_for_impl(f, std::make_integer_sequence<int, N>{});
+}
+
+// Both 64-bit lanes = *p (ld1r; gcc would emit ldr + dup, one more vector op).
+inline uint8x16_t broadcast_word(const uint64_t* p) {
+  uint8x16_t v;
+  asm("ld1r {%0.2d}, [%1]" : "=w"(v) : "r"(p), "m"(*p));
+  return v;
+}
+
+// Sums of the P output pixels whose windows start at win[p], block weights
+// at wblock: dots[p][o] = sum(q * a) of channel o.
+template <int WB, int AB>
+inline void tile_dots(const detail::BitSerialPlan& plan, const uint64_t* wblock,
+                      const uint64_t* const* win, uint32_t (*dots)[4]) {
+  constexpr int P = tile_pixels(WB, AB), C = classes(WB, AB), L = flush_words(WB, AB);
+  const int words = plan.words;
+  uint8x16_t acc8[P][C][2];
+  uint32x4_t acc32[P][2];
+  static_for<P>([&](auto p) {
+    acc32[p][0] = acc32[p][1] = vdupq_n_u32(0);
+    static_for<C>([&](auto c) { acc8[p][c][0] = acc8[p][c][1] = vdupq_n_u8(0); });
+  });
+  const auto flush = [&] {
+    static_for<P>([&](auto p) {
+      static_for<2>([&](auto h) {
+        uint16x8_t s = vpaddlq_u8(acc8[p][C - 1][h]);
+        static_for<C - 1>([&](auto c) {  // classes C - 2 down to 0
+          s = vpadalq_u8(vaddq_u16(s, s), acc8[p][C - 2 - c][h]);
+        });
+        acc32[p][h] = vpadalq_u16(acc32[p][h], s);
+        static_for<C>([&](auto c) { acc8[p][c][h] = vdupq_n_u8(0); });
+      });
+    });
+  };
+  const uint64_t* w = wblock;
+  int pending = 0;
+  for (int t = 0; t < plan.taps; ++t) {
+    const int64_t tap = plan.tap_offset[t];
+    for (int k = 0; k < words; ++k, w += WB * 4) {
+      mca_begin<WB, AB>();
+      uint8x16_t wv[WB][2];
+      static_for<WB>([&](auto i) {
+        wv[i][0] = vreinterpretq_u8_u64(vld1q_u64(w + 4 * i));
+        wv[i][1] = vreinterpretq_u8_u64(vld1q_u64(w + 4 * i + 2));
+      });
+      static_for<P>([&](auto p) {
+        const uint64_t* px = win[p] + tap + k;
+        static_for<AB>([&](auto j) {
+          const uint8x16_t a = broadcast_word(px + j * words);
+          static_for<WB>([&](auto i) {
+            static_for<2>([&](auto h) {
+              acc8[p][i + j][h] = vaddq_u8(acc8[p][i + j][h], vcntq_u8(vandq_u8(wv[i][h], a)));
+            });
+          });
+        });
+      });
+      LOWBIT_MCA_END();
+      if (++pending == L) flush(), pending = 0;
+    }
+  }
+  flush();
+  static_for<P>([&](auto p) { vst1q_u32(dots[p], vpaddq_u32(acc32[p][0], acc32[p][1])); });
+}
+
+template <int WB, int AB>
+void conv_bits(const BitSerialConvArgs& args, const detail::BitSerialPlan& plan) {
+  constexpr int P = tile_pixels(WB, AB), T = detail::kBitSerialPixelTile, B = kBitSerialCoutBlock;
   const ConvGeometry& g = args.geometry;
   const BitPlanesLayout& l = args.activation_layout;
   const int s = g.stride;
-  const int words = plan.words, wbits = plan.wbits, abits = plan.abits;
-  const size_t block_words = size_t(plan.taps) * words * wbits * B;
+  const size_t block_words = size_t(plan.taps) * plan.words * WB * B;
   const detail::BitSerialWork work = detail::make_bit_serial_work(args);
   const TileEpilogueNeon epilogue = make_tile_epilogue_neon(args.output);
+  const int32x4_t step = vdupq_n_s32(plan.step), offset = vdupq_n_s32(plan.offset);
   for (size_t tile = work.tile_begin(); tile < work.tile_end(); ++tile) {
     const detail::BitSerialTile tl = work.tile(tile);
     const int n = tl.image, oy = tl.out_y, ox0 = tl.out_x, pixels = tl.pixels;
     const uint64_t* image = args.activations + size_t(n) * l.image_words;
-    int32_t sums[P];
+    int32_t sums[T];
     detail::activation_sums_local(args, plan, image, oy, ox0, pixels, sums);
     for (int cb = tl.cb_begin; cb < tl.cb_end; ++cb) {
       const uint64_t* wblock = args.weights + cb * block_words;
-      int32_t acc[B][P];
-      for (int i = 0; i < pixels; ++i) {
-        const uint64_t* window = image + l.offset_words(oy * s, (ox0 + i) * s);
-        uint32x4_t dot01 = vdupq_n_u32(0), dot23 = vdupq_n_u32(0);
-        const uint64_t* w = wblock;
-        for (int t = 0; t < plan.taps; ++t) {
-          const uint64_t* px = window + plan.tap_offset[t];
-          for (int k = 0; k < words; ++k, w += size_t(wbits) * B) {
-            uint64x2_t act[4];
-            for (int j = 0; j < abits; ++j) act[j] = vdupq_n_u64(px[j * words + k]);
-            uint16x8_t weighted01 = vdupq_n_u16(0), weighted23 = vdupq_n_u16(0);
-            for (int wi = wbits - 1; wi >= 0; --wi) {
-              const uint64x2_t w01 = vld1q_u64(w + wi * B), w23 = vld1q_u64(w + wi * B + 2);
-              uint8x16_t bytes01 = vdupq_n_u8(0), bytes23 = vdupq_n_u8(0);
-              for (int j = abits - 1; j >= 0; --j) {
-                const uint8x16_t c01 = vcntq_u8(vreinterpretq_u8_u64(vandq_u64(w01, act[j])));
-                const uint8x16_t c23 = vcntq_u8(vreinterpretq_u8_u64(vandq_u64(w23, act[j])));
-                bytes01 = vaddq_u8(vaddq_u8(bytes01, bytes01), c01);
-                bytes23 = vaddq_u8(vaddq_u8(bytes23, bytes23), c23);
-              }
-              weighted01 = vaddq_u16(vaddq_u16(weighted01, weighted01), vpaddlq_u8(bytes01));
-              weighted23 = vaddq_u16(vaddq_u16(weighted23, weighted23), vpaddlq_u8(bytes23));
-            }
-            dot01 = vpadalq_u16(dot01, weighted01);
-            dot23 = vpadalq_u16(dot23, weighted23);
-          }
+      int32_t acc[B][T];
+      for (int i0 = 0; i0 < pixels; i0 += P) {
+        const int count = pixels - i0 < P ? pixels - i0 : P;
+        const uint64_t* win[P];
+        for (int p = 0; p < P; ++p)  // a tail repeats its last pixel (computed, not stored)
+          win[p] = image + l.offset_words(oy * s, (ox0 + i0 + (p < count ? p : count - 1)) * s);
+        uint32_t dots[P][4];
+        tile_dots<WB, AB>(plan, wblock, win, dots);
+        for (int p = 0; p < count; ++p) {
+          const int32x4_t d = vreinterpretq_s32_u32(vld1q_u32(dots[p]));
+          const int32x4_t v = vmlaq_s32(vmulq_s32(d, step), vdupq_n_s32(sums[i0 + p]), offset);
+          acc[0][i0 + p] = vgetq_lane_s32(v, 0);
+          acc[1][i0 + p] = vgetq_lane_s32(v, 1);
+          acc[2][i0 + p] = vgetq_lane_s32(v, 2);
+          acc[3][i0 + p] = vgetq_lane_s32(v, 3);
         }
-        const uint64x2_t d01 = vpaddlq_u32(dot01), d23 = vpaddlq_u32(dot23);
-        const int64_t dots[B] = {int64_t(vgetq_lane_u64(d01, 0)), int64_t(vgetq_lane_u64(d01, 1)),
-                                 int64_t(vgetq_lane_u64(d23, 0)), int64_t(vgetq_lane_u64(d23, 1))};
-        for (int o = 0; o < B; ++o)
-          acc[o][i] = int32_t(plan.step * dots[o] + int64_t(plan.offset) * sums[i]);
       }
-      store_tile_neon(epilogue, args.output, g, n, oy, ox0, pixels, cb * B, B, &acc[0][0], P);
+      store_tile_neon(epilogue, args.output, g, n, oy, ox0, pixels, cb * B, B, &acc[0][0], T);
     }
   }
+}
+
+using ConvBits = void (*)(const BitSerialConvArgs&, const detail::BitSerialPlan&);
+template <int WB>
+constexpr ConvBits kByActivationBits[4] = {conv_bits<WB, 1>, conv_bits<WB, 2>, conv_bits<WB, 3>,
+                                           conv_bits<WB, 4>};
+constexpr const ConvBits* kByBits[4] = {kByActivationBits<1>, kByActivationBits<2>,
+                                        kByActivationBits<3>, kByActivationBits<4>};
+
+}  // namespace
+
+void conv_anybits_bitserial_64x4__neon(const BitSerialConvArgs& args) {
+  detail::BitSerialPlan plan;
+  detail::make_bit_serial_plan(args, &plan);
+  kByBits[plan.wbits - 1][plan.abits - 1](args, plan);
 }
 
 }  // namespace lowbit::kernels

@@ -314,8 +314,8 @@ constexpr BitSerialConvEntry conv_anybits_bitserial_64x4__neon = {
     .isa = Isa::kNeon,
     .pixel_tile = 64,
     .cout_tile = 4,
-    .macs_per_cycle = 16,
-    .plane_pair_share = 0.3,  // estimate
+    .macs_per_cycle = 60,      // estimate (llvm-mca W1A1: 25 A53, 26 A55, 63 A72)
+    .plane_pair_share = 0.8,   // estimate (W2A2: 7.2 A53, 7.1 A55, 18 A72)
     .epilogue_cycles = 22,    // estimate: scalar output stage
 };
 constexpr Int8ConvEntry conv_u8s8_6x16__neon = {

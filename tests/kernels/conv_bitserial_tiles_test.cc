@@ -1,0 +1,70 @@
+// Bit-serial convolution (conv_anybits_bitserial_64x4__*) against kernels/ref
+// at the limits of the NEON variant's register tiles: every pixel count
+// modulo its pixel tile (4 at W1A1, 3 at W1A2 / W2A1, 2 at W2A2, ...), and
+// all-ones planes (maximum codes and weights) over words-per-pixel counts
+// around the byte accumulators' flush interval floor(255 / (8 min(WB, AB)))
+// (31, 15, 10 or 7 words), where a late flush would wrap a byte.
+#include "conv_tester.h"
+#include "isa_param.h"
+
+namespace lowbit::kernels::testing {
+namespace {
+
+class ConvBitSerialTiles : public IsaTest {};
+
+TEST_P(ConvBitSerialTiles, EveryPixelTail) {
+  uint32_t seed = 1;
+  for (int wb = 1; wb <= 4; ++wb)
+    for (int ab = 1; ab <= 4; ++ab)
+      for (int width : {1, 2, 3, 5, 6, 7, 9, 66, 67})
+        ConvTester()
+            .wbits(wb)
+            .abits(ab)
+            .cin(70)
+            .cout(5)
+            .h(2)
+            .w(width)
+            .kernel(3)
+            .pad(1)
+            .seed(seed++)
+            .Test(table().conv_anybits_bitserial.fn);
+}
+
+TEST_P(ConvBitSerialTiles, AllOnesAcrossTheFlushInterval) {
+  for (int wb = 1; wb <= 4; ++wb)
+    for (int ab = 1; ab <= 4; ++ab) {
+      const int m = wb < ab ? wb : ab;
+      const int interval = 255 / (8 * m);
+      for (int words : {interval - 1, interval, interval + 1, 2 * interval + 1}) {
+        // kernel 1: the words of one tap; kernel 3 (interior pixel): 9 taps.
+        ConvTester()
+            .fill(Fill::kMaxCodesMaxWeights)
+            .wbits(wb)
+            .abits(ab)
+            .domain(WeightDomain::kUnsigned)
+            .cin(64 * words)
+            .cout(4)
+            .h(1)
+            .w(5)
+            .kernel(1)
+            .Test(table().conv_anybits_bitserial.fn);
+        ConvTester()
+            .fill(Fill::kMaxCodesMaxWeights)
+            .wbits(wb)
+            .abits(ab)
+            .domain(WeightDomain::kSigned)
+            .cin(64 * words - 3)
+            .cout(6)
+            .h(3)
+            .w(3)
+            .kernel(3)
+            .pad(0)
+            .Test(table().conv_anybits_bitserial.fn);
+      }
+    }
+}
+
+LOWBIT_INSTANTIATE_ISA_TESTS(ConvBitSerialTiles);
+
+}  // namespace
+}  // namespace lowbit::kernels::testing
