@@ -64,6 +64,11 @@ KERNEL_TABLE: dict[str, dict] = {
         source="conv_u8s8dot_4x16__neondot.cc",
         derivation="conv_u8s8dot_4x16__neondot, one iteration of its 16-byte k loop: 4 k-quads "
         "x 4 pixels x 16 cout = 1024 (64 sdot by element of 16)"),
+    "conv_u8s8mmla_neon": dict(
+        macs=1024, family="int8dot", wbits=8, abits=8, pixel_tile=4,
+        source="conv_u8s8dot_4x16__neoni8mm.cc",
+        derivation="conv_u8s8dot_4x16__neoni8mm, one iteration of its 16-byte k loop: 2 "
+        "k-octets x 4 pixels x 16 cout = 1024 (32 usmmla of 2x2x8)"),
     "conv_w2a2_lut_neon": dict(
         macs=512, family="lut", wbits=2, abits=2, pixel_tile=64,
         source="conv_w2a2_lut_64x4__neon.cc",
@@ -81,6 +86,22 @@ KERNEL_TABLE: dict[str, dict] = {
         derivation="map_bytes__neon main loop: 32 bytes (2 x tbl + 3 tbx of 64-byte "
         "quarters) per iteration; bytes, not multiply-adds"),
 }
+
+
+def _bitserial_pixels(wb: int, ab: int) -> int:
+    """conv_anybits_bitserial_64x4__neon's tile_pixels(WB, AB): byte accumulators of
+    WB + AB - 1 weight classes x 2 halves plus 2 int32 sums per pixel within ~20 registers."""
+    return max(1, min(4, 20 // (2 * (wb + ab - 1) + 2)))
+
+
+for _w in range(1, 5):
+    for _a in range(1, 5):
+        KERNEL_TABLE[f"bitserial_w{_w}a{_a}_neon"] = dict(
+            macs=_bitserial_pixels(_w, _a) * 4 * 64, family="bitserial", wbits=_w, abits=_a,
+            pixel_tile=1, source="conv_anybits_bitserial_64x4__neon.cc",
+            derivation=f"conv_anybits_bitserial_64x4__neon<{_w},{_a}>, one iteration of its word "
+            f"loop: {_bitserial_pixels(_w, _a)} pixels (tile_pixels) x 4 cout x 64 input "
+            f"channels ({_w}x{_a} plane pairs x 2 halves of AND + cnt + add per pixel)")
 
 # Multiply-adds per instruction for the cross-check of the table against the region's own
 # multiplies (INT8 and depthwise families): lanes of the destination arrangement, 4x for the
@@ -128,6 +149,10 @@ CORES = {
                        1.5, False),
     "neoverse-n1": Core("neoverse-n1", "neoverse-n1", "Neoverse-N1 (Cortex-A76 proxy; Pi 5)",
                         2.4, True),
+    # Not one of the issue's four: the first class with i8mm (Armv8.6 usmmla; also A710, V1),
+    # so the i8mm kernel has a core to run on.
+    "neoverse-n2": Core("neoverse-n2", "neoverse-n2", "Neoverse-N2 (i8mm; A710 class)", 2.5,
+                        True),
 }
 DEFAULT_CORES = list(CORES)
 
@@ -222,13 +247,16 @@ def compile_sources(sources: list[Path], cxx: str, work: Path, cache: Path,
                     jobs: int = 2) -> dict[Path, Path]:
     commands = arm64_compile_commands(cache)
 
-    def one(src: Path) -> tuple[Path, Path]:
+    def one(src: Path) -> tuple[Path, Path | str]:
         out = work / (src.stem + ".s")
         cmd = asm_command(src, out, cxx, commands)
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         if r.returncode != 0:
-            raise SimError(f"compiling {src.relative_to(REPO)} failed:\n{' '.join(cmd)}\n"
-                           f"{r.stderr[-3000:]}")
+            return src, f"{' '.join(cmd)}\n{r.stderr[-2000:]}"
+        # The same source without markers, to tell whether the markers moved gcc's code.
+        plain = work / (src.stem + ".plain.s")
+        cmd = [a for a in asm_command(src, plain, cxx, commands) if a != "-DLOWBIT_MCA_MARKERS"]
+        subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         return src, out
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -265,6 +293,95 @@ class Region:
     mode: str  # "loop" (widened to label..back-branch) or "marked"
     text: str  # the instructions given to llvm-mca
     instructions: int
+    function: str = ""  # the assembly symbol the region lies in
+    build: str = "marked"  # "unmarked": the matching loop of the build without markers
+
+
+FUNC_RE = re.compile(r"^([A-Za-z_$][\w$.]*):")
+NON_COMPUTE = re.compile(r"^(ld|st|mov|dup|ins|umov|smov|fmov|prfm)")
+
+
+def function_at(lines: list[str], i: int) -> str:
+    for k in range(i, -1, -1):
+        m = FUNC_RE.match(lines[k])
+        if m:
+            return m.group(1)
+    return ""
+
+
+def loops_of(asm: str) -> list[tuple[str, list[str]]]:
+    """Every (function, body) of a loop in the assembly: a label and a later branch back to it
+    in the same function (the body: the lines after the label through the branch)."""
+    lines = asm.splitlines()
+    out, func, labels = [], "", {}
+    for k, line in enumerate(lines):
+        fm = FUNC_RE.match(line)
+        if fm:
+            func, labels = fm.group(1), {}
+            continue
+        lm = LABEL_RE.match(line)
+        if lm:
+            labels[lm.group(1)] = k
+            continue
+        if is_instruction(line):
+            bm = BRANCH_RE.match(clean(line))
+            if bm and bm.group(2) in labels:
+                start = labels[bm.group(2)]
+                body = [clean(l) for l in lines[start + 1:k + 1]]
+                body = [l for l in body if l.strip() and (is_instruction(l) or LABEL_RE.match(l))]
+                inner = {LABEL_RE.match(l).group(1) for l in body if LABEL_RE.match(l)}
+                nested = any((m := BRANCH_RE.match(l)) and m.group(2) in inner and
+                             body.index(l) > body.index(next(x for x in body if LABEL_RE.match(x)
+                                                             and LABEL_RE.match(x).group(1)
+                                                             == m.group(2)))
+                             for l in body[:-1] if is_instruction(l))
+                if not nested:  # innermost loops only
+                    out.append((func, body))
+    return out
+
+
+def compute_signature(body: list[str]) -> list[str]:
+    """The vector arithmetic of a loop body, in order (no loads, stores, moves, scalar
+    bookkeeping): what the markers must not have changed."""
+    ops = [l.split()[0] for l in body if is_instruction(l) and re.search(r"\bv\d+\.", l)]
+    return sorted(o for o in ops if not NON_COMPUTE.match(o))
+
+
+def match_unmarked(region: Region, plain_asm: str) -> Region | None:
+    """The loop of the build without markers that computes what the marked region computes:
+    same function, the same vector arithmetic (as a multiset of mnemonics), innermost, the
+    most similar instruction sequence. None when no loop matches exactly."""
+    import difflib  # noqa: PLC0415
+    want = compute_signature(region.text.splitlines())
+    mnems = [l.split()[0] for l in region.text.splitlines() if is_instruction(l)]
+    best = None
+    for func, body in loops_of(plain_asm):
+        if func != region.function or compute_signature(body) != want or not want:
+            continue
+        theirs = [l.split()[0] for l in body if is_instruction(l)]
+        ratio = difflib.SequenceMatcher(a=mnems, b=theirs, autojunk=False).ratio()
+        if best is None or ratio > best[0]:
+            best = (ratio, body)
+    if best is None:
+        return None
+    body = best[1]
+    return dataclasses.replace(region, text="\n".join(body) + "\n", build="unmarked",
+                               mode="loop", instructions=sum(is_instruction(l) for l in body))
+
+
+def code_of(asm: str) -> list[str]:
+    """The instructions of an assembly file, local labels renumbered away."""
+    return [re.sub(r"\.L\w+", ".L", clean(l).strip()) for l in asm.splitlines()
+            if is_instruction(l) and not BEGIN_RE.search(l) and not END_RE.search(l)]
+
+
+def markers_moved_code(marked: str, plain: str) -> int:
+    """How many instructions differ between the marked and the unmarked build (0: the
+    markers changed nothing but themselves)."""
+    import difflib  # noqa: PLC0415
+    a, b = code_of(marked), code_of(plain)
+    sm = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    return sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in sm.get_opcodes() if op != "equal")
 
 
 def extract_regions(asm: str, source: str, widen: bool = True, window: int = 16) -> list[Region]:
@@ -315,7 +432,8 @@ def extract_regions(asm: str, source: str, widen: bool = True, window: int = 16)
         n = sum(is_instruction(l) for l in body)
         if n == 0:
             raise SimError(f"{source}: region {name} holds no instructions")
-        regions.append(Region(name, source, counts[name], mode, "\n".join(body) + "\n", n))
+        regions.append(Region(name, source, counts[name], mode, "\n".join(body) + "\n", n,
+                              function=function_at(lines, b)))
     return regions
 
 
@@ -412,11 +530,12 @@ def simulate(llvm_mca: str, region: Region, core: Core, work: Path, n: int = 100
 
 
 def describe_resource(name: str) -> str:
-    for pat, desc in [(r"A57UnitX", "ASIMD/FP pipe X"), (r"A57UnitW", "ASIMD/FP pipe W"),
+    for pat, desc in [(r"A57UnitX", "ASIMD pipe F1"),
+                      (r"A57UnitW", "ASIMD pipe F0, the multiply pipe"),
                       (r"A57UnitL", "load pipe"), (r"A57UnitS", "store pipe"),
                       (r"A57UnitI", "integer pipe"), (r"A57UnitM", "integer multi-cycle pipe"),
                       (r"A57UnitB", "branch pipe"),
-                      (r"N1UnitV0", "ASIMD pipe V0"), (r"N1UnitV1", "ASIMD pipe V1"),
+                      (r"UnitV0$", "ASIMD pipe V0"), (r"UnitV1$", "ASIMD pipe V1"),
                       (r"N1UnitL", "load pipe"), (r"N1UnitD", "store-data pipe"),
                       (r"N1UnitS", "integer pipe"), (r"N1UnitM", "integer multi-cycle pipe"),
                       (r"N1UnitB", "branch pipe"),
@@ -438,41 +557,46 @@ def mnemonic(instr: str) -> str:
 
 
 def bound_of(mca: dict, cpi: float, in_order: bool = False) -> dict:
-    """What limits the loop: the most-pressed resource unit if it is busy >= 90% of the
-    cycles, else issue width if instructions / width fills >= 90%, else dependencies."""
+    """What limits the loop: the resource units busy >= 90% of the cycles (with the
+    instructions that load them), else the issue width if instructions / width fills >= 90%,
+    else the dependency chain (or, on the in-order models, issue stalls on latency)."""
     pressure, names = mca["pressure"], mca["resources"]
-    iters = mca["iterations"]
-    instrs_per_iter = mca["instructions"] / iters
-    i_max = max(range(len(pressure)), key=lambda i: pressure[i]) if pressure else None
-    top = {}
-    if i_max is not None:
-        for instr, vals in mca["by_instruction"]:
-            if i_max < len(vals) and vals[i_max] > 0:
-                top[mnemonic(instr)] = top.get(mnemonic(instr), 0.0) + vals[i_max]
+    instrs_per_iter = mca["instructions"] / mca["iterations"]
     issue = instrs_per_iter / mca["dispatch_width"]
+    order = sorted(range(len(pressure)), key=lambda i: -pressure[i])
+    i_max = order[0] if order else None
+    busy = [i for i in order if pressure[i] >= 0.9 * cpi] if cpi > 0 else []
+    top: dict[str, float] = {}
+    for instr, vals in mca["by_instruction"]:
+        for i in busy or ([i_max] if i_max is not None else []):
+            if i < len(vals) and vals[i] > 0:
+                top[mnemonic(instr)] = top.get(mnemonic(instr), 0.0) + vals[i]
+    top = dict(sorted(top.items(), key=lambda kv: -kv[1])[:3])
     out = dict(resource=names[i_max] if i_max is not None else None,
                resource_cycles=pressure[i_max] if i_max is not None else 0.0,
-               issue_cycles=issue, top_instructions=dict(sorted(top.items(), key=lambda kv: -kv[1])[:3]),
-               llvm_bottleneck=mca["bottleneck"])
-    if i_max is not None and pressure[i_max] >= 0.9 * cpi:
-        tops = ", ".join(f"{k} {v:.1f}" for k, v in out["top_instructions"].items())
+               busy_resources={names[i]: pressure[i] for i in busy}, issue_cycles=issue,
+               top_instructions=top, llvm_bottleneck=mca["bottleneck"])
+    busiest = (f"busiest {names[i_max]} {pressure[i_max]:.1f}/{cpi:.1f} cyc"
+               if i_max is not None else "no resource pressure")
+    if busy:
+        units = " + ".join(f"{names[i]} ({describe_resource(names[i])}) {pressure[i]:.1f}"
+                           for i in busy)
+        tops = ", ".join(f"{k} {v:.1f}" for k, v in top.items())
         out["kind"] = "resource"
-        out["text"] = (f"{names[i_max]} ({describe_resource(names[i_max])}) busy "
-                       f"{pressure[i_max]:.1f}/{cpi:.1f} cyc: {tops}")
+        out["text"] = f"{units} of {cpi:.1f} cyc busy: {tops}"
     elif issue >= 0.9 * cpi:
         out["kind"] = "issue"
         out["text"] = (f"issue width: {instrs_per_iter:.0f} instr at {mca['dispatch_width']}/cyc "
                        f"= {issue:.1f}/{cpi:.1f} cyc")
     elif in_order:
         out["kind"] = "in-order stalls"
-        out["text"] = (f"in-order issue stalls on operand latency (busiest {names[i_max]} "
-                       f"{pressure[i_max]:.1f}/{cpi:.1f} cyc, issue {issue:.1f} cyc)")
+        out["text"] = (f"in-order issue stalls on operand latency ({busiest}, issue "
+                       f"{issue:.1f} cyc)")
     else:
         out["kind"] = "latency"
         dd = mca["bottleneck"].get("data_dependencies")
         extra = f"; llvm: data dependencies in {dd:.0f}% of cycles" if dd is not None else ""
-        out["text"] = (f"dependency/latency chain (busiest {names[i_max]} "
-                       f"{pressure[i_max]:.1f}/{cpi:.1f} cyc{extra})")
+        out["text"] = f"dependency/latency chain ({busiest}{extra})"
     return out
 
 
@@ -488,22 +612,35 @@ def kernel_sources(only: list[str] | None) -> list[Path]:
 
 def check_table(regions: list[Region]) -> list[str]:
     """Every region needs a KERNEL_TABLE entry (an error otherwise); warnings where an entry
-    looks stale: another source file, or multiply instructions that compute a different
-    number of multiply-adds than the entry says (INT8 and depthwise families)."""
+    looks stale: another source file, or instructions that compute a different number of
+    multiply-adds than the entry says (multiplies of the INT8 and depthwise families, cnt of
+    the bit-serial one)."""
     missing = sorted({r.name for r in regions if r.name not in KERNEL_TABLE})
     if missing:
         raise SimError("region(s) without a KERNEL_TABLE entry in bench/arm_sim.py (add their "
                        "multiply-adds per iteration): " + ", ".join(
                            f"{n} ({next(r.source for r in regions if r.name == n)})"
                            for n in missing))
+    sources: dict[str, set] = {}
+    for r in regions:
+        sources.setdefault(r.name, set()).add(r.source)
+    clash = {n: sorted(v) for n, v in sources.items() if len(v) > 1}
+    if clash:
+        raise SimError("region names must be unique across kernels: " + "; ".join(
+            f"{n} in {', '.join(v)}" for n, v in clash.items()))
     warnings = []
     for r in regions:
         entry = KERNEL_TABLE[r.name]
         if entry.get("source") and Path(r.source).name != entry["source"]:
             warnings.append(f"region {r.name} is in {r.source}, the table expects "
                             f"{entry['source']}: check its multiply-adds per iteration")
-        if entry["family"] in INT8_FAMILIES + ("dw",) and r.instance == 1:
+        implied = None
+        if entry["family"] in INT8_FAMILIES + ("dw",):
             implied = implied_macs(r.text)
+        elif entry["family"] == "bitserial":  # one 16-byte cnt: 2 cout x 64 bits of a plane pair
+            cnts = sum(1 for l in r.text.splitlines() if l.split()[:1] == ["cnt"])
+            implied = cnts * 128 // (entry["wbits"] * entry["abits"])
+        if implied is not None and r.instance == 1:
             if implied != entry["macs"]:
                 warnings.append(f"region {r.name}: its multiply instructions compute {implied} "
                                 f"multiply-adds per iteration, the table says {entry['macs']}")
@@ -517,12 +654,36 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     asm = compile_sources(srcs, cxx, work, cache)
     regions: list[Region] = []
+    failed, marker_warnings = {}, []
     for src, s in asm.items():
-        regions += extract_regions(s.read_text(), str(src.relative_to(REPO)), widen=not args.marked)
+        if isinstance(s, str):  # a kernel that does not compile (e.g. mid-edit): reported
+            failed[str(src.relative_to(REPO))] = s
+            continue
+        rel = str(src.relative_to(REPO))
+        found = extract_regions(s.read_text(), rel, widen=not args.marked)
+        plain = s.with_name(src.stem + ".plain.s")
+        moved = 0
+        if found and plain.exists():
+            moved = markers_moved_code(s.read_text(), plain.read_text())
+        if moved and not args.marked and not args.marked_build:
+            # The markers moved gcc's code: simulate the unmarked build's copy of each loop.
+            plain_asm = plain.read_text()
+            for i, r in enumerate(found):
+                m = match_unmarked(r, plain_asm) if r.mode == "loop" else None
+                if m is not None:
+                    found[i] = m
+                else:
+                    marker_warnings.append(
+                        f"{rel}: the markers changed gcc's code and no loop of the unmarked "
+                        f"build computes what region {r.name} does: the marked build's is used")
+        elif moved:
+            marker_warnings.append(f"{rel}: the markers changed {moved} instruction(s) of gcc's "
+                                   "code (simulated: the marked build)")
+        regions += found
     if args.kernels:
         sel = [r for r in regions if any(k in r.name or k in r.source for k in args.kernels)]
         regions = sel
-    warnings = check_table(regions)
+    warnings = check_table(regions) + marker_warnings
     results = []
     jobs = [(r, c) for r in regions for c in cores]
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
@@ -530,6 +691,7 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
     for (r, c), sim in zip(jobs, sims):
         entry = KERNEL_TABLE[r.name]
         row = dict(kernel=r.name, instance=r.instance, source=r.source, region=r.mode,
+                   build=r.build,
                    region_instructions=r.instructions, core=c.name, family=entry["family"],
                    wbits=entry["wbits"], abits=entry["abits"], macs_per_iter=entry["macs"])
         row.update(sim)
@@ -549,6 +711,11 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
     for name in {r.name for r in regions if r.instance > 1}:
         warnings.append(f"region {name} appears {max(r.instance for r in regions if r.name == name)}"
                         " times in the assembly (gcc duplicated the loop); instance 1 is used")
+    family_order = {f: i for i, f in enumerate(("int8", "int8dot", "dw", "lut", "bitserial",
+                                                 "bytemap"))}
+    core_order = {c.name: i for i, c in enumerate(cores)}
+    results.sort(key=lambda r: (family_order.get(r["family"], 9), r["wbits"] * r["abits"],
+                                r["wbits"], r["kernel"], r["instance"], core_order[r["core"]]))
     primary = [row for row in results if row["instance"] == 1]
     for row in primary:
         base = int8_baseline(primary, row["core"])
@@ -557,7 +724,9 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
             row["int8_baseline"] = base["kernel"]
     versions = dict(cxx=f"{Path(cxx).name} {tool_version(cxx)}",
                     llvm_mca=f"{Path(llvm_mca).name} {tool_version(llvm_mca)}")
-    return dict(results=results, warnings=sorted(set(warnings)), tools=versions)
+    warnings += [f"{f} did not compile, its regions are missing:\n{e}" for f, e in failed.items()]
+    return dict(results=results, warnings=sorted(set(warnings)), tools=versions,
+                failed_sources=sorted(failed))
 
 
 def int8_baseline(rows: list[dict], core: str) -> dict | None:
@@ -759,13 +928,16 @@ def kernel_rates(rows: list[dict], core: str) -> list[dict]:
             def rate(w, a, base=base, exact=exact, share=share):
                 return exact.get((w, a), base / (1 - share + share * w * a))
 
-            rates.append(dict(kernel="bitserial (" + "/".join(
-                f"{v['kernel']}" for v in bs.values()) + ")", family="bitserial", rate=rate,
-                pixel_tile=1, share=share))
+            def name(w, a, bs=bs):
+                return bs[(w, a)]["kernel"] if (w, a) in bs else f"bitserial_w{w}a{a} (scaled)"
+
+            rates.append(dict(family="bitserial", rate=rate, name=name, pixel_tile=1,
+                              share=share))
         else:
             mpc = r["macs_per_cycle"]
-            rates.append(dict(kernel=r["kernel"], family=r["family"], pixel_tile=KERNEL_TABLE[
-                r["kernel"]].get("pixel_tile", 1), rate=lambda w, a, mpc=mpc: mpc))
+            rates.append(dict(family=r["family"], pixel_tile=KERNEL_TABLE[
+                r["kernel"]].get("pixel_tile", 1), rate=lambda w, a, mpc=mpc: mpc,
+                name=lambda w, a, n=r["kernel"]: n))
     return rates
 
 
@@ -785,7 +957,7 @@ def estimate_model(layers: list[Layer], rows: list[dict], core: Core) -> dict:
                 macs = padded_macs(k["family"], l.geometry, l.out_shape, k["pixel_tile"])
                 c = macs / k["rate"](wb, l.abits)
                 if best is None or c < best[0]:
-                    best = (c, k["kernel"])
+                    best = (c, k["name"](wb, l.abits))
             if best is None:
                 raise SimError(f"no simulated kernel runs layer {l.name} (W{wb}A{l.abits}) on "
                                f"{core.name}")
@@ -833,6 +1005,12 @@ def time_shares(est: dict) -> str:
     total = sum(by.values()) or 1.0
     return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in
                      sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+def eight_bit_share(est: dict) -> float:
+    eight = sum(l["cycles"] for l in est["layers"] if "8" in l["bits"].split("/")[0].split("+")
+                or l["bits"].endswith("/8"))
+    return 100 * eight / (est["total_cycles"] or 1.0)
 
 
 def acceptance(rows: list[dict], models: dict) -> list[dict]:
@@ -888,7 +1066,8 @@ def acceptance(rows: list[dict], models: dict) -> list[dict]:
                            detail=f"W8A8 {a72['W8A8']['total_ms']:.1f} ms, W2A2 "
                                   f"{a72['W2A2']['total_ms']:.1f} ms",
                            bound=None if v >= 2 else "W2A2 time by kernel: " + time_shares(
-                               a72["W2A2"])))
+                               a72["W2A2"]) + "; in layers at 8-bit weights or activations "
+                               f"(first/last, fed by them): {eight_bit_share(a72['W2A2']):.0f}%"))
     return checks
 
 
@@ -901,6 +1080,29 @@ def print_report(report: dict, cores: list[Core], verbose: bool) -> None:
           f"{report['host']} (simulated, not measured)")
     print(f"cores: " + "; ".join(f"{c.name} = {c.label}" for c in cores))
     rows = report["results"]
+    print()
+    print("MAC/cycle (x the core's best INT8 kernel) [static estimate]")
+    names = []
+    for r in rows:
+        if r["instance"] == 1 and r["kernel"] not in names:
+            names.append(r["kernel"])
+    print(f"{'kernel':<22} {'W/A':<4} " + " ".join(f"{c.name:>17}" for c in cores))
+    for n in names:
+        cells, wa = [], "-"
+        for c in cores:
+            r = next((x for x in rows if x["kernel"] == n and x["core"] == c.name
+                      and x["instance"] == 1), None)
+            if r and r["family"] != "bytemap":
+                wa = f"{r['wbits']}/{r['abits']}"
+            if r is None or not r.get("runs"):
+                cells.append(f"{'-':>17}")
+            elif "ratio_to_int8" in r:
+                cells.append(f"{r['macs_per_cycle']:>9.1f} ({r['ratio_to_int8']:>4.2f}x)")
+            elif r["family"] == "bytemap":
+                cells.append(f"{r['macs_per_cycle']:>9.1f} B/cyc  ")
+            else:
+                cells.append(f"{r['macs_per_cycle']:>9.1f}        ")
+        print(f"{n:<22} {wa:<4} " + " ".join(cells))
     print()
     hdr = (f"{'kernel':<22} {'family':<9} {'W/A':<4} {'core':<12} {'cyc/iter':>8} "
            f"{'MAC/iter':>8} {'MAC/cyc':>8} {'xINT8':>6}  bound")
@@ -924,9 +1126,12 @@ def print_report(report: dict, cores: list[Core], verbose: bool) -> None:
         f"{c.name}: {b}" for c, b in ((c, (int8_baseline([r for r in rows if r['instance'] == 1],
                                                            c.name) or {}).get('kernel', '-'))
                                       for c in cores)) + "); map_bytes_neon in bytes/cycle")
-    print("regions: " + ", ".join(sorted({f"{r['kernel']} {r['region']} "
-                                          f"({r['region_instructions']} instr, {r['source']})"
-                                          for r in rows if r['core'] == cores[0].name})))
+    print("regions (loop: label to back-branch; unmarked: that loop as built without the "
+          "markers):")
+    for line in sorted({f"  {r['kernel']}: {r['region']}, {r['build']} build, "
+                        f"{r['region_instructions']} instr, {r['source']}"
+                        for r in rows if r['core'] == cores[0].name}):
+        print(line)
     for w in report["warnings"]:
         print(f"warning: {w}")
     for mname, per_core in report.get("model_runs", {}).items():
@@ -1011,6 +1216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--marked", action="store_true",
                     help="simulate only the marked instructions (default: widen each region "
                     "to its whole loop, counter and back-branch included)")
+    ap.add_argument("--marked-build", action="store_true",
+                    help="simulate the loop as compiled with the markers even where they moved "
+                    "gcc's code (default: the same loop of the build without markers)")
     ap.add_argument("--json", metavar="FILE", help="also write everything as JSON ('-': stdout "
                     "only JSON)")
     ap.add_argument("--llvm-mca", default=None)
@@ -1068,7 +1276,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return 1 if report.get("failed_sources") else 0
 
 
 def host_cpu() -> str:

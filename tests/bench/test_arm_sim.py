@@ -150,5 +150,54 @@ def test_one_kernel_on_one_core_end_to_end(tmp_path):
     text = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT,
                           check=True).stdout
     assert "static estimate" in text
-    line = next(l for l in text.splitlines() if l.startswith("dwconv_u8s8_neon"))
+    # The per kernel and core row, and the summary matrix's cell.
+    line = next(l for l in text.splitlines()
+                if l.startswith("dwconv_u8s8_neon") and "cortex-a72" in l)
     assert f"{row['cycles_per_iter']:.2f}" in line and f"{row['macs_per_cycle']:.2f}" in line
+    assert row["bound"]["text"] in line
+    cell = next(l for l in text.splitlines()
+                if l.startswith("dwconv_u8s8_neon") and "cortex-a72" not in l)
+    assert f"{row['macs_per_cycle']:.1f}" in cell
+
+
+# The same loop built with markers (a spill the markers caused: str/ldr of q23) and without,
+# plus an unrelated loop with other arithmetic in the same function.
+MARKED = """\
+_Z1fv:
+.L7:
+\t# LLVM-MCA-BEGIN lutdemo
+\tldr\tq1, [x0]
+\ttbl\tv2.16b, {v1.16b}, v3.16b
+\tstr\tq23, [sp, 176]
+\tadd\tv4.16b, v4.16b, v2.16b
+\tldr\tq23, [sp, 176]
+\t# LLVM-MCA-END
+\tsubs\tx1, x1, 1
+\tbne\t.L7
+\tret
+"""
+PLAIN = """\
+_Z1fv:
+.L3:
+\tcnt\tv9.16b, v9.16b
+\tsubs\tx2, x2, 1
+\tbne\t.L3
+.L5:
+\tldr\tq1, [x0]
+\ttbl\tv2.16b, {v1.16b}, v3.16b
+\tadd\tv4.16b, v4.16b, v2.16b
+\tsubs\tx1, x1, 1
+\tbne\t.L5
+\tret
+"""
+
+
+def test_marked_loop_is_matched_to_the_unmarked_build():
+    (r,) = arm_sim.extract_regions(MARKED, "x.cc")
+    assert r.function == "_Z1fv" and r.mode == "loop"
+    m = arm_sim.match_unmarked(r, PLAIN)
+    assert m is not None and m.build == "unmarked"
+    assert [l.split()[0] for l in m.text.splitlines()] == ["ldr", "tbl", "add", "subs", "bne"]
+    assert arm_sim.markers_moved_code(MARKED, PLAIN.replace(".L3", ".L9")) > 0
+    # No loop of the unmarked build with the same vector arithmetic: no match.
+    assert arm_sim.match_unmarked(r, PLAIN.replace("tbl", "tbx")) is None
