@@ -1,5 +1,6 @@
 // Parameterises kernel tests over every ISA this binary carries and this CPU
-// runs (scalar always; AVX2, AVX-VNNI and AVX-512 on x86-64, NEON on AArch64), so one run covers
+// runs (scalar always; AVX2, AVX-VNNI and AVX-512 on x86-64, NEON, dotprod
+// and i8mm on AArch64), so one run covers
 // every variant the host supports and none is reported as skipped.
 #pragma once
 
@@ -18,7 +19,7 @@ namespace lowbit::kernels::testing {
 
 inline std::vector<Isa> RunnableIsas() {
   std::vector<Isa> isas;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon}) {
+  for (Isa isa : kEveryIsa) {
     if (kernel_table_for(isa) != nullptr) isas.push_back(isa);
   }
   return isas;

@@ -9,6 +9,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
+
 #include "lowbit/kernels/dispatch.h"
 #include "lowbit/kernels/pack.h"
 
@@ -119,7 +123,7 @@ TEST(Dispatch, DetectsAndBuildsTables) {
   const Isa best = detect_isa();
   EXPECT_TRUE(isa_supported(Isa::kScalar));
   EXPECT_TRUE(isa_supported(best));
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon}) {
+  for (Isa isa : kEveryIsa) {
     SCOPED_TRACE(isa_name(isa));
     EXPECT_EQ((supported_isas() >> int(isa)) & 1u, isa_supported(isa) ? 1u : 0u);
     const KernelTable* t = kernel_table_for(isa);
@@ -131,12 +135,16 @@ TEST(Dispatch, DetectsAndBuildsTables) {
     EXPECT_NE(t->conv_u8s8dot.fn, nullptr);
     EXPECT_NE(t->dwconv_u8s8.fn, nullptr);
     // Every level has its own variant of one INT8 family (other families
-    // may be inherited): conv_u8s8, or conv_u8s8dot from AVX-512 on.
-    EXPECT_NE(std::strstr(isa == Isa::kAvx512 ? t->conv_u8s8dot.name : t->conv_u8s8.name,
-                          isa_name(isa)),
+    // may be inherited): conv_u8s8, or conv_u8s8dot from AVX-512 and on the
+    // Arm dot-product levels.
+    const bool dot_level =
+        isa == Isa::kAvx512 || isa == Isa::kNeonDot || isa == Isa::kNeonI8mm;
+    EXPECT_NE(std::strstr(dot_level ? t->conv_u8s8dot.name : t->conv_u8s8.name,
+                          (std::string("__") + isa_name(isa)).c_str()),
               nullptr);
-    EXPECT_EQ(t->conv_u8s8dot.native,
-              isa == Isa::kAvxVnni || isa == Isa::kAvx512 || isa == Isa::kNeon);
+    EXPECT_EQ(t->conv_u8s8dot.native, isa == Isa::kAvxVnni || isa == Isa::kAvx512 ||
+                                          isa == Isa::kNeon || isa == Isa::kNeonDot ||
+                                          isa == Isa::kNeonI8mm);
     // Each entry states its family, its variant's ISA (spelled in its name;
     // one this CPU runs), its tile (spelled in its name) and a rate.
     for (ConvFamily f : kConvFamilies) {
@@ -170,6 +178,8 @@ TEST(Dispatch, DetectsAndBuildsTables) {
   EXPECT_FALSE(conv_kernel_info(kernel_table(), ConvFamily::kNone, &none));
 #if defined(__x86_64__)
   EXPECT_EQ(kernel_table_for(Isa::kNeon), nullptr);
+  EXPECT_EQ(kernel_table_for(Isa::kNeonDot), nullptr);
+  EXPECT_EQ(kernel_table_for(Isa::kNeonI8mm), nullptr);
   // A higher x86 level implies the lower ones.
   if (best == Isa::kAvxVnni || best == Isa::kAvx512) {
     EXPECT_NE(kernel_table_for(Isa::kAvx2), nullptr);
@@ -185,12 +195,35 @@ TEST(Dispatch, DetectsAndBuildsTables) {
   EXPECT_EQ(kernel_table_for(Isa::kAvx2), nullptr);
   EXPECT_EQ(kernel_table_for(Isa::kAvxVnni), nullptr);
   EXPECT_EQ(kernel_table_for(Isa::kAvx512), nullptr);
-  EXPECT_EQ(best, Isa::kNeon);
+  // The Arm levels follow the hwcaps the kernel reports (under qemu-aarch64:
+  // those of QEMU_CPU); a higher level implies the lower ones and inherits
+  // their kernels where it has none of its own.
+  const bool dotprod = getauxval(AT_HWCAP) & (1ul << 20);             // HWCAP_ASIMDDP
+  const bool i8mm = dotprod && (getauxval(AT_HWCAP2) & (1ul << 13));  // HWCAP2_I8MM
+  EXPECT_NE(kernel_table_for(Isa::kNeon), nullptr);
+  EXPECT_EQ(kernel_table_for(Isa::kNeonDot) != nullptr, dotprod);
+  EXPECT_EQ(kernel_table_for(Isa::kNeonI8mm) != nullptr, i8mm);
+  EXPECT_EQ(best, i8mm ? Isa::kNeonI8mm : dotprod ? Isa::kNeonDot : Isa::kNeon);
+  for (Isa level : {Isa::kNeonDot, Isa::kNeonI8mm}) {
+    const KernelTable* t = kernel_table_for(level);
+    if (!t) continue;
+    EXPECT_STREQ(t->conv_u8s8dot.name, level == Isa::kNeonDot ? "conv_u8s8dot_4x16__neondot"
+                                                               : "conv_u8s8dot_4x16__neoni8mm");
+    EXPECT_EQ(t->conv_u8s8.fn, kernel_table_for(Isa::kNeon)->conv_u8s8.fn);
+    EXPECT_EQ(t->dwconv_u8s8.fn, kernel_table_for(Isa::kNeon)->dwconv_u8s8.fn);
+    EXPECT_EQ(t->conv_anybits_bitserial.fn,
+              kernel_table_for(Isa::kNeon)->conv_anybits_bitserial.fn);
+  }
+  // LOWBIT_EXPECT_BEST_ISA (set by CMake beside QEMU_CPU): the level that
+  // emulated core must reach.
+  if (const char* expected = std::getenv("LOWBIT_EXPECT_BEST_ISA")) {
+    EXPECT_STREQ(isa_name(best), expected);
+  }
 #endif
 }
 
 TEST(Dispatch, IsaNames) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon}) {
+  for (Isa isa : kEveryIsa) {
     Isa back = Isa::kScalar;
     ASSERT_TRUE(isa_from_name(isa_name(isa), &back));
     EXPECT_EQ(back, isa);
@@ -212,6 +245,8 @@ TEST(Dispatch, ParseIsaOverride) {
   const uint32_t zen4 = Levels({Isa::kScalar, Isa::kAvx2, Isa::kAvx512});  // no AVX-VNNI
   const uint32_t zen3 = Levels({Isa::kScalar, Isa::kAvx2});
   const uint32_t arm = Levels({Isa::kScalar, Isa::kNeon});
+  const uint32_t arm_dot = Levels({Isa::kScalar, Isa::kNeon, Isa::kNeonDot});  // A76 / N1
+  const uint32_t arm_i8mm = Levels({Isa::kScalar, Isa::kNeon, Isa::kNeonDot, Isa::kNeonI8mm});
   auto parse = [](const char* value, Isa detected, uint32_t supported) {
     Isa out = Isa::kNeon;
     const bool ok = parse_isa_override(value, detected, supported, &out);
@@ -227,6 +262,11 @@ TEST(Dispatch, ParseIsaOverride) {
   EXPECT_EQ(parse("avxvnni", Isa::kAvx512, spr), P(true, Isa::kAvxVnni));
   EXPECT_EQ(parse("avx512", Isa::kAvx512, spr), P(true, Isa::kAvx512));
   EXPECT_EQ(parse("scalar", Isa::kNeon, arm), P(true, Isa::kScalar));
+  EXPECT_EQ(parse("neon", Isa::kNeonDot, arm_dot), P(true, Isa::kNeon));
+  EXPECT_EQ(parse("neondot", Isa::kNeonDot, arm_dot), P(true, Isa::kNeonDot));
+  EXPECT_EQ(parse("neon", Isa::kNeonI8mm, arm_i8mm), P(true, Isa::kNeon));
+  EXPECT_EQ(parse("neondot", Isa::kNeonI8mm, arm_i8mm), P(true, Isa::kNeonDot));
+  EXPECT_EQ(parse("scalar", Isa::kNeonI8mm, arm_i8mm), P(true, Isa::kScalar));
   // avxvnni where the AVX-512 CPU lacks AVX-VNNI: the level below it.
   EXPECT_EQ(parse("avxvnni", Isa::kAvx512, zen4), P(true, Isa::kAvx2));
   EXPECT_EQ(parse("avxvnni", Isa::kAvx2, zen3), P(true, Isa::kAvx2));
@@ -234,14 +274,20 @@ TEST(Dispatch, ParseIsaOverride) {
   EXPECT_EQ(parse("avx512", Isa::kAvx2, zen3), P(true, Isa::kAvx2));
   EXPECT_EQ(parse("neon", Isa::kAvx512, spr), P(true, Isa::kAvx512));
   EXPECT_EQ(parse("avx2", Isa::kNeon, arm), P(true, Isa::kNeon));
+  EXPECT_EQ(parse("neondot", Isa::kNeon, arm), P(true, Isa::kNeon));
+  EXPECT_EQ(parse("neoni8mm", Isa::kNeonDot, arm_dot), P(true, Isa::kNeonDot));
+  EXPECT_EQ(parse("neoni8mm", Isa::kNeon, arm), P(true, Isa::kNeon));
+  EXPECT_EQ(parse("avx512", Isa::kNeonDot, arm_dot), P(true, Isa::kNeonDot));
+  EXPECT_EQ(parse("neondot", Isa::kAvx512, spr), P(true, Isa::kAvx512));
   EXPECT_EQ(parse("avx2", Isa::kScalar, Levels({Isa::kScalar})), P(true, Isa::kScalar));
   // Anything else is an error (and leaves the detected level).
-  for (const char* bad : {"foo", "AVX2", "avx", "avx-512", " avx2", "avx2 ", "sse4"})
+  for (const char* bad :
+       {"foo", "AVX2", "avx", "avx-512", " avx2", "avx2 ", "sse4", "neon-dot", "dotprod", "i8mm"})
     EXPECT_EQ(parse(bad, Isa::kAvx512, spr), P(false, Isa::kAvx512)) << bad;
 }
 
 // Registered again by CMake with LOWBIT_KERNELS_ISA=scalar, =avx2, =avxvnni,
-// =avx512 and an unknown value.
+// =avx512, =neon, =neondot and an unknown value.
 TEST(Dispatch, EnvironmentForcesLowerIsa) {
   const char* forced = std::getenv("LOWBIT_KERNELS_ISA");
   const KernelTable& t = kernel_table();
@@ -267,6 +313,10 @@ TEST(Dispatch, EnvironmentForcesLowerIsa) {
     EXPECT_EQ(t.isa, expected);
   } else if (forced && std::strcmp(forced, "avx512") == 0) {
     EXPECT_EQ(t.isa, isa_supported(Isa::kAvx512) ? Isa::kAvx512 : detect_isa());
+  } else if (forced && std::strcmp(forced, "neon") == 0) {
+    EXPECT_EQ(t.isa, isa_supported(Isa::kNeon) ? Isa::kNeon : detect_isa());
+  } else if (forced && std::strcmp(forced, "neondot") == 0) {
+    EXPECT_EQ(t.isa, isa_supported(Isa::kNeonDot) ? Isa::kNeonDot : detect_isa());
   } else if (!forced) {
     EXPECT_EQ(t.isa, detect_isa());
   }

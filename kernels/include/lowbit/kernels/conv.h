@@ -147,6 +147,13 @@ void conv_u8s8dot_8x32__avx512(const Int8DotConvArgs& args);
 // smlal + sadalp on recentred activations (a - 128), tile 2 pixels x 16
 // channels.
 void conv_u8s8dot_2x16__neon(const Int8DotConvArgs& args);
+// Same formats and work items; Armv8.2 dotprod: sdot by element on shifted
+// activations (a - 128) from a per-channel correction 128 * sum(w), tile 4
+// pixels x 16 channels.
+void conv_u8s8dot_4x16__neondot(const Int8DotConvArgs& args);
+// Same formats and work items; Armv8.6 i8mm: usmmla (u8 x s8 2x8 by 8x2
+// matrix multiply-accumulate, no correction), tile 4 pixels x 16 channels.
+void conv_u8s8dot_4x16__neoni8mm(const Int8DotConvArgs& args);
 
 // Depthwise INT8 convolution (groups == in_channels == out_channels), u8
 // codes x s8 weights, exact int32 sums; any kernel size, stride, pad.

@@ -10,8 +10,16 @@
 // instead of the avxvnni ones. A table of a higher level carries the lower
 // level's kernel where it has no variant of its own. The engine picks
 // kernels only through this table, so no ISA #if appears outside kernels/.
+// AArch64 levels are ordered scalar < neon (baseline) < neondot (Armv8.2
+// dotprod: getauxval(AT_HWCAP) & HWCAP_ASIMDDP; Cortex-A55, A76 / Neoverse-N1
+// and later) < neoni8mm (dotprod and i8mm: AT_HWCAP2 & HWCAP2_I8MM; Armv8.6
+// cores such as Neoverse-N2 / V1, Cortex-A710 / X2, and later); each carries
+// the level below it where it has no variant of its own. Their kernels are
+// compiled for their extension per function (a target pragma in the file),
+// so the rest of the library runs on any Armv8.0 core.
 //
-// LOWBIT_KERNELS_ISA = scalar|avx2|avxvnni|avx512|neon forces a lower level
+// LOWBIT_KERNELS_ISA = scalar|avx2|avxvnni|avx512|neon|neondot|neoni8mm
+// forces a lower level
 // (see parse_isa_override). Any other value is an error: kernel_table() then
 // keeps the detected level (kernels/ cannot log or fail), and
 // isa_override_error() returns the message, which the engine must turn into
@@ -27,7 +35,11 @@
 
 namespace lowbit::kernels {
 
-enum class Isa : uint8_t { kScalar, kAvx2, kAvxVnni, kNeon, kAvx512 };
+// Values are bit positions in supported_isas(); new levels are appended.
+enum class Isa : uint8_t { kScalar, kAvx2, kAvxVnni, kNeon, kAvx512, kNeonDot, kNeonI8mm };
+// Every level, for code that sweeps them (tests, tools).
+inline constexpr Isa kEveryIsa[] = {Isa::kScalar, Isa::kAvx2,    Isa::kAvxVnni,  Isa::kAvx512,
+                                   Isa::kNeon,   Isa::kNeonDot, Isa::kNeonI8mm};
 
 const char* isa_name(Isa isa);
 // Inverse of isa_name; false for any other spelling (names are lower case).
@@ -155,7 +167,8 @@ const KernelTable& kernel_table();
 bool parse_isa_override(const char* value, Isa detected, uint32_t supported, Isa* out);
 // nullptr when LOWBIT_KERNELS_ISA is unset, empty or a known level; else a
 // message naming the value and the accepted ones, e.g.
-// "LOWBIT_KERNELS_ISA='foo' is not one of scalar, avx2, avxvnni, avx512, neon".
+// "LOWBIT_KERNELS_ISA='foo' is not one of scalar, avx2, avxvnni, avx512, neon,
+// neondot, neoni8mm".
 // Read once per process, like kernel_table().
 const char* isa_override_error();
 
