@@ -25,15 +25,16 @@
 // for llvm-mca as bitserial_w<WB>a<AB>_neon (P * 4 * 64 multiply-adds).
 #include <arm_neon.h>
 
-#include <utility>
-
 #include "bitserial_common.h"
 #include "lowbit/kernels/conv.h"
 #include "mca_markers.h"
+#include "static_for.h"
 #include "tile_codes_neon.h"
 
 namespace lowbit::kernels {
 namespace {
+
+using detail::static_for;
 
 constexpr int min_bits(int a, int b) { return a < b ? a : b; }
 // Weight classes (i + j) of a plane pair.
@@ -54,26 +55,14 @@ inline void mca_begin() {
   if constexpr (false) {
   }
   LOWBIT_BS_MCA_CASE(1, 1)
-  LOWBIT_BS_MCA_CASE(1, 2) LOWBIT_BS_MCA_CASE(2, 1) LOWBIT_BS_MCA_CASE(2, 2)
-      LOWBIT_BS_MCA_CASE(1, 3) LOWBIT_BS_MCA_CASE(3, 1) LOWBIT_BS_MCA_CASE(2, 3)
-          LOWBIT_BS_MCA_CASE(3, 2) LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4)
-              LOWBIT_BS_MCA_CASE(4, 1) LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2)
-                  LOWBIT_BS_MCA_CASE(3, 4) LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
+  LOWBIT_BS_MCA_CASE(1, 2)
+  LOWBIT_BS_MCA_CASE(2, 1) LOWBIT_BS_MCA_CASE(2, 2) LOWBIT_BS_MCA_CASE(1, 3)
+      LOWBIT_BS_MCA_CASE(3, 1) LOWBIT_BS_MCA_CASE(2, 3) LOWBIT_BS_MCA_CASE(3, 2)
+          LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4) LOWBIT_BS_MCA_CASE(4, 1)
+              LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2) LOWBIT_BS_MCA_CASE(3, 4)
+                  LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
 }
 #undef LOWBIT_BS_MCA_CASE
-
-// f(integral_constant<int, 0>) ... f(integral_constant<int, N - 1>): loops whose
-// index is a constant from the front end on, so gcc keeps arrays indexed by
-// it in registers (with #pragma unroll it left the byte accumulators on the
-// stack).
-template <class F, int... I>
-inline void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
-  (f(std::integral_constant<int, I>{}), ...);
-}
-template <int N, class F>
-inline void static_for(F&& f) {
-  static_for_impl(f, std::make_integer_sequence<int, N>{});
-}
 
 // Both 64-bit lanes = *p (ld1r; gcc would emit ldr + dup, one more vector op).
 inline uint8x16_t broadcast_word(const uint64_t* p) {
