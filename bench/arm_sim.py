@@ -75,6 +75,13 @@ KERNEL_TABLE: dict[str, dict] = {
         derivation="one step (tap, input-channel pair) of conv_w2a2_lut_64x4__neon: 64 pixels "
         "x 4 cout x 2 input channels (16 tbl + 16 add); the byte widening every 14 steps is "
         "outside the region"),
+    # An overhead region: its cycles are added to overhead_of's iteration once per `every`
+    # iterations (the figures printed for the parent include it).
+    "conv_w2a2_lut_neon_widen": dict(
+        macs=0, family="overhead", wbits=2, abits=2, overhead_of="conv_w2a2_lut_neon",
+        every=14, source="conv_w2a2_lut_64x4__neon.cc",
+        derivation="the byte accumulators widened to 16 bits (32 uaddw/uaddw2) once per "
+        "kLutWidenSteps = 14 steps of conv_w2a2_lut_neon"),
     "dwconv_u8s8_neon": dict(
         macs=32, family="dw", wbits=8, abits=8, pixel_tile=1,
         source="dwconv_u8s8_1x16__neon.cc",
@@ -711,6 +718,19 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
     for name in {r.name for r in regions if r.instance > 1}:
         warnings.append(f"region {name} appears {max(r.instance for r in regions if r.name == name)}"
                         " times in the assembly (gcc duplicated the loop); instance 1 is used")
+    # Overhead regions: their cycles / every go onto their parent's iteration, per core.
+    for o in [r for r in results if r["family"] == "overhead"]:
+        entry = KERNEL_TABLE[o["kernel"]]
+        for p in results:
+            if (p["kernel"] == entry["overhead_of"] and p["core"] == o["core"] and p.get("runs")
+                    and o.get("runs")):
+                extra = o["cycles_per_iter"] / entry["every"]
+                p["inner_cycles_per_iter"] = p["cycles_per_iter"]
+                p["cycles_per_iter"] += extra
+                p["macs_per_cycle"] = p["macs_per_iter"] / p["cycles_per_iter"]
+                p["overhead"] = (f"incl. {o['kernel']} {o['cycles_per_iter']:.1f} cyc / "
+                                 f"{entry['every']}")
+    results = [r for r in results if r["family"] != "overhead"]
     family_order = {f: i for i, f in enumerate(("int8", "int8dot", "dw", "lut", "bitserial",
                                                  "bytemap"))}
     core_order = {c.name: i for i, c in enumerate(cores)}
@@ -1119,9 +1139,10 @@ def print_report(report: dict, cores: list[Core], verbose: bool) -> None:
             continue
         unit = " B/cyc" if r["family"] == "bytemap" else ""
         ratio = f"{r['ratio_to_int8']:.2f}" if "ratio_to_int8" in r else "-"
+        extra = f" [{r['overhead']}]" if r.get("overhead") else ""
         print(f"{name:<22} {r['family']:<9} {wa:<4} {r['core']:<12} {r['cycles_per_iter']:>8.2f} "
               f"{r['macs_per_iter']:>8} {r['macs_per_cycle']:>8.2f} {ratio:>6}  "
-              f"{r['bound']['text']}{unit}")
+              f"{r['bound']['text']}{unit}{extra}")
     print("xINT8: MAC/cycle over the best INT8 kernel the same core runs (" + ", ".join(
         f"{c.name}: {b}" for c, b in ((c, (int8_baseline([r for r in rows if r['instance'] == 1],
                                                            c.name) or {}).get('kernel', '-'))

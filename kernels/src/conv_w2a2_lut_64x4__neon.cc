@@ -68,11 +68,14 @@ void conv_w2a2_lut_64x4__neon(const LutConvArgs& args) {
               }
               LOWBIT_MCA_END();
             }
+            // bench/arm-sim region: the widening, once per kLutWidenSteps steps.
+            LOWBIT_MCA_BEGIN("conv_w2a2_lut_neon_widen");
             for (int o = 0; o < kLutCoutBlock; ++o)
               for (int q = 0; q < 4; ++q) {
                 sum16[o][2 * q] = vaddw_u8(sum16[o][2 * q], vget_low_u8(acc8[o][q]));
                 sum16[o][2 * q + 1] = vaddw_high_u8(sum16[o][2 * q + 1], acc8[o][q]);
               }
+            LOWBIT_MCA_END();
           }
           for (int o = 0; o < kLutCoutBlock; ++o)
             for (int q = 0; q < 8; ++q) {
