@@ -48,9 +48,9 @@ int64_t FramePayload::decoded_bytes() const {
 }
 
 FrameDecoder DefaultFrameDecoder(const engine::DecodeLimits& limits) {
-  return [limits](const FramePayload& payload) -> StatusOr<engine::Image> {
-    return engine::DecodeImage(reinterpret_cast<const uint8_t*>(payload.encoded.data()),
-                               payload.encoded.size(), limits);
+  return [limits](const FramePayload& payload, engine::Image* image) {
+    return engine::DecodeImageInto(reinterpret_cast<const uint8_t*>(payload.encoded.data()),
+                                   payload.encoded.size(), image, limits);
   };
 }
 
@@ -105,6 +105,23 @@ void DecodeBudget::Unsubscribe(int id) {
 namespace {
 
 constexpr std::chrono::seconds kActiveCameraWindow{10};
+
+// A worker keeps a decode buffer of up to this many bytes for its next
+// frame (a 1920x1080 BGR8 frame is 6.2 MB): a camera's frames, all of one
+// size, then decode without allocating. Fresh buffers cost a mapping and
+// page faults each, since lowbitd maps every allocation over 128 KiB.
+// Kept buffers are idle memory outside the decode budget, at most
+// workers * max_batch * this; a larger image's buffer is freed at once.
+constexpr size_t kRetainedDecodeBytes = size_t{8} << 20;
+
+// Done with a decoded frame: keeps its buffer for the next, or frees it.
+void ReleaseDecodeBuffer(engine::Image& image) {
+  if (image.bgr.capacity() > kRetainedDecodeBytes) {
+    image = engine::Image();
+  } else {
+    image.width = image.height = 0;
+  }
+}
 
 // One accepted frame.
 struct Pending {
@@ -259,7 +276,10 @@ class Scheduler::Impl {
 
   void BatcherLoop();
   void WorkerLoop(InferenceSession& session);
-  void RunBatch(InferenceSession& session, std::vector<Pending>& batch);
+  // `decoded`: the worker's decode buffers, one per frame of a batch, kept
+  // from batch to batch (see kRetainedDecodeBytes).
+  void RunBatch(InferenceSession& session, std::vector<Pending>& batch,
+                std::vector<engine::Image>& decoded);
 
   // With mu_ held: moves expired and cancelled frames to `dropped`.
   void SweepLocked(Clock::TimePoint now, std::vector<Completion>* dropped);
@@ -580,6 +600,7 @@ void Scheduler::Impl::BatcherLoop() {
 }
 
 void Scheduler::Impl::WorkerLoop(InferenceSession& session) {
+  std::vector<engine::Image> decoded(static_cast<size_t>(options_.max_batch));
   while (true) {
     std::vector<Pending> batch;
     {
@@ -589,7 +610,7 @@ void Scheduler::Impl::WorkerLoop(InferenceSession& session) {
       batch = std::move(ready_.front());
       ready_.pop_front();
     }
-    RunBatch(session, batch);
+    RunBatch(session, batch, decoded);
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++idle_workers_;
@@ -598,7 +619,8 @@ void Scheduler::Impl::WorkerLoop(InferenceSession& session) {
   }
 }
 
-void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& batch) {
+void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& batch,
+                               std::vector<engine::Image>& decoded) {
   const Clock::TimePoint started = clock_->Now();
   int64_t delivery_us = 0;  // spent in callbacks: not service time
   auto finish = [&](Pending& frame, FrameOutcome outcome) {
@@ -612,7 +634,7 @@ void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& 
   };
 
   // Decode; a frame that fails is answered now and the rest still run.
-  std::vector<engine::Image> decoded(batch.size());
+  if (decoded.size() < batch.size()) decoded.resize(batch.size());
   std::vector<int64_t> decode_us(batch.size(), 0);
   std::vector<size_t> runnable;
   std::vector<FrameInput> inputs;
@@ -624,15 +646,15 @@ void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& 
     switch (payload.kind) {
       case FramePayload::Kind::kEncoded: {
         const Clock::TimePoint decode_start = clock_->Now();
-        StatusOr<engine::Image> image = decoder_(payload);
+        const Status image = decoder_(payload, &decoded[i]);
         decode_us[i] = MicrosecondsBetween(decode_start, clock_->Now());
         if (!image.ok()) {
+          ReleaseDecodeBuffer(decoded[i]);
           FrameOutcome outcome;
-          outcome.status = image.status().WithContext("decoding the frame for model " + model_);
+          outcome.status = image.WithContext("decoding the frame for model " + model_);
           finish(batch[i], std::move(outcome));
           continue;
         }
-        decoded[i] = std::move(image).value();
         // The encoded bytes are no longer needed.
         std::string().swap(payload.encoded);
         input.image = &decoded[i];
@@ -684,7 +706,7 @@ void Scheduler::Impl::RunBatch(InferenceSession& session, std::vector<Pending>& 
     }
     if (request.want_raw_outputs) result.raw_outputs = session.RawOutputs(static_cast<int>(k));
     result.timings.postprocess_us = MicrosecondsBetween(postprocess_start, clock_->Now());
-    decoded[runnable[k]] = engine::Image();  // pixels freed before the budget is released
+    ReleaseDecodeBuffer(decoded[runnable[k]]);  // before the budget is released
     const Clock::TimePoint done = clock_->Now();
     if (done > request.deadline) {
       // The batch ran longer than predicted when it formed: withhold the

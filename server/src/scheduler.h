@@ -154,9 +154,10 @@ struct FramePayload {
   int64_t decoded_bytes() const;  // reserved in the DecodeBudget (kEncoded only)
 };
 
-// Decodes a kEncoded payload into BGR8 pixels. The default decodes with
-// engine::DecodeImage; tests substitute their own.
-using FrameDecoder = std::function<StatusOr<engine::Image>(const FramePayload& payload)>;
+// Decodes a kEncoded payload into BGR8 pixels in `image`, whose buffer a
+// worker reuses from frame to frame. The default decodes with
+// engine::DecodeImageInto; tests substitute their own.
+using FrameDecoder = std::function<Status(const FramePayload& payload, engine::Image* image)>;
 FrameDecoder DefaultFrameDecoder(const engine::DecodeLimits& limits);
 
 struct FrameRequest {

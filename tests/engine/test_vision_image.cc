@@ -48,6 +48,38 @@ TEST(DecodeImageTest, DecodesRealJpegAndPng) {
   }
 }
 
+// A worker decodes frame after frame into one Image: same pixels as a
+// fresh decode, the buffer reused for a frame of the same size, and an
+// error leaves the image empty.
+TEST(DecodeImageTest, DecodeIntoReusesTheBufferAndMatchesAFreshDecode) {
+  const std::vector<uint8_t> dog = ReadTestImage("dog.jpg");
+  const std::vector<uint8_t> png = ReadTestImage("astronaut.png");
+  Image frame;
+  ASSERT_TRUE(DecodeImageInto(dog.data(), dog.size(), &frame).ok());
+  const uint8_t* buffer = frame.bgr.data();
+  for (const std::vector<uint8_t>* bytes : {&dog, &png, &dog}) {
+    StatusOr<Image> fresh = DecodeImage(bytes->data(), bytes->size());
+    ASSERT_TRUE(fresh.ok());
+    ASSERT_TRUE(DecodeImageInto(bytes->data(), bytes->size(), &frame).ok());
+    EXPECT_EQ(frame.width, fresh->width);
+    EXPECT_EQ(frame.height, fresh->height);
+    EXPECT_EQ(frame.bgr, fresh->bgr);
+  }
+  // The dog again after a larger image: decoded in place, no new buffer.
+  const size_t capacity = frame.bgr.capacity();
+  buffer = frame.bgr.data();
+  ASSERT_TRUE(DecodeImageInto(dog.data(), dog.size(), &frame).ok());
+  EXPECT_EQ(frame.bgr.data(), buffer);
+  EXPECT_EQ(frame.bgr.capacity(), capacity);
+
+  std::vector<uint8_t> corrupt = dog;
+  corrupt.resize(corrupt.size() / 2);
+  EXPECT_EQ(DecodeImageInto(corrupt.data(), corrupt.size(), &frame).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(frame.width, 0);
+  EXPECT_TRUE(frame.bgr.empty());
+}
+
 TEST(DecodeImageTest, EmptyBufferIsInvalidArgument) {
   const uint8_t byte = 0;
   for (auto result : {DecodeImage(nullptr, 0), DecodeImage(&byte, 0)}) {

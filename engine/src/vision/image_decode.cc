@@ -184,39 +184,62 @@ StatusOr<ImageSize> ReadImageHeader(const uint8_t* data, size_t size, const Deco
   return ImageSize{static_cast<int>(header.width), static_cast<int>(header.height)};
 }
 
-StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+Status DecodeImageInto(const uint8_t* data, size_t size, Image* image,
+                       const DecodeLimits& limits) {
+  image->width = 0;
+  image->height = 0;
   StatusOr<ImageHeader> header = WalkHeader(data, size, limits);
-  if (!header.ok()) return header.status();
+  if (!header.ok()) {
+    image->bgr.clear();
+    return header.status();
+  }
 
+  // The decoder writes straight into image->bgr: a Mat of the header's size
+  // over that buffer is one cv::imdecode fills without reallocating (it
+  // reallocates only if the decoded size or type differs, checked below).
+  const int width = static_cast<int>(header->width);
+  const int height = static_cast<int>(header->height);
+  // Same size as the last frame: no allocation and no writes here.
+  image->bgr.resize(size_t{3} * width * height);
+  cv::Mat decoded(height, width, CV_8UC3, image->bgr.data());
   // Pixels keep their stored orientation (EXIF orientation is ignored), so
   // boxes refer to the same pixel grid as the raw file, as with PIL.
-  cv::Mat decoded;
   try {
     const cv::Mat encoded(1, static_cast<int>(size), CV_8UC1, const_cast<uint8_t*>(data));
-    decoded = cv::imdecode(encoded, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+    cv::imdecode(encoded, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION, &decoded);
   } catch (const cv::Exception& e) {
+    image->bgr.clear();
     return InvalidArgument(std::string("corrupt ") + header->format + ": " + e.what());
   }
   if (decoded.empty()) {
+    image->bgr.clear();
     return InvalidArgument(std::string("corrupt ") + header->format +
                            ": the decoder rejected the " + std::to_string(size) +
                            "-byte image data");
   }
-  if (decoded.type() != CV_8UC3 || decoded.cols != header->width ||
-      decoded.rows != header->height) {
+  if (decoded.type() != CV_8UC3 || decoded.cols != width || decoded.rows != height) {
+    image->bgr.clear();
     return InvalidArgument(std::string("corrupt ") + header->format + ": header says " +
-                           std::to_string(header->width) + "x" + std::to_string(header->height) +
+                           std::to_string(width) + "x" + std::to_string(height) +
                            " but the decoder produced " + std::to_string(decoded.cols) + "x" +
                            std::to_string(decoded.rows));
   }
-  Image image;
-  image.width = decoded.cols;
-  image.height = decoded.rows;
-  image.bgr.resize(size_t{3} * image.width * image.height);
-  const size_t row_bytes = size_t{3} * image.width;
-  for (int y = 0; y < image.height; ++y) {
-    std::memcpy(image.bgr.data() + y * row_bytes, decoded.ptr<uint8_t>(y), row_bytes);
+  if (decoded.data != image->bgr.data()) {
+    // Not decoded in place (cannot happen with the checks above, but the
+    // copy keeps the result right whatever the decoder did).
+    const size_t row_bytes = size_t{3} * width;
+    for (int y = 0; y < height; ++y) {
+      std::memcpy(image->bgr.data() + y * row_bytes, decoded.ptr<uint8_t>(y), row_bytes);
+    }
   }
+  image->width = width;
+  image->height = height;
+  return Status::Ok();
+}
+
+StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  Image image;
+  LOWBIT_RETURN_IF_ERROR(DecodeImageInto(data, size, &image, limits));
   return image;
 }
 

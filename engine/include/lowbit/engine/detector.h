@@ -54,6 +54,12 @@ StatusOr<ImageSize> ReadImageHeader(const uint8_t* data, size_t size,
 // Decodes JPEG or PNG bytes. A corrupt, truncated or empty buffer, or an image
 // over the limits, is an INVALID_ARGUMENT with a message naming the problem.
 StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, const DecodeLimits& limits = {});
+// DecodeImage into `image`, reusing its pixel buffer when its capacity is
+// enough: a caller that decodes frame after frame (a server worker) then
+// neither allocates nor page-faults a fresh buffer per frame. On error
+// `image` is left empty (its buffer kept).
+Status DecodeImageInto(const uint8_t* data, size_t size, Image* image,
+                       const DecodeLimits& limits = {});
 // Validates a raw view (sizes, stride, buffer length) and copies it as BGR8.
 StatusOr<Image> ImageFromRaw(const ImageView& view, size_t buffer_size,
                              const DecodeLimits& limits = {});
