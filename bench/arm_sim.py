@@ -59,6 +59,12 @@ KERNEL_TABLE: dict[str, dict] = {
         derivation="conv_u8s8dot_2x16__neon (smull/smlal + sadalp, no dotprod), one iteration "
         "of its k-quad-pair loop: 2 k-quads (8 input bytes) x 2 pixels x 16 cout = 256 "
         "(32 smull/smlal(2) of 8 lanes)"),
+    "conv_u8s8_16bit_neon": dict(
+        macs=96, family="int8", wbits=8, abits=8, pixel_tile=6,
+        source="conv_u8s8_6x16__neon.cc",
+        derivation="conv_u8s8_6x16__neon (16-bit formats, smlal by element), one k-pair step of "
+        "one of its two 3-pixel register tiles: 2 input channels x 3 pixels x 16 cout = 96 "
+        "(24 smlal(2) of 4 lanes)"),
     "conv_u8s8dot_neon": dict(
         macs=1024, family="int8dot", wbits=8, abits=8, pixel_tile=4,
         source="conv_u8s8dot_4x16__neondot.cc",
