@@ -53,6 +53,12 @@ ESTIMATE_LABEL = "static estimate (llvm-mca; no caches, no memory stalls, inner 
 #   pixel_tile  output pixels per register tile (the chooser rounds pixels up to it).
 # ---------------------------------------------------------------------------------------------
 KERNEL_TABLE: dict[str, dict] = {
+    "conv_u8s8_16bit_neon": dict(
+        macs=96, family="int8", wbits=8, abits=8, pixel_tile=6,
+        source="conv_u8s8_6x16__neon.cc",
+        derivation="conv_u8s8_6x16__neon (16-bit formats), one k-pair step of one of its two "
+        "3-pixel register tiles: 3 pixels x 16 cout x 2 input channels = 96 (24 smlal by "
+        "element of 4 lanes)"),
     "conv_u8s8_neon": dict(
         macs=256, family="int8dot", wbits=8, abits=8, pixel_tile=2,
         source="conv_u8s8dot_2x16__neon.cc",
@@ -152,20 +158,21 @@ class Core:
     mcpu: str  # llvm-mca -mcpu
     label: str
     clock_ghz: float
-    has_dotprod: bool  # the real core (llvm's model is checked against it)
+    features: frozenset = frozenset()  # the real core's extensions (llvm's model is checked)
 
 
 CORES = {
-    "cortex-a53": Core("cortex-a53", "cortex-a53", "Cortex-A53 (in-order; Pi 3 class)", 1.4, False),
-    "cortex-a55": Core("cortex-a55", "cortex-a55", "Cortex-A55 (in-order, dotprod)", 1.8, True),
+    "cortex-a53": Core("cortex-a53", "cortex-a53", "Cortex-A53 (in-order; Pi 3 class)", 1.4),
+    "cortex-a55": Core("cortex-a55", "cortex-a55", "Cortex-A55 (in-order, dotprod)", 1.8,
+                       frozenset({"dotprod"})),
     "cortex-a72": Core("cortex-a72", "cortex-a72", "Cortex-A72 (llvm's Cortex-A57 model; Pi 4)",
-                       1.5, False),
+                       1.5),
     "neoverse-n1": Core("neoverse-n1", "neoverse-n1", "Neoverse-N1 (Cortex-A76 proxy; Pi 5)",
-                        2.4, True),
+                        2.4, frozenset({"dotprod"})),
     # Not one of the issue's four: the first class with i8mm (Armv8.6 usmmla; also A710, V1),
     # so the i8mm kernel has a core to run on.
     "neoverse-n2": Core("neoverse-n2", "neoverse-n2", "Neoverse-N2 (i8mm; A710 class)", 2.5,
-                        True),
+                        frozenset({"dotprod", "i8mm"})),
 }
 DEFAULT_CORES = list(CORES)
 
@@ -584,7 +591,7 @@ def bound_of(mca: dict, cpi: float, in_order: bool = False) -> dict:
         for i in busy or ([i_max] if i_max is not None else []):
             if i < len(vals) and vals[i] > 0:
                 top[mnemonic(instr)] = top.get(mnemonic(instr), 0.0) + vals[i]
-    top = dict(sorted(top.items(), key=lambda kv: -kv[1])[:3])
+    top = dict(sorted(top.items(), key=lambda kv: -kv[1])[:4])
     out = dict(resource=names[i_max] if i_max is not None else None,
                resource_cycles=pressure[i_max] if i_max is not None else 0.0,
                busy_resources={names[i]: pressure[i] for i in busy}, issue_cycles=issue,
@@ -685,6 +692,10 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
                 m = match_unmarked(r, plain_asm) if r.mode == "loop" else None
                 if m is not None:
                     found[i] = m
+                elif r.mode != "loop":
+                    marker_warnings.append(
+                        f"{rel}: region {r.name} is not a whole loop, so it is simulated as "
+                        "compiled with the markers (which moved gcc's code in this file)")
                 else:
                     marker_warnings.append(
                         f"{rel}: the markers changed gcc's code and no loop of the unmarked "
@@ -711,15 +722,20 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
         if sim["runs"]:
             row["macs_per_cycle"] = entry["macs"] / sim["cycles_per_iter"]
         results.append(row)
-    # llvm's CPU model against the real core: a dotprod region must run exactly where the
-    # core has dotprod.
+    # llvm's CPU model against the real core's extensions (Arm's specifications): a kernel
+    # compiled for an extension must run exactly where the core has it.
     for row in results:
         core = CORES.get(row["core"])
-        if core and "lacks" in row and "dotprod" in row["lacks"] and core.has_dotprod:
-            warnings.append(f"llvm's {core.mcpu} model lacks dotprod but the core has it")
-        if core and row.get("runs") and not core.has_dotprod and re.search(
-                r"dot", row["kernel"]) and row["family"] == "int8dot" and "neondot" in row["source"]:
-            warnings.append(f"{row['kernel']} ran on {core.mcpu} which has no dotprod")
+        if core is None:
+            continue
+        stem = Path(row["source"]).stem
+        needs = {"i8mm", "dotprod"} if stem.endswith("__neoni8mm") else (
+            {"dotprod"} if stem.endswith("__neondot") else set())
+        if row.get("runs") and not needs <= core.features:
+            warnings.append(f"{row['kernel']} ({', '.join(sorted(needs))}) ran on llvm's "
+                            f"{core.mcpu} model, but the core has no {', '.join(sorted(needs))}")
+        if not row.get("runs") and any(f in row["lacks"] for f in core.features):
+            warnings.append(f"llvm's {core.mcpu} model lacks {row['lacks']}, the core has it")
     # Duplicated regions: keep the first instance for ratios, say so.
     for name in {r.name for r in regions if r.instance > 1}:
         warnings.append(f"region {name} appears {max(r.instance for r in regions if r.name == name)}"
@@ -1257,7 +1273,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = []
     for name in [c for c in args.cores.split(",") if c]:
         cores.append(dataclasses.replace(CORES[name]) if name in CORES else
-                     Core(name, name, f"{name} (llvm model)", 2.0, False))
+                     Core(name, name, f"{name} (llvm model)", 2.0))
     parse_clock(args.clock, cores)
     try:
         work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="arm-sim-"))

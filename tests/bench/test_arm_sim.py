@@ -118,7 +118,7 @@ def test_model_estimate_uses_the_fastest_kernel_that_holds_the_layer():
                  wbits=8, abits=8, macs_per_cycle=8.0),
             dict(kernel="conv_w2a2_lut_neon", family="lut", core="c", runs=True, instance=1,
                  wbits=2, abits=2, macs_per_cycle=16.0)]
-    est = arm_sim.estimate_model(layers, rows, arm_sim.Core("c", "c", "c", 1.0, False))
+    est = arm_sim.estimate_model(layers, rows, arm_sim.Core("c", "c", "c", 1.0))
     first, second = est["layers"]
     assert est["float_layers"] == ["head"]
     assert first["kernel"] == "conv_u8s8_neon"  # W8A8: the LUT cannot hold it
