@@ -88,17 +88,29 @@ inline int8x16_t shifted(uint8x16_t a) {
 #define LOWBIT_INPUT_OPERANDS(bytes)                                                         \
   [x0] "w"(x0), [x1] "w"(x1), [x2] "w"(x2), [x3] "w"(x3), [w] "r"(w),                         \
       "m"(*reinterpret_cast<const int8_t(*)[bytes]>(w))
+// LOWBIT_SDOT4 with the load `ld` between its second and third sdot (in-order
+// cores such as the A55 issue a load and a 128-bit sdot in different cycles,
+// and the first use of a load waits for it: one weight load per 4 sdots, each
+// issued one sdot group ahead of its use).
+#define LOWBIT_SDOT4_LD(wreg, lane, h, ld)                     \
+  "sdot %[c0" #h "].4s, " wreg ".16b, %[x0].4b[" #lane "]\n\t" \
+  "sdot %[c1" #h "].4s, " wreg ".16b, %[x1].4b[" #lane "]\n\t" \
+  ld                                                           \
+  "sdot %[c2" #h "].4s, " wreg ".16b, %[x2].4b[" #lane "]\n\t" \
+  "sdot %[c3" #h "].4s, " wreg ".16b, %[x3].4b[" #lane "]\n\t"
+#define LOWBIT_LDQ(reg, off) "ldr " reg ", [%[w], #" off "]\n\t"
 // 4 k-quads (weights [4][16 channels][4] s8 at w, 256 bytes) for the channel
-// groups at byte offset `off` (0: groups 0-1, 32: groups 2-3) of each quad.
-#define LOWBIT_BLOCK_ASM(off)                                              \
-  "ldp q24, q25, [%[w], #" #off "]\n\t"                                    \
-  "ldp q26, q27, [%[w], #64 + " #off "]\n\t"                                \
-  LOWBIT_SDOT4("v24", 0, 0) LOWBIT_SDOT4("v25", 0, 1)                     \
-  "ldp q28, q29, [%[w], #128 + " #off "]\n\t"                               \
-  LOWBIT_SDOT4("v26", 1, 0) LOWBIT_SDOT4("v27", 1, 1)                     \
-  "ldp q30, q31, [%[w], #192 + " #off "]\n\t"                               \
-  LOWBIT_SDOT4("v28", 2, 0) LOWBIT_SDOT4("v29", 2, 1)                     \
-  LOWBIT_SDOT4("v30", 3, 0) LOWBIT_SDOT4("v31", 3, 1)
+// groups at byte offset `off` (0: groups 0-1, 32: groups 2-3) of each quad:
+// quad j's two weight rows in v24 + 2j, v25 + 2j.
+#define LOWBIT_BLOCK_ASM(off)                                                 \
+  LOWBIT_LDQ("q24", #off) LOWBIT_LDQ("q25", #off " + 16")                     \
+  LOWBIT_LDQ("q26", #off " + 64")                                             \
+  LOWBIT_SDOT4_LD("v24", 0, 0, LOWBIT_LDQ("q27", #off " + 80"))              \
+  LOWBIT_SDOT4_LD("v25", 0, 1, LOWBIT_LDQ("q28", #off " + 128"))             \
+  LOWBIT_SDOT4_LD("v26", 1, 0, LOWBIT_LDQ("q29", #off " + 144"))             \
+  LOWBIT_SDOT4_LD("v27", 1, 1, LOWBIT_LDQ("q30", #off " + 192"))             \
+  LOWBIT_SDOT4_LD("v28", 2, 0, LOWBIT_LDQ("q31", #off " + 208"))             \
+  LOWBIT_SDOT4("v29", 2, 1) LOWBIT_SDOT4("v30", 3, 0) LOWBIT_SDOT4("v31", 3, 1)
 // One k-quad (weights [16 channels][4] s8 at w, 64 bytes), lane 0.
 #define LOWBIT_QUAD_ASM(off) \
   "ldp q24, q25, [%[w], #" #off "]\n\t" LOWBIT_SDOT4("v24", 0, 0) LOWBIT_SDOT4("v25", 0, 1)

@@ -61,6 +61,36 @@ constexpr int kTile = 4;
   "usmmla %[c110].4s, %[" #a1 "].16b, v30.16b\n\t"     \
   "usmmla %[c011].4s, %[" #a0 "].16b, v31.16b\n\t"     \
   "usmmla %[c111].4s, %[" #a1 "].16b, v31.16b\n\t"
+// Two k-octets (weight quads 0-1 at w + off, 2-3 at w + 128 + off) for the
+// 16-byte step, ordered for in-order cores (A510): all 4 weight loads first
+// (the second octet's rows in v20-v23), then both octets' zips (the second
+// octet's B in v24-v27), then the 16 usmmla, so only the first zip waits for
+// a load and the first usmmla for a zip.
+#define LOWBIT_MMLA8(o, b0, b1, b2, b3)                 \
+  "usmmla %[c000].4s, %[a0" #o "].16b, " b0 ".16b\n\t"  \
+  "usmmla %[c100].4s, %[a1" #o "].16b, " b0 ".16b\n\t"  \
+  "usmmla %[c001].4s, %[a0" #o "].16b, " b1 ".16b\n\t"  \
+  "usmmla %[c101].4s, %[a1" #o "].16b, " b1 ".16b\n\t"  \
+  "usmmla %[c010].4s, %[a0" #o "].16b, " b2 ".16b\n\t"  \
+  "usmmla %[c110].4s, %[a1" #o "].16b, " b2 ".16b\n\t"  \
+  "usmmla %[c011].4s, %[a0" #o "].16b, " b3 ".16b\n\t"  \
+  "usmmla %[c111].4s, %[a1" #o "].16b, " b3 ".16b\n\t"
+#define LOWBIT_BLOCK_ASM(off)                           \
+  "ldp q24, q25, [%[w], #" #off "]\n\t"                 \
+  "ldp q26, q27, [%[w], #64 + " #off "]\n\t"            \
+  "ldp q20, q21, [%[w], #128 + " #off "]\n\t"           \
+  "ldp q22, q23, [%[w], #192 + " #off "]\n\t"           \
+  "zip1 v28.4s, v24.4s, v26.4s\n\t"                     \
+  "zip2 v29.4s, v24.4s, v26.4s\n\t"                     \
+  "zip1 v30.4s, v25.4s, v27.4s\n\t"                     \
+  "zip2 v31.4s, v25.4s, v27.4s\n\t"                     \
+  "zip1 v24.4s, v20.4s, v22.4s\n\t"                     \
+  "zip2 v25.4s, v20.4s, v22.4s\n\t"                     \
+  "zip1 v26.4s, v21.4s, v23.4s\n\t"                     \
+  "zip2 v27.4s, v21.4s, v23.4s\n\t"                     \
+  LOWBIT_MMLA8(0, "v28", "v29", "v30", "v31")           \
+  LOWBIT_MMLA8(1, "v24", "v25", "v26", "v27")
+#define LOWBIT_BLOCK_CLOBBERS LOWBIT_CLOBBERS, "v20", "v21", "v22", "v23"
 // One k-quad at w + off, k 4-7 of B zero (v26 / v27 cleared).
 #define LOWBIT_QUAD_ASM(off)                           \
   "ldp q24, q25, [%[w], #" #off "]\n\t"                \
@@ -156,16 +186,16 @@ void conv_u8s8dot_4x16__neoni8mm(const Int8DotConvArgs& args) {
           const Pairs p =
               make_pairs(vld1q_u8(r0 + k), vld1q_u8(r1 + k), vld1q_u8(r2 + k), vld1q_u8(r3 + k));
           // 2 k-octets: weight quads 0-1, then 2-3 (bytes 128-255).
-          asm(LOWBIT_OCTET_ASM(0, a00, a10) LOWBIT_OCTET_ASM(128, a01, a11)
+          asm(LOWBIT_BLOCK_ASM(0)
               : LOWBIT_HALF_OPERANDS(0, 1)
               : [a00] "w"(p.a00), [a01] "w"(p.a01), [a10] "w"(p.a10), [a11] "w"(p.a11), [w] "r"(w),
                 "m"(*reinterpret_cast<const int8_t(*)[16 * B]>(w))
-              : LOWBIT_CLOBBERS);
-          asm(LOWBIT_OCTET_ASM(32, a00, a10) LOWBIT_OCTET_ASM(160, a01, a11)
+              : LOWBIT_BLOCK_CLOBBERS);
+          asm(LOWBIT_BLOCK_ASM(32)
               : LOWBIT_HALF_OPERANDS(2, 3)
               : [a00] "w"(p.a00), [a01] "w"(p.a01), [a10] "w"(p.a10), [a11] "w"(p.a11), [w] "r"(w),
                 "m"(*reinterpret_cast<const int8_t(*)[16 * B]>(w))
-              : LOWBIT_CLOBBERS);
+              : LOWBIT_BLOCK_CLOBBERS);
           LOWBIT_MCA_END();
         }
         if (k + 8 <= bytes) {  // one k-octet
@@ -220,5 +250,8 @@ void conv_u8s8dot_4x16__neoni8mm(const Int8DotConvArgs& args) {
 #undef LOWBIT_HALF_OPERANDS
 #undef LOWBIT_QUAD_ASM
 #undef LOWBIT_OCTET_ASM
+#undef LOWBIT_BLOCK_CLOBBERS
+#undef LOWBIT_BLOCK_ASM
+#undef LOWBIT_MMLA8
 
 }  // namespace lowbit::kernels

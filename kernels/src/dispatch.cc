@@ -378,10 +378,11 @@ constexpr MapBytesEntry map_bytes__neon = {
 
 // --- Armv8.2 dotprod (sdot) ----------------------------------------------
 // llvm-mca-19 of the inner loop (4 k-quads, 64 sdot + 4 eor): 30.0 MAC/cycle
-// on neoverse-n1 (bound: the two vector pipes, 34 cycles per 1024
-// multiply-adds), 28 on cortex-a76, 22 on cortex-a510, 11-13 on the
-// in-order cortex-a55 (one 128-bit sdot per cycle: limit 16). A static
-// estimate of the inner loop only (no caches, no memory stalls).
+// on neoverse-n1 and cortex-a76 (bound: the two vector pipes, 34 cycles per
+// 1024 multiply-adds), 11.6 on the in-order cortex-a55 (its model issues
+// loads and 128-bit sdot in separate cycles: 68 + 20 per iteration), 19.7 on
+// cortex-a510. A static estimate of the inner loop only (no caches, no
+// memory stalls).
 constexpr Int8DotConvEntry conv_u8s8dot_4x16__neondot = {
     .family = ConvFamily::kInt8Dot,
     LOWBIT_KERNEL_FN(conv_u8s8dot_4x16__neondot),
@@ -396,9 +397,8 @@ constexpr Int8DotConvEntry conv_u8s8dot_4x16__neondot = {
 // llvm-mca-19 of the inner loop (2 k-octets, 32 usmmla + 20 zip): 39.2
 // MAC/cycle on neoverse-n2, cortex-a710, cortex-x2 (the sdot variant: 30.0;
 // bound: the two vector pipes, 26 cycles per 1024 multiply-adds), 78 on
-// neoverse-v1 / v2 (sdot: 60), but 19.3 on the in-order cortex-a510 (sdot:
-// 21.8). Chosen for the i8mm level all the same: the big cores carry the
-// work, and the hwcaps do not tell the cores of a big.LITTLE system apart.
+// neoverse-v1 / v2 (sdot: 60), 27.7 on the in-order cortex-a510 (sdot: 19.7).
+// Static estimates, as above.
 constexpr Int8DotConvEntry conv_u8s8dot_4x16__neoni8mm = {
     .family = ConvFamily::kInt8Dot,
     LOWBIT_KERNEL_FN(conv_u8s8dot_4x16__neoni8mm),
