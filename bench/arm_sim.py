@@ -109,8 +109,8 @@ KERNEL_TABLE: dict[str, dict] = {
 
 def _bitserial_pixels(wb: int, ab: int) -> int:
     """conv_anybits_bitserial_64x4__neon's tile_pixels(WB, AB): byte accumulators of
-    WB + AB - 1 weight classes x 2 halves plus 2 int32 sums per pixel within ~20 registers."""
-    return max(1, min(4, 20 // (2 * (wb + ab - 1) + 2)))
+    WB + AB - 1 weight classes x 2 halves plus 2 int32 sums per pixel within ~18 registers."""
+    return max(1, min(4, 18 // (2 * (wb + ab - 1) + 2)))
 
 
 for _w in range(1, 5):

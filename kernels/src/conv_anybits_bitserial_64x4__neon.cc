@@ -4,8 +4,8 @@
 // One instantiation per (weight bits WB, activation bits AB), so every loop
 // over bit planes is unrolled and every accumulator lives in a register.
 // Register tile: P output pixels x the 4 output channels of a block (P = 4
-// at W1A1, 3 at W1A2/W2A1, 2 at W2A2 ...: tile_pixels()). Per input word
-// (64 channels of one tap): the block's weight planes are loaded once
+// at W1A1, 3 at W1A2/W2A1, 2 at W2A2/W1A3/W3A1, else 1: tile_pixels()).
+// Per input word (64 channels of one tap): the block's weight planes are loaded once
 // ([taps][words][WB][4] uint64: two 128-bit registers per plane, channels
 // 0-1 and 2-3) and each pixel's activation planes are broadcast (ld1r).
 // Each plane pair (i, j) costs AND + cnt + one byte add: the cnt bytes go
@@ -40,9 +40,10 @@ constexpr int min_bits(int a, int b) { return a < b ? a : b; }
 // Weight classes (i + j) of a plane pair.
 constexpr int classes(int wb, int ab) { return wb + ab - 1; }
 // Pixels per register tile: byte accumulators 2 * classes per pixel plus
-// 32-bit sums 2 per pixel within about 20 registers.
+// 32-bit sums 2 per pixel within about 18 registers (the rest hold weights
+// and activations; 20 spilled at W2A3, W3A2, W1A4 and W4A1).
 constexpr int tile_pixels(int wb, int ab) {
-  const int p = 20 / (2 * classes(wb, ab) + 2);
+  const int p = 18 / (2 * classes(wb, ab) + 2);
   return p < 1 ? 1 : (p > 4 ? 4 : p);
 }
 constexpr int flush_words(int wb, int ab) { return 255 / (8 * min_bits(wb, ab)); }
@@ -56,11 +57,12 @@ inline void mca_begin() {
   }
   LOWBIT_BS_MCA_CASE(1, 1)
   LOWBIT_BS_MCA_CASE(1, 2)
-  LOWBIT_BS_MCA_CASE(2, 1) LOWBIT_BS_MCA_CASE(2, 2) LOWBIT_BS_MCA_CASE(1, 3)
-      LOWBIT_BS_MCA_CASE(3, 1) LOWBIT_BS_MCA_CASE(2, 3) LOWBIT_BS_MCA_CASE(3, 2)
-          LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4) LOWBIT_BS_MCA_CASE(4, 1)
-              LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2) LOWBIT_BS_MCA_CASE(3, 4)
-                  LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
+  LOWBIT_BS_MCA_CASE(2, 1)
+  LOWBIT_BS_MCA_CASE(2, 2)
+  LOWBIT_BS_MCA_CASE(1, 3) LOWBIT_BS_MCA_CASE(3, 1) LOWBIT_BS_MCA_CASE(2, 3)
+      LOWBIT_BS_MCA_CASE(3, 2) LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4)
+          LOWBIT_BS_MCA_CASE(4, 1) LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2)
+              LOWBIT_BS_MCA_CASE(3, 4) LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
 }
 #undef LOWBIT_BS_MCA_CASE
 
