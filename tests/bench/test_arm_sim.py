@@ -11,17 +11,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 import arm_sim  # noqa: E402
+import arm_sim_mca as mca_lib  # noqa: E402
 
 TIMEOUT = 180
 
 
 def mca():
-    return arm_sim.find_llvm_mca(None)
+    return mca_lib.find_llvm_mca(None)
 
 
 def region(text, name="t"):
-    return arm_sim.Region(name, "test.cc", 1, "marked", text,
-                          sum(arm_sim.is_instruction(l) for l in text.splitlines()))
+    return mca_lib.Region(name, "test.cc", 1, "marked", text,
+                          sum(mca_lib.is_instruction(l) for l in text.splitlines()))
 
 
 # gcc-style output: label, marker, body, marker, loop counter and back-branch.
@@ -48,20 +49,20 @@ GCC_LOOP = """\
 
 
 def test_region_widened_to_its_loop():
-    (r,) = arm_sim.extract_regions(GCC_LOOP, "x.cc")
+    (r,) = mca_lib.extract_regions(GCC_LOOP, "x.cc")
     assert r.name == "demo" and r.mode == "loop"
-    body = [l.split()[0] for l in r.text.splitlines() if arm_sim.is_instruction(l)]
+    body = [l.split()[0] for l in r.text.splitlines() if mca_lib.is_instruction(l)]
     assert body == ["ldr", "smull", "add", "cmp", "bcs"]
-    (m,) = arm_sim.extract_regions(GCC_LOOP, "x.cc", widen=False)
+    (m,) = mca_lib.extract_regions(GCC_LOOP, "x.cc", widen=False)
     assert m.mode == "marked"
     assert [l.split()[0] for l in m.text.splitlines()] == ["ldr", "smull"]
 
 
 def test_unclosed_and_unknown_regions_are_errors():
-    with pytest.raises(arm_sim.SimError, match="not closed"):
-        arm_sim.extract_regions("\t# LLVM-MCA-BEGIN a\n\tadd x0, x0, 1\n", "x.cc")
-    (r,) = arm_sim.extract_regions(GCC_LOOP, "x.cc")
-    with pytest.raises(arm_sim.SimError, match="without a KERNEL_TABLE entry.*demo"):
+    with pytest.raises(mca_lib.SimError, match="not closed"):
+        mca_lib.extract_regions("\t# LLVM-MCA-BEGIN a\n\tadd x0, x0, 1\n", "x.cc")
+    (r,) = mca_lib.extract_regions(GCC_LOOP, "x.cc")
+    with pytest.raises(mca_lib.SimError, match="without a KERNEL_TABLE entry.*demo"):
         arm_sim.check_table([r])
 
 
@@ -76,7 +77,7 @@ def test_eight_multiplies_saturate_the_a72_multiply_pipe(tmp_path):
     # 8 independent 16-bit widening multiply-accumulates: llvm's A57 model issues one per
     # cycle on one ASIMD pipe, so 8 cycles per iteration, bound by that pipe.
     text = "".join(f"smlal v{i}.8h, v{16 + i}.8b, v24.8b\n" for i in range(8))
-    sim = arm_sim.simulate(mca(), region(text), arm_sim.CORES["cortex-a72"], tmp_path)
+    sim = mca_lib.simulate(mca(), region(text), arm_sim.CORES["cortex-a72"], tmp_path)
     assert sim["runs"]
     assert sim["cycles_per_iter"] == pytest.approx(8.0, abs=0.05)
     assert sim["instructions"] == 8
@@ -89,10 +90,10 @@ def test_dotprod_region_runs_only_where_llvm_models_dotprod(tmp_path):
     text = "".join(f"sdot v{i}.4s, v{16 + i}.16b, v24.4b[0]\n" for i in range(8))
     r = region(text)
     for name in ("cortex-a53", "cortex-a72"):
-        sim = arm_sim.simulate(mca(), r, arm_sim.CORES[name], tmp_path)
+        sim = mca_lib.simulate(mca(), r, arm_sim.CORES[name], tmp_path)
         assert not sim["runs"] and "dotprod" in sim["lacks"]
     for name in ("cortex-a55", "neoverse-n1"):
-        sim = arm_sim.simulate(mca(), r, arm_sim.CORES[name], tmp_path)
+        sim = mca_lib.simulate(mca(), r, arm_sim.CORES[name], tmp_path)
         assert sim["runs"] and sim["cycles_per_iter"] >= 4.0  # at most 2 sdot per cycle
 
 
@@ -193,11 +194,11 @@ _Z1fv:
 
 
 def test_marked_loop_is_matched_to_the_unmarked_build():
-    (r,) = arm_sim.extract_regions(MARKED, "x.cc")
+    (r,) = mca_lib.extract_regions(MARKED, "x.cc")
     assert r.function == "_Z1fv" and r.mode == "loop"
-    m = arm_sim.match_unmarked(r, PLAIN)
+    m = mca_lib.match_unmarked(r, PLAIN)
     assert m is not None and m.build == "unmarked"
     assert [l.split()[0] for l in m.text.splitlines()] == ["ldr", "tbl", "add", "subs", "bne"]
-    assert arm_sim.markers_moved_code(MARKED, PLAIN.replace(".L3", ".L9")) > 0
+    assert mca_lib.markers_moved_code(MARKED, PLAIN.replace(".L3", ".L9")) > 0
     # No loop of the unmarked build with the same vector arithmetic: no match.
-    assert arm_sim.match_unmarked(r, PLAIN.replace("tbl", "tbx")) is None
+    assert mca_lib.match_unmarked(r, PLAIN.replace("tbl", "tbx")) is None
