@@ -793,7 +793,8 @@ def main(argv: list[str] | None = None) -> int:
         "stalls).")
     ap.add_argument("--cores", default=",".join(DEFAULT_CORES),
                     help="comma list of cores (default %(default)s); any other llvm -mcpu "
-                    "name (e.g. neoverse-n2) is simulated with a 2.0 GHz clock")
+                    "name (e.g. cortex-a76, which llvm gives the A57 model) is simulated with a "
+                    "2.0 GHz clock")
     ap.add_argument("--kernels", default=None,
                     help="comma list: only regions/sources whose name contains one of these")
     ap.add_argument("--model", action="append", default=[],
