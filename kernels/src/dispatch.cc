@@ -456,7 +456,13 @@ constexpr KernelTable kNeonTable = {
 #endif
 
 #if LOWBIT_KERNELS_ARM64
-// The dotprod level: the NEON table with the sdot kernel.
+// The dotprod level: the NEON table with the sdot kernel. No dotprod
+// depthwise kernel: sdot sums 4 products of one output lane over k, and a
+// depthwise output channel's k are its taps, which lie in 4 different pixels
+// of the 16-bit DwConv format; per 16 channels x 4 taps that is 4 narrowings
+// + 8 byte transposes + 4 sdot (20 vector operations per 64 multiply-adds, and
+// 3x3 pads 9 taps to 12): ~5 multiply-adds per cycle on Neoverse-N1's two
+// pipes, no better than 16-bit smlal's limit of 8 there.
 const KernelTable& neondot_table() {
   static const KernelTable table = [] {
     KernelTable t = kNeonTable;

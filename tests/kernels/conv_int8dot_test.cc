@@ -8,9 +8,13 @@
 //     per-block weight correction 128 * sum(w) for the first 64 only);
 //   - codes and weights at the ends of their ranges, where the shifted
 //     activations (a - 128) and the correction are largest;
-//   - work ranges that start and end inside a pixel group's blocks.
+//   - work ranges that start and end inside a pixel group's blocks;
+// and that the cost model picks the Arm dot-product kernels where they run.
+#include <cstring>
+
 #include "conv_tester.h"
 #include "isa_param.h"
+#include "lowbit/kernels/choose.h"
 
 namespace lowbit::kernels::testing {
 namespace {
@@ -67,6 +71,25 @@ TEST_P(ConvInt8Dot, WorkRangesAndRequantizedCodes) {
   ConvTester().int8().destination(Destination::kCodes).out_bits(8).out_scale(0.25f)
       .activation_zero_point(128).cin(24).cout(24).h(6).w(6).kernel(3).pad(1).seed(seed++)
       .Test(table().conv_u8s8dot.fn);
+}
+
+// On the dotprod and i8mm levels the byte-format INT8 kernel is the level's
+// own and the cheapest family from W8A8 down to W2A2 (below sdot the LUT and
+// bit-serial kernels lose, KERNELS.md); below them (neon) it is not theirs.
+TEST_P(ConvInt8Dot, ChosenOnArmDotLevels) {
+  const bool dot_level = GetParam() == Isa::kNeonDot || GetParam() == Isa::kNeonI8mm;
+  EXPECT_EQ(std::strcmp(table().conv_u8s8dot.name, "conv_u8s8dot_4x16__neondot") == 0,
+            GetParam() == Isa::kNeonDot);
+  EXPECT_EQ(std::strcmp(table().conv_u8s8dot.name, "conv_u8s8dot_4x16__neoni8mm") == 0,
+            GetParam() == Isa::kNeonI8mm);
+  if (!dot_level) return;
+  for (const ConvGeometry& g : {Conv(128, 128, 20, 3, 1), Conv(96, 192, 10, 1, 1)}) {
+    for (int bits : {8, 4, 2}) {
+      const ConvKernelChoice c = choose_conv_kernel(g, bits, bits, WeightDomain::kSigned, table());
+      EXPECT_EQ(c.family, ConvFamily::kInt8Dot) << bits;
+      EXPECT_STREQ(c.kernel_name, table().conv_u8s8dot.name) << bits;
+    }
+  }
 }
 
 LOWBIT_INSTANTIATE_ISA_TESTS(ConvInt8Dot);
