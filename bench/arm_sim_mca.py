@@ -379,8 +379,56 @@ def simulate(llvm_mca: str, region: Region, core: Core, work: Path, n: int = 100
     cpi = (b["cycles"] - a["cycles"]) / (2 * n)
     out = dict(runs=True, cycles_per_iter=cpi, instructions=a["instructions"] // n,
                dispatch_width=a["dispatch_width"], block_rthroughput=a["block_rthroughput"])
-    out["bound"] = bound_of(b, cpi, in_order=b["in_order"])
+    stalls = issue_stalls(llvm_mca, region.text, core.mcpu, work, tag) if b["in_order"] else []
+    out["bound"] = bound_of(b, cpi, in_order=b["in_order"], stalls=stalls)
     return out
+
+
+def parse_timeline(text: str) -> dict[tuple[int, int], tuple[int, str]]:
+    """llvm-mca -timeline rows: (iteration, index) -> (dispatch cycle, instruction)."""
+    lines = text.splitlines()
+    head = next((i for i, l in enumerate(lines) if l.startswith("Index ")), None)
+    if head is None:
+        return {}
+    start = lines[head].index("0")
+    rows = {}
+    for l in lines[head + 1:]:
+        m = re.match(r"\[(\d+),(\d+)\]", l)
+        if not m:
+            if rows and not l.strip():
+                break
+            continue
+        body = l[start:]
+        d = body.find("D")
+        instr = re.split(r"\s{2,}", body.rstrip())[-1].strip()
+        rows[(int(m.group(1)), int(m.group(2)))] = (d, instr)
+    return rows
+
+
+def issue_stalls(llvm_mca: str, text: str, mcpu: str, work: Path, tag: str,
+                 iterations: int = 4) -> list[tuple[str, float]]:
+    """In-order cores: the instructions that wait longest to issue after the one before them
+    (cycles beyond the one a dual-issue pair may take), averaged over the iterations after
+    the first, largest first, from llvm-mca's timeline."""
+    path = work / f"{tag}.{mcpu}.timeline.s"
+    path.write_text(text)
+    r = subprocess.run([llvm_mca, "-mtriple=aarch64-linux-gnu", f"-mcpu={mcpu}",
+                        f"-iterations={iterations}", "-timeline",
+                        f"-timeline-max-iterations={iterations}", "-timeline-max-cycles=0",
+                        str(path)],
+                       capture_output=True, text=True)
+    rows = parse_timeline(r.stdout) if r.returncode == 0 else {}
+    if not rows:
+        return []
+    n = 1 + max(k for _, k in rows)
+    waits: dict[str, float] = {}
+    for it in range(1, iterations):
+        for k in range(n):
+            prev = rows.get((it, k - 1) if k else (it - 1, n - 1))
+            cur = rows.get((it, k))
+            if prev and cur and cur[0] - prev[0] > 1:
+                waits[cur[1]] = waits.get(cur[1], 0.0) + (cur[0] - prev[0] - 1) / (iterations - 1)
+    return sorted(waits.items(), key=lambda kv: -kv[1])
 
 
 def describe_resource(name: str) -> str:
@@ -410,7 +458,8 @@ def mnemonic(instr: str) -> str:
     return instr.split()[0] if instr.split() else instr
 
 
-def bound_of(mca: dict, cpi: float, in_order: bool = False) -> dict:
+def bound_of(mca: dict, cpi: float, in_order: bool = False,
+             stalls: list[tuple[str, float]] | None = None) -> dict:
     """What limits the loop: the resource units busy >= 90% of the cycles (with the
     instructions that load them), else the issue width if instructions / width fills >= 90%,
     else the dependency chain (or, on the in-order models, issue stalls on latency)."""
@@ -444,8 +493,13 @@ def bound_of(mca: dict, cpi: float, in_order: bool = False) -> dict:
                        f"= {issue:.1f}/{cpi:.1f} cyc")
     elif in_order:
         out["kind"] = "in-order stalls"
-        out["text"] = (f"in-order issue stalls on operand latency ({busiest}, issue "
-                       f"{issue:.1f} cyc)")
+        stalled = sum(w for _, w in stalls or [])
+        top_stalls = ", ".join(f"{' '.join(i.split())} {w:.1f}" for i, w in (stalls or [])[:3])
+        out["stalls"] = stalls or []
+        out["text"] = (f"in-order issue: {stalled:.0f} of {cpi:.0f} cyc stalled on operands"
+                       + (f" (longest waits: {top_stalls})" if top_stalls else "")
+                       + f", the rest mostly single issue; {busiest}, dual issue "
+                       f"{issue:.1f} cyc")
     else:
         out["kind"] = "latency"
         dd = mca["bottleneck"].get("data_dependencies")

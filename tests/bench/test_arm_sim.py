@@ -202,3 +202,16 @@ def test_marked_loop_is_matched_to_the_unmarked_build():
     assert mca_lib.markers_moved_code(MARKED, PLAIN.replace(".L3", ".L9")) > 0
     # No loop of the unmarked build with the same vector arithmetic: no match.
     assert mca_lib.match_unmarked(r, PLAIN.replace("tbl", "tbx")) is None
+
+
+def test_in_order_stalls_name_the_waiting_instruction(tmp_path):
+    # A chain of 5 dependent multiply-accumulates on one register: on the in-order A53 model
+    # each waits for the one before, and the stall report names them.
+    text = "".join("mla v0.4s, v1.4s, v2.4s\n" for _ in range(5))
+    sim = mca_lib.simulate(mca(), region(text), arm_sim.CORES["cortex-a53"], tmp_path)
+    assert sim["runs"] and sim["bound"]["kind"] == "in-order stalls"
+    (instr, wait), = sim["bound"]["stalls"]
+    assert instr.split()[0] == "mla"
+    # Every cycle but the 5 issue cycles is a wait for the previous mla's result.
+    assert wait == pytest.approx(sim["cycles_per_iter"] - 5, abs=0.5)
+    assert sim["cycles_per_iter"] > 10
