@@ -26,6 +26,9 @@ set(CMAKE_SYSTEM_PROCESSOR aarch64)
 
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
 set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
+# GCC's note that std::pair<float, float> arguments are passed as GCC >= 10
+# does: informational, and hundreds of lines of build log.
+set(CMAKE_CXX_FLAGS_INIT "-Wno-psabi")
 
 # A cache entry, or the environment when try_compile re-reads this file.
 set(LOWBIT_ARM64_SYSROOT "$ENV{LOWBIT_ARM64_SYSROOT}" CACHE PATH

@@ -68,6 +68,7 @@ cat >"$apt_dir/apt.conf" <<EOF
 APT::Architecture "arm64";
 APT::Architectures { "arm64"; };
 APT::Install-Recommends "false";
+APT::Sandbox::User "$(id -un)";
 Dir::State "$apt_dir";
 Dir::State::Lists "$apt_dir/lists";
 Dir::State::status "$apt_dir/status";
