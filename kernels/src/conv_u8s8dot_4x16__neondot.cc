@@ -58,9 +58,18 @@ void block_correction(const int8_t* w, int quads, int32_t* out) {
   vst1q_s32(out + 12, vshlq_n_s32(s3, 7));
 }
 
-// The u8 codes of 16 bytes as s8 (a - 128).
-inline int8x16_t shifted(uint8x16_t a) {
-  return vreinterpretq_s8_u8(veorq_u8(a, vdupq_n_u8(0x80)));
+// 0x80 in every byte. Made by asm: g++ prints the constant of vdupq_n_u8(0x80)
+// as "movi v.16b, 0xffffffffffffff80", which GNU as takes but llvm-mca (the
+// simulator bench/arm-sim runs on these files) rejects.
+inline uint8x16_t bytes_0x80() {
+  uint8x16_t k;
+  asm("movi %0.16b, #0x80" : "=w"(k));
+  return k;
+}
+
+// The u8 codes of 16 bytes as s8 (a - 128); k80 = bytes_0x80().
+inline int8x16_t shifted(uint8x16_t a, uint8x16_t k80) {
+  return vreinterpretq_s8_u8(veorq_u8(a, k80));
 }
 
 // The inner steps are inline asm: from intrinsics, g++ 12 hoists all 16
@@ -117,10 +126,10 @@ inline int8x16_t shifted(uint8x16_t a) {
 // clang-format on
 
 // The 4 u8 codes at p as s8 in lane 0 (and copies in the other lanes).
-inline int8x16_t shifted_quad(const uint8_t* p) {
+inline int8x16_t shifted_quad(const uint8_t* p, uint8x16_t k80) {
   uint32_t v;
   __builtin_memcpy(&v, p, 4);
-  return shifted(vreinterpretq_u8_u32(vdupq_n_u32(v)));
+  return shifted(vreinterpretq_u8_u32(vdupq_n_u32(v)), k80);
 }
 
 }  // namespace
@@ -136,6 +145,7 @@ void conv_u8s8dot_4x16__neondot(const Int8DotConvArgs& args) {
   alignas(16) int32_t corrections[kCachedBlocks * B];
   uint64_t cached = 0;  // bit cb: corrections of block cb computed
   alignas(16) int32_t uncached[B];
+  const uint8x16_t k80 = bytes_0x80();
   for (size_t item = args.work.begin; item < end; ++item) {
     const int cb = int(item % plan.cout_blocks);
     const size_t group = item / plan.cout_blocks % plan.pixel_groups;
@@ -180,8 +190,8 @@ void conv_u8s8dot_4x16__neondot(const Int8DotConvArgs& args) {
         int k = 0;
         for (; k + 16 <= bytes; k += 16, w += 16 * B) {
           LOWBIT_MCA_BEGIN("conv_u8s8dot_neon");
-          const int8x16_t x0 = shifted(vld1q_u8(a0 + k)), x1 = shifted(vld1q_u8(a1 + k)),
-                          x2 = shifted(vld1q_u8(a2 + k)), x3 = shifted(vld1q_u8(a3 + k));
+          const int8x16_t x0 = shifted(vld1q_u8(a0 + k), k80), x1 = shifted(vld1q_u8(a1 + k), k80),
+                          x2 = shifted(vld1q_u8(a2 + k), k80), x3 = shifted(vld1q_u8(a3 + k), k80);
           asm(LOWBIT_BLOCK_ASM(0)
               : LOWBIT_HALF_OPERANDS(0, 1)
               : LOWBIT_INPUT_OPERANDS(16 * B)
@@ -194,8 +204,8 @@ void conv_u8s8dot_4x16__neondot(const Int8DotConvArgs& args) {
         }
         // Tail quads of the row: 4 bytes per pixel, used from lane 0.
         for (; k < bytes; k += 4, w += 4 * B) {
-          const int8x16_t x0 = shifted_quad(a0 + k), x1 = shifted_quad(a1 + k),
-                          x2 = shifted_quad(a2 + k), x3 = shifted_quad(a3 + k);
+          const int8x16_t x0 = shifted_quad(a0 + k, k80), x1 = shifted_quad(a1 + k, k80),
+                          x2 = shifted_quad(a2 + k, k80), x3 = shifted_quad(a3 + k, k80);
           asm(LOWBIT_QUAD_ASM(0)
               : LOWBIT_HALF_OPERANDS(0, 1)
               : LOWBIT_INPUT_OPERANDS(4 * B)
