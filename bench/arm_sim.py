@@ -613,7 +613,8 @@ def acceptance(rows: list[dict], models: dict) -> list[dict]:
         base = int8_baseline([r for r in rows if r["instance"] == 1], core)
         best = best_rate(rows, core, runs_bits(w, a))
         if not base or not best:
-            checks.append(dict(check=label, result="N/A", detail=f"no kernels on {core}"))
+            checks.append(dict(check=label, result="N/A",
+                               detail=f"no INT8 kernel or none for W{w}A{a} simulated on {core}"))
             return
         v = best["macs_per_cycle"] / base["macs_per_cycle"]
         checks.append(dict(check=label, value=v, target=target,
@@ -654,7 +655,7 @@ def acceptance(rows: list[dict], models: dict) -> list[dict]:
     a72 = models.get("cortex-a72", {})
     if not ("W8A8" in a72 and "W2A2" in a72) and any(r["core"] == "cortex-a72" for r in rows):
         checks.append(dict(check="NanoDet W2A2 on A72 >= 2x faster than W8A8", result="N/A",
-                           detail="NanoDet not estimated (see the warnings; --lowbit)"))
+                           detail="NanoDet not estimated (--kernels given, or see the warnings)"))
     if "W8A8" in a72 and "W2A2" in a72:
         v = a72["W8A8"]["total_ms"] / a72["W2A2"]["total_ms"]
         checks.append(dict(check="NanoDet W2A2 on A72 >= 2x faster than W8A8", value=v,
