@@ -78,7 +78,13 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Serve(std::unique_ptr<Lowb
                                                             Clock* clock) {
   if (!options.metrics_address.empty()) {
     try {
-      server->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_address);
+      // The embedded web server serves one connection per thread and, by
+      // default, waits 30 s for a request on a connection that sends none:
+      // two idle connections held /metrics that long. Idle connections now
+      // close after 2 s, and 4 threads leave room for the scraper meanwhile.
+      server->exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+          "listening_ports", options.metrics_address, "num_threads", "4", "request_timeout_ms",
+          "2000"});
     } catch (const std::exception& e) {
       return Unavailable("cannot serve metrics on --metrics-address " + options.metrics_address +
                          " (" + e.what() + "); is the port in use?");

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import socket
+import time
 from pathlib import Path
 
 import grpc
@@ -57,3 +59,25 @@ def test_metrics_histogram_and_counter(server: ServerProcess, client: Client, do
     assert observed >= requests, f"histogram count rose by {observed}, expected >= {requests}"
     counted = sample_sum(after, "lowbit_requests_total") - sample_sum(before, "lowbit_requests_total")
     assert counted >= requests, f"lowbit_requests_total rose by {counted}, expected >= {requests}"
+
+
+def test_idle_connections_do_not_block_metrics(server: ServerProcess) -> None:
+    """Connections that never send a request (a port scanner, a stuck
+    scraper) must not hold /metrics: they are timed out, and more than they
+    occupy is left to answer."""
+    host, port = server.metrics_address.rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(3)]
+    try:
+        started = time.monotonic()
+        text = scrape(server)
+        took_s = time.monotonic() - started
+        assert "lowbit_requests_total" in text or "lowbit_" in text
+        assert took_s < 2.0, f"/metrics took {took_s:.1f} s with {len(idle)} idle connections open"
+        # The server closes an idle connection itself (recv sees the end).
+        idle[0].settimeout(15)
+        started = time.monotonic()
+        assert idle[0].recv(1) == b""
+        assert time.monotonic() - started < 10
+    finally:
+        for connection in idle:
+            connection.close()
