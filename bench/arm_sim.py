@@ -123,6 +123,12 @@ for _w in range(1, 5):
             derivation=f"conv_anybits_bitserial_64x4__neon<{_w},{_a}>, one iteration of its word "
             f"loop: {_bitserial_pixels(_w, _a)} pixels (tile_pixels) x 4 cout x 64 input "
             f"channels ({_w}x{_a} plane pairs x 2 halves of AND + cnt + add per pixel)")
+# W1A1 has its own loop (tile_dots_w1a1): two input words (two steps of the weight stream) per
+# iteration, 4 pixels x 4 cout x 128 input channels = 2048 (16 AND + cnt + add on 16 bytes).
+KERNEL_TABLE["bitserial_w1a1_neon"].update(
+    macs=2048, derivation="conv_anybits_bitserial_64x4__neon tile_dots_w1a1, one iteration of its "
+    "two-word loop (both words in one tap): 4 pixels x 4 cout x 2 x 64 input channels (ld4 of the "
+    "weights, 16 AND + cnt + add)")
 
 # Multiply-adds per instruction for the cross-check of the table against the region's own
 # multiplies (INT8 and depthwise families): lanes of the destination arrangement, 4x for the

@@ -12,6 +12,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -149,7 +151,22 @@ int main(int argc, char** argv) {
   }
   spdlog::info("received {}: draining (up to {} ms; a second signal exits at once)",
                SignalName(stop_signal), options.shutdown_grace_ms);
-  server.Shutdown(std::chrono::milliseconds(options.shutdown_grace_ms));
+  // The drain ends by the grace whatever is still running: calls are
+  // cancelled at its reserve point, but a batch already on a worker (slower
+  // than its measured service time when other work takes the cores) or a
+  // model still loading cannot be stopped, only abandoned.
+  const auto grace_end =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.shutdown_grace_ms);
+  auto drained = std::make_shared<std::promise<void>>();
+  std::future<void> drain_done = drained->get_future();
+  std::thread([&server, drained, grace = options.shutdown_grace_ms] {
+    server.Shutdown(std::chrono::milliseconds(grace));
+    drained->set_value();
+  }).detach();
+  if (drain_done.wait_until(grace_end) != std::future_status::ready) {
+    spdlog::warn(
+        "drain timeout passed with a batch still running (its calls were cancelled); exiting");
+  }
   {
     std::lock_guard<std::mutex> lock(events.mu);
     events.stopping = true;
