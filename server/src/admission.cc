@@ -21,15 +21,31 @@ StatusOr<engine::PixelFormat> ToEnginePixelFormat(v1::PixelFormat format) {
       return engine::PixelFormat::kRgb8;
     default:
       return InvalidArgument("frame.raw.format must be BGR8 or RGB8 (got " +
-                             v1::PixelFormat_Name(format) + ")");
+                             (v1::PixelFormat_IsValid(format) ? v1::PixelFormat_Name(format)
+                                                              : std::to_string(format)) +
+                             ")");
   }
 }
 
 }  // namespace
 
+Status CheckRequestString(std::string_view field, std::string_view value) {
+  if (value.size() <= kMaxRequestStringBytes) return Status::Ok();
+  return InvalidArgument(std::string(field) + " is " + std::to_string(value.size()) +
+                         " bytes long; at most " + std::to_string(kMaxRequestStringBytes) +
+                         " are accepted");
+}
+
+std::string Excerpt(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  return std::string(text.substr(0, max_bytes)) + "... (" + std::to_string(text.size()) +
+         " bytes)";
+}
+
 grpc::Status ToGrpcStatus(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      Excerpt(status.message(), kMaxErrorMessageBytes));
 }
 
 StatusOr<FramePayload> EncodedPayload(std::string bytes, const FrontendLimits& limits) {
@@ -131,11 +147,12 @@ Status UnknownModel(const ModelRegistry& registry, const std::string& model_name
   const std::string& wanted = model_name.empty() ? registry.default_model() : model_name;
   for (const ModelStatus& entry : registry.List()) {
     if (entry.name == wanted && entry.state == ModelState::kFailed) {
-      return NotFound("model '" + wanted + "' failed to load (" + entry.message +
+      return NotFound("model '" + Excerpt(wanted) + "' failed to load (" + entry.message +
                       "); this server serves: " + registry.Names() + " (see ListModels)");
     }
   }
-  return NotFound("unknown model '" + wanted + "'; this server serves: " + registry.Names() +
+  return NotFound("unknown model '" + Excerpt(wanted) + "'; this server serves: " +
+                  registry.Names() +
                   " (see ListModels)");
 }
 

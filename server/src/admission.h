@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -42,7 +43,24 @@ struct FrontendLimits {
   int max_pending_per_stream = 64;
 };
 
-// google.rpc codes map one to one.
+// Longest model name, camera_id or request id a request may carry, bytes.
+// Every pending result of a stream keeps its ids, so unbounded ids would
+// let a few streams hold gigabytes.
+inline constexpr size_t kMaxRequestStringBytes = 256;
+// INVALID_ARGUMENT naming `field` (not echoing the value) when `value` is
+// longer than kMaxRequestStringBytes.
+Status CheckRequestString(std::string_view field, std::string_view value);
+
+// `text` for a log line or an error message: whole when at most
+// `max_bytes`, else its first bytes and "... (N bytes)".
+std::string Excerpt(std::string_view text, size_t max_bytes = 64);
+
+// An error message sent to a client is at most this long (gRPC clients
+// refuse trailing metadata over 16 KiB).
+inline constexpr size_t kMaxErrorMessageBytes = 1024;
+
+// google.rpc codes map one to one; the message is cut to
+// kMaxErrorMessageBytes.
 grpc::Status ToGrpcStatus(const Status& status);
 
 // A JPEG or PNG file as a kEncoded payload: checks its size against

@@ -106,10 +106,11 @@ void DetectorService::Fail(ModelMetrics& metrics, const Status& status, DropReas
                              status.code() == StatusCode::kNotFound
                          ? spdlog::level::debug
                          : spdlog::level::warn;
-  spdlog::log(level, "frame not answered (model '{}', camera '{}', frame {}): {}", response.model(),
-              response.camera_id(), response.frame_id(), status.ToString());
+  spdlog::log(level, "frame not answered (model '{}', camera '{}', frame {}): {}",
+              Excerpt(response.model()), Excerpt(response.camera_id()), response.frame_id(),
+              Excerpt(status.ToString(), kMaxErrorMessageBytes));
   response.mutable_error()->set_code(static_cast<int32_t>(status.code()));
-  response.mutable_error()->set_message(status.message());
+  response.mutable_error()->set_message(Excerpt(status.message(), kMaxErrorMessageBytes));
   response.set_dropped(ToProtoDropReason(dropped));
   done(status, std::move(response));
 }
@@ -131,10 +132,20 @@ void DetectorService::ProcessFrame(const v1::DetectRequest& request, std::string
     AnswerShuttingDown(request, done);
     return;
   }
+  for (const auto& [field, value] :
+       {std::pair{"model", &request.model()}, std::pair{"camera_id", &request.camera_id()}}) {
+    if (Status bounded = CheckRequestString(field, *value); !bounded.ok()) {
+      // The response echoes neither the model nor the camera.
+      v1::DetectResponse response;
+      response.set_frame_id(request.frame_id());
+      Fail(metrics_.ForModel(""), bounded, DropReason::kNone, std::move(response), done);
+      return;
+    }
+  }
   const std::string model_name =
       request.model().empty() ? registry_.default_model() : request.model();
   const float threshold = request.score_threshold();
-  if (std::isnan(threshold) || threshold > 1) {
+  if (!(threshold >= 0 && threshold <= 1)) {  // NaN too
     Fail(MetricsFor(model_name),
          InvalidArgument("score_threshold must be in (0, 1], or 0 for the model's default; got " +
                          std::to_string(threshold)),

@@ -295,7 +295,7 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
     } else {
       Pending pending;
       pending.frames = frames;
-      if (!status.ok()) pending.response.set_error_message(status.message());
+      if (!status.ok()) pending.response.set_error_message(Excerpt(status.message(), kMaxErrorMessageBytes));
       *pending.response.mutable_infer_response() = std::move(response);
       writes_.push_back(std::move(pending));
       StartWriteLocked();
@@ -501,6 +501,14 @@ void KServeService::Infer(const inference::ModelInferRequest& request, CallContr
     response.set_id(request.id());
     done(status, std::move(response));
   };
+  for (const auto& [field, value] :
+       {std::pair{"model_name", &request.model_name()}, std::pair{"id", &request.id()}}) {
+    if (Status bounded = CheckRequestString(field, *value); !bounded.ok()) {
+      metrics_.ForModel("").RecordCode(bounded.code());
+      done(bounded, inference::ModelInferResponse());  // echoes neither
+      return;
+    }
+  }
   if (drain_.draining()) return reject(DrainState::ShuttingDown(), request.model_name());
   const std::shared_ptr<ServedModel> served = registry_.Find(request.model_name());
   // Frames naming no loaded model are counted with model="".

@@ -285,6 +285,69 @@ TEST_F(FrontendTest, BadFramesAreInvalidArgumentWithActionableMessagesAndServing
   EXPECT_EQ(backend_->batches().size(), 1u);  // only the good frame reached the engine
 }
 
+// Hostile or careless requests: ids and names longer than any real one, a
+// negative threshold, a pixel format that does not exist. Each is refused
+// with a short message that does not echo the offending value.
+TEST_F(FrontendTest, OverlongIdsNegativeThresholdsAndUnknownFormatsAreRefused) {
+  StartServer();
+  const std::string huge(1 << 20, 'c');
+
+  v1::DetectRequest long_camera = RawFrame(3);
+  long_camera.set_camera_id(huge);
+  auto [code, message] = DetectError(long_camera);
+  EXPECT_EQ(code, grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(message.find("camera_id is 1048576 bytes long; at most 256"), std::string::npos)
+      << message;
+  EXPECT_LT(message.size(), 200u);
+
+  v1::DetectRequest long_model = RawFrame(3);
+  long_model.set_model(huge);
+  std::tie(code, message) = DetectError(long_model);
+  EXPECT_EQ(code, grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(message.find("model is 1048576 bytes long"), std::string::npos) << message;
+
+  // A stream answers the same, without echoing the camera id back.
+  {
+    grpc::ClientContext context;
+    auto stream = stub_->DetectStream(&context);
+    ASSERT_TRUE(stream->Write(long_camera));
+    ASSERT_TRUE(stream->WritesDone());
+    v1::DetectResponse response;
+    ASSERT_TRUE(stream->Read(&response));
+    EXPECT_EQ(response.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+    EXPECT_TRUE(response.camera_id().empty());
+    EXPECT_EQ(response.frame_id(), 3u);
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+
+  // An unknown model of allowed length: named in the message, but cut short.
+  v1::DetectRequest unknown_model = RawFrame(3);
+  unknown_model.set_model(std::string(200, 'm'));
+  std::tie(code, message) = DetectError(unknown_model);
+  EXPECT_EQ(code, grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(message.find("... (200 bytes)"), std::string::npos) << message;
+
+  v1::DetectRequest negative = RawFrame(3);
+  negative.set_score_threshold(-0.5f);
+  std::tie(code, message) = DetectError(negative);
+  EXPECT_EQ(code, grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(message.find("score_threshold must be in (0, 1]"), std::string::npos) << message;
+
+  v1::DetectRequest unknown_format = RawFrame(3);
+  unknown_format.mutable_frame()->mutable_raw()->set_format(static_cast<v1::PixelFormat>(7));
+  std::tie(code, message) = DetectError(unknown_format);
+  EXPECT_EQ(code, grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(message.find("BGR8 or RGB8 (got 7)"), std::string::npos) << message;
+
+  // A camera id at the limit is served.
+  v1::DetectRequest longest = RawFrame(5);
+  longest.set_camera_id(std::string(256, 'c'));
+  v1::DetectResponse response;
+  ASSERT_TRUE(Detect(longest, &response).ok());
+  EXPECT_EQ(response.camera_id().size(), 256u);
+  EXPECT_EQ(backend_->batches().size(), 1u);  // only that frame reached the engine
+}
+
 TEST_F(FrontendTest, ACorruptJpegIsRefusedFromItsHeaderAndNeverReachesAWorker) {
   StartServer();
   std::string jpeg = ReadFile("data/images/dog.jpg");
