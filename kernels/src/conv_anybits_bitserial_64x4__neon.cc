@@ -23,6 +23,8 @@
 // Per word and pixel: 2 * WB * AB (AND, cnt, add) triples plus AB ld1r;
 // weights loaded once per P pixels. One iteration of the word loop is marked
 // for llvm-mca as bitserial_w<WB>a<AB>_neon (P * 4 * 64 multiply-adds).
+// W1A1 has its own loop (tile_dots_w1a1: two words per iteration, no
+// broadcasts; its region covers 4 * 4 * 128 = 2048 multiply-adds).
 #include <arm_neon.h>
 
 #include "bitserial_common.h"
@@ -55,14 +57,14 @@ template <int WB, int AB>
 inline void mca_begin() {
   if constexpr (false) {
   }
-  LOWBIT_BS_MCA_CASE(1, 1)
   LOWBIT_BS_MCA_CASE(1, 2)
   LOWBIT_BS_MCA_CASE(2, 1)
   LOWBIT_BS_MCA_CASE(2, 2)
-  LOWBIT_BS_MCA_CASE(1, 3) LOWBIT_BS_MCA_CASE(3, 1) LOWBIT_BS_MCA_CASE(2, 3)
-      LOWBIT_BS_MCA_CASE(3, 2) LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4)
-          LOWBIT_BS_MCA_CASE(4, 1) LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2)
-              LOWBIT_BS_MCA_CASE(3, 4) LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
+  LOWBIT_BS_MCA_CASE(1, 3)
+  LOWBIT_BS_MCA_CASE(3, 1) LOWBIT_BS_MCA_CASE(2, 3) LOWBIT_BS_MCA_CASE(3, 2)
+      LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4) LOWBIT_BS_MCA_CASE(4, 1)
+          LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2) LOWBIT_BS_MCA_CASE(3, 4)
+              LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
 }
 #undef LOWBIT_BS_MCA_CASE
 
@@ -128,6 +130,95 @@ inline void tile_dots(const detail::BitSerialPlan& plan, const uint64_t* wblock,
   static_for<P>([&](auto p) { vst1q_u32(dots[p], vpaddq_u32(acc32[p][0], acc32[p][1])); });
 }
 
+// W1A1 (tile_pixels = 4): two consecutive words of the weight stream
+// ([taps][words][4] uint64, i.e. steps s = t * words + k) per iteration, one
+// register per channel: ld4 gives [w_o(s), w_o(s + 1)], and the activation
+// register holds the same two steps of the pixel ([a(s), a(s + 1)]: one
+// 16-byte load when both lie in one tap, else two 8-byte loads). No
+// broadcasts: per pixel and two words 4 (AND, cnt, add) on 16 bytes, the
+// weight load shared by the 4 pixels. acc8[p][o]: bytes of channel o
+// (both lanes); flushed as in tile_dots, every flush_words(1, 1) = 31
+// iterations (a byte gets <= 8 per iteration: each lane is one word).
+inline void tile_dots_w1a1(const detail::BitSerialPlan& plan, const uint64_t* wblock,
+                           const uint64_t* const* win, uint32_t (*dots)[4]) {
+  constexpr int P = tile_pixels(1, 1), L = flush_words(1, 1);
+  const int words = plan.words;
+  const size_t steps = size_t(plan.taps) * words;
+  uint8x16_t acc8[P][4];
+  uint32_t sums[P][2][4] = {};  // [ch0 ch0 ch1 ch1], [ch2 ch2 ch3 ch3]: touched per flush only
+  static_for<P>([&](auto p) { static_for<4>([&](auto o) { acc8[p][o] = vdupq_n_u8(0); }); });
+  const auto flush = [&] {
+    static_for<P>([&](auto p) {
+      const uint16x8_t s01 = vpaddq_u16(vpaddlq_u8(acc8[p][0]), vpaddlq_u8(acc8[p][1]));
+      const uint16x8_t s23 = vpaddq_u16(vpaddlq_u8(acc8[p][2]), vpaddlq_u8(acc8[p][3]));
+      vst1q_u32(sums[p][0], vpadalq_u16(vld1q_u32(sums[p][0]), s01));
+      vst1q_u32(sums[p][1], vpadalq_u16(vld1q_u32(sums[p][1]), s23));
+      static_for<4>([&](auto o) { acc8[p][o] = vdupq_n_u8(0); });
+    });
+  };
+  const auto accumulate = [&](const uint64x2x4_t& wq, const uint8x16_t(&a)[P]) {
+    static_for<P>([&](auto p) {
+      static_for<4>([&](auto o) {
+        acc8[p][o] =
+            vaddq_u8(acc8[p][o], vcntq_u8(vandq_u8(vreinterpretq_u8_u64(wq.val[o]), a[p])));
+      });
+    });
+  };
+  const uint64_t* w = wblock;
+  int pending = 0;
+  size_t s = 0;          // steps done
+  int t = 0, k = 0;      // (tap, word) of step s
+  if (words % 2 == 0) {  // the two words of an iteration always lie in one tap
+    for (; t < plan.taps; ++t) {
+      const uint64_t* px[P];
+      static_for<P>([&](auto p) { px[p] = win[p] + plan.tap_offset[t]; });
+      for (int j = 0; j < words; j += 2, w += 8) {
+        LOWBIT_MCA_BEGIN("bitserial_w1a1_neon");
+        const uint64x2x4_t wq = vld4q_u64(w);
+        uint8x16_t a[P];
+        static_for<P>([&](auto p) { a[p] = vreinterpretq_u8_u64(vld1q_u64(px[p] + j)); });
+        accumulate(wq, a);
+        LOWBIT_MCA_END();
+        if (++pending == L) flush(), pending = 0;
+      }
+    }
+    s = steps;
+  } else {
+    for (; s + 2 <= steps; s += 2, w += 8) {
+      uint8x16_t a[P];
+      if (k + 1 < words) {
+        static_for<P>([&](auto p) {
+          a[p] = vreinterpretq_u8_u64(vld1q_u64(win[p] + plan.tap_offset[t] + k));
+        });
+        k += 2;
+      } else {  // (t, words - 1) and (t + 1, 0)
+        static_for<P>([&](auto p) {
+          a[p] = vreinterpretq_u8_u64(vcombine_u64(vld1_u64(win[p] + plan.tap_offset[t] + k),
+                                                   vld1_u64(win[p] + plan.tap_offset[t + 1])));
+        });
+        ++t, k = 1;
+      }
+      if (k == words) ++t, k = 0;
+      accumulate(vld4q_u64(w), a);
+      if (++pending == L) flush(), pending = 0;
+    }
+  }
+  if (s < steps) {  // the last step alone: lane 1 of the activations is zero
+    uint64x2x4_t wq;
+    static_for<4>([&](auto o) { wq.val[o] = vdupq_n_u64(w[o]); });
+    uint8x16_t a[P];
+    static_for<P>([&](auto p) {
+      a[p] = vreinterpretq_u8_u64(
+          vcombine_u64(vld1_u64(win[p] + plan.tap_offset[t] + k), vdup_n_u64(0)));
+    });
+    accumulate(wq, a);
+  }
+  flush();
+  static_for<P>([&](auto p) {
+    vst1q_u32(dots[p], vpaddq_u32(vld1q_u32(sums[p][0]), vld1q_u32(sums[p][1])));
+  });
+}
+
 template <int WB, int AB>
 void conv_bits(const BitSerialConvArgs& args, const detail::BitSerialPlan& plan) {
   constexpr int P = tile_pixels(WB, AB), T = detail::kBitSerialPixelTile, B = kBitSerialCoutBlock;
@@ -153,7 +244,10 @@ void conv_bits(const BitSerialConvArgs& args, const detail::BitSerialPlan& plan)
         for (int p = 0; p < P; ++p)  // a tail repeats its last pixel (computed, not stored)
           win[p] = image + l.offset_words(oy * s, (ox0 + i0 + (p < count ? p : count - 1)) * s);
         uint32_t dots[P][4];
-        tile_dots<WB, AB>(plan, wblock, win, dots);
+        if constexpr (WB == 1 && AB == 1)
+          tile_dots_w1a1(plan, wblock, win, dots);
+        else
+          tile_dots<WB, AB>(plan, wblock, win, dots);
         for (int p = 0; p < count; ++p) {
           const int32x4_t d = vreinterpretq_s32_u32(vld1q_u32(dots[p]));
           const int32x4_t v = vmlaq_s32(vmulq_s32(d, step), vdupq_n_s32(sums[i0 + p]), offset);

@@ -3,7 +3,9 @@
 // modulo its pixel tile (4 at W1A1, 3 at W1A2 / W2A1, 2 at W2A2, ...), and
 // all-ones planes (maximum codes and weights) over words-per-pixel counts
 // around the byte accumulators' flush interval floor(255 / (8 min(WB, AB)))
-// (31, 15, 10 or 7 words), where a late flush would wrap a byte.
+// (31, 15, 10 or 7 words; at W1A1 31 iterations of two words), where a late
+// flush would wrap a byte; word counts per tap odd and even (W1A1 pairs words
+// within a tap, across two taps, or leaves one alone).
 #include "conv_tester.h"
 #include "isa_param.h"
 
