@@ -106,9 +106,15 @@ void DetectorService::Fail(ModelMetrics& metrics, const Status& status, DropReas
                              status.code() == StatusCode::kNotFound
                          ? spdlog::level::debug
                          : spdlog::level::warn;
-  spdlog::log(level, "frame not answered (model '{}', camera '{}', frame {}): {}",
-              Excerpt(response.model()), Excerpt(response.camera_id()), response.frame_id(),
-              Excerpt(status.ToString(), kMaxErrorMessageBytes));
+  int64_t suppressed = 0;
+  if (spdlog::should_log(level) && (level < spdlog::level::warn || warnings_.Allow(&suppressed))) {
+    spdlog::log(level, "frame not answered (model '{}', camera '{}', frame {}): {}{}",
+                Excerpt(response.model()), Excerpt(response.camera_id()), response.frame_id(),
+                Excerpt(status.ToString(), kMaxErrorMessageBytes),
+                suppressed > 0 ? " (" + std::to_string(suppressed) +
+                                     " more such lines suppressed since the last one)"
+                               : std::string());
+  }
   response.mutable_error()->set_code(static_cast<int32_t>(status.code()));
   response.mutable_error()->set_message(Excerpt(status.message(), kMaxErrorMessageBytes));
   response.set_dropped(ToProtoDropReason(dropped));

@@ -34,6 +34,7 @@
 #include "admission.h"
 #include "clock.h"
 #include "lowbit/engine/status.h"
+#include "log_limit.h"
 #include "lowbit/v1/detector.grpc.pb.h"
 #include "metrics.h"
 #include "registry.h"
@@ -107,6 +108,9 @@ class DetectorService final : public v1::Detector::CallbackService {
   const FrontendLimits limits_;
   ServerMetrics& metrics_;
   Clock& clock_;
+  // Lines about frames not answered, at warning level (debug ones are off
+  // by default).
+  LogLimiter warnings_;
   const DrainState& drain_;
 
   mutable std::mutex calls_mu_;

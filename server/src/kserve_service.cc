@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kserve_tensors.h"
+#include "log_limit.h"
 
 #ifndef LOWBIT_VERSION
 #error "LOWBIT_VERSION must be set by server/CMakeLists.txt"
@@ -161,7 +162,12 @@ class InferCall {
       for (Frame& frame : frames_) results.push_back(std::move(frame.result));
       error = BuildInferResponse(parsed_, std::move(results), &response);
       if (!error.ok()) {
-        spdlog::error("kserve: model {}: {}", parsed_.model_name, error.message());
+        static LogLimiter limiter;
+        if (int64_t suppressed = 0; limiter.Allow(&suppressed)) {
+          spdlog::error("kserve: model {}: {} ({} more such lines suppressed since the last one)",
+                        Excerpt(parsed_.model_name), Excerpt(error.message(), kMaxErrorMessageBytes),
+                        suppressed);
+        }
         response.clear_outputs();
         response.clear_raw_output_contents();
       }

@@ -6,12 +6,15 @@
 #include "frontend.h"
 
 #include <grpcpp/grpcpp.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "fake_backend.h"
@@ -346,6 +349,30 @@ TEST_F(FrontendTest, OverlongIdsNegativeThresholdsAndUnknownFormatsAreRefused) {
   ASSERT_TRUE(Detect(longest, &response).ok());
   EXPECT_EQ(response.camera_id().size(), 256u);
   EXPECT_EQ(backend_->batches().size(), 1u);  // only that frame reached the engine
+}
+
+// Every frame failing at warning level (here: the engine fails) must not
+// write a line each: a flood of them filled 138 MB of log in 8 s.
+TEST_F(FrontendTest, WarningsAboutFailedFramesAreRateLimited) {
+  StartServer();
+  backend_->FailRuns(Status(StatusCode::kInternal, "the engine failed"));
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  for (int id = 0; id < 100; ++id) {
+    v1::DetectResponse response;
+    EXPECT_EQ(Detect(RawFrame(1 + id % 8), &response).error_code(), grpc::StatusCode::INTERNAL);
+  }
+  spdlog::set_default_logger(previous);
+  const std::string text = log.str();
+  int lines = 0;
+  for (size_t at = text.find("frame not answered"); at != std::string::npos;
+       at = text.find("frame not answered", at + 1)) {
+    ++lines;
+  }
+  EXPECT_GE(lines, 1);
+  EXPECT_LE(lines, 10) << text;
 }
 
 TEST_F(FrontendTest, ACorruptJpegIsRefusedFromItsHeaderAndNeverReachesAWorker) {
