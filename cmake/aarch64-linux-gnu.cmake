@@ -47,6 +47,11 @@ if(LOWBIT_ARM64_SYSROOT)
   # OpenCV's own config comes with libopencv-dev, which the sysroot leaves
   # out (cmake/aarch64-sysroot/OpenCVConfig.cmake says why).
   set(OpenCV_DIR "${CMAKE_CURRENT_LIST_DIR}/aarch64-sysroot" CACHE PATH "")
+  # pkg-config (FindCURL under prometheus-cpp's config) reads the sysroot's
+  # .pc files, not the host's.
+  set(ENV{PKG_CONFIG_SYSROOT_DIR} "${LOWBIT_ARM64_SYSROOT}")
+  set(ENV{PKG_CONFIG_LIBDIR}
+      "${LOWBIT_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu/pkgconfig:${LOWBIT_ARM64_SYSROOT}/usr/share/pkgconfig")
 else()
   set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
   set(lowbit_qemu_root /usr/aarch64-linux-gnu)
