@@ -231,6 +231,41 @@ def engine_batch_ratio(lowbit_binary: str, model_dir: Path, batch: int, runs: in
     return {"batch1_fps": rates[1], f"batch{batch}_fps": rates[batch], "ratio": rates[batch] / rates[1]}
 
 
+def peer_batch_ratio(model_dir: Path, batch: int, runs: int) -> Optional[dict[str, float]]:
+    """ONNX Runtime's throughput at `batch` over batch 1 on the same ONNX file, one thread, measured in the
+    same run: the peer's batch gain on this CPU, beside the engine's. None if the model is not ONNX or
+    onnxruntime is missing."""
+    model = model_dir / "model.onnx"
+    try:
+        import numpy as np
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    if not model.is_file():
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    first = session.get_inputs()[0]
+    if not all(isinstance(d, int) for d in first.shape[1:]):
+        return None
+    # Three alternating rounds; per size the fastest round's median counts (other load only slows).
+    rates = {1: 0.0, batch: 0.0}
+    inputs = {size: np.random.default_rng(0).random((size, *first.shape[1:]), dtype=np.float32)
+              for size in rates}
+    for _ in range(3):
+        for size, x in inputs.items():
+            session.run(None, {first.name: x})
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                session.run(None, {first.name: x})
+                times.append(time.perf_counter() - start)
+            rates[size] = max(rates[size], size / sorted(times)[len(times) // 2])
+    return {"batch1_fps": rates[1], f"batch{batch}_fps": rates[batch], "ratio": rates[batch] / rates[1]}
+
+
 # -- scenarios -------------------------------------------------------------------------
 
 
@@ -352,7 +387,10 @@ def scenario_batching(s: Settings, model: str, frames: loadgen.Frames, progress:
     ratio = (many["throughput_fps"] / one["throughput_fps"]) if one and many else None
     result["ratio"] = ratio
     result["engine"] = None if s.quick else engine_batch_ratio(s.lowbit, s.model_repo / model, s.max_batch, 15)
+    result["peer"] = None if s.quick else peer_batch_ratio(s.model_repo / model, s.max_batch, 15)
     engine = f", engine alone {result['engine']['ratio']:.2f}x" if result["engine"] else ""
+    if result["peer"]:
+        engine += f", ONNX Runtime alone {result['peer']['ratio']:.2f}x"
     measured = (f"{ratio:.2f}x ({many['throughput_fps']:.1f} fps at c={many['concurrency']} vs "
                 f"{one['throughput_fps']:.1f} at c={one['concurrency']}){engine}" if ratio is not None
                 else "no level under the bound")
@@ -474,6 +512,10 @@ def format_report(s: Settings, host: dict[str, Any], frames: loadgen.Frames, res
         if part["engine"]:
             e = part["engine"]
             lines.append(f"engine alone (Session::Run, 1 thread): batch 1 {e['batch1_fps']:.1f} fps, "
+                         f"batch {s.max_batch} {e[f'batch{s.max_batch}_fps']:.1f} fps = {e['ratio']:.2f}x")
+        if part.get("peer"):
+            e = part["peer"]
+            lines.append(f"ONNX Runtime alone (same ONNX file, 1 thread): batch 1 {e['batch1_fps']:.1f} fps, "
                          f"batch {s.max_batch} {e[f'batch{s.max_batch}_fps']:.1f} fps = {e['ratio']:.2f}x")
         lines.append("")
     if "cameras" in results:
