@@ -61,10 +61,11 @@ inline void mca_begin() {
   LOWBIT_BS_MCA_CASE(2, 1)
   LOWBIT_BS_MCA_CASE(2, 2)
   LOWBIT_BS_MCA_CASE(1, 3)
-  LOWBIT_BS_MCA_CASE(3, 1) LOWBIT_BS_MCA_CASE(2, 3) LOWBIT_BS_MCA_CASE(3, 2)
-      LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4) LOWBIT_BS_MCA_CASE(4, 1)
-          LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2) LOWBIT_BS_MCA_CASE(3, 4)
-              LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
+  LOWBIT_BS_MCA_CASE(3, 1)
+  LOWBIT_BS_MCA_CASE(2, 3) LOWBIT_BS_MCA_CASE(3, 2) LOWBIT_BS_MCA_CASE(3, 3)
+      LOWBIT_BS_MCA_CASE(1, 4) LOWBIT_BS_MCA_CASE(4, 1) LOWBIT_BS_MCA_CASE(2, 4)
+          LOWBIT_BS_MCA_CASE(4, 2) LOWBIT_BS_MCA_CASE(3, 4) LOWBIT_BS_MCA_CASE(4, 3)
+              LOWBIT_BS_MCA_CASE(4, 4)
 }
 #undef LOWBIT_BS_MCA_CASE
 
@@ -130,15 +131,33 @@ inline void tile_dots(const detail::BitSerialPlan& plan, const uint64_t* wblock,
   static_for<P>([&](auto p) { vst1q_u32(dots[p], vpaddq_u32(acc32[p][0], acc32[p][1])); });
 }
 
+// W1A1 weights regrouped for tile_dots_w1a1<true>: steps (2q, 2q + 1) of
+// the block's stream ([steps][4] uint64) become [w0(2q), w0(2q + 1), w1(2q),
+// ..., w3(2q + 1)] at out + 8q (a lone last step pairs with zeros). Done once
+// per block and pixel tile, so the ld4 that regroups them (4 vector-pipe
+// operations on Neoverse-N1) is shared by its 16 tile_dots calls.
+inline constexpr size_t kPairedWeightWords = 2048;  // 16 KB of stack
+inline void pair_weights(const uint64_t* w, size_t steps, uint64_t* out) {
+  size_t q = 0;
+  for (; 2 * q + 2 <= steps; ++q) vst1q_u64_x4(out + 8 * q, vld4q_u64(w + 8 * q));
+  if (2 * q < steps)
+    for (int o = 0; o < 4; ++o) out[8 * q + 2 * o] = w[8 * q + o], out[8 * q + 2 * o + 1] = 0;
+}
+
 // W1A1 (tile_pixels = 4): two consecutive words of the weight stream
 // ([taps][words][4] uint64, i.e. steps s = t * words + k) per iteration, one
-// register per channel: ld4 gives [w_o(s), w_o(s + 1)], and the activation
+// register per channel: [w_o(s), w_o(s + 1)] (ld4 of the stream, or one
+// plain load from its regrouped copy, see kPaired), and the activation
 // register holds the same two steps of the pixel ([a(s), a(s + 1)]: one
 // 16-byte load when both lie in one tap, else two 8-byte loads). No
 // broadcasts: per pixel and two words 4 (AND, cnt, add) on 16 bytes, the
 // weight load shared by the 4 pixels. acc8[p][o]: bytes of channel o
 // (both lanes); flushed as in tile_dots, every flush_words(1, 1) = 31
 // iterations (a byte gets <= 8 per iteration: each lane is one word).
+// kPaired: wblock is the block's weights regrouped by pair_weights (one
+// plain 64-byte load per iteration) instead of the packed stream (ld4; used
+// when the block's steps exceed the regrouping buffer).
+template <bool kPaired>
 inline void tile_dots_w1a1(const detail::BitSerialPlan& plan, const uint64_t* wblock,
                            const uint64_t* const* win, uint32_t (*dots)[4]) {
   constexpr int P = tile_pixels(1, 1), L = flush_words(1, 1);
@@ -164,6 +183,12 @@ inline void tile_dots_w1a1(const detail::BitSerialPlan& plan, const uint64_t* wb
       });
     });
   };
+  const auto load_pair = [](const uint64_t* w) {
+    if constexpr (kPaired)
+      return vld1q_u64_x4(w);
+    else
+      return vld4q_u64(w);
+  };
   const uint64_t* w = wblock;
   int pending = 0;
   size_t s = 0;          // steps done
@@ -173,12 +198,12 @@ inline void tile_dots_w1a1(const detail::BitSerialPlan& plan, const uint64_t* wb
       const uint64_t* px[P];
       static_for<P>([&](auto p) { px[p] = win[p] + plan.tap_offset[t]; });
       for (int j = 0; j < words; j += 2, w += 8) {
-        LOWBIT_MCA_BEGIN("bitserial_w1a1_neon");
-        const uint64x2x4_t wq = vld4q_u64(w);
+        if constexpr (kPaired) LOWBIT_MCA_BEGIN("bitserial_w1a1_neon");
+        const uint64x2x4_t wq = load_pair(w);
         uint8x16_t a[P];
         static_for<P>([&](auto p) { a[p] = vreinterpretq_u8_u64(vld1q_u64(px[p] + j)); });
         accumulate(wq, a);
-        LOWBIT_MCA_END();
+        if constexpr (kPaired) LOWBIT_MCA_END();
         if (++pending == L) flush(), pending = 0;
       }
     }
@@ -199,13 +224,16 @@ inline void tile_dots_w1a1(const detail::BitSerialPlan& plan, const uint64_t* wb
         ++t, k = 1;
       }
       if (k == words) ++t, k = 0;
-      accumulate(vld4q_u64(w), a);
+      accumulate(load_pair(w), a);
       if (++pending == L) flush(), pending = 0;
     }
   }
   if (s < steps) {  // the last step alone: lane 1 of the activations is zero
     uint64x2x4_t wq;
-    static_for<4>([&](auto o) { wq.val[o] = vdupq_n_u64(w[o]); });
+    if constexpr (kPaired)
+      wq = vld1q_u64_x4(w);
+    else
+      static_for<4>([&](auto o) { wq.val[o] = vdupq_n_u64(w[o]); });
     uint8x16_t a[P];
     static_for<P>([&](auto p) {
       a[p] = vreinterpretq_u8_u64(
@@ -237,6 +265,14 @@ void conv_bits(const BitSerialConvArgs& args, const detail::BitSerialPlan& plan)
     detail::activation_sums_local(args, plan, image, oy, ox0, pixels, sums);
     for (int cb = tl.cb_begin; cb < tl.cb_end; ++cb) {
       const uint64_t* wblock = args.weights + cb * block_words;
+      // W1A1: the block's weights regrouped once for the tile's pixels.
+      [[maybe_unused]] alignas(16) uint64_t wpaired[WB == 1 && AB == 1 ? kPairedWeightWords : 1];
+      [[maybe_unused]] bool paired = false;
+      if constexpr (WB == 1 && AB == 1) {
+        const size_t steps = size_t(plan.taps) * plan.words;
+        paired = (steps + 1) / 2 * 8 <= kPairedWeightWords;
+        if (paired) pair_weights(wblock, steps, wpaired);
+      }
       int32_t acc[B][T];
       for (int i0 = 0; i0 < pixels; i0 += P) {
         const int count = pixels - i0 < P ? pixels - i0 : P;
@@ -244,9 +280,12 @@ void conv_bits(const BitSerialConvArgs& args, const detail::BitSerialPlan& plan)
         for (int p = 0; p < P; ++p)  // a tail repeats its last pixel (computed, not stored)
           win[p] = image + l.offset_words(oy * s, (ox0 + i0 + (p < count ? p : count - 1)) * s);
         uint32_t dots[P][4];
-        if constexpr (WB == 1 && AB == 1)
-          tile_dots_w1a1(plan, wblock, win, dots);
-        else
+        if constexpr (WB == 1 && AB == 1) {
+          if (paired)
+            tile_dots_w1a1<true>(plan, wpaired, win, dots);
+          else
+            tile_dots_w1a1<false>(plan, wblock, win, dots);
+        } else
           tile_dots<WB, AB>(plan, wblock, win, dots);
         for (int p = 0; p < count; ++p) {
           const int32x4_t d = vreinterpretq_s32_u32(vld1q_u32(dots[p]));
