@@ -31,7 +31,7 @@
 # unpacked).
 set -euo pipefail
 
-cache="${LOWBIT_CACHE:-$HOME/.cache/lowbit}/arm64-sysroot"
+cache="${LOWBIT_CACHE:-${HOME:-/tmp}/.cache/lowbit}/arm64-sysroot"
 root="$cache/root"
 apt_dir="$cache/apt"
 script="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
