@@ -40,6 +40,14 @@ if(LOWBIT_ARM64_SYSROOT)
     message(FATAL_ERROR "LOWBIT_ARM64_SYSROOT=${LOWBIT_ARM64_SYSROOT} is not an arm64 sysroot "
                         "(run deploy/arm64/make-sysroot.sh)")
   endif()
+  # Library and include paths found before stay in the cache: another sysroot
+  # needs another build dir.
+  if(DEFINED CACHE{LOWBIT_ARM64_SYSROOT_CONFIGURED} AND
+     NOT LOWBIT_ARM64_SYSROOT_CONFIGURED STREQUAL LOWBIT_ARM64_SYSROOT)
+    message(FATAL_ERROR "this build dir was configured with LOWBIT_ARM64_SYSROOT=${LOWBIT_ARM64_SYSROOT_CONFIGURED}; "
+                        "use a new build dir for ${LOWBIT_ARM64_SYSROOT}")
+  endif()
+  set(LOWBIT_ARM64_SYSROOT_CONFIGURED "${LOWBIT_ARM64_SYSROOT}" CACHE INTERNAL "")
   set(CMAKE_SYSROOT "${LOWBIT_ARM64_SYSROOT}")
   set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
   set(CMAKE_FIND_ROOT_PATH "${LOWBIT_ARM64_SYSROOT}")
