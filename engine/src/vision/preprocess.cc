@@ -14,11 +14,16 @@ void PreprocessImage(const v1::InputConfig& input, const ImageView& image, float
   const int height = input.height();
   const cv::Mat source(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.pixels),
                        static_cast<size_t>(image.stride));
+  // The resized image goes to a buffer each thread keeps for its next frame
+  // (a 416x416 input is 0.5 MB): a fresh one per frame cost lowbitd, which
+  // maps every allocation over 128 KiB, a mapping and its page faults.
+  thread_local cv::Mat resized_buffer;
   cv::Mat resized;
   if (image.width == width && image.height == height) {
     resized = source;
   } else {
-    cv::resize(source, resized, cv::Size(width, height), 0, 0, cv::INTER_LINEAR);
+    cv::resize(source, resized_buffer, cv::Size(width, height), 0, 0, cv::INTER_LINEAR);
+    resized = resized_buffer;
   }
 
   // Output channel c reads source channel source_channel[c].
