@@ -164,13 +164,7 @@ void conv_u8s8dot_4x16__neoni8mm(const Int8DotConvArgs& args) {
       const int pixels = f_end - f0 < size_t(T) ? int(f_end - f0) : T;
       // Missing pixels of a short tile repeat the last one (computed, dropped).
       const uint8_t* win[T];
-      {
-        int y = int(f0 / plan.out_width), x = int(f0 % plan.out_width);
-        for (int i = 0; i < T; ++i) {
-          win[i] = image + l.offset(y * g.stride, x * g.stride);
-          if (i + 1 < pixels && ++x == plan.out_width) x = 0, ++y;
-        }
-      }
+      detail::tile_windows(args, plan, image, f0, pixels, T, win);
       const int32x4_t z = vdupq_n_s32(0);
       int32x4_t p0g0h0 = z, p0g0h1 = z, p0g1h0 = z, p0g1h1 = z, p0g2h0 = z, p0g2h1 = z, p0g3h0 = z,
                 p0g3h1 = z, p1g0h0 = z, p1g0h1 = z, p1g1h0 = z, p1g1h1 = z, p1g2h0 = z, p1g2h1 = z,

@@ -50,13 +50,7 @@ void conv_u8s8dot_6x16__avxvnni(const Int8DotConvArgs& args) {
       const int pixels = f_end - f0 < size_t(T) ? int(f_end - f0) : T;
       // Missing pixels of a short tile repeat the last one (computed, dropped).
       const uint8_t* win[T];
-      {
-        int y = int(f0 / plan.out_width), x = int(f0 % plan.out_width);
-        for (int i = 0; i < T; ++i) {
-          win[i] = image + l.offset(y * g.stride, x * g.stride);
-          if (i + 1 < pixels && ++x == plan.out_width) x = 0, ++y;
-        }
-      }
+      detail::tile_windows(args, plan, image, f0, pixels, T, win);
       __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
               c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
       const int8_t* w = wblock;

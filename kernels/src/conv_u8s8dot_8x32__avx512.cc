@@ -105,13 +105,7 @@ void conv_u8s8dot_8x32__avx512(const Int8DotConvArgs& args) {
     // Window start of every pixel of the group; missing pixels of a short
     // last tile repeat the last one (computed, dropped).
     const uint8_t* win[kInt8PixelGroup];
-    {
-      int y = int(g0 / plan.out_width), x = int(g0 % plan.out_width);
-      for (int i = 0; i < kInt8PixelGroup; ++i) {
-        win[i] = image + l.offset(y * g.stride, x * g.stride);
-        if (i + 1 < pixels && ++x == plan.out_width) x = 0, ++y;
-      }
-    }
+    detail::tile_windows(args, plan, image, g0, pixels, kInt8PixelGroup, win);
     const int tiles = (pixels + kPixels - 1) / kPixels;
     // A kernel whose weights (per pass) outgrow L1 runs one kernel row at a
     // time over all tiles of the group, so each row's weights are reused from

@@ -37,6 +37,20 @@ inline size_t window_offset(const Int8ConvArgs& a, const Int8Plan& plan, size_t 
   return a.activation_layout.offset(y * a.geometry.stride, x * a.geometry.stride);
 }
 
+// Window starts in `image` of `count` consecutive flat output pixels from
+// f0, stepping x and y without a division per pixel. Entries from `pixels`
+// on repeat the last real pixel's: a short tile is computed whole and its
+// extra pixels dropped. Args: Int8ConvArgs or Int8DotConvArgs.
+template <typename Args>
+inline void tile_windows(const Args& a, const Int8Plan& plan, const uint8_t* image, size_t f0,
+                         int pixels, int count, const uint8_t** win) {
+  int y = int(f0 / plan.out_width), x = int(f0 % plan.out_width);
+  for (int i = 0; i < count; ++i) {
+    win[i] = image + a.activation_layout.offset(y * a.geometry.stride, x * a.geometry.stride);
+    if (i + 1 < pixels && ++x == plan.out_width) x = 0, ++y;
+  }
+}
+
 // Stores `pixels` (<= kInt8PixelGroup) consecutive flat output pixels starting
 // at flat pixel f of `image` for the 16 output channels cout_begin..+15 (those
 // < out_channels). acc is pixel-major: acc[i * 16 + o]. Runs that cross an
