@@ -110,10 +110,7 @@ void DetectorService::Fail(ModelMetrics& metrics, const Status& status, DropReas
   if (spdlog::should_log(level) && (level < spdlog::level::warn || warnings_.Allow(&suppressed))) {
     spdlog::log(level, "frame not answered (model '{}', camera '{}', frame {}): {}{}",
                 Excerpt(response.model()), Excerpt(response.camera_id()), response.frame_id(),
-                Excerpt(status.ToString(), kMaxErrorMessageBytes),
-                suppressed > 0 ? " (" + std::to_string(suppressed) +
-                                     " more such lines suppressed since the last one)"
-                               : std::string());
+                Excerpt(status.ToString(), kMaxErrorMessageBytes), SuppressedNote(suppressed));
   }
   response.mutable_error()->set_code(static_cast<int32_t>(status.code()));
   response.mutable_error()->set_message(Excerpt(status.message(), kMaxErrorMessageBytes));
@@ -225,8 +222,7 @@ void DetectorService::ProcessFrame(const v1::DetectRequest& request, std::string
       Fail(metrics, outcome.status, outcome.dropped, std::move(response), context->done);
       return;
     }
-    const Clock::TimePoint answered = clock_.Now();
-    const int64_t total_us = MicrosecondsBetween(received, answered);
+    const int64_t total_us = MicrosecondsBetween(received, clock_.Now());
     FillResult(outcome.result, total_us, &response);
     if (capture_us > 0) {
       const int64_t age_us = WallClockMicros() - capture_us;

@@ -164,9 +164,8 @@ class InferCall {
       if (!error.ok()) {
         static LogLimiter limiter;
         if (int64_t suppressed = 0; limiter.Allow(&suppressed)) {
-          spdlog::error("kserve: model {}: {} ({} more such lines suppressed since the last one)",
-                        Excerpt(parsed_.model_name), Excerpt(error.message(), kMaxErrorMessageBytes),
-                        suppressed);
+          spdlog::error("kserve: model {}: {}{}", Excerpt(parsed_.model_name),
+                        Excerpt(error.message(), kMaxErrorMessageBytes), SuppressedNote(suppressed));
         }
         response.clear_outputs();
         response.clear_raw_output_contents();

@@ -22,4 +22,9 @@ bool LogLimiter::Allow(int64_t* suppressed) {
   return true;
 }
 
+std::string SuppressedNote(int64_t suppressed) {
+  if (suppressed <= 0) return std::string();
+  return " (" + std::to_string(suppressed) + " more such lines suppressed since the last one)";
+}
+
 }  // namespace lowbit::server

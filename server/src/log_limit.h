@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "clock.h"
 
@@ -30,5 +31,9 @@ class LogLimiter {
   int in_window_ = 0;
   int64_t suppressed_ = 0;
 };
+
+// " (N more such lines suppressed since the last one)", or "" for N = 0: the
+// tail of a line LogLimiter let through.
+std::string SuppressedNote(int64_t suppressed);
 
 }  // namespace lowbit::server

@@ -26,6 +26,8 @@ TEST(LogLimiterTest, LetsABurstThroughPerPeriodAndCountsTheRest) {
   EXPECT_EQ(suppressed, 1001);  // reported once, by the first line let through
   ASSERT_TRUE(limiter.Allow(&suppressed));
   EXPECT_EQ(suppressed, 0);
+  EXPECT_EQ(SuppressedNote(0), "");
+  EXPECT_EQ(SuppressedNote(1001), " (1001 more such lines suppressed since the last one)");
 }
 
 }  // namespace
