@@ -19,6 +19,8 @@ apt_packages=(
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
   prometheus-cpp-dev libspdlog-dev libfmt-dev libboost-dev
   libopencv-dev libxnnpack-dev libpthreadpool-dev libonnx-dev
+  # Image decode uses libjpeg-turbo and libpng directly (strict: warnings are errors).
+  libjpeg62-turbo-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip
   # ARM64: the kernels are cross-compiled and their tests run under qemu.
