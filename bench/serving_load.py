@@ -16,6 +16,10 @@ loops, and SIGTERMs it (exit 0 expected). Server flags common to all:
     server running (decode + pre-process + inference + post-process, one
     thread, p50), then a lowbitd with --max-batch 1 (no batching wait) and one
     unary Detect in flight: overhead = gRPC p50 - in-process p50. Target <= 1 ms.
+    Its bound, in the same rounds: lowbit_grpc_floor (bench/serving), a
+    Detector that only busy-computes the in-process p50 on its gRPC thread;
+    its p50 minus that compute is what gRPC, this client and the machine's
+    wake-ups cost a call of that length, which no server goes under.
 (b) Batching, per model (MODEL FP32 and QUANTIZED_MODEL): closed-loop sweeps
     (concurrency 2, 4, 8, 16; each level twice on each server, alternating,
     the repeat with the least other load kept) against --max-batch 1, and against
@@ -198,6 +202,34 @@ class Server:
             self._repo.cleanup()
 
 
+@dataclass
+class FloorServer:
+    """lowbit_grpc_floor (bench/serving/grpc_floor.cc): a Detector whose Detect only busy-computes
+    `compute_us` on the gRPC thread. Its client p50 minus compute_us is the least any gRPC server
+    costs per call of that length on this machine, with this client."""
+
+    binary: str
+    compute_us: int
+    address: str = ""
+    process: Optional[subprocess.Popen] = None
+
+    def __enter__(self) -> "FloorServer":
+        port = free_port()
+        self.address = f"127.0.0.1:{port}"
+        self.process = subprocess.Popen([self.binary, "--port", str(port), "--compute-us", str(self.compute_us)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.process.stdout.readline()  # "listening on ..." once the port is bound
+        if "listening" not in line:
+            self.process.kill()
+            raise SystemExit(f"serving_load: {self.binary} did not start: {line.strip()}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+
+
 # -- checks ------------------------------------------------------------------------
 
 
@@ -272,6 +304,7 @@ def peer_batch_ratio(model_dir: Path, batch: int, runs: int) -> Optional[dict[st
 @dataclass
 class Settings:
     server: str
+    floor: Optional[str]
     lowbit: str
     model_repo: Path
     model: str
@@ -328,11 +361,22 @@ def scenario_overhead(s: Settings, frames: loadgen.Frames, progress: loadgen.Pro
                 in_process = loadgen.run_in_process(s.lowbit, s.model_repo / s.model, frames, s.overhead_frames)
             closed = loadgen.run_closed(server.address, frames, [1], s.overhead_duration_s, 0.5,
                                         progress=progress, server_pid=server.pid)[0]
-            rounds.append({"in_process": in_process, "closed": closed,
-                           "overhead_ms": closed["p50_ms"] - in_process["p50_ms"],
-                           "overhead_p10_ms": closed["p10_ms"] - in_process.get("p10_ms", math.nan),
-                           "other_cores": max(machine.figures.get("other_cores", 0.0),
-                                              closed["cpu"].get("other_cores", 0.0))})
+            round_ = {"in_process": in_process, "closed": closed,
+                      "overhead_ms": closed["p50_ms"] - in_process["p50_ms"],
+                      "overhead_p10_ms": closed["p10_ms"] - in_process.get("p10_ms", math.nan),
+                      "other_cores": max(machine.figures.get("other_cores", 0.0),
+                                         closed["cpu"].get("other_cores", 0.0))}
+            if s.floor:
+                # The same call length on a server that does nothing else: what gRPC, the
+                # kernel and this machine's wake-ups cost, lowbit aside.
+                compute_us = int(round(in_process["p50_ms"] * 1000.0))
+                with FloorServer(s.floor, compute_us) as floor_server:
+                    floor_closed = loadgen.run_closed(floor_server.address, frames, [1], s.overhead_duration_s, 0.5,
+                                                      progress=progress, server_pid=floor_server.process.pid)[0]
+                round_["floor"] = floor_closed
+                round_["floor_ms"] = floor_closed["p50_ms"] - compute_us / 1000.0
+                round_["other_cores"] = max(round_["other_cores"], floor_closed["cpu"].get("other_cores", 0.0))
+            rounds.append(round_)
         floor = loadgen.run_transport_floor(server.address, frames.mean_bytes, 50 if s.quick else 300)
     quieter = sorted(rounds, key=lambda r: r["other_cores"])[:(len(rounds) + 1) // 2]
     for round_ in quieter:
@@ -344,6 +388,15 @@ def scenario_overhead(s: Settings, frames: loadgen.Frames, progress: loadgen.Pro
     checks.append(Check("c", "server overhead (gRPC p50 - in-process p50)", "<= 1 ms",
                         f"{overhead:.2f} ms ({middle['closed']['p50_ms']:.1f} - {middle['in_process']['p50_ms']:.1f}; "
                         f"{len(quieter)} quietest rounds {spread}; p10 difference {p10:.2f})", overhead <= 1.0))
+    grpc_floor = None
+    if s.floor:
+        grpc_floor = sorted(r["floor_ms"] for r in quieter)[len(quieter) // 2]
+        beyond = sorted(r["overhead_ms"] - r["floor_ms"] for r in quieter)[len(quieter) // 2]
+        checks.append(Check("c", "bound: a gRPC server doing only the compute", "(the least any server costs)",
+                            f"{grpc_floor:.2f} ms (same call length on lowbit_grpc_floor, same client, "
+                            f"{len(quieter)} quietest rounds)", True))
+        checks.append(Check("c", "lowbitd's overhead beyond that bound", "<= 1 ms",
+                            f"{beyond:.2f} ms (median of the quietest rounds' differences)", beyond <= 1.0))
     answered = sum(r["closed"]["answered"] for r in rounds)
     errors = sum(sum(r["closed"]["errors"].values()) for r in rounds)
     checks.append(Check("c", "sanity: answers at concurrency 1", "> 0, no errors",
@@ -351,7 +404,8 @@ def scenario_overhead(s: Settings, frames: loadgen.Frames, progress: loadgen.Pro
     checks.append(Check("c", "sanity: lowbitd exit on SIGTERM", "0", str(server.exit_code), server.exit_code == 0,
                         enforced=True))
     return {"rounds": rounds, "in_process": middle["in_process"], "closed": middle["closed"],
-            "server_overhead_ms": overhead, "server_overhead_p10_ms": p10, "transport_floor": floor, "server_flags_skipped": server.skipped_flags}
+            "server_overhead_ms": overhead, "server_overhead_p10_ms": p10, "transport_floor": floor,
+            "grpc_floor_ms": grpc_floor, "server_flags_skipped": server.skipped_flags}
 
 
 def scenario_batching(s: Settings, model: str, frames: loadgen.Frames, progress: loadgen.Progress,
@@ -501,6 +555,11 @@ def format_report(s: Settings, host: dict[str, Any], frames: loadgen.Frames, res
             if stages:
                 lines.append("  server's own Timings, p50 ms: " + "  ".join(f"{k} {v:.1f}" for k, v in stages.items())
                              + f"  -> outside the server's total: {closed['p50_ms'] - stages['total']:.2f} ms")
+            if "floor" in round_:
+                floor_closed = round_["floor"]
+                lines.append(f"  lowbit_grpc_floor computing {floor_closed['server_stages_p50_ms']['total']:.1f} ms per "
+                             f"call: p50 {floor_closed['p50_ms']:.1f} ms p10 {floor_closed['p10_ms']:.1f} ms "
+                             f"({floor_closed['answered']} calls)  -> gRPC floor {round_['floor_ms']:.2f} ms")
         floor = results["overhead"]["transport_floor"]
         lines.append(f"transport floor: a {floor['payload_bytes'] // 1024} KB Detect that is not an image, refused "
                      f"before decode: p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms {floor['codes']}")
@@ -540,6 +599,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default=os.environ.get("LOWBIT_SERVER_BIN", str(REPO / "build/server/lowbitd")),
                         help="lowbitd binary (default $LOWBIT_SERVER_BIN or %(default)s)")
+    parser.add_argument("--floor", default=None,
+                        help="lowbit_grpc_floor binary for (c)'s bound (default: bench/serving/lowbit_grpc_floor in "
+                        "the build directory of --server; '' to skip)")
     parser.add_argument("--lowbit", default=os.environ.get("LOWBIT_BIN", str(REPO / "build/engine/lowbit")),
                         help="lowbit CLI, for the in-process runs (default $LOWBIT_BIN or %(default)s)")
     parser.add_argument("--model-repo", type=Path, default=REPO / "models")
@@ -574,12 +636,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not (Path(path).is_file() and os.access(path, os.X_OK)):
             raise SystemExit(f"serving_load: {what} not found at {path}: build it (cmake --build build --target "
                              f"{what}) or pass --{'server' if what == 'lowbitd' else 'lowbit'}")
+    floor = args.floor
+    if floor is None:
+        candidate = Path(args.server).resolve().parent.parent / "bench" / "serving" / "lowbit_grpc_floor"
+        floor = str(candidate) if candidate.is_file() else ""
+    if floor and not (Path(floor).is_file() and os.access(floor, os.X_OK)):
+        raise SystemExit(f"serving_load: lowbit_grpc_floor not found at {floor}: build it (cmake --build build "
+                         "--target lowbit_grpc_floor) or pass --floor ''")
     quick = args.quick
     # --quick checks that the path works, not how fast the machine is: with other work on
     # the cores a NanoDet frame can take 350 ms, and a 500 ms age limit then drops them all.
     max_frame_age_ms = max(args.max_frame_age_ms, 3000) if quick else args.max_frame_age_ms
     settings = Settings(
-        server=args.server, lowbit=args.lowbit, model_repo=args.model_repo, model=args.model,
+        server=args.server, floor=floor or None, lowbit=args.lowbit, model_repo=args.model_repo, model=args.model,
         quantized_model=None if quick or not args.quantized_model else args.quantized_model,
         workers=args.workers, max_batch=args.max_batch, objective_ms=args.objective_ms,
         camera_objective_ms=args.camera_objective_ms or max_frame_age_ms,

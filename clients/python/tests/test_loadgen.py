@@ -117,12 +117,16 @@ def test_serving_load_quick(tmp_path: Path) -> None:
     enforced = [c for c in report["checks"] if c["enforced"]]
     assert enforced and all(c["passed"] for c in enforced), report["checks"]
     assert {c["scenario"] for c in report["checks"]} == {"a", "b", "c", "all"}
-    assert report["other_cores"]["runs"] == 5  # (c) 1 level, (b) 2, (a) capacity and cameras: each measured the machine
+    # (c) lowbitd and lowbit_grpc_floor, (b) 2 levels, (a) capacity and cameras: each measured the machine.
+    assert report["other_cores"]["runs"] == 6
     overhead = report["overhead"]
+    # The bound ran (the floor server is built beside lowbitd) and costs something.
+    assert overhead["grpc_floor_ms"] is not None and overhead["grpc_floor_ms"] > 0
+    assert overhead["rounds"][0]["floor"]["answered"] > 0 and not overhead["rounds"][0]["floor"]["errors"]
     assert overhead["in_process"]["image_width"] == 768 and overhead["in_process"]["p50_ms"] > 0
     assert overhead["server_overhead_ms"] == pytest.approx(overhead["closed"]["p50_ms"] - overhead["in_process"]["p50_ms"])
     assert report["cameras"]["capacity_fps"] > 0
-    for line in ("PASS", "server overhead", "per-camera share", report["host"]["cpu_model"]):
+    for line in ("PASS", "server overhead", "gRPC floor", "per-camera share", report["host"]["cpu_model"]):
         assert line in done.stdout
 
 
