@@ -17,6 +17,7 @@ RUN apt-get update \
       protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc \
       prometheus-cpp-dev libspdlog-dev libfmt-dev libboost-dev \
       libopencv-dev libxnnpack-dev libpthreadpool-dev libonnx-dev \
+      libjpeg62-turbo-dev libpng-dev \
       python3 python3-venv nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -46,7 +47,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libopencv-core406 libopencv-imgproc406 \
       libopencv-imgcodecs406 libxnnpack0 libpthreadpool0 libprometheus-cpp-pull1.0 \
-      libprometheus-cpp-core1.0 libspdlog1.10 libfmt9 \
+      libprometheus-cpp-core1.0 libspdlog1.10 libfmt9 libjpeg62-turbo libpng16-16 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin lowbit
 COPY --from=build /build/server/lowbitd /build/engine/lowbit /usr/local/bin/

@@ -38,12 +38,13 @@ script="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[
 
 # The engine: protobuf (ONNX, model config), OpenCV's core/imgproc/imgcodecs
 # modules only (libopencv-dev would pull every module: VTK, Qt, GDAL, ...),
-# XNNPACK, zlib; the tests: GoogleTest. lowbitd: gRPC, prometheus-cpp,
+# XNNPACK, zlib, libjpeg-turbo and libpng (image decode links them directly);
+# the tests: GoogleTest. lowbitd: gRPC, prometheus-cpp,
 # spdlog/fmt, Boost (Asio headers).
 packages=(
   libc6-dev libstdc++-12-dev zlib1g-dev
   libprotobuf-dev libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
-  libxnnpack-dev libpthreadpool-dev
+  libxnnpack-dev libpthreadpool-dev libjpeg62-turbo-dev libpng-dev
   libgtest-dev libgmock-dev
   libgrpc++-dev prometheus-cpp-dev libspdlog-dev libfmt-dev libboost-dev
 )

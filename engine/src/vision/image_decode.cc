@@ -2,16 +2,33 @@
 //
 // Before any pixel is decoded the container is walked (JPEG markers, PNG
 // chunks) to read the image size and to make sure the data runs to its
-// end-of-image marker. This refuses oversized images without allocating them
-// and catches truncated files, for which libjpeg would otherwise hand OpenCV a
-// partial image padded with grey and no error.
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-
+// end-of-image marker. This refuses oversized images without allocating them.
+//
+// Pixels are then decoded strictly, with libjpeg-turbo and libpng called
+// directly: anything the libraries would only warn about (a JPEG whose
+// entropy-coded data stops early, even if an end-of-image marker follows; a
+// bad Huffman code; extraneous bytes; a PNG chunk with a bad CRC, critical
+// or ancillary; a zlib stream cut short or with a wrong checksum) is an
+// INVALID_ARGUMENT. A lenient decoder hands back such an image padded with
+// grey. Both decode with the same settings as OpenCV's cv::imdecode
+// (IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION) against the same system
+// libraries, so good images give the same pixels bit for bit.
+//
+// libjpeg and libpng report errors by longjmp: the functions that call
+// setjmp (DecodeJpegPixels, DecodePngPixels) hold only trivially
+// destructible locals, and the messages land in fixed char buffers.
 #include <algorithm>
+#include <csetjmp>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
+
+// jpeglib.h uses size_t and FILE without including their headers.
+#include <jpeglib.h>
+// JWRN_* message codes.
+#include <jerror.h>
+#include <png.h>
 
 #include "lowbit/engine/detector.h"
 
@@ -177,6 +194,248 @@ StatusOr<ImageHeader> WalkHeader(const uint8_t* data, size_t size, const DecodeL
   return IsJpeg(data, size) ? WalkJpeg(data, size, limits) : WalkPng(data, size, limits);
 }
 
+// ---- JPEG: libjpeg-turbo ------------------------------------------------
+
+// A progressive JPEG may hold any number of scans, each a full pass over the
+// coefficients: a small file with thousands of scans costs minutes of CPU.
+// Real encoders write about 10 (libjpeg's default script) and never near this.
+constexpr int kMaxJpegScans = 256;
+
+// libjpeg's error manager with the jump target and message beside it; `base`
+// first, so the jpeg_error_mgr* libjpeg holds is also a JpegErrors*.
+struct JpegErrors {
+  jpeg_error_mgr base;
+  std::jmp_buf jump;
+  int code = 0;                     // libjpeg's message code (JERR_*, JWRN_*), -1: ours
+  char message[JMSG_LENGTH_MAX]{};  // what went wrong, from libjpeg's table or ours
+};
+
+[[noreturn]] void JpegFail(j_common_ptr cinfo) {
+  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+  errors->code = cinfo->err->msg_code;
+  (*cinfo->err->format_message)(cinfo, errors->message);
+  std::longjmp(errors->jump, 1);
+}
+
+[[noreturn]] void JpegFailWith(j_common_ptr cinfo, const char* message) {
+  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+  errors->code = -1;
+  std::snprintf(errors->message, sizeof(errors->message), "%s", message);
+  std::longjmp(errors->jump, 1);
+}
+
+// msg_level -1 is a warning: libjpeg's word for corrupt or missing data it
+// papers over. Every one is an error here except the two about header fields
+// that do not change a pixel (an unknown JFIF revision; sequential-scan
+// parameters some encoders fill in oddly). Levels >= 0 are trace messages.
+void JpegEmitMessage(j_common_ptr cinfo, int msg_level) {
+  if (msg_level >= 0) return;
+  const int code = cinfo->err->msg_code;
+  if (code == JWRN_JFIF_MAJOR || code == JWRN_NOT_SEQUENTIAL) {
+    ++cinfo->err->num_warnings;
+    return;
+  }
+  JpegFail(cinfo);
+}
+
+void JpegLimitScans(j_common_ptr cinfo) {
+  if (!cinfo->is_decompressor) return;
+  if (reinterpret_cast<j_decompress_ptr>(cinfo)->input_scan_number > kMaxJpegScans) {
+    JpegFailWith(cinfo, "more scans than the limit of 256 (a decompression bomb?)");
+  }
+}
+
+// (C, M, Y, K) as libjpeg returns them for Adobe CMYK/YCCK files (stored
+// inverted) -> B, G, R, the conversion OpenCV applies: v' = k - (255 - v) * k / 256.
+void CmykRowToBgr(const uint8_t* cmyk, int width, uint8_t* bgr) {
+  for (int x = 0; x < width; ++x, cmyk += 4, bgr += 3) {
+    const int k = cmyk[3];
+    bgr[0] = static_cast<uint8_t>(k - (((255 - cmyk[2]) * k) >> 8));
+    bgr[1] = static_cast<uint8_t>(k - (((255 - cmyk[1]) * k) >> 8));
+    bgr[2] = static_cast<uint8_t>(k - (((255 - cmyk[0]) * k) >> 8));
+  }
+}
+
+// Decodes into `bgr` (height rows of 3 * width bytes, packed). False with
+// errors->message set on any error or warning. Creates the decompressor;
+// the caller destroys it, also after a failure.
+bool DecodeJpegPixels(jpeg_decompress_struct* cinfo, jpeg_progress_mgr* progress,
+                      const uint8_t* data, size_t size, int width, int height, uint8_t* bgr) {
+  auto* errors = reinterpret_cast<JpegErrors*>(cinfo->err);
+  if (setjmp(errors->jump) != 0) return false;
+  jpeg_create_decompress(cinfo);  // clears all but cinfo->err
+  progress->progress_monitor = JpegLimitScans;
+  cinfo->progress = progress;
+  jpeg_mem_src(cinfo, data, static_cast<unsigned long>(size));
+  jpeg_read_header(cinfo, TRUE);
+  if (static_cast<int64_t>(cinfo->image_width) != width ||
+      static_cast<int64_t>(cinfo->image_height) != height) {
+    JpegFailWith(reinterpret_cast<j_common_ptr>(cinfo),
+                 "libjpeg read a different size from the frame header");
+  }
+  // OpenCV's choices: BGR straight from libjpeg-turbo's colour converter
+  // (from YCbCr, RGB or grey), CMYK converted here; the accurate integer IDCT
+  // and fancy upsampling (libjpeg's defaults), full scale.
+  const bool cmyk = cinfo->num_components == 4;
+  cinfo->out_color_space = cmyk ? JCS_CMYK : JCS_EXT_BGR;
+  cinfo->dct_method = JDCT_ISLOW;
+  cinfo->do_fancy_upsampling = TRUE;
+  cinfo->scale_num = 1;
+  cinfo->scale_denom = 1;
+  jpeg_start_decompress(cinfo);
+  if (static_cast<int>(cinfo->output_width) != width ||
+      static_cast<int>(cinfo->output_height) != height ||
+      cinfo->output_components != (cmyk ? 4 : 3)) {
+    JpegFailWith(reinterpret_cast<j_common_ptr>(cinfo),
+                 "libjpeg's output size or channel count differs from the frame header");
+  }
+  // One CMYK row, from libjpeg's per-image pool (freed by jpeg_destroy).
+  JSAMPARRAY cmyk_row =
+      cmyk ? (*cinfo->mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(cinfo), JPOOL_IMAGE,
+                                         static_cast<JDIMENSION>(4 * width), 1)
+           : nullptr;
+  const size_t row_bytes = size_t{3} * width;
+  while (cinfo->output_scanline < cinfo->output_height) {
+    uint8_t* row = bgr + row_bytes * cinfo->output_scanline;
+    JSAMPROW target = cmyk ? cmyk_row[0] : row;
+    // The memory source never suspends: 0 rows would be a libjpeg bug.
+    if (jpeg_read_scanlines(cinfo, &target, 1) != 1) {
+      JpegFailWith(reinterpret_cast<j_common_ptr>(cinfo), "libjpeg returned no scanline");
+    }
+    if (cmyk) CmykRowToBgr(cmyk_row[0], width, row);
+  }
+  // Reads on to EOI: data after the last row (extraneous bytes, a
+  // truncated later scan) warns here, and so fails.
+  jpeg_finish_decompress(cinfo);
+  return true;
+}
+
+Status DecodeJpeg(const uint8_t* data, size_t size, int width, int height, uint8_t* bgr) {
+  jpeg_decompress_struct cinfo{};
+  JpegErrors errors;
+  cinfo.err = jpeg_std_error(&errors.base);
+  errors.base.error_exit = JpegFail;
+  errors.base.emit_message = JpegEmitMessage;
+  jpeg_progress_mgr progress{};
+  const bool ok = DecodeJpegPixels(&cinfo, &progress, data, size, width, height, bgr);
+  jpeg_destroy_decompress(&cinfo);
+  if (ok) return Status::Ok();
+  // Entropy-coded data that stops where more was due: at a marker (a
+  // cut-off upload with an end-of-image marker after it, or data damaged
+  // so the decoder lost its place) or at the end of the buffer.
+  const char* kind = errors.code == JWRN_JPEG_EOF     ? "truncated JPEG"
+                     : errors.code == JWRN_HIT_MARKER ? "truncated or corrupt JPEG"
+                                                      : "corrupt JPEG";
+  return InvalidArgument(std::string(kind) + " (" + std::to_string(width) + "x" +
+                         std::to_string(height) + ", " + std::to_string(size) +
+                         " bytes): libjpeg: " + errors.message);
+}
+
+// ---- PNG: libpng --------------------------------------------------------
+
+// The read source and the error message; libpng's io and error pointer.
+struct PngSource {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  size_t position = 0;
+  char message[192]{};
+};
+
+[[noreturn]] void PngFail(png_structp png, png_const_charp message) {
+  auto* source = static_cast<PngSource*>(png_get_error_ptr(png));
+  std::snprintf(source->message, sizeof(source->message), "%s", message);
+  png_longjmp(png, 1);
+}
+
+// Strict: a libpng warning is an error too.
+void PngWarn(png_structp png, png_const_charp message) { PngFail(png, message); }
+
+void PngRead(png_structp png, png_bytep out, size_t length) {
+  auto* source = static_cast<PngSource*>(png_get_io_ptr(png));
+  if (length > source->size - source->position) {
+    PngFail(png, "the data ends inside a chunk");
+  }
+  std::memcpy(out, source->data + source->position, length);
+  source->position += length;
+}
+
+// Decodes into `bgr` (height rows of 3 * width bytes, packed). False with
+// the source's message set on any error or warning.
+bool DecodePngPixels(png_structp png, png_infop info, int width, int height, uint8_t* bgr) {
+  if (setjmp(png_jmpbuf(png)) != 0) return false;
+  // A bad CRC on any chunk, and libpng's "benign" errors (a zlib stream cut
+  // short after the last row or with a wrong Adler-32, extra image data),
+  // are errors. Ancillary chunks (colour profiles, text, gamma) are skipped
+  // unparsed, their CRCs still checked: the pixels below never use them, and
+  // compressed text or profiles are not inflated.
+  png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
+  png_set_benign_errors(png, 0);
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, nullptr, -1);
+  png_set_user_limits(png, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height));
+  png_read_info(png, info);
+  png_uint_32 png_width = 0, png_height = 0;
+  int bit_depth = 0, color_type = 0;
+  png_get_IHDR(png, info, &png_width, &png_height, &bit_depth, &color_type, nullptr, nullptr,
+               nullptr);
+  if (png_width != static_cast<png_uint_32>(width) ||
+      png_height != static_cast<png_uint_32>(height)) {
+    PngFail(png, "libpng read a different size from IHDR");
+  }
+  // OpenCV's transforms for IMREAD_COLOR: 16 -> 8 bits by the high byte,
+  // alpha dropped (not composited), palette and low-bit grey expanded, grey
+  // -> three equal channels, colour in BGR order; interlaced passes merged.
+  if (bit_depth == 16) png_set_strip_16(png);
+  png_set_strip_alpha(png);
+  if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if ((color_type & PNG_COLOR_MASK_COLOR) == 0 && bit_depth < 8) {
+    png_set_expand_gray_1_2_4_to_8(png);
+  }
+  if ((color_type & PNG_COLOR_MASK_COLOR) != 0) {
+    png_set_bgr(png);
+  } else {
+    png_set_gray_to_rgb(png);
+  }
+  const int passes = png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const size_t row_bytes = size_t{3} * width;
+  if (png_get_rowbytes(png, info) != row_bytes || png_get_channels(png, info) != 3 ||
+      png_get_bit_depth(png, info) != 8) {
+    PngFail(png, "libpng's output is not 8-bit BGR");
+  }
+  // Each interlace pass fills in more of every row it touches.
+  for (int pass = 0; pass < passes; ++pass) {
+    for (int y = 0; y < height; ++y) png_read_row(png, bgr + row_bytes * y, nullptr);
+  }
+  // Reads on to IEND: the rest of the zlib stream, its checksum and the
+  // CRCs of every later chunk.
+  png_read_end(png, nullptr);
+  return true;
+}
+
+Status DecodePng(const uint8_t* data, size_t size, int width, int height, uint8_t* bgr) {
+  PngSource source;
+  source.data = data;
+  source.size = size;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &source, PngFail, PngWarn);
+  png_infop info = png != nullptr ? png_create_info_struct(png) : nullptr;
+  if (info == nullptr) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    return Internal("libpng could not allocate its decoder");
+  }
+  png_set_read_fn(png, &source, PngRead);
+  const bool ok = DecodePngPixels(png, info, width, height, bgr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  if (ok) return Status::Ok();
+  const std::string message = source.message;
+  // Running out of data (of the buffer or of IDAT chunks) is a cut-off file.
+  const bool premature = message.find("ends inside") != std::string::npos ||
+                         message.find("Not enough") != std::string::npos ||
+                         message.find("runcated") != std::string::npos;
+  return InvalidArgument(std::string(premature ? "truncated PNG" : "corrupt PNG") + " (" +
+                         std::to_string(width) + "x" + std::to_string(height) + ", " +
+                         std::to_string(size) + " bytes): libpng: " + message);
+}
+
 }  // namespace
 
 StatusOr<ImageSize> ReadImageHeader(const uint8_t* data, size_t size, const DecodeLimits& limits) {
@@ -184,8 +443,7 @@ StatusOr<ImageSize> ReadImageHeader(const uint8_t* data, size_t size, const Deco
   return ImageSize{static_cast<int>(header.width), static_cast<int>(header.height)};
 }
 
-Status DecodeImageInto(const uint8_t* data, size_t size, Image* image,
-                       const DecodeLimits& limits) {
+Status DecodeImageInto(const uint8_t* data, size_t size, Image* image, const DecodeLimits& limits) {
   image->width = 0;
   image->height = 0;
   StatusOr<ImageHeader> header = WalkHeader(data, size, limits);
@@ -193,44 +451,19 @@ Status DecodeImageInto(const uint8_t* data, size_t size, Image* image,
     image->bgr.clear();
     return header.status();
   }
-
-  // The decoder writes straight into image->bgr: a Mat of the header's size
-  // over that buffer is one cv::imdecode fills without reallocating (it
-  // reallocates only if the decoded size or type differs, checked below).
+  // The decoder writes straight into image->bgr; same size as the last
+  // frame: no allocation here.
   const int width = static_cast<int>(header->width);
   const int height = static_cast<int>(header->height);
-  // Same size as the last frame: no allocation and no writes here.
   image->bgr.resize(size_t{3} * width * height);
-  cv::Mat decoded(height, width, CV_8UC3, image->bgr.data());
   // Pixels keep their stored orientation (EXIF orientation is ignored), so
   // boxes refer to the same pixel grid as the raw file, as with PIL.
-  try {
-    const cv::Mat encoded(1, static_cast<int>(size), CV_8UC1, const_cast<uint8_t*>(data));
-    cv::imdecode(encoded, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION, &decoded);
-  } catch (const cv::Exception& e) {
+  const Status decoded = IsJpeg(data, size)
+                             ? DecodeJpeg(data, size, width, height, image->bgr.data())
+                             : DecodePng(data, size, width, height, image->bgr.data());
+  if (!decoded.ok()) {
     image->bgr.clear();
-    return InvalidArgument(std::string("corrupt ") + header->format + ": " + e.what());
-  }
-  if (decoded.empty()) {
-    image->bgr.clear();
-    return InvalidArgument(std::string("corrupt ") + header->format +
-                           ": the decoder rejected the " + std::to_string(size) +
-                           "-byte image data");
-  }
-  if (decoded.type() != CV_8UC3 || decoded.cols != width || decoded.rows != height) {
-    image->bgr.clear();
-    return InvalidArgument(std::string("corrupt ") + header->format + ": header says " +
-                           std::to_string(width) + "x" + std::to_string(height) +
-                           " but the decoder produced " + std::to_string(decoded.cols) + "x" +
-                           std::to_string(decoded.rows));
-  }
-  if (decoded.data != image->bgr.data()) {
-    // Not decoded in place (cannot happen with the checks above, but the
-    // copy keeps the result right whatever the decoder did).
-    const size_t row_bytes = size_t{3} * width;
-    for (int y = 0; y < height; ++y) {
-      std::memcpy(image->bgr.data() + y * row_bytes, decoded.ptr<uint8_t>(y), row_bytes);
-    }
+    return decoded;
   }
   image->width = width;
   image->height = height;

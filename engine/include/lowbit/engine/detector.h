@@ -53,6 +53,8 @@ StatusOr<ImageSize> ReadImageHeader(const uint8_t* data, size_t size,
                                     const DecodeLimits& limits = {});
 // Decodes JPEG or PNG bytes. A corrupt, truncated or empty buffer, or an image
 // over the limits, is an INVALID_ARGUMENT with a message naming the problem.
+// Strict: what libjpeg/libpng would only warn about (scan data that ends
+// early, a bad CRC, a damaged zlib stream) is an error too.
 StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, const DecodeLimits& limits = {});
 // DecodeImage into `image`, reusing its pixel buffer when its capacity is
 // enough: a caller that decodes frame after frame (a server worker) then
