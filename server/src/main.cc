@@ -27,6 +27,7 @@
 #include "options.h"
 #include "registry.h"
 #include "server.h"
+#include "tls.h"
 
 namespace {
 
@@ -68,6 +69,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   const ServerOptions& options = command_line->options;
+  // TLS files are checked before the models load (seconds), so a wrong path
+  // or a key of another certificate fails at once.
+  if (lowbit::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+          MakeServerCredentials(options);
+      !credentials.ok()) {
+    std::fprintf(stderr, "lowbitd: %s\n", credentials.status().message().c_str());
+    return 2;
+  }
 
   // Decoded frames and batch tensors (hundreds of KiB to MiB, freed after
   // each request, on many threads) are mapped and unmapped instead of being

@@ -46,6 +46,17 @@ FlagSpec IntegerFlag(const char* name, const char* help, Field ServerOptions::*f
                   }};
 }
 
+// A file path; the file is read and checked when the server starts.
+FlagSpec PathFlag(const char* name, const char* help, std::string ServerOptions::*field) {
+  return FlagSpec{name, "FILE", help, [](const ServerOptions&) { return std::string(); },
+                  [name, field](const std::string& value, ServerOptions* o) -> Status {
+                    if (value.empty())
+                      return InvalidArgument(std::string("--") + name + " needs a file path");
+                    o->*field = value;
+                    return Status::Ok();
+                  }};
+}
+
 Status ValidateAddress(const std::string& flag, const std::string& value) {
   std::string host;
   int port = 0;
@@ -134,6 +145,16 @@ const std::vector<FlagSpec>& Flags() {
                   &ServerOptions::max_image_bytes, 1, 1LL << 30),
       IntegerFlag("max-pixels", "largest accepted image, width * height",
                   &ServerOptions::max_pixels, 1, 1LL << 31),
+      PathFlag("tls-cert",
+               "serve gRPC over TLS with this PEM certificate chain (leaf first); needs "
+               "--tls-key; the metrics endpoint stays plain HTTP (keep it on localhost or a "
+               "management network)",
+               &ServerOptions::tls_cert),
+      PathFlag("tls-key", "unencrypted PEM private key of --tls-cert", &ServerOptions::tls_key),
+      PathFlag("tls-client-ca",
+               "mutual TLS: require every client to present a certificate signed by a CA in "
+               "this PEM file; needs --tls-cert",
+               &ServerOptions::tls_client_ca),
       {"log-level", "LEVEL", "trace, debug, info, warn, error, critical or off",
        [](const ServerOptions& o) { return o.log_level; },
        [](const std::string& v, ServerOptions* o) -> Status {
@@ -176,6 +197,15 @@ Status ValidateTogether(const ServerOptions& o) {
         " MiB cannot hold one decoded image of --max-pixels " + std::to_string(o.max_pixels) +
         " (3 bytes per pixel = " + std::to_string((3 * o.max_pixels + kMiB - 1) / kMiB) +
         " MiB); raise it or lower --max-pixels");
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return InvalidArgument(o.tls_cert.empty() ? "--tls-key needs --tls-cert (the certificate)"
+                                              : "--tls-cert needs --tls-key (its private key)");
+  }
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    return InvalidArgument(
+        "--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS with client "
+        "certificates");
   }
   if (o.grpc_memory_mb * kMiB < o.max_image_bytes) {
     return InvalidArgument("--grpc-memory-mb " + std::to_string(o.grpc_memory_mb) +

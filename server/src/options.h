@@ -58,6 +58,15 @@ struct ServerOptions {
   int64_t max_image_bytes = 16LL * 1024 * 1024;
   // Largest accepted image, width * height.
   int64_t max_pixels = 32LL * 1024 * 1024;
+  // TLS on the gRPC port: a PEM certificate chain (leaf first) and its
+  // unencrypted PEM private key, both or neither. Empty: plaintext. The
+  // metrics endpoint stays plain HTTP (bind it to localhost or a management
+  // network).
+  std::string tls_cert;
+  std::string tls_key;
+  // Mutual TLS: PEM CA certificate(s); clients must present a certificate
+  // one of them signed. Needs tls_cert.
+  std::string tls_client_ca;
   // trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
   // On SIGTERM/SIGINT (the drain timeout), milliseconds from the signal to

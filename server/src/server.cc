@@ -11,6 +11,7 @@
 
 #include "admin_service.h"
 #include "kserve_service.h"
+#include "tls.h"
 
 namespace lowbit::server {
 namespace {
@@ -116,7 +117,9 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Serve(std::unique_ptr<Lowb
   quota.SetMaxThreads(options.grpc_max_threads);
   quota.Resize(static_cast<size_t>(options.grpc_memory_mb * kMiB));
   builder.SetResourceQuota(quota);
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  LOWBIT_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                          MakeServerCredentials(options));
+  builder.AddListeningPort(options.address, credentials, &server->port_);
   builder.RegisterService(server->detector_.get());
   builder.RegisterService(server->admin_.get());
   builder.RegisterService(server->kserve_.get());
@@ -151,15 +154,17 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Serve(std::unique_ptr<Lowb
       options.latency_objective_ms, options.queue_capacity, options.queue_memory_mb,
       options.decode_memory_mb, limits.max_pending_per_stream);
   spdlog::info(
-      "listening on {} (gRPC: lowbit.v1.Detector, lowbit.v1.Admin, inference.GRPCInferenceService, "
-      "grpc.health.v1.Health, reflection; quota {} threads, {} MiB)",
-      WithPort(options.address, server->port_), options.grpc_max_threads, options.grpc_memory_mb);
+      "listening on {} ({}; gRPC: lowbit.v1.Detector, lowbit.v1.Admin, "
+      "inference.GRPCInferenceService, grpc.health.v1.Health, reflection; quota {} threads, {} "
+      "MiB)",
+      WithPort(options.address, server->port_), DescribeTransport(options),
+      options.grpc_max_threads, options.grpc_memory_mb);
   if (options.repository_poll_s > 0) {
     spdlog::info("polling {} every {} s for model changes", options.model_repo,
                  options.repository_poll_s);
   }
   if (server->exposer_) {
-    spdlog::info("metrics at http://{}/metrics",
+    spdlog::info("metrics at http://{}/metrics (plain HTTP)",
                  WithPort(options.metrics_address, server->metrics_port_));
   }
   return server;

@@ -41,8 +41,20 @@ def _format_timings(result: DetectResult) -> str:
     )
 
 
+def _client(args: argparse.Namespace) -> Client:
+    return Client(
+        args.address,
+        timeout=args.timeout,
+        tls=args.tls,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_server_name=args.tls_server_name,
+    )
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
-    with Client(args.address, timeout=args.timeout) as client:
+    with _client(args) as client:
         result = client.detect(args.image, model=args.model, camera_id=args.camera_id, score_threshold=args.score)
     if args.out:
         from lowbit.draw import save_annotated
@@ -64,7 +76,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    with Client(args.address, timeout=args.timeout) as client:
+    with _client(args) as client:
         if args.name:
             details = client.get_model(args.name)
             if args.json:
@@ -150,7 +162,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     if missing:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
     failures = 0
-    with Client(args.address, timeout=args.timeout) as client:
+    with _client(args) as client:
         frames = _paced(_stream_frames(args.inputs, args.camera_id, args.repeat), args.fps)
         results = client.detect_stream(frames, model=args.model, score_threshold=args.score,
                                        max_frame_age_ms=args.max_frame_age_ms, stamp_capture_time=True)
@@ -179,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--timeout", type=float, default=30.0, help="deadline per call in seconds (default %(default)s)")
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    tls = common.add_argument_group("TLS (a server started with --tls-cert; default: plaintext)")
+    tls.add_argument("--tls", action="store_true",
+                     help="connect over TLS, trusting the system's CA certificates (implied by --tls-ca)")
+    tls.add_argument("--tls-ca", metavar="FILE", help="PEM CA certificate that signed the server's certificate")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="PEM client certificate, for a server that requires one (--tls-client-ca)")
+    tls.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    tls.add_argument("--tls-server-name", metavar="NAME",
+                     help="name to check the server's certificate against (default: the host of --address)")
 
     parser = argparse.ArgumentParser(
         prog="lowbit-client",

@@ -1,6 +1,7 @@
 """The lowbit client: a thin, typed layer over the lowbit.v1.Detector service."""
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Optional, Union
@@ -27,10 +28,60 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 #: A stream item: an image, a ``(camera_id, frame_id, image)`` tuple, or a Frame.
 StreamItem = Union[ImageInput, tuple, Frame]
 
+#: PEM data, or the path of a PEM file.
+PemInput = Union[bytes, str, "os.PathLike[str]"]
+
 _CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 )
+
+
+def _read_pem(value: Optional[PemInput], what: str) -> Optional[bytes]:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    try:
+        with open(value, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise OSError(f"cannot read the TLS {what} {os.fspath(value)}: {error.strerror}") from None
+
+
+def make_channel(
+    address: str,
+    options: Sequence[tuple[str, Any]] = (),
+    *,
+    tls: bool = False,
+    tls_ca: Optional[PemInput] = None,
+    tls_cert: Optional[PemInput] = None,
+    tls_key: Optional[PemInput] = None,
+    tls_server_name: Optional[str] = None,
+) -> grpc.Channel:
+    """A gRPC channel to lowbitd: plaintext, or TLS when ``tls`` or any ``tls_*`` is given.
+
+    ``tls_ca`` is the CA that signed the server's certificate (default: the
+    system's roots); ``tls_cert`` and ``tls_key`` (both or neither) are this
+    client's certificate and key for a server started with --tls-client-ca.
+    Each is PEM bytes or a file path. ``tls_server_name`` overrides the name
+    checked against the server's certificate (default: the address's host).
+    """
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert and tls_key go together: a client certificate needs its key")
+    if not (tls or tls_ca is not None or tls_cert is not None):
+        if tls_server_name is not None:
+            raise ValueError("tls_server_name is only used with TLS")
+        return grpc.insecure_channel(address, options=list(options))
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read_pem(tls_ca, "CA certificate"),
+        private_key=_read_pem(tls_key, "client key"),
+        certificate_chain=_read_pem(tls_cert, "client certificate"),
+    )
+    options = list(options)
+    if tls_server_name is not None:
+        options.append(("grpc.ssl_target_name_override", tls_server_name))
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 def now_us() -> int:
@@ -49,6 +100,13 @@ class Client:
     The channel connects lazily and is safe to share between threads.
     ``timeout`` (seconds, None = no deadline) is the default deadline of the
     unary calls; streams have none unless given one.
+
+    TLS (a server started with --tls-cert/--tls-key): pass ``tls_ca``, the
+    CA certificate that signed the server's (PEM bytes or a file path), or
+    ``tls=True`` for the system's roots. Mutual TLS (--tls-client-ca): add
+    ``tls_cert`` and ``tls_key``, this client's certificate and key.
+
+    >>> Client("gateway.local:50051", tls_ca="ca.crt", tls_cert="camera.crt", tls_key="camera.key")
     """
 
     def __init__(
@@ -57,10 +115,23 @@ class Client:
         timeout: Optional[float] = 30.0,
         *,
         channel_options: Sequence[tuple[str, Any]] = (),
+        tls: bool = False,
+        tls_ca: Optional[PemInput] = None,
+        tls_cert: Optional[PemInput] = None,
+        tls_key: Optional[PemInput] = None,
+        tls_server_name: Optional[str] = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=[*_CHANNEL_OPTIONS, *channel_options])
+        self._channel = make_channel(
+            address,
+            [*_CHANNEL_OPTIONS, *channel_options],
+            tls=tls,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_server_name=tls_server_name,
+        )
         self._stub = detector_pb2_grpc.DetectorStub(self._channel)
 
     # -- lifetime -------------------------------------------------------------
