@@ -6,11 +6,16 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <string>
 #include <vector>
+
+// After <cstdio>: jpeglib.h uses FILE and size_t without including them.
+#include <jpeglib.h>
 
 #include "lowbit/engine/detector.h"
 #include "test_vision_util.h"
@@ -156,6 +161,66 @@ std::vector<uint8_t> MakePng(int width, int height, int bit_depth, int color_typ
   return JoinPng(chunks);
 }
 
+// ---- JPEGs OpenCV cannot write, encoded with libjpeg ----
+
+// Encodes `pixels` (height rows of width * components bytes, in
+// `color_space`) as JPEG; `scans`, if not empty, is the progressive scan
+// script; `stored` the colour space in the file (JCS_UNKNOWN: libjpeg's
+// default for the input).
+std::vector<uint8_t> EncodeJpeg(const std::vector<uint8_t>& pixels, int width, int height,
+                                int components, J_COLOR_SPACE color_space,
+                                const std::vector<jpeg_scan_info>& scans = {},
+                                J_COLOR_SPACE stored = JCS_UNKNOWN) {
+  jpeg_compress_struct cinfo{};
+  jpeg_error_mgr errors{};
+  cinfo.err = jpeg_std_error(&errors);  // an encoder error exits the test binary
+  jpeg_create_compress(&cinfo);
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&cinfo, &buffer, &size);
+  cinfo.image_width = width;
+  cinfo.image_height = height;
+  cinfo.input_components = components;
+  cinfo.in_color_space = color_space;
+  jpeg_set_defaults(&cinfo);
+  if (stored != JCS_UNKNOWN) jpeg_set_colorspace(&cinfo, stored);
+  jpeg_set_quality(&cinfo, 90, TRUE);
+  if (!scans.empty()) {
+    cinfo.scan_info = scans.data();
+    cinfo.num_scans = static_cast<int>(scans.size());
+  }
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row =
+        const_cast<uint8_t*>(pixels.data()) + size_t{cinfo.next_scanline} * width * components;
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  std::vector<uint8_t> bytes(buffer, buffer + size);
+  std::free(buffer);
+  return bytes;
+}
+
+// A valid progressive script for 3 components: one DC scan, then every AC
+// coefficient of every component in a scan of its own, with
+// `refinement` adding a successive-approximation pass (Al 1, then Ah 1 Al 0)
+// for each: 190 scans without it, 379 with.
+std::vector<jpeg_scan_info> OneCoefficientPerScan(bool refinement) {
+  std::vector<jpeg_scan_info> scans;
+  scans.push_back(jpeg_scan_info{3, {0, 1, 2, 0}, 0, 0, 0, 0});
+  for (int pass = 0; pass < (refinement ? 2 : 1); ++pass) {
+    for (int component = 0; component < 3; ++component) {
+      for (int k = 1; k < 64; ++k) {
+        const int ah = refinement && pass == 1 ? 1 : 0;
+        const int al = refinement && pass == 0 ? 1 : 0;
+        scans.push_back(jpeg_scan_info{1, {component, 0, 0, 0}, k, k, ah, al});
+      }
+    }
+  }
+  return scans;
+}
+
 size_t IndexOf(const std::vector<Chunk>& chunks, const std::string& type, bool last = false) {
   size_t found = chunks.size();
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -254,6 +319,39 @@ TEST(StrictDecodeTest, PngColourTypesAndInterlacingMatchOpenCvBitForBit) {
                                  }));
     }
   }
+}
+
+// CMYK and YCCK (Adobe) JPEGs: libjpeg returns CMYK, converted to BGR as
+// OpenCV converts it.
+TEST(StrictDecodeTest, CmykAndYcckJpegsMatchOpenCvBitForBit) {
+  const int width = 61, height = 37;
+  std::vector<uint8_t> cmyk(size_t{4} * width * height);
+  for (size_t i = 0; i < cmyk.size(); ++i) cmyk[i] = static_cast<uint8_t>((i * 37 + i / 97) & 0xFF);
+  const std::vector<uint8_t> cmyk_jpeg = EncodeJpeg(cmyk, width, height, 4, JCS_CMYK);
+  ExpectSameAsOpenCv(cmyk_jpeg);
+
+  const std::vector<uint8_t> ycck_jpeg = EncodeJpeg(cmyk, width, height, 4, JCS_CMYK, {}, JCS_YCCK);
+  EXPECT_NE(ycck_jpeg, cmyk_jpeg);
+  ExpectSameAsOpenCv(ycck_jpeg);
+}
+
+// A progressive JPEG with 190 scans decodes (and matches OpenCV); one with
+// 379, each a full pass over the coefficients, is refused as a likely bomb.
+TEST(StrictDecodeTest, ProgressiveJpegsOverTheScanLimitAreRefused) {
+  const int width = 48, height = 40;
+  std::vector<uint8_t> rgb(size_t{3} * width * height);
+  for (size_t i = 0; i < rgb.size(); ++i)
+    rgb[i] = static_cast<uint8_t>((i * 11 + i / 144 * 7) & 0xFF);
+  const std::vector<jpeg_scan_info> under = OneCoefficientPerScan(false);
+  const std::vector<jpeg_scan_info> over = OneCoefficientPerScan(true);
+  ASSERT_EQ(under.size(), 190u);
+  ASSERT_EQ(over.size(), 379u);
+  ExpectSameAsOpenCv(EncodeJpeg(rgb, width, height, 3, JCS_RGB, under));
+  const std::vector<uint8_t> bomb = EncodeJpeg(rgb, width, height, 3, JCS_RGB, over);
+  int opencv_width = 0, opencv_height = 0;
+  EXPECT_FALSE(OpenCvPixels(bomb, &opencv_width, &opencv_height).empty())
+      << "a lenient decoder takes it";
+  ExpectRefused(bomb, "more scans than the limit of 256");
 }
 
 // ---- what a lenient decoder accepts: refused ----
