@@ -84,11 +84,11 @@ KERNEL_TABLE: dict[str, dict] = {
         derivation="conv_u8s8dot_4x16__neoni8mm, one iteration of its 16-byte k loop: 2 "
         "k-octets x 4 pixels x 16 cout = 1024 (32 usmmla of 2x2x8)"),
     "conv_w2a2_lut_neon": dict(
-        macs=512, family="lut", wbits=2, abits=2, pixel_tile=64,
+        macs=256, family="lut", wbits=2, abits=2, pixel_tile=64,
         source="conv_w2a2_lut_64x4__neon.cc",
-        derivation="one step (tap, input-channel pair) of conv_w2a2_lut_64x4__neon: 64 pixels "
-        "x 4 cout x 2 input channels (16 tbl + 16 add); the byte widening every 14 steps is "
-        "outside the region"),
+        derivation="one step (tap, input-channel pair) of one 32-pixel half of a "
+        "conv_w2a2_lut_64x4__neon tile: 32 pixels x 4 cout x 2 input channels (8 tbl + 8 add); "
+        "the byte widening every 14 steps is outside the region"),
     # An overhead region: its cycles are added to overhead_of's iteration once per `every`
     # iterations (the figures printed for the parent include it).
     "conv_w2a2_lut_neon_widen": dict(
@@ -297,8 +297,10 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
         copies = max(r.instance for r in regions if r.name == name)
         warnings.append(f"region {name} appears {copies} times in the assembly (gcc duplicated "
                         "the loop); instance 1 is used")
-    # Overhead regions: their cycles / every go onto their parent's iteration, per core.
-    for o in [r for r in results if r["family"] == "overhead"]:
+    # Overhead regions: their cycles / every go onto their parent's iteration, per core (the
+    # first copy of an overhead region only: a duplicated loop's copies are alternatives, so
+    # each copy of the parent gets it once).
+    for o in [r for r in results if r["family"] == "overhead" and r["instance"] == 1]:
         entry = KERNEL_TABLE[o["kernel"]]
         for p in results:
             if (p["kernel"] == entry["overhead_of"] and p["core"] == o["core"] and p.get("runs")
