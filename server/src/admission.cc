@@ -36,6 +36,15 @@ Status CheckRequestString(std::string_view field, std::string_view value) {
                          " are accepted");
 }
 
+Status StreamSlots::Acquire() {
+  const int open = open_.fetch_add(1, std::memory_order_relaxed);
+  if (open < limit_) return Status::Ok();
+  open_.fetch_sub(1, std::memory_order_relaxed);
+  return ResourceExhausted(std::to_string(limit_) +
+                           " streams are open, the most this server takes (--max-streams); "
+                           "close one or retry later");
+}
+
 std::string Excerpt(std::string_view text, size_t max_bytes) {
   if (text.size() <= max_bytes) return std::string(text);
   return std::string(text.substr(0, max_bytes)) + "... (" + std::to_string(text.size()) +

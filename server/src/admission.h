@@ -11,6 +11,7 @@
 // walk and nothing more.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,27 @@ struct FrontendLimits {
   // at the limit the stream stops reading (gRPC flow control then slows the
   // sender) until results are written. Never above the queue capacity.
   int max_pending_per_stream = 64;
+  // Bytes of one stream's results answered but not yet written; at the
+  // limit the stream stops reading, as at max_pending_per_stream.
+  int64_t max_pending_bytes_per_stream = 1 << 20;
+  // Streams open at once, shared by every service built with these limits
+  // (copies of FrontendLimits share one count). Null: no limit.
+  std::shared_ptr<class StreamSlots> streams;
+};
+
+// Streams open at once across the front ends: a stream takes a slot when it
+// starts and gives it back in OnDone; over the limit it is refused.
+class StreamSlots {
+ public:
+  explicit StreamSlots(int limit) : limit_(limit) {}
+  // OK and a slot taken, or RESOURCE_EXHAUSTED naming the limit.
+  Status Acquire();
+  void Release() { open_.fetch_sub(1, std::memory_order_relaxed); }
+  int open() const { return open_.load(std::memory_order_relaxed); }
+
+ private:
+  const int limit_;
+  std::atomic<int> open_{0};
 };
 
 // Longest model name, camera_id or request id a request may carry, bytes.

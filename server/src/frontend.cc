@@ -323,11 +323,22 @@ class DetectorService::StreamCall final
   StreamCall(DetectorService* service, grpc::CallbackServerContext* context)
       : service_(service),
         limit_(std::max(1, service->limits_.max_pending_per_stream)),
+        byte_limit_(service->limits_.max_pending_bytes_per_stream),
+        slots_(service->limits_.streams),
         deadline_(DeadlineFromContext(*context, service->clock_)) {
     service_->CallStarted();
     std::lock_guard<std::mutex> lock(mu_);
     drain_subscription_ = service_->drain_.Subscribe([this] { OnDrain(); });
     if (drain_subscription_ == 0) draining_ = true;
+    if (slots_) {
+      const Status slot = slots_->Acquire();
+      if (!slot.ok()) {
+        slots_.reset();  // none taken
+        finished_ = true;
+        Finish(ToGrpcStatus(slot));
+        return;
+      }
+    }
     Pump();
   }
 
@@ -372,9 +383,13 @@ class DetectorService::StreamCall final
     std::unique_lock<std::mutex> lock(mu_);
     writing_ = false;
     --pending_;
+    pending_bytes_ -= writing_bytes_;
     if (!ok && !write_failed_) {
       write_failed_ = true;
       pending_ -= static_cast<int>(outbox_.size());
+      for (const v1::DetectResponse& response : outbox_) {
+        pending_bytes_ -= static_cast<int64_t>(response.ByteSizeLong());
+      }
       outbox_.clear();
     }
     Pump();
@@ -390,6 +405,7 @@ class DetectorService::StreamCall final
 
   void OnDone() override {
     service_->drain_.Unsubscribe(drain_subscription_);
+    if (slots_) slots_->Release();
     if (frames_ > 0) {
       spdlog::debug("stream ended after {} frame(s)", frames_);
     }
@@ -418,11 +434,13 @@ class DetectorService::StreamCall final
       ++frames_;
       auto it = cameras_.find(camera);
       CameraOrder& order = it->second;
+      pending_bytes_ += static_cast<int64_t>(response.ByteSizeLong());
       order.held.emplace(sequence, std::move(response));
       for (auto next = order.held.find(order.next_to_release); next != order.held.end();
            next = order.held.find(order.next_to_release)) {
         if (write_failed_ || finished_) {
           --pending_;  // nobody to write it to
+          pending_bytes_ -= static_cast<int64_t>(next->second.ByteSizeLong());
         } else {
           outbox_.push_back(std::move(next->second));
         }
@@ -449,10 +467,12 @@ class DetectorService::StreamCall final
     if (!writing_ && !outbox_.empty()) {
       writing_response_ = std::move(outbox_.front());
       outbox_.pop_front();
+      writing_bytes_ = static_cast<int64_t>(writing_response_.ByteSizeLong());
       writing_ = true;
       StartWrite(&writing_response_);
     }
-    if (!reading_ && !handling_read_ && !read_done_ && !draining_ && pending_ < limit_) {
+    if (!reading_ && !handling_read_ && !read_done_ && !draining_ && pending_ < limit_ &&
+        pending_bytes_ < byte_limit_) {
       reading_ = true;
       StartRead(&request_);
     }
@@ -474,12 +494,18 @@ class DetectorService::StreamCall final
 
   DetectorService* const service_;
   const int limit_;
+  const int64_t byte_limit_;
+  std::shared_ptr<StreamSlots> slots_;  // the slot this stream holds (null: none)
   const Clock::TimePoint deadline_;
   std::atomic<bool> cancelled_{false};
 
   std::mutex mu_;
   int refs_ = 1;     // gRPC's, until OnDone, plus one per frame not yet answered
   int pending_ = 0;  // read, not yet written (or discarded)
+  // Serialized bytes of the results answered, not yet written (held for
+  // per-camera order, in outbox_, or being written).
+  int64_t pending_bytes_ = 0;
+  int64_t writing_bytes_ = 0;  // of writing_response_
   int64_t frames_ = 0;
   bool reading_ = false;        // a StartRead is outstanding
   bool handling_read_ = false;  // OnReadDone is submitting request_

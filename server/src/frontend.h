@@ -9,9 +9,10 @@
 // queues the stream's response, and the stream's next write starts from it.
 //
 // A stream holds at most `max_pending_per_stream` frames read but not yet
-// written (waiting, running, or answered but held): at the limit it stops
-// reading, so gRPC's flow control slows the sender; nothing is dropped for
-// it. Responses are written one at a time, in read order per camera_id (a
+// written (waiting, running, or answered but held), and its answered,
+// unwritten results at most `max_pending_bytes_per_stream`: at either limit
+// it stops reading, so gRPC's flow control slows the sender; nothing is
+// dropped for it. A stream over `limits.streams` is refused at once. Responses are written one at a time, in read order per camera_id (a
 // later frame of a camera that finished first, on another worker, is held
 // until the earlier ones are written), so a slow reader holds back only its
 // own stream.

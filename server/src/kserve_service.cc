@@ -192,8 +192,9 @@ class InferCall {
 
 // ModelStreamInfer: reads one request at a time and answers each in
 // completion order. Reading pauses while the stream's frames queued, running
-// or waiting to be written reach limits.max_pending_per_stream (gRPC flow
-// control then slows the client). At SIGTERM it stops reading, answers what it
+// or waiting to be written reach limits.max_pending_per_stream, or its
+// answers waiting to be written limits.max_pending_bytes_per_stream (gRPC
+// flow control then slows the client). Over limits.streams it is refused. At SIGTERM it stops reading, answers what it
 // accepted and ends with UNAVAILABLE; a request read after that is answered
 // with the shutdown error. Lives until OnDone.
 class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferRequest,
@@ -202,11 +203,21 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
   KServeStream(KServeService& service, grpc::CallbackServerContext* context)
       : service_(service),
         context_(context),
-        deadline_(DeadlineFromContext(*context, service.clock())) {
+        deadline_(DeadlineFromContext(*context, service.clock())),
+        slots_(service.limits().streams) {
     const int drain_id = service_.drain().Subscribe([this] { OnDrain(); });
     std::lock_guard<std::mutex> lock(mu_);
     drain_id_ = drain_id;
     if (drain_id == 0) draining_ = true;
+    if (slots_) {
+      const Status slot = slots_->Acquire();
+      if (!slot.ok()) {
+        slots_.reset();  // none taken
+        finished_ = true;
+        Finish(ToGrpcStatus(slot));
+        return;
+      }
+    }
     if (!draining_) StartReadLocked();
     MaybeFinishLocked();
   }
@@ -248,11 +259,15 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
     std::lock_guard<std::mutex> lock(mu_);
     writing_ = false;
     frames_pending_ -= writes_.front().frames;
+    bytes_pending_ -= writes_.front().bytes;
     writes_.pop_front();
     if (!ok) {
       // The call is over: nothing more can be written.
       write_failed_ = true;
-      for (const Pending& pending : writes_) frames_pending_ -= pending.frames;
+      for (const Pending& pending : writes_) {
+        frames_pending_ -= pending.frames;
+        bytes_pending_ -= pending.bytes;
+      }
       writes_.clear();
     }
     StartWriteLocked();
@@ -268,6 +283,7 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
 
   void OnDone() override {
     service_.drain().Unsubscribe(drain_id_);
+    if (slots_) slots_->Release();
     // Finish may have been called by a thread that still holds mu_.
     { std::lock_guard<std::mutex> lock(mu_); }
     delete this;
@@ -276,6 +292,7 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
  private:
   struct Pending {
     int64_t frames = 0;
+    int64_t bytes = 0;  // response's serialized size
     inference::ModelStreamInferResponse response;
   };
 
@@ -302,6 +319,8 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
       pending.frames = frames;
       if (!status.ok()) pending.response.set_error_message(Excerpt(status.message(), kMaxErrorMessageBytes));
       *pending.response.mutable_infer_response() = std::move(response);
+      pending.bytes = static_cast<int64_t>(pending.response.ByteSizeLong());
+      bytes_pending_ += pending.bytes;
       writes_.push_back(std::move(pending));
       StartWriteLocked();
     }
@@ -324,6 +343,7 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
   void MaybeReadLocked() {
     if (reading_ || read_closed_ || draining_ || cancelled_ || write_failed_ || finished_) return;
     if (frames_pending_ >= service_.limits().max_pending_per_stream) return;
+    if (bytes_pending_ >= service_.limits().max_pending_bytes_per_stream) return;
     StartReadLocked();
   }
 
@@ -343,6 +363,7 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
   KServeService& service_;
   grpc::CallbackServerContext* const context_;
   const Clock::TimePoint deadline_;
+  std::shared_ptr<StreamSlots> slots_;  // the slot this stream holds (null: none)
 
   std::mutex mu_;
   int drain_id_ = 0;
@@ -356,6 +377,7 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
   bool finished_ = false;
   int64_t requests_in_flight_ = 0;  // read, not yet answered
   int64_t frames_pending_ = 0;      // read, not yet written
+  int64_t bytes_pending_ = 0;       // of the answers in writes_
   std::deque<Pending> writes_;      // the front one is being written
 };
 

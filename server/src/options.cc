@@ -131,6 +131,15 @@ const std::vector<FlagSpec>& Flags() {
                   "limit the stream is not read (gRPC flow control slows the sender, nothing is "
                   "dropped); capped at --queue-capacity",
                   &ServerOptions::max_pending_per_stream, 1, 1'000'000),
+      IntegerFlag("max-pending-kb-per-stream",
+                  "KiB of one stream's results answered but not yet written (a client that "
+                  "reads slowly or not at all); at the limit the stream is not read, as at "
+                  "--max-pending-per-stream",
+                  &ServerOptions::max_pending_kb_per_stream, 16, 1 << 20),
+      IntegerFlag("max-streams",
+                  "DetectStream and ModelStreamInfer calls open at once; one more gets "
+                  "RESOURCE_EXHAUSTED",
+                  &ServerOptions::max_streams, 1, 1'000'000),
       IntegerFlag("repository-poll-s",
                   "seconds between polls of the model repository (reloads what changed); 0: no "
                   "polling (SIGHUP and Admin.ReloadModels still reload)",

@@ -47,6 +47,12 @@ struct ServerOptions {
   // stream is not read until results are written (the sender is slowed by
   // gRPC flow control, nothing is dropped). Capped at --queue-capacity.
   int max_pending_per_stream = 64;
+  // Bytes of one stream's results answered but not yet written (the client
+  // reads slowly or not at all); at the limit the stream is not read.
+  int64_t max_pending_kb_per_stream = 1024;
+  // DetectStream and ModelStreamInfer calls open at once, server-wide; one
+  // more is refused with RESOURCE_EXHAUSTED.
+  int max_streams = 256;
   // Seconds between repository polls (reload what changed); 0: no polling
   // (SIGHUP and Admin.ReloadModels still reload).
   int64_t repository_poll_s = 0;

@@ -100,6 +100,8 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Serve(std::unique_ptr<Lowb
   limits.max_pixels = options.max_pixels;
   // A stream never holds more frames than its model's queue can take.
   limits.max_pending_per_stream = std::min(options.max_pending_per_stream, options.queue_capacity);
+  limits.max_pending_bytes_per_stream = options.max_pending_kb_per_stream * 1024;
+  limits.streams = std::make_shared<StreamSlots>(options.max_streams);
   server->detector_ = std::make_unique<DetectorService>(*server->registry_, limits,
                                                         *server->metrics_, *clock, server->drain_);
   server->admin_ = std::make_unique<AdminService>(*server->registry_);
@@ -148,11 +150,12 @@ StatusOr<std::unique_ptr<LowbitServer>> LowbitServer::Serve(std::unique_ptr<Lowb
   spdlog::info(
       "serving {} model(s): {} (default {}); {} worker(s) x {} thread(s) per model, max batch {}, "
       "batch timeout {} us, latency objective {} ms, queue {} frames / {} MiB, decode budget {} "
-      "MiB, {} frames pending per stream",
+      "MiB, {} frames / {} KiB pending per stream, at most {} streams",
       ready, server->registry_->Names(), server->registry_->default_model(), options.workers,
       options.threads_per_worker, options.max_batch, options.batch_timeout_us,
       options.latency_objective_ms, options.queue_capacity, options.queue_memory_mb,
-      options.decode_memory_mb, limits.max_pending_per_stream);
+      options.decode_memory_mb, limits.max_pending_per_stream, options.max_pending_kb_per_stream,
+      options.max_streams);
   spdlog::info(
       "listening on {} ({}; gRPC: lowbit.v1.Detector, lowbit.v1.Admin, "
       "inference.GRPCInferenceService, grpc.health.v1.Health, reflection; quota {} threads, {} "

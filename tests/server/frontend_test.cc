@@ -157,6 +157,50 @@ class FrontendTest : public ::testing::Test {
 
   ServerMetrics& metrics() { return server_->metrics(); }
 
+  // A stream of frames 1, 2, ... without a camera (answered in read order)
+  // while frame 1 is held on a worker: every later answer waits, unwritten,
+  // behind it. Returns how many frames the server read before it stopped
+  // reading, then releases frame 1 and checks every frame is answered.
+  int FramesReadBehindAHeldFrame(ServerOptions options) {
+    options.workers = 2;
+    options.max_batch = 1;
+    StartServer(options);
+    backend_->HoldFrame(1);
+    grpc::ClientContext context;
+    auto stream = stub_->DetectStream(&context);
+    constexpr int kFrames = 200;
+    std::atomic<int> written{0};
+    std::thread writer([&] {
+      for (int id = 1; id <= kFrames; ++id) {
+        if (!stream->Write(RawFrame(id))) break;
+        ++written;
+        // Paced, so each frame is answered before the next is read: the
+        // pending results then grow one by one.
+        std::this_thread::sleep_for(Ms(2));
+      }
+      stream->WritesDone();
+    });
+    backend_->AwaitBlockedRuns(1);
+    int before = -1;
+    int computed = 0;
+    while (computed != before) {  // until no frame has run for 300 ms
+      before = computed;
+      std::this_thread::sleep_for(Ms(300));
+      computed = static_cast<int>(backend_->batches().size());
+    }
+    backend_->ReleaseFrame(1);
+    int answered = 0;
+    v1::DetectResponse response;
+    while (stream->Read(&response)) {
+      EXPECT_FALSE(response.has_error()) << response.error().message();
+      EXPECT_EQ(response.frame_id(), static_cast<uint64_t>(++answered));
+    }
+    writer.join();
+    EXPECT_TRUE(stream->Finish().ok());
+    EXPECT_EQ(answered, kFrames);
+    return computed;
+  }
+
   std::shared_ptr<FakeBackend> backend_;
   std::unique_ptr<LowbitServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -683,6 +727,63 @@ TEST_F(FrontendTest, AStreamAtItsLimitIsNotReadSoTheSenderBlocksAndNothingIsDrop
   for (const char* reason : {"queue_full", "superseded", "stale", "deadline", "cancelled"}) {
     EXPECT_EQ(Dropped(metrics(), reason), 0) << reason;
   }
+}
+
+TEST_F(FrontendTest, AStreamsUnwrittenResultsStopItsReadsAtItsByteLimit) {
+  ServerOptions frame_limited;
+  frame_limited.max_pending_per_stream = 64;
+  const int by_frames = FramesReadBehindAHeldFrame(frame_limited);
+  // 64 pending: frame 1 (held) and 63 answered behind it.
+  EXPECT_EQ(by_frames, 64);
+  server_.reset();
+  // 1 KiB of results: a few dozen bytes each, so about 20 answered behind
+  // frame 1 before reading stops; nothing is dropped for it.
+  ServerOptions byte_limited = frame_limited;
+  byte_limited.max_pending_kb_per_stream = 1;
+  const int by_bytes = FramesReadBehindAHeldFrame(byte_limited);
+  EXPECT_LT(by_bytes, 40) << "the byte limit did not stop the reads";
+  EXPECT_GT(by_bytes, 2);
+}
+
+TEST_F(FrontendTest, StreamsOverMaxStreamsAreRefusedUntilOneEnds) {
+  ServerOptions options;
+  options.max_streams = 2;
+  StartServer(options);
+  // Two streams, each answered once: both hold their slots.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<Stream>> open;
+  for (int id = 1; id <= 2; ++id) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    open.push_back(stub_->DetectStream(contexts.back().get()));
+    ASSERT_TRUE(open.back()->Write(RawFrame(id)));
+    v1::DetectResponse response;
+    ASSERT_TRUE(open.back()->Read(&response));
+    EXPECT_FALSE(response.has_error());
+  }
+  {
+    grpc::ClientContext context;
+    auto third = stub_->DetectStream(&context);
+    third->Write(RawFrame(3));  // may fail: the call is already over
+    const grpc::Status status = EndStream(*third);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(status.error_message().find("--max-streams"), std::string::npos)
+        << status.error_message();
+  }
+  // Unary calls are not streams: still served.
+  v1::DetectResponse unary;
+  EXPECT_TRUE(Detect(RawFrame(4), &unary).ok());
+  // One stream ends: its slot is free again (released when gRPC is done
+  // with the call, shortly after the client's Finish).
+  EXPECT_TRUE(EndStream(*open.front()).ok());
+  EXPECT_TRUE(Eventually([&] {
+    grpc::ClientContext context;
+    auto again = stub_->DetectStream(&context);
+    if (!again->Write(RawFrame(5))) return EndStream(*again).ok() && false;
+    v1::DetectResponse response;
+    const bool answered = again->Read(&response) && !response.has_error();
+    return EndStream(*again).ok() && answered;
+  }));
+  EXPECT_TRUE(EndStream(*open.back()).ok());
 }
 
 TEST_F(FrontendTest, AFiveMillisecondDeadlineOnABusyServerFailsFastAndIsNeverComputed) {

@@ -39,6 +39,8 @@ TEST(OptionsTest, NoFlagsGiveTheDocumentedDefaults) {
   EXPECT_EQ(o.decode_memory_mb, 512);
   EXPECT_EQ(o.latency_objective_ms, 0);
   EXPECT_EQ(o.max_pending_per_stream, 64);
+  EXPECT_EQ(o.max_pending_kb_per_stream, 1024);
+  EXPECT_EQ(o.max_streams, 256);
   EXPECT_EQ(o.repository_poll_s, 0);
   EXPECT_EQ(o.grpc_max_threads, 16);
   EXPECT_EQ(o.grpc_memory_mb, 512);
@@ -72,6 +74,9 @@ TEST(OptionsTest, ParsesEveryFlagInBothSyntaxes) {
       "--latency-objective-ms=40",
       "--max-pending-per-stream",
       "8",
+      "--max-pending-kb-per-stream=64",
+      "--max-streams",
+      "12",
       "--repository-poll-s=5",
       "--grpc-max-threads",
       "4",
@@ -96,6 +101,8 @@ TEST(OptionsTest, ParsesEveryFlagInBothSyntaxes) {
   EXPECT_EQ(o.decode_memory_mb, 128);
   EXPECT_EQ(o.latency_objective_ms, 40);
   EXPECT_EQ(o.max_pending_per_stream, 8);
+  EXPECT_EQ(o.max_pending_kb_per_stream, 64);
+  EXPECT_EQ(o.max_streams, 12);
   EXPECT_EQ(o.repository_poll_s, 5);
   EXPECT_EQ(o.grpc_max_threads, 4);
   EXPECT_EQ(o.grpc_memory_mb, 32);
@@ -127,6 +134,8 @@ TEST(OptionsTest, UsageExplainsEveryFlagWithItsDefault) {
                            "--decode-memory-mb",
                            "--latency-objective-ms",
                            "--max-pending-per-stream",
+                           "--max-pending-kb-per-stream",
+                           "--max-streams",
                            "--repository-poll-s",
                            "--grpc-max-threads",
                            "--grpc-memory-mb",
