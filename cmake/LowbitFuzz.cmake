@@ -1,0 +1,21 @@
+# LOWBIT_FUZZ: build the libFuzzer targets in fuzz/ (clang only; see
+# docs/fuzzing.md). Every object of the build (kernels, engine, the server
+# sources the targets use) then carries libFuzzer's coverage instrumentation
+# and ASan + UBSan, -O1 -g with assertions on, whatever CMAKE_BUILD_TYPE
+# says. System libraries (protobuf, OpenCV, libjpeg, libpng, XNNPACK) run
+# uninstrumented. Without LOWBIT_FUZZ, fuzz/ builds plain replay drivers
+# that feed the regressions and seed corpus to the same entry points (ctest).
+option(LOWBIT_FUZZ "Build the libFuzzer targets in fuzz/ (needs clang)" OFF)
+if(LOWBIT_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "LOWBIT_FUZZ needs clang (-DCMAKE_CXX_COMPILER=clang++-19 "
+                        "-DCMAKE_C_COMPILER=clang-19; apt-get install clang-19 libclang-rt-19-dev)")
+  endif()
+  set(LOWBIT_FUZZ_SANITIZERS -fsanitize=address,undefined -fno-sanitize-recover=undefined)
+  # After CMAKE_CXX_FLAGS_<CONFIG>, so these win over its -O3 and -DNDEBUG.
+  add_compile_options(${LOWBIT_FUZZ_SANITIZERS} -fsanitize=fuzzer-no-link -O1 -g
+                      -fno-omit-frame-pointer -UNDEBUG)
+  add_link_options(${LOWBIT_FUZZ_SANITIZERS})
+  add_compile_definitions(LOWBIT_FUZZ_BUILD=1)
+  message(STATUS "lowbit: libFuzzer targets, ASan + UBSan, -O1 -g, assertions on")
+endif()
