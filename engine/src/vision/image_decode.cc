@@ -56,9 +56,12 @@ bool IsPng(const uint8_t* data, size_t size) {
 
 Status CheckPixelLimit(int64_t width, int64_t height, const DecodeLimits& limits,
                        const char* what) {
-  if (width * height > limits.max_pixels) {
+  // A PNG's sides are each below 2^32, so width * height may pass INT64_MAX:
+  // compared by division, and the product (then positive) taken unsigned.
+  if (width > 0 && height > limits.max_pixels / width) {
+    const uint64_t pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
     return InvalidArgument(std::string(what) + " is " + std::to_string(width) + "x" +
-                           std::to_string(height) + " = " + std::to_string(width * height) +
+                           std::to_string(height) + " = " + std::to_string(pixels) +
                            " pixels, over the limit of " + std::to_string(limits.max_pixels) +
                            " pixels; send a smaller image");
   }
