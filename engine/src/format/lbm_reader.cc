@@ -218,6 +218,12 @@ StatusOr<ir::Graph> DecodeGraph(const SectionView& section, const SectionView& c
       return Malformed("value " + std::to_string(v) + " ('" + value.name + "') has dtype code " +
                        std::to_string(dtype));
     value.dtype = static_cast<ir::DataType>(dtype);
+    // Dimensions below 2^40, as for constants: element and byte counts of
+    // a few dimensions then stay far from int64 overflow.
+    for (int64_t d : value.shape)
+      if (d < 0 || d >= (int64_t{1} << 40))
+        return Malformed("value " + std::to_string(v) + " ('" + value.name + "') has shape " +
+                         ShapeToString(value.shape));
     if (kind > 1)
       return Malformed("value " + std::to_string(v) + " ('" + value.name +
                        "') has precision kind " + std::to_string(kind));
@@ -358,6 +364,12 @@ StatusOr<ir::Graph> DecodeGraph(const SectionView& section, const SectionView& c
       return Malformed("value " + std::to_string(v) + " ('" + graph.values[v].name +
                        "') refers to constant " + std::to_string(c) + " but there are " +
                        std::to_string(constant_count));
+    // Kernels size their reads of a constant by its value's shape.
+    if (descriptors[c].shape != graph.values[v].shape)
+      return Malformed("value " + std::to_string(v) + " ('" + graph.values[v].name +
+                       "') has shape " + ShapeToString(graph.values[v].shape) +
+                       " but its constant " + std::to_string(c) + " has shape " +
+                       ShapeToString(descriptors[c].shape));
     LOWBIT_ASSIGN_OR_RETURN(ir::HostTensor tensor,
                             DecodeConstant(descriptors[c], constants.data + descriptors[c].offset));
     graph.values[v].constant = std::move(tensor);
