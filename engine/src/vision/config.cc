@@ -232,8 +232,9 @@ Shape InputShapeFor(const v1::InputConfig& input, int batch) {
 }
 
 int64_t GridCells(const v1::InputConfig& input, int stride) {
-  const int64_t rows = (input.height() + stride - 1) / stride;
-  const int64_t cols = (input.width() + stride - 1) / stride;
+  // In int64: a stride near INT_MAX plus the side overflows int.
+  const int64_t rows = (int64_t{input.height()} + stride - 1) / stride;
+  const int64_t cols = (int64_t{input.width()} + stride - 1) / stride;
   return rows * cols;
 }
 
