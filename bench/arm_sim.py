@@ -34,6 +34,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from arm_sim_choice import (LEVEL_VARIANTS, dispatch_rates, level_runs, model_cycles,
+                            table_level)
 from arm_sim_mca import (REPO, Core, Region, SimError, compile_sources, extract_regions,
                          find_cxx, find_llvm_mca, markers_moved_code, match_unmarked, simulate,
                          tool_version)
@@ -297,21 +299,7 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
         copies = max(r.instance for r in regions if r.name == name)
         warnings.append(f"region {name} appears {copies} times in the assembly (gcc duplicated "
                         "the loop); instance 1 is used")
-    # Overhead regions: their cycles / every go onto their parent's iteration, per core (the
-    # first copy of an overhead region only: a duplicated loop's copies are alternatives, so
-    # each copy of the parent gets it once).
-    for o in [r for r in results if r["family"] == "overhead" and r["instance"] == 1]:
-        entry = KERNEL_TABLE[o["kernel"]]
-        for p in results:
-            if (p["kernel"] == entry["overhead_of"] and p["core"] == o["core"] and p.get("runs")
-                    and o.get("runs")):
-                extra = o["cycles_per_iter"] / entry["every"]
-                p["inner_cycles_per_iter"] = p["cycles_per_iter"]
-                p["cycles_per_iter"] += extra
-                p["macs_per_cycle"] = p["macs_per_iter"] / p["cycles_per_iter"]
-                p["overhead"] = (f"incl. {o['kernel']} {o['cycles_per_iter']:.1f} cyc / "
-                                 f"{entry['every']}")
-    results = [r for r in results if r["family"] != "overhead"]
+    results = add_overheads(results)
     family_order = {f: i for i, f in enumerate(("int8", "int8dot", "dw", "lut", "bitserial",
                                                  "bytemap"))}
     core_order = {c.name: i for i, c in enumerate(cores)}
@@ -328,6 +316,24 @@ def run_kernels(args, cores: list[Core], work: Path) -> dict:
     warnings += [f"{f} did not compile, its regions are missing:\n{e}" for f, e in failed.items()]
     return dict(results=results, warnings=sorted(set(warnings)), tools=versions,
                 failed_sources=sorted(failed))
+
+
+def add_overheads(results: list[dict]) -> list[dict]:
+    """Overhead regions: their cycles / every go onto their parent's iteration, per core (the
+    first copy of an overhead region only: a duplicated loop's copies are alternatives, so
+    each copy of the parent gets it once). Returns the rows without the overhead regions."""
+    for o in [r for r in results if r["family"] == "overhead" and r["instance"] == 1]:
+        entry = KERNEL_TABLE[o["kernel"]]
+        for p in results:
+            if (p["kernel"] == entry["overhead_of"] and p["core"] == o["core"] and p.get("runs")
+                    and o.get("runs")):
+                extra = o["cycles_per_iter"] / entry["every"]
+                p["inner_cycles_per_iter"] = p["cycles_per_iter"]
+                p["cycles_per_iter"] += extra
+                p["macs_per_cycle"] = p["macs_per_iter"] / p["cycles_per_iter"]
+                p["overhead"] = (f"incl. {o['kernel']} {o['cycles_per_iter']:.1f} cyc / "
+                                 f"{entry['every']}")
+    return [r for r in results if r["family"] != "overhead"]
 
 
 def int8_baseline(rows: list[dict], core: str) -> dict | None:
@@ -504,12 +510,16 @@ def padded_macs(family: str, g: dict, out_shape: list[int], pixel_tile: int) -> 
     raise ValueError(family)
 
 
-def kernel_rates(rows: list[dict], core: str) -> list[dict]:
-    """Rate models per runnable kernel on a core: int8/dw/lut at their simulated MAC/cycle
-    for any width they hold; bit-serial per (w, a) from its W1A1 and W2A2 regions: cycles
-    ~ 1 - s + s * w * a plane pairs (s fitted from the two; 1 when only one exists)."""
+def kernel_rates(rows: list[dict], core: Core) -> list[dict]:
+    """Rate models per kernel the core's table level holds (arm_sim_choice: one variant per
+    family, e.g. the sdot kernel and not the smull one on a dotprod core): int8/dw/lut at
+    their simulated MAC/cycle for any width they hold; bit-serial per (w, a) from its own
+    region where one exists, else scaled from the W1A1 and W2A2 regions: cycles ~ 1 - s +
+    s * w * a plane pairs (s fitted from the two; 1 when only one exists)."""
     rates = []
-    mine = [r for r in rows if r["core"] == core and r.get("runs") and r["instance"] == 1]
+    level = table_level(core.features)
+    mine = [r for r in rows if r["core"] == core.name and r.get("runs") and r["instance"] == 1
+            and level_runs(r, level)]
     bs = {(r["wbits"], r["abits"]): r for r in mine if r["family"] == "bitserial"}
     share = 1.0
     if (1, 1) in bs and (2, 2) in bs:
@@ -542,14 +552,21 @@ def kernel_rates(rows: list[dict], core: str) -> list[dict]:
     return rates
 
 
-def estimate_model(layers: list[Layer], rows: list[dict], core: Core) -> dict:
-    rates = kernel_rates(rows, core.name)
+def estimate_model(layers: list[Layer], rows: list[dict], core: Core,
+                   choice: str = "measured", dispatch: dict | None = None) -> dict:
+    """Per layer the kernel the engine would run on the core (arm_sim_choice): "measured",
+    the family with the fewest simulated cycles; "model", choose.cc's cost model with
+    dispatch.cc's rates (`dispatch`: dispatch_rates()). Its time: padded MACs at the
+    picked kernel's simulated rate."""
+    rates = kernel_rates(rows, core)
+    variants = LEVEL_VARIANTS[table_level(core.features)]
     out_layers, total_cycles, skipped = [], 0.0, []
     for l in layers:
         if l.abits == 32:
             skipped.append(l.name)
             continue
         cycles, kernels = 0.0, []
+        outputs = math.prod(l.out_shape)
         for wb in l.wbits:  # a residual pair runs two convolutions
             best = None
             for k in rates:
@@ -557,19 +574,25 @@ def estimate_model(layers: list[Layer], rows: list[dict], core: Core) -> dict:
                     continue
                 macs = padded_macs(k["family"], l.geometry, l.out_shape, k["pixel_tile"])
                 c = macs / k["rate"](wb, l.abits)
-                if best is None or c < best[0]:
-                    best = (c, k["name"](wb, l.abits))
+                key = c
+                if choice == "model":
+                    entry = (dispatch or {}).get(variants.get(k["family"], ""))
+                    if entry is None:
+                        continue
+                    key = model_cycles(k["family"], macs, outputs, wb, l.abits, entry)
+                if best is None or key < best[0]:
+                    best = (key, c, k["name"](wb, l.abits))
             if best is None:
                 raise SimError(f"no simulated kernel runs layer {l.name} (W{wb}A{l.abits}) on "
                                f"{core.name}")
-            cycles += best[0]
-            kernels.append(best[1])
+            cycles += best[1]
+            kernels.append(best[2])
         total_cycles += cycles
         out_layers.append(dict(name=l.name, bits=f"{'+'.join(map(str, l.wbits))}/{l.abits}",
                                macs=l.macs, kernel="+".join(kernels), cycles=cycles,
                                ms=cycles / (core.clock_ghz * 1e6),
                                geometry_source=l.geometry_source))
-    return dict(core=core.name, clock_ghz=core.clock_ghz, layers=out_layers,
+    return dict(core=core.name, clock_ghz=core.clock_ghz, layers=out_layers, choice=choice,
                 total_cycles=total_cycles, total_ms=total_cycles / (core.clock_ghz * 1e6),
                 total_macs=sum(l["macs"] for l in out_layers), float_layers=skipped)
 
@@ -612,6 +635,15 @@ def eight_bit_share(est: dict) -> float:
     eight = sum(l["cycles"] for l in est["layers"] if "8" in l["bits"].split("/")[0].split("+")
                 or l["bits"].endswith("/8"))
     return 100 * eight / (est["total_cycles"] or 1.0)
+
+
+def model_choice_ratio(per_variant: dict) -> str:
+    """The W8A8 / W2A2 ratio again with the cost model's kernel choice, if estimated."""
+    mc = [per_variant[v].get("model_choice") for v in ("W8A8", "W2A2")]
+    if not all(mc):
+        return ""
+    return (f" (cost-model choice: {mc[0]['total_ms']:.1f} / {mc[1]['total_ms']:.1f} ms = "
+            f"{mc[0]['total_ms'] / mc[1]['total_ms']:.2f}x)")
 
 
 def acceptance(rows: list[dict], models: dict) -> list[dict]:
@@ -669,7 +701,7 @@ def acceptance(rows: list[dict], models: dict) -> list[dict]:
         checks.append(dict(check="NanoDet W2A2 on A72 >= 2x faster than W8A8", value=v,
                            target=2.0, result="PASS" if v >= 2 else "MISS",
                            detail=f"W8A8 {a72['W8A8']['total_ms']:.1f} ms, W2A2 "
-                                  f"{a72['W2A2']['total_ms']:.1f} ms",
+                                  f"{a72['W2A2']['total_ms']:.1f} ms" + model_choice_ratio(a72),
                            bound=None if v >= 2 else "W2A2 time by kernel: " + time_shares(
                                a72["W2A2"]) + "; in layers at 8-bit weights or activations "
                                f"(first/last, fed by them): {eight_bit_share(a72['W2A2']):.0f}%"))
@@ -751,6 +783,14 @@ def print_report(report: dict, cores: list[Core], verbose: bool) -> None:
             clock = next(iter(per_variant.values()))["clock_ghz"]
             print(f"{core:<12} {clock:>5.1f}GHz " + " ".join(
                 f"{per_variant[v]['total_ms']:>11.1f} ms" for v in variants))
+        if all("model_choice" in e for pv in per_core.values() for e in pv.values()):
+            print("with the cost model's choice (LOWBIT_KERNEL_CHOICE=model: kernels/src/"
+                  "choose.cc with dispatch.cc's rates; above: the measured choice, the default)")
+            for core, per_variant in per_core.items():
+                print(f"{core:<12} {'':>7} " + " ".join(
+                    f"{per_variant[v]['model_choice']['total_ms']:>11.1f} ms" for v in variants)
+                    + "  (" + ", ".join(f"{v}: {len(per_variant[v]['model_choice']['differ'])}"
+                                        for v in variants) + " layers differ)")
         first = next(iter(per_core.values()))
         macs = {v: first[v]["total_macs"] for v in variants}
         print("MACs: " + ", ".join(f"{v} {m / 1e9:.2f} G" for v, m in macs.items()))
@@ -856,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
             targets.append((m, {"as compiled": m}))
         if targets:
             lowbit = find_lowbit(args.lowbit)
+            dispatch = dispatch_rates()
             for label, variants in targets:
                 per_core: dict[str, dict] = {}
                 try:
@@ -863,6 +904,13 @@ def main(argv: list[str] | None = None) -> int:
                         _, layers = model_layers(path, lowbit)
                         for c in cores:
                             est = estimate_model(layers, report["results"], c)
+                            alt = estimate_model(layers, report["results"], c, "model",
+                                                 dispatch)
+                            est["model_choice"] = dict(
+                                total_ms=alt["total_ms"],
+                                differ=[(a["name"], a["kernel"], b["kernel"]) for a, b in
+                                        zip(est["layers"], alt["layers"])
+                                        if a["kernel"] != b["kernel"]])
                             per_core.setdefault(c.name, {})[v] = est
                 except SimError as e:  # the kernel figures stand without the model
                     report["warnings"].append(f"model {label} not estimated: {e}")

@@ -216,20 +216,40 @@ def compute_signature(body: list[str]) -> list[str]:
     return sorted(o for o in ops if not NON_COMPUTE.match(o))
 
 
+def load_signature(body: list[str]) -> list[str]:
+    """The vector loads of a loop body that are not stack reloads, by kind (ld1r, ld1 lane,
+    ld1/ld4 structure loads; plain ldr/ldp of q/d registers counted as one kind, as gcc pairs
+    them differently from build to build)."""
+    kinds = []
+    for l in body:
+        if not is_instruction(l) or "[sp" in l:
+            continue
+        op = l.split()[0]
+        if re.match(r"^ld[1-4]r?$", op):
+            kinds.append(op + ("[lane]" if re.search(r"\}\[\d+\]", l) else ""))
+        elif re.match(r"^ld(r|p|ur)$", op) and re.search(r"\b[qd]\d+", l):
+            kinds.append("ldr/ldp")
+    return sorted(set(kinds))
+
+
 def match_unmarked(region: Region, plain_asm: str) -> Region | None:
     """The loop of the build without markers that computes what the marked region computes:
     same function, the same vector arithmetic (as a multiset of mnemonics), innermost, the
     most similar instruction sequence. None when no loop matches exactly."""
     want = compute_signature(region.text.splitlines())
+    want_loads = load_signature(region.text.splitlines())
     mnems = [l.split()[0] for l in region.text.splitlines() if is_instruction(l)]
     best = None
     for func, body in loops_of(plain_asm):
         if func != region.function or compute_signature(body) != want or not want:
             continue
         theirs = [l.split()[0] for l in body if is_instruction(l)]
-        ratio = difflib.SequenceMatcher(a=mnems, b=theirs, autojunk=False).ratio()
-        if best is None or ratio > best[0]:
-            best = (ratio, body)
+        # Two loops with the same arithmetic (a kernel's fast path and its fallback): the one
+        # that loads its operands as the region does comes first (spills and pairing aside).
+        score = (load_signature(body) == want_loads,
+                 difflib.SequenceMatcher(a=mnems, b=theirs, autojunk=False).ratio())
+        if best is None or score > best[0]:
+            best = (score, body)
     if best is None:
         return None
     body = best[1]

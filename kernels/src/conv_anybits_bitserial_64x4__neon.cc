@@ -56,16 +56,15 @@ constexpr int flush_words(int wb, int ab) { return 255 / (8 * min_bits(wb, ab));
 template <int WB, int AB>
 inline void mca_begin() {
   if constexpr (false) {
-  }
+  }  // W2A2: tile_dots_a2 marks its own loop (tile_dots is its fallback)
   LOWBIT_BS_MCA_CASE(1, 2)
   LOWBIT_BS_MCA_CASE(2, 1)
-  LOWBIT_BS_MCA_CASE(2, 2)
   LOWBIT_BS_MCA_CASE(1, 3)
   LOWBIT_BS_MCA_CASE(3, 1)
-  LOWBIT_BS_MCA_CASE(2, 3) LOWBIT_BS_MCA_CASE(3, 2) LOWBIT_BS_MCA_CASE(3, 3)
-      LOWBIT_BS_MCA_CASE(1, 4) LOWBIT_BS_MCA_CASE(4, 1) LOWBIT_BS_MCA_CASE(2, 4)
-          LOWBIT_BS_MCA_CASE(4, 2) LOWBIT_BS_MCA_CASE(3, 4) LOWBIT_BS_MCA_CASE(4, 3)
-              LOWBIT_BS_MCA_CASE(4, 4)
+  LOWBIT_BS_MCA_CASE(2, 3)
+  LOWBIT_BS_MCA_CASE(3, 2) LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4)
+      LOWBIT_BS_MCA_CASE(4, 1) LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2)
+          LOWBIT_BS_MCA_CASE(3, 4) LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
 }
 #undef LOWBIT_BS_MCA_CASE
 
@@ -123,7 +122,7 @@ inline void tile_dots(const detail::BitSerialPlan& plan, const uint64_t* wblock,
           });
         });
       });
-      LOWBIT_MCA_END();
+      if constexpr (!(WB == 2 && AB == 2)) LOWBIT_MCA_END();  // W2A2: tile_dots_a2's region
       if (++pending == L) flush(), pending = 0;
     }
   }
@@ -247,6 +246,100 @@ inline void tile_dots_w1a1(const detail::BitSerialPlan& plan, const uint64_t* wb
   });
 }
 
+// W2A2 (tile_dots_a2): the block's weights regrouped for it once per block
+// and pixel tile, each weight word duplicated into both 64-bit lanes:
+// out + ((s * WB + i) * 4 + o) * 2 holds [w_io(s), w_io(s)] for step s,
+// plane i, channel o (the stream is [steps][WB][4] uint64).
+template <int WB>
+inline void duplicate_weights(const uint64_t* w, size_t steps, uint64_t* out) {
+  for (size_t e = 0; e < steps * WB * 4; ++e) vst1q_u64(out + 2 * e, vdupq_n_u64(w[e]));
+}
+
+// One 16-byte load of [*lo, *hi] (ldr d + ld1 lane: load-pipe work only, no
+// vector-pipe insert).
+inline uint8x16_t load_pair(const uint64_t* lo, const uint64_t* hi) {
+  uint64x2_t v;
+  asm("ldr %d0, %1\n\tld1 {%0.d}[1], %2" : "=&w"(v) : "m"(*lo), "Q"(*hi));
+  return vreinterpretq_u8_u64(v);
+}
+
+// W2A2 without broadcasts (tile_pixels(2, 2) = 2 pixels): per step one
+// register per pixel holds both activation planes [a0(s), a1(s)] (one
+// 16-byte load when words == 1, as the planes are adjacent, else two 8-byte
+// loads), ANDed with the duplicated weight word of plane i and channel o:
+// lane j of acc8[p][i][o] counts plane pair (i, j), i.e. weight class i + j.
+// Per step and pixel 8 (AND, cnt, add) on 16 bytes and no vector-pipe load.
+// A byte gets at most 8 per step, so the bytes are flushed every 31 steps:
+// s16 = 2 * uaddlp(acc8[1]) + uaddlp(acc8[0]) per channel (lanes 0-3: class
+// i, 4-7: class i + 1; at most 1530), accumulated into the uint32 sums
+// sums[p][o][0..3] on the stack; at the end dots = sums[0] + sums[1] + 2 *
+// (sums[2] + sums[3]) (exact while sum(q * a) < 2^32).
+inline constexpr int kA2Flush = 31;  // 31 * 8 <= 255
+inline void tile_dots_a2(const detail::BitSerialPlan& plan, const uint64_t* wdup,
+                         const uint64_t* const* win, uint32_t (*dots)[4]) {
+  constexpr int WB = 2, P = tile_pixels(2, 2);
+  static_assert(P == 2, "26 registers: 16 byte accumulators, 8 weights, 2 activations");
+  const int words = plan.words;
+  uint8x16_t acc8[P][WB][4];
+  uint32_t sums[P][4][4] = {};  // touched per flush only
+  static_for<P>([&](auto p) {
+    static_for<WB>([&](auto i) { static_for<4>([&](auto o) { acc8[p][i][o] = vdupq_n_u8(0); }); });
+  });
+  const auto flush = [&] {
+    static_for<P>([&](auto p) {
+      static_for<4>([&](auto o) {
+        const uint16x8_t s = vpadalq_u8(vshlq_n_u16(vpaddlq_u8(acc8[p][1][o]), 1), acc8[p][0][o]);
+        vst1q_u32(sums[p][o], vpadalq_u16(vld1q_u32(sums[p][o]), s));
+        static_for<WB>([&](auto i) { acc8[p][i][o] = vdupq_n_u8(0); });
+      });
+    });
+  };
+  const auto accumulate = [&](const uint64_t* wd, const uint8x16_t(&a)[P]) {
+    uint8x16_t wv[WB][4];
+    static_for<WB>([&](auto i) {
+      static_for<4>(
+          [&](auto o) { wv[i][o] = vreinterpretq_u8_u64(vld1q_u64(wd + (i * 4 + o) * 2)); });
+    });
+    static_for<P>([&](auto p) {
+      static_for<WB>([&](auto i) {
+        static_for<4>([&](auto o) {
+          acc8[p][i][o] = vaddq_u8(acc8[p][i][o], vcntq_u8(vandq_u8(wv[i][o], a[p])));
+        });
+      });
+    });
+  };
+  const uint64_t* wd = wdup;
+  int pending = 0;
+  for (int t = 0; t < plan.taps; ++t) {
+    const uint64_t* px[P];
+    static_for<P>([&](auto p) { px[p] = win[p] + plan.tap_offset[t]; });
+    if (words == 1) {  // [a0, a1] adjacent
+      uint8x16_t a[P];
+      static_for<P>([&](auto p) { a[p] = vreinterpretq_u8_u64(vld1q_u64(px[p])); });
+      accumulate(wd, a);
+      wd += WB * 8;
+      if (++pending == kA2Flush) flush(), pending = 0;
+      continue;
+    }
+    for (int k = 0; k < words; ++k, wd += WB * 8) {
+      LOWBIT_MCA_BEGIN("bitserial_w2a2_neon");
+      uint8x16_t a[P];
+      static_for<P>([&](auto p) { a[p] = load_pair(px[p] + k, px[p] + words + k); });
+      accumulate(wd, a);
+      LOWBIT_MCA_END();
+      if (++pending == kA2Flush) flush(), pending = 0;
+    }
+  }
+  flush();
+  static_for<P>([&](auto p) {
+    static_for<4>([&](auto o) {
+      const uint32x4_t v = vld1q_u32(sums[p][o]);
+      dots[p][o] = vgetq_lane_u32(v, 0) + vgetq_lane_u32(v, 1) +
+                   2 * (vgetq_lane_u32(v, 2) + vgetq_lane_u32(v, 3));
+    });
+  });
+}
+
 template <int WB, int AB>
 void conv_bits(const BitSerialConvArgs& args, const detail::BitSerialPlan& plan) {
   constexpr int P = tile_pixels(WB, AB), T = detail::kBitSerialPixelTile, B = kBitSerialCoutBlock;
@@ -265,13 +358,18 @@ void conv_bits(const BitSerialConvArgs& args, const detail::BitSerialPlan& plan)
     detail::activation_sums_local(args, plan, image, oy, ox0, pixels, sums);
     for (int cb = tl.cb_begin; cb < tl.cb_end; ++cb) {
       const uint64_t* wblock = args.weights + cb * block_words;
-      // W1A1: the block's weights regrouped once for the tile's pixels.
-      [[maybe_unused]] alignas(16) uint64_t wpaired[WB == 1 && AB == 1 ? kPairedWeightWords : 1];
+      // W1A1 / W2A2: the block's weights regrouped once for the tile's pixels.
+      constexpr bool kRegroup = (WB == 1 && AB == 1) || (WB == 2 && AB == 2);
+      [[maybe_unused]] alignas(16) uint64_t wpaired[kRegroup ? kPairedWeightWords : 1];
       [[maybe_unused]] bool paired = false;
       if constexpr (WB == 1 && AB == 1) {
         const size_t steps = size_t(plan.taps) * plan.words;
         paired = (steps + 1) / 2 * 8 <= kPairedWeightWords;
         if (paired) pair_weights(wblock, steps, wpaired);
+      } else if constexpr (WB == 2 && AB == 2) {
+        const size_t steps = size_t(plan.taps) * plan.words;
+        paired = steps * WB * 8 <= kPairedWeightWords;
+        if (paired) duplicate_weights<WB>(wblock, steps, wpaired);
       }
       int32_t acc[B][T];
       for (int i0 = 0; i0 < pixels; i0 += P) {
@@ -285,6 +383,11 @@ void conv_bits(const BitSerialConvArgs& args, const detail::BitSerialPlan& plan)
             tile_dots_w1a1<true>(plan, wpaired, win, dots);
           else
             tile_dots_w1a1<false>(plan, wblock, win, dots);
+        } else if constexpr (WB == 2 && AB == 2) {
+          if (paired)
+            tile_dots_a2(plan, wpaired, win, dots);
+          else
+            tile_dots<WB, AB>(plan, wblock, win, dots);
         } else
           tile_dots<WB, AB>(plan, wblock, win, dots);
         for (int p = 0; p < count; ++p) {

@@ -215,3 +215,105 @@ def test_in_order_stalls_name_the_waiting_instruction(tmp_path):
     # Every cycle but the 5 issue cycles is a wait for the previous mla's result.
     assert wait == pytest.approx(sim["cycles_per_iter"] - 5, abs=0.5)
     assert sim["cycles_per_iter"] > 10
+
+
+def _rows(core, *specs):
+    return [dict(kernel=k, family=f, core=core, runs=True, instance=1, wbits=w, abits=a,
+                 macs_per_cycle=m) for k, f, w, a, m in specs]
+
+
+def test_model_estimate_runs_only_the_kernels_of_the_cores_table_level():
+    # A dotprod core's table holds the sdot kernel as its INT8-dot family, not the smull one,
+    # even where (in this made-up case) the smull region simulates faster.
+    layers = arm_sim.parse_inspect(INSPECT)[:1]
+    layers[0].geometry = dict(cout=32, cin=3, kh=3, kw=3, stride=2, groups=1)
+    rows = _rows("d", ("conv_u8s8_neon", "int8dot", 8, 8, 50.0),
+                 ("conv_u8s8dot_neon", "int8dot", 8, 8, 30.0))
+    dot = arm_sim.Core("d", "d", "d", 1.0, frozenset({"dotprod"}))
+    assert arm_sim.estimate_model(layers, rows, dot)["layers"][0]["kernel"] == "conv_u8s8dot_neon"
+    plain = arm_sim.Core("d", "d", "d", 1.0)
+    assert arm_sim.estimate_model(layers, rows, plain)["layers"][0]["kernel"] == "conv_u8s8_neon"
+
+
+def test_cost_model_choice_follows_dispatch_rates_but_is_timed_by_simulation():
+    layers = arm_sim.parse_inspect(INSPECT)[1:2]  # W2A2, 32 -> 16 channels, 3x3
+    layers[0].geometry = dict(cout=16, cin=32, kh=3, kw=3, stride=1, groups=1)
+    rows = _rows("c", ("conv_u8s8_neon", "int8dot", 8, 8, 8.0),
+                 ("conv_w2a2_lut_neon", "lut", 2, 2, 16.0))
+    core = arm_sim.Core("c", "c", "c", 1.0)
+    measured = arm_sim.estimate_model(layers, rows, core)
+    assert measured["layers"][0]["kernel"] == "conv_w2a2_lut_neon"
+    # dispatch.cc rates that make the INT8 kernel look faster: the cost model picks it, and
+    # its time is the INT8 kernel's simulated one.
+    dispatch = {"conv_u8s8dot_2x16__neon": dict(macs_per_cycle=100.0, pixel_tile=2),
+                "conv_w2a2_lut_64x4__neon": dict(macs_per_cycle=1.0, pixel_tile=64)}
+    modeled = arm_sim.estimate_model(layers, rows, core, "model", dispatch)
+    (l,) = modeled["layers"]
+    assert l["kernel"] == "conv_u8s8_neon"
+    assert l["cycles"] == pytest.approx(104 * 104 * 16 * 9 * 32 / 8.0)
+
+
+def test_dispatch_rates_are_read_from_the_kernel_table():
+    from arm_sim_choice import LEVEL_VARIANTS, dispatch_rates  # noqa: PLC0415
+    rates = dispatch_rates()
+    for level in LEVEL_VARIANTS.values():
+        for variant in level.values():
+            assert rates[variant]["macs_per_cycle"] > 0, variant
+    assert 0 < rates["conv_anybits_bitserial_64x4__neon"]["plane_pair_share"] <= 1
+
+
+# A fast path and its fallback with the same arithmetic (the W2A2 plane-pair loop and the
+# broadcast loop): the unmarked loop that loads like the region (ld1 lane, not ld1r) wins,
+# even when the marked copy spilled and resembles neither.
+MARKED_TWO = """\
+_Z1gv:
+.L7:
+\t# LLVM-MCA-BEGIN pairdemo
+\tldr\td1, [x0]
+\tld1\t{v1.d}[1], [x3]
+\tstr\tq23, [sp, 176]
+\tand\tv2.16b, v1.16b, v3.16b
+\tldr\tq23, [sp, 176]
+\tcnt\tv2.16b, v2.16b
+\t# LLVM-MCA-END
+\tsubs\tx1, x1, 1
+\tbne\t.L7
+\tret
+"""
+PLAIN_TWO = """\
+_Z1gv:
+.L3:
+\tld1r\t{v1.2d}, [x0]
+\tand\tv2.16b, v1.16b, v3.16b
+\tcnt\tv2.16b, v2.16b
+\tsubs\tx2, x2, 1
+\tbne\t.L3
+.L5:
+\tldr\td1, [x0]
+\tld1\t{v1.d}[1], [x3]
+\tand\tv2.16b, v1.16b, v3.16b
+\tcnt\tv2.16b, v2.16b
+\tsubs\tx1, x1, 1
+\tbne\t.L5
+\tret
+"""
+
+
+def test_marked_loop_matches_the_unmarked_loop_that_loads_alike():
+    (r,) = mca_lib.extract_regions(MARKED_TWO, "x.cc")
+    m = mca_lib.match_unmarked(r, PLAIN_TWO)
+    assert m is not None and "ld1\t{v1.d}[1]" in m.text and "ld1r" not in m.text
+
+
+def test_overhead_region_is_added_once_per_parent_copy():
+    # Two copies of a loop and of its overhead region (gcc duplicated both): each copy of the
+    # loop gets the first overhead copy's cycles / every (14 / 14 = 1), once.
+    rows = [dict(kernel=n, instance=i, core="c", family=arm_sim.KERNEL_TABLE[n]["family"],
+                 macs_per_iter=arm_sim.KERNEL_TABLE[n]["macs"], runs=True,
+                 cycles_per_iter=14.0 if "widen" in n else 10.0)
+            for n in ("conv_w2a2_lut_neon", "conv_w2a2_lut_neon_widen") for i in (1, 2)]
+    out = arm_sim.add_overheads(rows)
+    assert [(r["kernel"], r["instance"]) for r in out] == [("conv_w2a2_lut_neon", 1),
+                                                           ("conv_w2a2_lut_neon", 2)]
+    assert [r["cycles_per_iter"] for r in out] == [pytest.approx(11.0)] * 2
+    assert out[0]["macs_per_cycle"] == pytest.approx(256 / 11.0)

@@ -66,6 +66,32 @@ TEST_P(ConvBitSerialTiles, AllOnesAcrossTheFlushInterval) {
     }
 }
 
+TEST_P(ConvBitSerialTiles, W2A2PlanePairsAcrossTheirFlushInterval) {
+  // The NEON W2A2 path with both activation planes in one register flushes
+  // its bytes every 31 steps (steps = taps x words), and falls back to the
+  // broadcast loop beyond 128 steps: all-ones planes on both sides of 31 and
+  // 62 steps, with one word per pixel (the planes adjacent: one load) and
+  // with several, and past 128 steps.
+  struct Case {
+    int words, kernel;
+  };
+  for (Case c : {Case{30, 1}, Case{31, 1}, Case{32, 1}, Case{63, 1}, Case{1, 5}, Case{1, 7},
+                 Case{3, 3}, Case{4, 3}, Case{7, 3}, Case{15, 3}})
+    for (WeightDomain domain : {WeightDomain::kUnsigned, WeightDomain::kSigned})
+      ConvTester()
+          .fill(Fill::kMaxCodesMaxWeights)
+          .wbits(2)
+          .abits(2)
+          .domain(domain)
+          .cin(64 * c.words - (domain == WeightDomain::kSigned ? 5 : 0))
+          .cout(6)
+          .h(c.kernel + 1)
+          .w(c.kernel + 2)
+          .kernel(c.kernel)
+          .pad(0)
+          .Test(table().conv_anybits_bitserial.fn);
+}
+
 LOWBIT_INSTANTIATE_ISA_TESTS(ConvBitSerialTiles);
 
 }  // namespace
