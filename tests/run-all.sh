@@ -56,4 +56,7 @@ for d in tests/models tests/engine tests/bench clients/python/tests; do
 done
 (cd "$repo" && .venv/bin/python -m pytest -q "${python_tests[@]}") || status=1
 
+echo "== Sanitizers (tests/sanitize.sh: ASan+UBSan and TSan builds, a 2-minute soak; docs/testing.md)"
+"$repo/tests/sanitize.sh" || status=1
+
 exit $status
