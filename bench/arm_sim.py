@@ -125,6 +125,12 @@ for _w in range(1, 5):
             derivation=f"conv_anybits_bitserial_64x4__neon<{_w},{_a}>, one iteration of its word "
             f"loop: {_bitserial_pixels(_w, _a)} pixels (tile_pixels) x 4 cout x 64 input "
             f"channels ({_w}x{_a} plane pairs x 2 halves of AND + cnt + add per pixel)")
+# W2A2 has its own loop (tile_dots_a2): 2 pixels x 4 cout x 64 input channels per step as well,
+# 16 AND + cnt + add on [plane 0, plane 1] registers against lane-duplicated weights.
+KERNEL_TABLE["bitserial_w2a2_neon"].update(
+    derivation="conv_anybits_bitserial_64x4__neon tile_dots_a2, one step (one word of one tap): "
+    "2 pixels x 4 cout x 64 input channels (per pixel both activation planes in one register, "
+    "8 AND + cnt + add against the duplicated weight words of 2 planes x 4 channels)")
 # W1A1 has its own loop (tile_dots_w1a1): two input words (two steps of the weight stream) per
 # iteration, 4 pixels x 4 cout x 128 input channels = 2048 (16 AND + cnt + add on 16 bytes).
 KERNEL_TABLE["bitserial_w1a1_neon"].update(

@@ -24,7 +24,11 @@
 // weights loaded once per P pixels. One iteration of the word loop is marked
 // for llvm-mca as bitserial_w<WB>a<AB>_neon (P * 4 * 64 multiply-adds).
 // W1A1 has its own loop (tile_dots_w1a1: two words per iteration, no
-// broadcasts; its region covers 4 * 4 * 128 = 2048 multiply-adds).
+// broadcasts; its region covers 4 * 4 * 128 = 2048 multiply-adds), and so
+// has W2A2 (tile_dots_a2: both activation planes of a pixel in one register
+// against lane-duplicated weights, no broadcasts; llvm-mca A72 20.5
+// MAC/cycle against 18.3 for tile_dots, which remains its fallback beyond
+// 128 steps).
 #include <arm_neon.h>
 
 #include "bitserial_common.h"
@@ -62,9 +66,10 @@ inline void mca_begin() {
   LOWBIT_BS_MCA_CASE(1, 3)
   LOWBIT_BS_MCA_CASE(3, 1)
   LOWBIT_BS_MCA_CASE(2, 3)
-  LOWBIT_BS_MCA_CASE(3, 2) LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4)
-      LOWBIT_BS_MCA_CASE(4, 1) LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2)
-          LOWBIT_BS_MCA_CASE(3, 4) LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
+  LOWBIT_BS_MCA_CASE(3, 2)
+  LOWBIT_BS_MCA_CASE(3, 3) LOWBIT_BS_MCA_CASE(1, 4) LOWBIT_BS_MCA_CASE(4, 1)
+      LOWBIT_BS_MCA_CASE(2, 4) LOWBIT_BS_MCA_CASE(4, 2) LOWBIT_BS_MCA_CASE(3, 4)
+          LOWBIT_BS_MCA_CASE(4, 3) LOWBIT_BS_MCA_CASE(4, 4)
 }
 #undef LOWBIT_BS_MCA_CASE
 
