@@ -198,6 +198,7 @@ void DetectorService::ProcessFrame(const v1::DetectRequest& request, std::string
   frame.payload = std::move(payload).value();
   frame.detect_options.score_threshold = threshold > 0 ? threshold : 0;
   frame.camera_id = request.camera_id();
+  frame.source = call.source;
   frame.received = received;
   frame.cancelled = call.cancelled;
 
@@ -257,6 +258,7 @@ class DetectorService::UnaryCall final : public grpc::ServerUnaryReactor {
     CallInfo call;
     call.deadline = DeadlineFromContext(*context, service_->clock_);
     call.cancelled = [state = state_] { return state->cancelled.load(); };
+    call.source = context->peer();
     // The encoded bytes are copied once: gRPC owns the request message.
     std::string encoded = request->frame().data_case() == v1::Frame::kEncoded
                               ? request->frame().encoded()
@@ -325,6 +327,7 @@ class DetectorService::StreamCall final
         limit_(std::max(1, service->limits_.max_pending_per_stream)),
         byte_limit_(service->limits_.max_pending_bytes_per_stream),
         slots_(service->limits_.streams),
+        source_(context->peer()),
         deadline_(DeadlineFromContext(*context, service->clock_)) {
     service_->CallStarted();
     std::lock_guard<std::mutex> lock(mu_);
@@ -368,6 +371,7 @@ class DetectorService::StreamCall final
       CallInfo call;
       call.deadline = deadline_;
       call.cancelled = [this] { return cancelled_.load(std::memory_order_relaxed); };
+      call.source = source_;
       std::string encoded = request_.frame().data_case() == v1::Frame::kEncoded
                                 ? std::move(*request_.mutable_frame()->mutable_encoded())
                                 : std::string();
@@ -496,6 +500,7 @@ class DetectorService::StreamCall final
   const int limit_;
   const int64_t byte_limit_;
   std::shared_ptr<StreamSlots> slots_;  // the slot this stream holds (null: none)
+  const std::string source_;            // the client's connection (gRPC peer)
   const Clock::TimePoint deadline_;
   std::atomic<bool> cancelled_{false};
 

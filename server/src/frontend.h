@@ -84,6 +84,7 @@ class DetectorService final : public v1::Detector::CallbackService {
   struct CallInfo {
     Clock::TimePoint deadline = Clock::TimePoint::max();
     std::function<bool()> cancelled;
+    std::string source;  // the client's connection (gRPC peer): FrameRequest::source
   };
 
   // Checks and submits `request`, whose encoded bytes (if any) are passed

@@ -204,7 +204,8 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
       : service_(service),
         context_(context),
         deadline_(DeadlineFromContext(*context, service.clock())),
-        slots_(service.limits().streams) {
+        slots_(service.limits().streams),
+        source_(context->peer()) {
     const int drain_id = service_.drain().Subscribe([this] { OnDrain(); });
     std::lock_guard<std::mutex> lock(mu_);
     drain_id_ = drain_id;
@@ -245,6 +246,7 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
     control.received = service_.clock().Now();
     control.deadline = deadline_;
     control.cancelled = [context = context_] { return context->IsCancelled(); };
+    control.source = source_;
     // Infer parses request_ before it returns, so the next read may reuse it.
     service_.Infer(request_, std::move(control),
                    [this, frames](const Status& status, inference::ModelInferResponse response) {
@@ -364,6 +366,7 @@ class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferR
   grpc::CallbackServerContext* const context_;
   const Clock::TimePoint deadline_;
   std::shared_ptr<StreamSlots> slots_;  // the slot this stream holds (null: none)
+  const std::string source_;            // the client's connection (gRPC peer)
 
   std::mutex mu_;
   int drain_id_ = 0;
@@ -504,6 +507,7 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
   control.received = clock_.Now();
   control.deadline = DeadlineFromContext(*context, clock_);
   control.cancelled = [context] { return context->IsCancelled(); };
+  control.source = context->peer();
   Infer(*request, std::move(control),
         [reactor, response](const Status& status, inference::ModelInferResponse answer) {
           *response = std::move(answer);
@@ -564,6 +568,7 @@ void KServeService::Infer(const inference::ModelInferRequest& request, CallContr
     frame.want_detections = info.form == InferForm::kImage;
     frame.want_raw_outputs = info.form == InferForm::kTensor;
     frame.camera_id = info.camera_id;
+    frame.source = control.source;
     frame.received = info.received;
     frame.deadline = control.deadline;
     frame.deadline_reason = DropReason::kDeadline;

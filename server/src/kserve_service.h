@@ -89,6 +89,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
     // Polled while frames wait; true drops them as cancelled. Must stay
     // callable until `done` has run.
     std::function<bool()> cancelled;
+    std::string source;  // the client's connection (gRPC peer): FrameRequest::source
   };
 
   // Validates `request`, queues its N frames and answers through `done` once

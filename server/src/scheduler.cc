@@ -285,6 +285,16 @@ class Scheduler::Impl {
   void SweepLocked(Clock::TimePoint now, std::vector<Completion>* dropped);
   // With mu_ held: removes a waiting slot and returns its frame.
   Pending TakeSlotLocked(std::list<Slot>::iterator slot);
+  // With mu_ held: true if a new frame of `source` carrying `bytes` fits the
+  // queue, after moving to `evicted` (answered QUEUE_FULL) the newest
+  // waiting frames of sources with more frames waiting than `source` would
+  // have; false (nothing evicted) if no such eviction makes room.
+  bool MakeRoomLocked(const std::string& source, int64_t bytes, std::vector<Completion>* evicted);
+  void ForgetSourceLocked(const std::string& source);
+  // With mu_ held, slots_ not empty: the slot a batch takes next: the oldest
+  // of the source served longest ago (round robin across the clients, so a
+  // flooding one cannot make the others wait behind its queue).
+  std::list<Slot>::iterator NextSlotLocked();
   void NoteCameraLocked(Clock::TimePoint now, const std::string* camera);
   // With mu_ held: the batcher sleeps until `deadline` or a notification.
   void WaitLocked(std::unique_lock<std::mutex>& lock, Clock::TimePoint deadline);
@@ -307,6 +317,10 @@ class Scheduler::Impl {
   std::condition_variable worker_cv_;
   std::list<Slot> slots_;  // FIFO by slot creation
   std::unordered_map<std::string, std::list<Slot>::iterator> camera_slots_;
+  std::unordered_map<std::string, int> waiting_by_source_;  // slots per FrameRequest::source
+  // Per source with frames waiting: serve_count_ when a batch last took one.
+  std::unordered_map<std::string, uint64_t> last_served_;
+  uint64_t serve_count_ = 0;
   int64_t queued_bytes_ = 0;
   std::deque<std::vector<Pending>> ready_;  // formed, waiting for a worker
   ServiceTimeEstimator estimator_;
@@ -369,22 +383,25 @@ Status Scheduler::Impl::Submit(FrameRequest&& request) {
     auto existing =
         request.camera_id.empty() ? camera_slots_.end() : camera_slots_.find(request.camera_id);
     const bool replaces = existing != camera_slots_.end();
-    const int64_t bytes_after =
-        queued_bytes_ + bytes - (replaces ? existing->second->frame.queued_bytes : 0);
-    if (!replaces && static_cast<int>(slots_.size()) >= options_.queue_capacity) {
+    // A frame replacing its camera's waiting one takes no new slot.
+    const int64_t replaced_bytes = replaces ? existing->second->frame.queued_bytes : 0;
+    const bool fits = replaces
+                          ? queued_bytes_ + bytes - replaced_bytes <= options_.queue_bytes_capacity
+                          : MakeRoomLocked(request.source, bytes, &superseded);
+    if (!fits) {
       if (listener_) listener_->OnDropped(DropReason::kQueueFull);
-      return ResourceExhausted("model " + model_ + " has " +
-                               std::to_string(options_.queue_capacity) +
-                               " frames waiting (--queue-capacity); retry later or send fewer "
-                               "frames per second");
-    }
-    if (bytes_after > options_.queue_bytes_capacity) {
-      if (listener_) listener_->OnDropped(DropReason::kQueueFull);
+      if (!replaces && static_cast<int>(slots_.size()) >= options_.queue_capacity) {
+        return ResourceExhausted("model " + model_ + " has " +
+                                 std::to_string(options_.queue_capacity) +
+                                 " frames waiting (--queue-capacity); retry later or send fewer "
+                                 "frames per second");
+      }
       return ResourceExhausted("model " + model_ + " has " + std::to_string(queued_bytes_) +
                                " payload bytes waiting, at most " +
                                std::to_string(options_.queue_bytes_capacity) +
-                               " (--queue-bytes); retry later or send fewer frames per second");
+                               " (--queue-memory-mb); retry later or send fewer frames per second");
     }
+    const int64_t bytes_after = queued_bytes_ + bytes - replaced_bytes;
 
     Pending frame;
     frame.submitted = now;
@@ -403,9 +420,14 @@ Status Scheduler::Impl::Submit(FrameRequest&& request) {
       FrameOutcome outcome;
       outcome.status = DropStatus(DropReason::kSuperseded, model_, camera);
       outcome.dropped = DropReason::kSuperseded;
+      if (waiting.request.source != frame.request.source) {
+        ForgetSourceLocked(waiting.request.source);
+        ++waiting_by_source_[frame.request.source];
+      }
       superseded.push_back({std::move(waiting), std::move(outcome)});
       waiting = std::move(frame);
     } else {
+      ++waiting_by_source_[frame.request.source];
       slots_.push_back(Slot{std::move(frame), now});
       auto slot = std::prev(slots_.end());
       if (!slot->frame.request.camera_id.empty()) {
@@ -432,7 +454,85 @@ void Scheduler::Impl::Shutdown() {
   }
 }
 
+void Scheduler::Impl::ForgetSourceLocked(const std::string& source) {
+  auto it = waiting_by_source_.find(source);
+  if (it != waiting_by_source_.end() && --it->second == 0) {
+    waiting_by_source_.erase(it);
+    last_served_.erase(source);  // nothing waits: its next frame goes first
+  }
+}
+
+std::list<Slot>::iterator Scheduler::Impl::NextSlotLocked() {
+  if (waiting_by_source_.size() <= 1) return slots_.begin();  // one source: FIFO
+  auto best = slots_.begin();
+  uint64_t best_served = UINT64_MAX;
+  for (auto slot = slots_.begin(); slot != slots_.end(); ++slot) {
+    const auto served = last_served_.find(slot->frame.request.source);
+    const uint64_t when = served == last_served_.end() ? 0 : served->second;
+    if (when < best_served) {
+      best_served = when;
+      best = slot;
+      if (when == 0) break;  // never served (or not since it last had nothing waiting)
+    }
+  }
+  return best;
+}
+
+bool Scheduler::Impl::MakeRoomLocked(const std::string& source, int64_t bytes,
+                                     std::vector<Completion>* evicted) {
+  const auto fits = [&](size_t frames, int64_t queued) {
+    return static_cast<int>(frames) < options_.queue_capacity &&
+           queued + bytes <= options_.queue_bytes_capacity;
+  };
+  if (fits(slots_.size(), queued_bytes_)) return true;
+  // Plan the evictions first and make them only if they make room. A source
+  // gives up its newest frame while it has more waiting than `source` will
+  // have with this one, so the shares level out and never swap back.
+  auto own = waiting_by_source_.find(source);
+  const int mine = (own == waiting_by_source_.end() ? 0 : own->second) + 1;
+  std::unordered_map<std::string, int> waiting = waiting_by_source_;
+  std::vector<std::list<Slot>::iterator> victims;
+  size_t frames = slots_.size();
+  int64_t queued = queued_bytes_;
+  while (!fits(frames, queued)) {
+    const std::string* heaviest = nullptr;
+    int most = mine;
+    for (const auto& [name, count] : waiting) {
+      if (name != source && count > most) {
+        most = count;
+        heaviest = &name;
+      }
+    }
+    if (heaviest == nullptr) return false;
+    auto victim = slots_.end();
+    for (auto slot = slots_.rbegin(); slot != slots_.rend(); ++slot) {
+      const auto it = std::prev(slot.base());
+      if (it->frame.request.source == *heaviest &&
+          std::find(victims.begin(), victims.end(), it) == victims.end()) {
+        victim = it;
+        break;
+      }
+    }
+    if (victim == slots_.end()) return false;  // not reached: the count says it waits
+    victims.push_back(victim);
+    --waiting[*heaviest];
+    --frames;
+    queued -= victim->frame.queued_bytes;
+  }
+  for (auto victim : victims) {
+    if (listener_) listener_->OnDropped(DropReason::kQueueFull);
+    FrameOutcome outcome;
+    outcome.status = ResourceExhausted(
+        "model " + model_ + "'s queue was full (--queue-capacity, --queue-memory-mb) and a " +
+        "client with fewer frames waiting took this frame's place; send fewer frames per second");
+    outcome.dropped = DropReason::kQueueFull;
+    evicted->push_back({TakeSlotLocked(victim), std::move(outcome)});
+  }
+  return true;
+}
+
 Pending Scheduler::Impl::TakeSlotLocked(std::list<Slot>::iterator slot) {
+  ForgetSourceLocked(slot->frame.request.source);
   queued_bytes_ -= slot->frame.queued_bytes;
   const std::string& camera = slot->frame.request.camera_id;
   if (!camera.empty()) camera_slots_.erase(camera);
@@ -568,18 +668,21 @@ void Scheduler::Impl::BatcherLoop() {
       continue;
     }
 
-    // Oldest slots first, as long as the decode budget takes their pixels.
+    // Oldest slots first (of the source served longest ago), as long as the
+    // decode budget takes their pixels.
     const int64_t releases_seen = budget_releases_;
     std::vector<Pending> batch;
     batch.reserve(static_cast<size_t>(decision.run));
     while (static_cast<int>(batch.size()) < decision.run && !slots_.empty()) {
-      Pending& frame = slots_.front().frame;
+      const auto next = NextSlotLocked();
+      Pending& frame = next->frame;
       const int64_t decoded = frame.request.payload.decoded_bytes();
       if (budget_ && decoded > 0) {
         if (!budget_->TryAcquire(decoded)) break;
         frame.reserved_bytes = decoded;
       }
-      batch.push_back(TakeSlotLocked(slots_.begin()));
+      last_served_[frame.request.source] = ++serve_count_;
+      batch.push_back(TakeSlotLocked(next));
     }
     if (batch.empty()) {
       // Not even the oldest frame fits: wait for a Release (or a deadline).

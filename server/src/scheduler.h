@@ -168,6 +168,12 @@ struct FrameRequest {
   // Frames with the same non-empty camera_id share one slot (latest frame
   // wins). Empty: the frame has a slot of its own.
   std::string camera_id;
+  // The client the frame came from (its connection: gRPC's peer). When the
+  // queue is full, a frame whose source has fewer frames waiting takes the
+  // place of the newest waiting frame of the source with the most (answered
+  // QUEUE_FULL), so one flooding client cannot lock the others out. All
+  // frames of one source (or all with none) are refused as before.
+  std::string source;
   // When the request arrived; queue time and the objective count from here.
   Clock::TimePoint received{};
   // The frame is dropped, with `deadline_reason`, if its batch has not formed

@@ -320,6 +320,81 @@ TEST(SchedulerTest, RejectsFramesOverQueueCapacityAndNeverCompletesThem) {
   EXPECT_EQ(done.total(), 3);
 }
 
+TEST(SchedulerTest, AFullQueueMakesTheSourceWithTheMostWaitingYieldItsNewestFrame) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  Completions done;
+  auto scheduler =
+      MakeScheduler(backend, Options(1, 1, microseconds(2000), /*capacity=*/4), &clock, &listener);
+  auto from = [&](int id, const std::string& source) {
+    FrameRequest request = Request(id, done.For(id));
+    request.source = source;
+    return scheduler->Submit(std::move(request));
+  };
+  backend.CloseGate();
+  ASSERT_TRUE(from(1, "flood").ok());
+  backend.AwaitBlockedRuns(1);
+  for (int id = 2; id <= 5; ++id) ASSERT_TRUE(from(id, "flood").ok());  // the queue is full
+
+  // Another client's frame takes the place of the flood's newest (5), then
+  // of its next newest (4): the flood still has more waiting.
+  ASSERT_TRUE(from(6, "camera").ok());
+  EXPECT_EQ(done.CountFor(5), 1);
+  EXPECT_EQ(done.OutcomeFor(5).dropped, DropReason::kQueueFull);
+  EXPECT_EQ(done.OutcomeFor(5).status.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(done.OutcomeFor(5).status.message().find("fewer frames waiting"), std::string::npos);
+  ASSERT_TRUE(from(7, "camera").ok());
+  EXPECT_EQ(done.OutcomeFor(4).dropped, DropReason::kQueueFull);
+  // Two each: neither gives way to the other any more, and a source never
+  // evicts its own frames.
+  EXPECT_EQ(from(8, "camera").code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(from(9, "flood").code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(scheduler->queue_depth(), 4);
+  EXPECT_EQ(listener.Dropped(DropReason::kQueueFull), 4);  // 2 evicted, 2 refused
+
+  backend.OpenGate();
+  done.AwaitTotal(7);
+  scheduler->Shutdown();
+  for (int id : {1, 2, 3, 6, 7}) {
+    EXPECT_TRUE(done.OutcomeFor(id).status.ok()) << id;
+    EXPECT_EQ(done.CountFor(id), 1) << id;
+  }
+  EXPECT_EQ(done.CountFor(8), 0);
+  EXPECT_EQ(done.CountFor(9), 0);
+  EXPECT_EQ(done.total(), 7);
+}
+
+TEST(SchedulerTest, BatchesTakeTheSourcesInTurnSoAFloodDoesNotDelayTheOthers) {
+  FakeClock clock;
+  FakeBackend backend;
+  RecordingListener listener;
+  Completions done;
+  auto scheduler =
+      MakeScheduler(backend, Options(1, 1, microseconds(0), /*capacity=*/8), &clock, &listener);
+  auto from = [&](int id, const std::string& source) {
+    FrameRequest request = Request(id, done.For(id));
+    request.source = source;
+    return scheduler->Submit(std::move(request));
+  };
+  backend.CloseGate();
+  ASSERT_TRUE(from(1, "flood").ok());
+  backend.AwaitBlockedRuns(1);
+  for (int id = 2; id <= 5; ++id) ASSERT_TRUE(from(id, "flood").ok());
+  ASSERT_TRUE(from(6, "camera").ok());
+  ASSERT_TRUE(from(7, "flood").ok());
+  ASSERT_TRUE(from(8, "camera").ok());
+  backend.OpenGate();
+  done.AwaitTotal(8);
+  scheduler->Shutdown();
+  // Oldest first within a source; across sources in turn (the flood had
+  // nothing waiting when 1 ran, so the two start even and the older, 2,
+  // goes first): each camera frame waits for one flood frame at most.
+  std::vector<int> ran;
+  for (const std::vector<int>& batch : backend.batches()) ran.insert(ran.end(), batch.begin(), batch.end());
+  EXPECT_EQ(ran, (std::vector<int>{1, 2, 6, 3, 8, 4, 5, 7}));
+}
+
 TEST(SchedulerTest, RejectsFramesOverQueueBytes) {
   FakeClock clock;
   FakeBackend backend;
@@ -335,7 +410,7 @@ TEST(SchedulerTest, RejectsFramesOverQueueBytes) {
   ASSERT_TRUE(scheduler->Submit(Request(20, done.For(20))).ok());
   Status rejected = scheduler->Submit(Request(1, done.For(1)));
   EXPECT_EQ(rejected.code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(rejected.message().find("--queue-bytes"), std::string::npos);
+  EXPECT_NE(rejected.message().find("--queue-memory-mb"), std::string::npos);
   EXPECT_EQ(listener.Dropped(DropReason::kQueueFull), 1);
   EXPECT_EQ(scheduler->queue_depth(), 2);
   backend.OpenGate();
