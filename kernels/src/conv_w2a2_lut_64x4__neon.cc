@@ -78,10 +78,15 @@ inline void lut_half(const detail::LutPlan& plan, const uint8_t* src_base, const
         const int run = taps - t0 < widen_left ? taps - t0 : widen_left;
         const uint32_t* offset = plan.tap_offset + t0;
         const uint32_t* const offset_end = offset + run;
-        for (; offset != offset_end; ++offset, table += 64) {
+        // The next step's address one step ahead (in-order cores would wait on
+        // the offset load); the last step's look-ahead reads tap_offset[run
+        // end] <= tap_offset[kLutMaxTaps], which LutPlan keeps (0).
+        const uint8_t* next = pair_src + *offset;
+        for (; offset != offset_end; table += 64) {
           // bench/arm-sim region: one step, 32 pixels x 4 cout x 2 input channels.
           LOWBIT_MCA_BEGIN("conv_w2a2_lut_neon");
-          const uint8_t* src = pair_src + *offset;
+          const uint8_t* src = next;
+          next = pair_src + *++offset;
           // All loads first (in-order cores wait on a load's result).
           const uint8x16_t x0 = load_q(src), x1 = load_q(src + 16);
           uint8x16_t t[kLutCoutBlock];

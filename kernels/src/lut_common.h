@@ -21,7 +21,9 @@ struct LutPlan {
   size_t steps = 0;
   size_t pair_stride = 0;
   size_t flat_pixels = 0;
-  uint32_t tap_offset[kLutMaxTaps] = {};
+  // One entry more than taps: the NEON kernel reads tap_offset[taps] (0) as
+  // the look-ahead of a tap run's last step.
+  uint32_t tap_offset[kLutMaxTaps + 1] = {};
 };
 
 void make_lut_plan(const LutConvArgs& args, LutPlan* plan);
