@@ -244,7 +244,10 @@ void JpegEmitMessage(j_common_ptr cinfo, int msg_level) {
 void JpegLimitScans(j_common_ptr cinfo) {
   if (!cinfo->is_decompressor) return;
   if (reinterpret_cast<j_decompress_ptr>(cinfo)->input_scan_number > kMaxJpegScans) {
-    JpegFailWith(cinfo, "more scans than the limit of 256 (a decompression bomb?)");
+    char message[96];
+    std::snprintf(message, sizeof(message),
+                  "more scans than the limit of %d (a decompression bomb?)", kMaxJpegScans);
+    JpegFailWith(cinfo, message);
   }
 }
 
