@@ -3,6 +3,7 @@
     lowbit-client detect dog.jpg --out dog-annotated.jpg
     lowbit-client models
     lowbit-client stream frame1.jpg frame2.jpg --camera-id door
+    lowbit-client watch rtsp://10.0.0.5/stream1 vtest.avi --fps 5
 """
 from __future__ import annotations
 
@@ -182,6 +183,13 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from lowbit import watch
+
+    return watch.run(args, dict(tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                tls_server_name=args.tls_server_name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -249,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the server drops a frame older than this (from its send time) unanswered; "
                         "0 = no limit (default)")
     stream.set_defaults(run=_cmd_stream)
+
+    from lowbit import watch
+
+    watcher = commands.add_parser(
+        "watch", parents=[common], help="camera bridge: stream video files, RTSP/HTTP streams and cameras",
+        description=watch.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    watch.add_arguments(watcher)
+    watcher.set_defaults(run=_cmd_watch)
     return parser
 
 
