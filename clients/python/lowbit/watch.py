@@ -40,6 +40,10 @@ queue, inference, postprocess, total, frame_age), ``batch_size``,
 frame was sent) and ``skipped`` (live sources: frames read but not sent since
 the previous line). Connection and camera events go to stderr.
 
+Metrics: with ``--metrics-address`` the bridge serves its own Prometheus
+series per camera (lowbitd has no per-camera series): lines written by result,
+skipped frames, camera up, stream failures (deploy/grafana's dashboard plots them).
+
 Reconnecting: when the stream fails (server gone, restarting, overloaded) the
 bridge opens a new channel after 0.5 s, 1 s, 2 s ... up to ``--max-backoff``
 seconds, and resets the delay once a frame is answered again.
@@ -180,6 +184,7 @@ class SourceReader(threading.Thread):
         while not self.bridge.stopping.is_set():
             capture = self._open()
             if capture is not None:
+                self.bridge.metrics.camera_up(self.camera_id, True)
                 return capture
             if self.is_file:
                 return None  # a file that OpenCV cannot read will not become readable
@@ -255,6 +260,7 @@ class SourceReader(threading.Thread):
                     self.skipped = 0
             finally:
                 capture.release()
+                self.bridge.metrics.camera_up(self.camera_id, False)
             if not ended:
                 continue  # stopping, or --max-frames reached
             if self.is_file:
@@ -303,6 +309,7 @@ class Bridge:
         self._wakeup = threading.Event()
         self.readers: list[SourceReader] = []
         self.lines = 0
+        self.metrics: Any = NoMetrics()
 
     # -- called by the readers --------------------------------------------------
 
@@ -411,6 +418,7 @@ class Bridge:
                 if error.code not in RETRY_CODES:
                     fatal = error
                 else:
+                    self.metrics.stream_failed()
                     self.log(f"stream to {self.options.address} failed ({error.code.name}: {error.message}); "
                              f"reconnecting in {delay:.1f} s")
             finally:
@@ -467,6 +475,69 @@ def result_line(pending: Pending, result: Optional[DetectResult], dropped: Optio
 
 
 # -- sinks ----------------------------------------------------------------------
+
+
+class NoMetrics:
+    def camera_up(self, camera: str, up: bool) -> None:
+        pass
+
+    def stream_failed(self) -> None:
+        pass
+
+
+class BridgeMetrics:
+    """The bridge's own Prometheus metrics (--metrics-address), per camera:
+
+      lowbit_watch_frames_total{camera,result}   counter, lines written; result = ok | dropped
+                                                 (a server DropReason or NOT_ANSWERED) | error
+      lowbit_watch_skipped_frames_total{camera}  counter, live frames read but not sent
+      lowbit_watch_camera_up{camera}             gauge, 1 while the source is open
+      lowbit_watch_stream_failures_total         counter, DetectStreams that failed (each one
+                                                 is followed by a reconnect)
+
+    lowbitd exports no per-camera series (camera ids are the clients' to
+    choose, unbounded); the bridge knows its cameras, so it counts them.
+    """
+
+    def __init__(self, address: str, cameras: Sequence[str]) -> None:
+        try:
+            import prometheus_client as prom  # type: ignore[import-not-found]
+        except ImportError:
+            raise SystemExit("lowbit-client watch --metrics-address needs prometheus-client: "
+                             "pip install 'lowbit[watch]' (or prometheus-client)") from None
+        host, _, port = address.rpartition(":")
+        prom.disable_created_metrics()  # no *_created series: nothing plots them
+        self.registry = prom.CollectorRegistry()
+        self.frames = prom.Counter("lowbit_watch_frames", "Frames the bridge wrote a line for, by result",
+                                   ["camera", "result"], registry=self.registry)
+        self.skipped = prom.Counter("lowbit_watch_skipped_frames", "Live frames read but not sent",
+                                    ["camera"], registry=self.registry)
+        self.up = prom.Gauge("lowbit_watch_camera_up", "1 while the camera's source is open", ["camera"],
+                             registry=self.registry)
+        self.failures = prom.Counter("lowbit_watch_stream_failures", "DetectStreams that failed (then reconnected)",
+                                     registry=self.registry)
+        for camera in cameras:  # exported from the start, so rates work before the first frame
+            for result in ("ok", "dropped", "error"):
+                self.frames.labels(camera, result)
+            self.skipped.labels(camera)
+            self.up.labels(camera).set(0)
+        self.server, self.thread = prom.start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)
+
+    def camera_up(self, camera: str, up: bool) -> None:
+        self.up.labels(camera).set(1 if up else 0)
+
+    def stream_failed(self) -> None:
+        self.failures.inc()
+
+    def __call__(self, pending: Pending, line: dict, result: Optional[DetectResult]) -> None:
+        camera = pending.source.camera_id
+        outcome = "dropped" if line["dropped"] else "error" if line["error"] else "ok"
+        self.frames.labels(camera, outcome).inc()
+        if line["skipped"]:
+            self.skipped.labels(camera).inc(line["skipped"])
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 class JsonLines:
@@ -611,6 +682,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="publish each computed frame's JSON line to the MQTT broker (port 1883 by default) "
                         "on <prefix>/<camera>/detections; needs paho-mqtt")
     parser.add_argument("--mqtt-prefix", default="lowbit", help="MQTT topic prefix (default %(default)s)")
+    parser.add_argument("--metrics-address", metavar="HOST:PORT",
+                        help="serve the bridge's Prometheus metrics (frames per camera and result, skipped "
+                        "frames, camera up, stream failures) at http://HOST:PORT/metrics; needs prometheus-client")
 
 
 #: The --help text: this module's documentation without its title line.
@@ -653,6 +727,11 @@ def run(args: argparse.Namespace, client_options: dict) -> int:
             mqtt = MqttPublisher(args.mqtt, args.mqtt_prefix, log)
             sinks.append(mqtt)
             closers.append(mqtt.close)
+        if args.metrics_address:
+            metrics = BridgeMetrics(args.metrics_address, ids)
+            bridge.metrics = metrics
+            sinks.append(metrics)
+            closers.append(metrics.close)
         bridge.sinks = sinks
 
         def stop(signal_number: int, _frame: Any) -> None:
