@@ -34,7 +34,7 @@ PairPlanesLayout make_pair_planes_layout(int channels, int height, int width, in
   l.phase_split = phase_split;
   l.rows = (height + 2 * pad + phase_split - 1) / phase_split;
   l.row_pitch = (width + 2 * pad + phase_split - 1) / phase_split;
-  l.plane_bytes = round_up(size_t(l.rows) * l.row_pitch + 128, 64);
+  l.plane_bytes = round_up(size_t(l.rows) * l.row_pitch + kPairPlaneSlackBytes, 64);
   l.image_bytes = size_t(l.channel_pairs) * phase_split * phase_split * l.plane_bytes;
   return l;
 }

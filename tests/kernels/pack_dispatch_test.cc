@@ -55,7 +55,7 @@ TEST(Pack, PairPlanesPhaseSplitAndPadding) {
   EXPECT_EQ(l.channel_pairs, 2);
   EXPECT_EQ(l.rows, 3);
   EXPECT_EQ(l.row_pitch, 3);
-  EXPECT_GE(l.plane_bytes, size_t(9 + 128));
+  EXPECT_GE(l.plane_bytes, size_t(9 + kPairPlaneSlackBytes));
   EXPECT_EQ(l.plane_bytes % 64, 0u);
   std::vector<uint8_t> codes(3 * 4 * 3);
   for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(i % 4);

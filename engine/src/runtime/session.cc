@@ -14,6 +14,7 @@
 #include <map>
 
 #include "ops/kernel.h"
+#include "runtime/arena_poison.h"
 #include "runtime/compiled_model.h"
 #include "runtime/memory_plan.h"
 
@@ -169,9 +170,11 @@ class SessionImpl final : public Session {
                           std::to_string(batch) + " than planned");
         context.workspace = arena + frame_plan_.offsets[workspace_buffer_[k]] * batch;
       }
+      if (kArenaPoisoning) ExposeOnly(node, k, batch, context.workspace);
       const auto start =
           profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
       Status status = kernels_[k]->Run(context, in_ptrs.data(), out_ptrs.data());
+      if (kArenaPoisoning) UnpoisonArenaBytes(arena, static_cast<size_t>(arena_bytes_));
       if (profile_)
         profile_ms_[std::getenv("LOWBIT_PROFILE")[0] == '2' ? node.name : node.op_type] +=
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -210,6 +213,24 @@ class SessionImpl final : public Session {
   }
 
  private:
+  // ASan builds (runtime/arena_poison.h): poisons the arena but the step's
+  // non-constant operands and its workspace, each at its declared size.
+  void ExposeOnly(const ir::Node& node, size_t k, int64_t batch, const void* workspace) {
+    const ir::Graph& graph = model_->graph();
+    const ExecutionPlan& plan = model_->plan();
+    char* arena = static_cast<char*>(arena_.get());
+    PoisonArenaBytes(arena, static_cast<size_t>(arena_bytes_));
+    for (const std::vector<int>* values : {&node.inputs, &node.outputs})
+      for (int value : *values) {
+        if (value == ir::kNoValue || graph.values[value].is_constant()) continue;
+        const int buffer = plan.buffer_of_value[value];
+        UnpoisonArenaBytes(arena + frame_plan_.offsets[buffer] * batch,
+                           static_cast<size_t>(plan.buffer_frame_bytes[buffer] * batch));
+      }
+    if (workspace != nullptr)
+      UnpoisonArenaBytes(workspace, static_cast<size_t>(kernels_[k]->workspace_bytes(batch)));
+  }
+
   // Makes the arena hold `batch` frames; grows it only past the largest batch so far.
   Status ReserveArena(int64_t batch) {
     const int64_t bytes = std::max<int64_t>(1, frame_plan_.arena_bytes * batch);

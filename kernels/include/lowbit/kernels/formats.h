@@ -78,10 +78,13 @@ WeightCoding weight_coding(WeightDomain domain, int bits);
 // zero bytes up to plane_bytes. With phase_split equal to the consumer's
 // stride, every kernel tap (dy, dx) is one contiguous byte offset in one
 // phase plane, so the kernel reads 32 consecutive output pixels per load:
-// no im2col. plane_bytes >= rows * row_pitch + 128 so a kernel may read up to
-// 127 bytes past the last row (a 64-pixel tile plus a tap offset; those bytes
-// must be zero; the buffer must be
-// zero-initialised once, writers touch only interior pixels).
+// no im2col. plane_bytes >= rows * row_pitch + kPairPlaneSlackBytes so a
+// kernel may read up to kPairPlaneSlackBytes - 1 bytes past the last row (a
+// 64-pixel tile plus a tap offset; those bytes must be zero; the buffer must
+// be zero-initialised once, writers touch only interior pixels). The slack is
+// part of plane_bytes and image_bytes, so a buffer of image_bytes holds every
+// byte a kernel reads (AddressSanitizer checks it: tests/sanitize.sh).
+inline constexpr int kPairPlaneSlackBytes = 128;
 struct PairPlanesLayout {
   int channels = 0;       // real channels
   int channel_pairs = 0;  // ceil(channels / 2)
