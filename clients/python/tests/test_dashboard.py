@@ -236,3 +236,25 @@ def test_dashboard_queries_on_real_prometheus(server: ServerProcess, images: Pat
         if watch is not None:
             stop(watch)
         stop(prometheus)
+
+
+def test_compose_file() -> None:
+    """deploy/compose.yaml: podman-compose accepts it, its bind mounts exist, Prometheus scrapes lowbitd's port."""
+    compose = REPO / "deploy" / "compose.yaml"
+    text = compose.read_text()
+    mounts = re.findall(r"^\s*-\s*(\./[^:]+):", text, re.MULTILINE)
+    assert mounts, "no bind mounts found"
+    for source in mounts:
+        assert (compose.parent / source).exists(), f"compose.yaml mounts {source}, which does not exist"
+    scrape_config = (REPO / "deploy" / "prometheus" / "prometheus.yml").read_text()
+    port = re.search(r'"--metrics-address",\s*"0\.0\.0\.0:(\d+)"', text).group(1)
+    assert f'"lowbitd:{port}"' in scrape_config, "Prometheus does not scrape lowbitd's metrics port"
+    tool = shutil.which("podman-compose") or str(Path(sys.executable).with_name("podman-compose"))
+    if not Path(tool).is_file():
+        pytest.skip("podman-compose missing (pip install podman-compose): syntax not checked")
+    for profile in ([], ["--profile", "camera"]):
+        done = subprocess.run([tool, "-f", str(compose), *profile, "config"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        for service in ("lowbitd", "prometheus", "grafana", *(["watch"] if profile else [])):
+            assert re.search(rf"^  {service}:$", done.stdout, re.MULTILINE), f"{service} missing: {done.stdout}"
