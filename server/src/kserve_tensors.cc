@@ -123,6 +123,12 @@ StatusOr<std::vector<std::string>> SplitBytesElements(const std::string& raw, in
                              std::to_string(elements.size()) + " claims " + std::to_string(length) +
                              " bytes, only " + std::to_string(raw.size() - offset) + " remain");
     }
+    // Past `count` the request is refused anyway: stop before a long run
+    // of 4-byte empty elements becomes a vector of strings 8x its size.
+    if (static_cast<int64_t>(elements.size()) == count) {
+      return InvalidArgument("raw_input_contents of input IMAGE holds more than the " +
+                             std::to_string(count) + " element(s) its shape says");
+    }
     elements.emplace_back(raw, offset, length);
     offset += length;
   }
@@ -274,7 +280,14 @@ Status ParseParameters(const inference::ModelInferRequest& request, ParsedInferR
       parsed->camera_id = value.string_param();
     } else if (key == "timeout") {
       LOWBIT_ASSIGN_OR_RETURN(const double number, NumberParameter(key, value));
-      if (number < 0) return InvalidArgument("parameter 'timeout' (microseconds) is negative");
+      // Bounded before the cast (a double past int64's range, or NaN, does
+      // not convert) and so that received + timeout stays in range.
+      constexpr int64_t kMaxTimeoutUs = 365LL * 24 * 3600 * 1000000;  // a year
+      if (!(number >= 0 && number <= static_cast<double>(kMaxTimeoutUs))) {
+        return InvalidArgument("parameter 'timeout' (microseconds) is " + std::to_string(number) +
+                               "; it must be in [0, " + std::to_string(kMaxTimeoutUs) +
+                               "] (at most a year)");
+      }
       parsed->timeout_us = static_cast<int64_t>(number);
     }
     // Anything else (sequence_id, priority, ...) has no meaning here.
