@@ -65,15 +65,19 @@ if [ "$build" = 1 ]; then
       ${LOWBIT_CMAKE_CCACHE:-} >"$build_dir.configure.log" 2>&1 ||
       { cat "$build_dir.configure.log" >&2; exit 1; }
   fi
+  ninja -C "$build_dir" -j "${LOWBIT_BUILD_JOBS:-$(nproc)}" lowbit_fuzz_targets
   # The lowbit CLI compiles the .lbm seeds (an ASan build too, so a fuzz
-  # build needs nothing else).
-  ninja -C "$build_dir" -j "${LOWBIT_BUILD_JOBS:-$(nproc)}" lowbit_fuzz_targets lowbit
+  # build needs nothing else); without it make-corpus.py looks for another.
+  ninja -C "$build_dir" -j "${LOWBIT_BUILD_JOBS:-$(nproc)}" lowbit >"$build_dir/lowbit-cli.log" 2>&1 ||
+    echo "run.sh: the lowbit CLI did not build ($build_dir/lowbit-cli.log); .lbm seeds from another build" >&2
   echo "run.sh: built in $(( $(date +%s) - start )) s"
 fi
 
 corpus="$build_dir/corpus"
+lowbit_cli=()
+[ -x "$build_dir/engine/lowbit" ] && lowbit_cli=(--lowbit "$build_dir/engine/lowbit")
 ASAN_OPTIONS=detect_leaks=0 "$repo/.venv/bin/python" "$repo/fuzz/make-corpus.py" \
-  --out "$corpus" --lowbit "$build_dir/engine/lowbit" 2>&1 | grep -v '^make-corpus: lowbit compile' || true
+  --out "$corpus" "${lowbit_cli[@]}" 2>&1 | grep -v '^make-corpus: lowbit compile' || true
 
 out="$build_dir/fuzz-out"
 mkdir -p "$out"
