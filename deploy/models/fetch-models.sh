@@ -202,3 +202,7 @@ make_quantized_models() {
   log "quantized NanoDet entries ready in $((SECONDS - started)) s"
 }
 make_quantized_models
+
+# --- Imported models of other tool chains (YOLOv8n, PP-LCNet, SSD-MobileNetV2)
+# under REPO_DIR/_import (fetch-byo-models.sh; LOWBIT_BYO_MODELS=0 skips them).
+"$here/fetch-byo-models.sh" "$repo_dir"

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,33 @@ inline bool ParseFloatFlag(const char* command, const char* flag, const char* te
     return false;
   }
   *value = parsed;
+  return true;
+}
+
+// Parses `--input-shape NAME=D0xD1x...` (also D0,D1,...) into `shapes`
+// (CompileOptions::input_shapes); prints an error and returns false otherwise.
+inline bool ParseInputShapeFlag(const char* command, const char* text,
+                                std::map<std::string, std::vector<int64_t>>* shapes) {
+  const char* eq = std::strrchr(text, '=');
+  std::vector<int64_t> dims;
+  bool ok = eq != nullptr && eq != text && eq[1] != '\0';
+  for (const char* p = ok ? eq + 1 : text; ok && *p != '\0';) {
+    char* end = nullptr;
+    errno = 0;
+    const long long d = std::strtoll(p, &end, 10);
+    ok = errno == 0 && end != p && d >= 1 && (*end == '\0' || *end == 'x' || *end == ',');
+    dims.push_back(d);
+    p = *end == '\0' ? end : end + 1;
+    if (*end != '\0' && *p == '\0') ok = false;
+  }
+  if (!ok) {
+    std::fprintf(stderr,
+                 "lowbit %s: --input-shape needs NAME=D0xD1x... with sizes >= 1 "
+                 "(e.g. images=1x3x320x320), got '%s'\n",
+                 command, text);
+    return false;
+  }
+  (*shapes)[std::string(text, eq - text)] = std::move(dims);
   return true;
 }
 

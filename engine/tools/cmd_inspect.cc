@@ -15,7 +15,7 @@
 namespace lowbit::cli {
 namespace {
 
-constexpr const char* kInspectUsage = R"(usage: lowbit inspect MODEL_DIR|MODEL.lbm|MODEL.onnx
+constexpr const char* kInspectUsage = R"(usage: lowbit inspect MODEL_DIR|MODEL.lbm|MODEL.onnx [--input-shape NAME=1xCxHxW]...
 
 Loads the model (a compiled .lbm as it is; an ONNX file compiled for this CPU)
 and prints one row per executable layer: name, op, output shape (batch 1),
@@ -32,17 +32,31 @@ CPU its kernels were chosen), its inputs and outputs, and totals: MACs,
 parameters, and the weight bytes beside the FP32 size of the same weights
 (parameters x 4). MODEL_DIR is a model repository entry (config.pbtxt and its
 model file).
+
+An ONNX file that uses ops or attributes lowbit does not support is refused
+with one message that lists every such node (name, op, what is missing).
+
+  --input-shape NAME=D0xD1x...   sizes of an ONNX graph input's symbolic
+                  dimensions (a dynamic-shape export); the first (batch) is
+                  ignored, e.g. --input-shape images=1x3x320x320
 )";
 
 }  // namespace
 
 int InspectCommand(int argc, char** argv) {
   std::string path;
+  engine::CompileOptions compile_options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::fputs(kInspectUsage, stdout);
       return kExitOk;
+    }
+    if (arg == "--input-shape") {
+      const char* value = FlagValue("inspect", argc, argv, &i);
+      if (value == nullptr) return kExitUsage;
+      if (!ParseInputShapeFlag("inspect", value, &compile_options.input_shapes)) return kExitUsage;
+      continue;
     }
     if ((arg.size() > 1 && arg[0] == '-') || !path.empty()) {
       std::fprintf(stderr, "lowbit inspect: unexpected argument '%s'\n\n%s", arg.c_str(),
@@ -67,7 +81,7 @@ int InspectCommand(int argc, char** argv) {
     }
     model = (*detector)->shared_model();
   } else {
-    auto loaded = engine::Model::Load(path);
+    auto loaded = engine::Model::Load(path, compile_options);
     if (!loaded.ok()) {
       std::fprintf(stderr, "lowbit inspect: %s\n", loaded.status().ToString().c_str());
       return kExitError;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "lowbit/engine/model.h"
 #include "lowbit/engine/npy.h"
@@ -18,7 +19,7 @@ namespace {
 
 constexpr const char* kTensorsUsage =
     R"(usage: lowbit tensors MODEL --input NAME=FILE.npy [--input ...] --out DIR [--threads N]
-                      [--no-lowering]
+                      [--no-lowering] [--input-shape NAME=D0xD1x...]
 
 Runs MODEL (an ONNX file, compiled at load, or a .lbm) on .npy tensors
 (first dimension = batch) and writes each output as DIR/<output name>.npy
@@ -28,6 +29,9 @@ models); outputs are float32, integer outputs holding their exact integers.
 
   --no-lowering   an ONNX model's fake quantization runs as written, on the
                   float path, instead of on the integer kernels (a reference)
+  --input-shape   sizes of an ONNX input's symbolic dimensions (batch ignored);
+                  by default they are taken from that input's .npy file, so a
+                  dynamic-shape export runs at the size of the tensors given
 )";
 
 std::string SanitizeFileName(std::string name) {
@@ -64,6 +68,13 @@ int TensorsCommand(int argc, char** argv) {
         return 2;
       }
       out_dir = value;
+    } else if (arg == "--input-shape") {
+      const char* value = next();
+      if (value == nullptr) {
+        std::fprintf(stderr, "lowbit tensors: --input-shape needs NAME=D0xD1x...\n");
+        return 2;
+      }
+      if (!ParseInputShapeFlag("tensors", value, &compile_options.input_shapes)) return 2;
     } else if (arg == "--no-lowering") {
       compile_options.lower_quantized = false;
     } else if (arg == "--threads") {
@@ -89,11 +100,6 @@ int TensorsCommand(int argc, char** argv) {
     return 2;
   }
 
-  auto model = engine::Model::Load(model_path, compile_options);  // ONNX or .lbm
-  if (!model.ok()) {
-    std::fprintf(stderr, "lowbit tensors: %s\n", model.status().ToString().c_str());
-    return 1;
-  }
   std::vector<engine::NamedTensor> inputs;
   for (const auto& [name, file] : input_files) {
     auto tensor = engine::ReadNpy(file);
@@ -102,6 +108,15 @@ int TensorsCommand(int argc, char** argv) {
       return 1;
     }
     inputs.push_back({name, std::move(tensor).value()});
+  }
+  // Symbolic input dimensions of an ONNX model take the sizes of the tensors
+  // given (an explicit --input-shape wins).
+  for (const engine::NamedTensor& input : inputs)
+    compile_options.input_shapes.emplace(input.name, input.tensor.shape());
+  auto model = engine::Model::Load(model_path, compile_options);  // ONNX or .lbm
+  if (!model.ok()) {
+    std::fprintf(stderr, "lowbit tensors: %s\n", model.status().ToString().c_str());
+    return 1;
   }
   engine::SessionOptions options;
   options.threads = threads;

@@ -16,6 +16,7 @@ StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::Compile(
     ir::Graph graph, ModelOrigin origin, const CompileOptions& options) {
   std::vector<std::string> output_names;
   for (int o : graph.outputs) output_names.push_back(graph.values[o].name);
+  LOWBIT_RETURN_IF_ERROR(passes::FixInputShapes(&graph, options.input_shapes));
   LOWBIT_RETURN_IF_ERROR(passes::CompileGraph(&graph, options.lower_quantized));
   return FromGraph(std::move(graph), std::move(output_names), std::move(origin));
 }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "import/fake_quant.h"
+#include "import/op_support.h"
 #include "lowbit_onnx/onnx.pb.h"
 
 namespace lowbit::engine {
@@ -332,13 +333,9 @@ Status ConvertGraph(const onnx::ModelProto& model, const std::string& source, ir
       // Replaced by RewriteFakeQuantization below.
       node.op_type = import::kQonnxOpPrefix + proto.op_type();
       node.attributes[import::kQonnxDomainAttribute] = Attribute::String(proto.domain());
-    } else if (import::IsQonnxDomain(proto.domain())) {
-      return Unimplemented(source + ": " + node.Describe() + " is in domain '" + proto.domain() +
-                           "'; lowbit reads only Quant, IntQuant, BipolarQuant and Trunc from it");
     } else if (!proto.domain().empty() && proto.domain() != "ai.onnx") {
-      return Unimplemented(source + ": " + node.Describe() + " is in domain '" + proto.domain() +
-                           "'; only the default ONNX domain and the QONNX quantizers are "
-                           "supported");
+      // Listed with every other unsupported node after the loop.
+      node.attributes[import::kUnsupportedDomainAttribute] = Attribute::String(proto.domain());
     }
     for (const auto& attr : proto.attribute()) {
       LOWBIT_ASSIGN_OR_RETURN(
@@ -418,6 +415,10 @@ Status ConvertGraph(const onnx::ModelProto& model, const std::string& source, ir
     }
     graph->nodes.push_back(std::move(node));
   }
+
+  // Every unsupported op, domain and attribute value, in one message.
+  LOWBIT_RETURN_IF_ERROR(
+      import::UnsupportedNodesStatus(source, import::FindUnsupportedNodes(*graph)));
 
   for (const auto& output : g.output()) {
     int id = graph->FindValue(output.name());

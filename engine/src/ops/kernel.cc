@@ -55,6 +55,13 @@ StatusOr<std::unique_ptr<Kernel>> CreateKernel(const ir::Graph& graph, const ir:
   static const std::set<std::string> kSpatial = {"MaxPool", "AveragePool", "GlobalAveragePool",
                                                  "Resize", "Upsample"};
   if (kSpatial.count(op)) return CreateSpatialKernel(graph, node);
+  static const std::set<std::string> kActivation = {"HardSigmoid", "HardSwish", "PRelu", "Pow",
+                                                    "lowbit.SiLU"};
+  if (kActivation.count(op)) return CreateActivationKernel(graph, node);
+  if (op == "MatMul" || op == "Gemm") return CreateMatMulKernel(graph, node);
+  static const std::set<std::string> kReduce = {"Softmax", "ReduceMean", "ReduceSum", "ReduceMax"};
+  if (kReduce.count(op)) return CreateReduceKernel(graph, node);
+  if (op == "ConvTranspose") return CreateConvTransposeKernel(graph, node);
   return Unimplemented("unsupported op '" + op + "' (node '" + node.name +
                        "'): lowbit has no kernel for it");
 }

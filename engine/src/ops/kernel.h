@@ -97,6 +97,15 @@ StatusOr<std::unique_ptr<Kernel>> CreateQConvKernel(const ir::Graph& graph, cons
 StatusOr<std::unique_ptr<Kernel>> CreateCodeTableKernel(const ir::Graph& graph,
                                                         const ir::Node& node);
 StatusOr<std::unique_ptr<Kernel>> CreateQAddKernel(const ir::Graph& graph, const ir::Node& node);
+// HardSigmoid, HardSwish, PRelu, Pow, lowbit.SiLU (activation.cc).
+StatusOr<std::unique_ptr<Kernel>> CreateActivationKernel(const ir::Graph& graph,
+                                                         const ir::Node& node);
+// MatMul, Gemm (matmul.cc).
+StatusOr<std::unique_ptr<Kernel>> CreateMatMulKernel(const ir::Graph& graph, const ir::Node& node);
+// Softmax, ReduceMean, ReduceSum, ReduceMax (reduce.cc).
+StatusOr<std::unique_ptr<Kernel>> CreateReduceKernel(const ir::Graph& graph, const ir::Node& node);
+StatusOr<std::unique_ptr<Kernel>> CreateConvTransposeKernel(const ir::Graph& graph,
+                                                            const ir::Node& node);
 
 // Output bounds of a Relu or Clip that FuseActivations moved into `node`
 // (attribute `lowbit_activation`); [-inf, +inf] when none was fused. A fused

@@ -1,4 +1,5 @@
 // Pad -> Conv/MaxPool folding and Conv + activation fusion.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -132,6 +133,36 @@ Status FusePadIntoConsumer(Graph* graph) {
       changed = true;
     }
   }
+  return Status::Ok();
+}
+
+Status FuseSiLU(Graph* graph) {
+  const std::vector<int> uses = graph->UseCounts();
+  std::vector<char> removed(graph->nodes.size(), 0);
+  for (size_t n = 0; n < graph->nodes.size(); ++n) {
+    const Node& sigmoid = graph->nodes[n];
+    if (sigmoid.op_type != "Sigmoid" || sigmoid.inputs.size() != 1) continue;
+    const int x = sigmoid.inputs[0], s = sigmoid.outputs[0];
+    if (graph->values[x].dtype != ir::DataType::kFloat32 || uses[s] != 1) continue;
+    for (size_t m = n + 1; m < graph->nodes.size(); ++m) {
+      Node& mul = graph->nodes[m];
+      const auto& in = mul.inputs;
+      if (std::find(in.begin(), in.end(), s) == in.end()) continue;
+      const bool silu = mul.op_type == "Mul" && in.size() == 2 &&
+                        ((in[0] == x && in[1] == s) || (in[0] == s && in[1] == x));
+      if (silu) {
+        mul.op_type = "lowbit.SiLU";
+        mul.inputs = {x};
+        mul.attributes.clear();
+        removed[n] = 1;
+      }
+      break;
+    }
+  }
+  std::vector<Node> kept;
+  for (size_t n = 0; n < graph->nodes.size(); ++n)
+    if (!removed[n]) kept.push_back(std::move(graph->nodes[n]));
+  graph->nodes = std::move(kept);
   return Status::Ok();
 }
 

@@ -23,7 +23,7 @@ const std::set<std::string> kSpatialOps = {
 const std::set<std::string> kSameLayoutOps = {
     "Relu", "LeakyRelu",   "Sigmoid",   "Clip",  "Tanh", "Exp",   "Neg",   "Sqrt", "Abs",
     "Erf",  "HardSigmoid", "HardSwish", "Floor", "Ceil", "Split", "Slice", "Pad",
-    "lowbit.CodeTable",
+    "lowbit.CodeTable", "lowbit.SiLU",
     // Per-axis parameters index the logical axis; the kernels find it in
     // the storage order (ops/quantize.cc), so any order is kept.
     "lowbit.Quantize", "lowbit.Dequantize"};

@@ -2,7 +2,7 @@
 // leaves it in topological order. Run order (CompileGraph, pipeline.cc):
 //   FoldConstants (with shape inference; Dequantize of integer weights kept)
 //   -> EliminateDeadNodes -> FoldBatchNormalization -> FusePadIntoConsumer
-//   -> FuseActivations -> LowerQuantizedOps -> FoldConstants (the rest)
+//   -> FuseSiLU -> FuseActivations -> LowerQuantizedOps -> FoldConstants (the rest)
 //   -> ChooseQConvKernels -> AssignLayouts -> EliminateDeadNodes
 #pragma once
 
@@ -28,6 +28,11 @@ namespace lowbit::engine::passes {
 Status InferShapes(ir::Graph* graph);
 // The graph-input part of InferShapes: batch to 1, other dimensions fixed.
 Status NormalizeGraphInputs(ir::Graph* graph);
+// Gives graph inputs' symbolic dimensions the sizes in `shapes` (by input
+// name; each entry has the input's rank, its batch entry is ignored). A fixed
+// dimension given another size, a wrong rank or an unknown name is an error.
+Status FixInputShapes(ir::Graph* graph,
+                      const std::map<std::string, std::vector<int64_t>>& shapes);
 // Infers one node's output shapes from its inputs' (which must be known).
 Status InferNodeShapes(ir::Graph* graph, ir::Node* node);
 
@@ -80,6 +85,11 @@ std::optional<std::pair<float, float>> ClipBounds(const ir::Graph& graph, const 
 // lowbit_max. nullopt for any other node.
 std::optional<std::map<std::string, ir::Attribute>> FusedActivationAttributes(
     const ir::Graph& graph, const ir::Node& activation);
+
+// Sigmoid(x) whose only reader is Mul(x, Sigmoid(x)) (either order): the
+// pair becomes one lowbit.SiLU(x) node (x * sigmoid(x), ops/activation.cc).
+// Float32 only; runs before FuseActivations and the quantized lowering.
+Status FuseSiLU(ir::Graph* graph);
 
 // Conv followed by Relu / Clip / LeakyRelu as the conv's only consumer, or
 // Add followed by Relu / Clip: the activation moves into the producer as

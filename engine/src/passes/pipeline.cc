@@ -13,6 +13,7 @@ Status CompileGraph(Graph* graph, bool lower_quantized) {
   LOWBIT_RETURN_IF_ERROR(EliminateDeadNodes(graph));
   LOWBIT_RETURN_IF_ERROR(FoldBatchNormalization(graph));
   LOWBIT_RETURN_IF_ERROR(FusePadIntoConsumer(graph));
+  LOWBIT_RETURN_IF_ERROR(FuseSiLU(graph));
   LOWBIT_RETURN_IF_ERROR(FuseActivations(graph));
   if (lower_quantized) LOWBIT_RETURN_IF_ERROR(LowerQuantizedOps(graph));
   // Weights still behind a Dequantize (layers that stay in float) become

@@ -18,7 +18,8 @@ using ir::Value;
 const std::set<std::string> kUnaryOps = {
     "Relu",        "LeakyRelu", "Sigmoid", "Clip",     "Tanh",    "Exp",
     "Neg",         "Sqrt",      "Abs",     "Identity", "Softmax", "Erf",
-    "HardSigmoid", "HardSwish", "Floor",   "Ceil",     "Not",     "lowbit.Relayout"};
+    "HardSigmoid", "HardSwish", "Floor",   "Ceil",     "Not",     "lowbit.Relayout",
+    "PRelu",       "lowbit.SiLU"};
 const std::set<std::string> kBroadcastOps = {"Add",   "Sub", "Mul",   "Div",  "Pow",
                                              "Max",   "Min", "Equal", "Less", "Greater",
                                              "Where", "And", "Or"};
@@ -164,6 +165,113 @@ Status InferNodeShapes(Graph* graph, Node* node) {
       return ShapeError(*node, "kernel_shape does not match the weights");
     LOWBIT_ASSIGN_OR_RETURN(Shape spatial, WindowOutputSizes(node, {x[2], x[3]}, kernel));
     set_output(0, {x[0], w[0], spatial[0], spatial[1]}, DataType::kFloat32);
+    return Status::Ok();
+  }
+  if (op == "ConvTranspose") {
+    // Output = stride * (in - 1) + output_padding + (k - 1) * dilation + 1
+    // - pads; output_shape / auto_pad SAME_* fix the output and imply the
+    // pads (SAME_UPPER: the smaller half first). Pads end up explicit.
+    const Shape& x = in[0];
+    if (!ir::HasInput(*node, 1) || x.size() != 4 || in[1].size() != 4)
+      return ShapeError(*node, "only 2-D ConvTranspose on [N,C,H,W] is supported");
+    const Shape& w = in[1];  // [C, M/group, kH, kW]
+    const int64_t group = node->GetInt("group", 1);
+    if (group < 1 || w[0] != x[1] || x[1] % group != 0)
+      return ShapeError(*node, "input channels " + std::to_string(x[1]) + " do not match weights " +
+                                   ShapeToString(w) + " with group " + std::to_string(group));
+    const int64_t out_channels = w[1] * group;
+    if (ir::HasInput(*node, 2) && NumElements(in[2]) != out_channels)
+      return ShapeError(*node, "bias has " + std::to_string(NumElements(in[2])) +
+                                   " elements, expected " + std::to_string(out_channels));
+    auto strides = node->GetInts("strides", {1, 1});
+    auto dilations = node->GetInts("dilations", {1, 1});
+    auto pads = node->GetInts("pads", {0, 0, 0, 0});
+    auto output_padding = node->GetInts("output_padding", {0, 0});
+    auto output_shape = node->GetInts("output_shape");
+    const std::string auto_pad = node->GetString("auto_pad", "NOTSET");
+    if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4 ||
+        output_padding.size() != 2)
+      return ShapeError(*node, "strides/dilations/pads/output_padding do not match 2-D");
+    if (output_shape.size() > 2) output_shape.erase(output_shape.begin(), output_shape.end() - 2);
+    if (output_shape.empty() && (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER"))
+      output_shape = {x[2] * strides[0], x[3] * strides[1]};
+    Shape out = {x[0], out_channels, 0, 0};
+    for (int i = 0; i < 2; ++i) {
+      if (strides[i] < 1 || dilations[i] < 1)
+        return ShapeError(*node, "strides and dilations must be >= 1");
+      const int64_t full = strides[i] * (x[2 + i] - 1) + output_padding[i] +
+                           (w[2 + i] - 1) * dilations[i] + 1;
+      if (!output_shape.empty()) {
+        const int64_t total = full - output_shape[i];
+        if (total < 0) return ShapeError(*node, "output_shape is larger than the full output");
+        pads[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+        pads[i + 2] = total - pads[i];
+      } else if (auto_pad == "VALID") {
+        pads[i] = pads[i + 2] = 0;
+      }
+      out[2 + i] = full - pads[i] - pads[i + 2];
+      if (out[2 + i] < 1) return ShapeError(*node, "the output would be empty");
+    }
+    node->attributes.erase("auto_pad");
+    node->attributes.erase("output_shape");
+    node->attributes["pads"] = ir::Attribute::Ints(pads);
+    node->attributes["strides"] = ir::Attribute::Ints(strides);
+    node->attributes["dilations"] = ir::Attribute::Ints(dilations);
+    set_output(0, out, DataType::kFloat32);
+    return Status::Ok();
+  }
+  if (op == "MatMul") {
+    // numpy semantics: [..., M, K] x [..., K, N], leading dimensions broadcast;
+    // a rank-1 operand gains (and loses) a dimension of 1.
+    Shape a = in[0], b = in[1];
+    if (a.empty() || b.empty()) return ShapeError(*node, "operands must have rank >= 1");
+    const bool a_vector = a.size() == 1, b_vector = b.size() == 1;
+    if (a_vector) a.insert(a.begin(), 1);
+    if (b_vector) b.push_back(1);
+    if (a.back() != b[b.size() - 2])
+      return ShapeError(*node, "cannot multiply " + ShapeToString(in[0]) + " by " +
+                                   ShapeToString(in[1]));
+    LOWBIT_ASSIGN_OR_RETURN(Shape lead, BroadcastShapes(*node, {Shape(a.begin(), a.end() - 2),
+                                                                Shape(b.begin(), b.end() - 2)}));
+    Shape out = lead;
+    if (!a_vector) out.push_back(a[a.size() - 2]);
+    if (!b_vector) out.push_back(b.back());
+    set_output(0, out, dtype0);
+    return Status::Ok();
+  }
+  if (op == "Gemm") {
+    if (in[0].size() != 2 || in[1].size() != 2)
+      return ShapeError(*node, "Gemm needs rank-2 A and B");
+    const bool ta = node->GetInt("transA", 0) != 0, tb = node->GetInt("transB", 0) != 0;
+    const int64_t m = ta ? in[0][1] : in[0][0], k = ta ? in[0][0] : in[0][1];
+    const int64_t kb = tb ? in[1][1] : in[1][0], n = tb ? in[1][0] : in[1][1];
+    if (k != kb) return ShapeError(*node, "A and B disagree on K");
+    set_output(0, {m, n}, dtype0);
+    return Status::Ok();
+  }
+  if (op == "ReduceMean" || op == "ReduceSum" || op == "ReduceMax") {
+    // Axes from the attribute (before opset 18; ReduceSum from 13) or input 1;
+    // none: every axis (unless noop_with_empty_axes). Normalised into `axes`.
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<int64_t> axes,
+                            IntsFromAttributeOrInput(*graph, *node, "axes", 1));
+    std::set<int64_t> reduce;
+    if (axes.empty() && node->GetInt("noop_with_empty_axes", 0) == 0)
+      for (size_t d = 0; d < in[0].size(); ++d) reduce.insert(static_cast<int64_t>(d));
+    for (int64_t a : axes) {
+      LOWBIT_ASSIGN_OR_RETURN(int axis, ir::NormalizeAxis(a, in[0].size(), *node));
+      reduce.insert(axis);
+    }
+    const bool keep = node->GetInt("keepdims", 1) != 0;
+    Shape out;
+    for (size_t d = 0; d < in[0].size(); ++d) {
+      if (!reduce.count(static_cast<int64_t>(d)))
+        out.push_back(in[0][d]);
+      else if (keep)
+        out.push_back(1);
+    }
+    node->attributes["axes"] = ir::Attribute::Ints({reduce.begin(), reduce.end()});
+    if (node->inputs.size() > 1) node->inputs.resize(1);
+    set_output(0, out, dtype0);
     return Status::Ok();
   }
   if (op == "BatchNormalization") {
@@ -478,7 +586,39 @@ Status NormalizeGraphInputs(Graph* graph) {
     for (size_t d = 1; d < v.shape.size(); ++d)
       if (v.shape[d] < 0)
         return Unimplemented("graph input '" + v.name + "' dimension " + std::to_string(d) +
-                             " is symbolic; only the batch (first) dimension may be");
+                             " is symbolic; only the batch (first) dimension may be (give its size: "
+                             "`--input-shape " + v.name + "=1x...` on the CLI, "
+                             "CompileOptions::input_shapes in the API)");
+  }
+  return Status::Ok();
+}
+
+Status FixInputShapes(Graph* graph, const std::map<std::string, std::vector<int64_t>>& shapes) {
+  for (const auto& [name, dims] : shapes) {
+    const int id = graph->FindValue(name);
+    if (id == ir::kNoValue ||
+        std::find(graph->inputs.begin(), graph->inputs.end(), id) == graph->inputs.end())
+      return InvalidArgument("an input shape is given for '" + name +
+                             "', which is not a graph input of the model");
+    Value& v = graph->values[id];
+    if (!v.shape_known) {
+      v.shape.assign(dims.size(), -1);
+      v.shape_known = true;
+    }
+    if (v.shape.size() != dims.size())
+      return InvalidArgument("graph input '" + name + "' has rank " +
+                             std::to_string(v.shape.size()) + " but the shape given for it " +
+                             ShapeToString(dims) + " has rank " + std::to_string(dims.size()));
+    for (size_t d = 1; d < dims.size(); ++d) {
+      if (dims[d] < 1)
+        return InvalidArgument("the shape given for graph input '" + name + "' " +
+                               ShapeToString(dims) + " has a dimension < 1");
+      if (v.shape[d] >= 0 && v.shape[d] != dims[d])
+        return InvalidArgument("graph input '" + name + "' is " + ShapeToString(v.shape) +
+                               " in the model; dimension " + std::to_string(d) +
+                               " cannot be given size " + std::to_string(dims[d]));
+      v.shape[d] = dims[d];
+    }
   }
   return Status::Ok();
 }

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +76,13 @@ struct CompileOptions {
   // Dequantize on the float path: the reference the integer path is tested
   // against, and a way to tell a lowering problem from a model problem.
   bool lower_quantized = true;
+  // Fixed sizes for a graph input's symbolic dimensions, by input name (a
+  // dynamic-shape export such as Ultralytics' YOLO: images [batch,3,H,W]).
+  // Each list has the input's rank; its first entry (the batch) is ignored,
+  // the batch stays variable. A dimension the model fixes must be given its
+  // own size. Shape plumbing (Shape/Gather/Range/Expand ...) folds away once
+  // every non-batch dimension is known.
+  std::map<std::string, std::vector<int64_t>> input_shapes;
 };
 
 struct SessionOptions {

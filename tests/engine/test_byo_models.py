@@ -1,0 +1,143 @@
+"""Models exported by other tool chains run in the engine and match ONNX Runtime.
+
+The three real models of deploy/models/fetch-byo-models.sh (models/_import/):
+YOLOv8n as Ultralytics exports it (opset 17, dynamic height/width: the Shape /
+Gather / Range / Expand plumbing must fold away once `lowbit tensors` fixes the
+size from the .npy), PP-LCNet from Paddle (HardSwish, HardSigmoid,
+BatchNormalization, GlobalAveragePool, MatMul, Softmax) and SSD-MobileNetV2
+converted from TFLite by tflite2onnx (depthwise, ReLU6 as Clip). Each runs on
+three real photos, pre-processed with numpy as its origin documents, through
+`lowbit tensors` and ONNX Runtime; every output element must agree within
+1e-4 + 2e-6 * |v| (the bound of test_onnxruntime_parity.py, which explains the
+relative term).
+
+Environment: LOWBIT_BIN, LOWBIT_MODEL_REPO, LOWBIT_IMAGES as in
+test_onnxruntime_parity.py.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+LOWBIT_BIN = pathlib.Path(os.environ.get("LOWBIT_BIN", REPO / "build" / "engine" / "lowbit"))
+MODEL_REPO = pathlib.Path(os.environ.get("LOWBIT_MODEL_REPO", REPO / "models"))
+IMAGES = pathlib.Path(os.environ.get("LOWBIT_IMAGES", REPO / "data" / "images"))
+ABSOLUTE_TOLERANCE = 1e-4
+RELATIVE_TOLERANCE = 2e-6
+
+
+def ssd_tensor(image: Image.Image) -> np.ndarray:
+    """NHWC 300x300 stretch, x / 127.5 - 1, transposed to the converted model's NCHW."""
+    rgb = np.asarray(image.convert("RGB").resize((300, 300), Image.BILINEAR), dtype=np.float32)
+    nhwc = (rgb / 127.5 - 1.0)[None]
+    return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)).astype(np.float32)
+
+
+def yolo_tensor(image: Image.Image) -> np.ndarray:
+    """RGB / 255, the longer side resized to 320, padded to a 320x320 square (top-left, 0)."""
+    rgb = image.convert("RGB")
+    scale = 320 / max(rgb.size)
+    width, height = max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))
+    resized = np.asarray(rgb.resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
+    square = np.zeros((320, 320, 3), dtype=np.float32)
+    square[:height, :width] = resized
+    return np.ascontiguousarray(square.transpose(2, 0, 1)[None])
+
+
+def lcnet_tensor(image: Image.Image) -> np.ndarray:
+    """Short side resized to 256, centre 224 crop, BGR, ImageNet mean/std, NCHW."""
+    rgb = image.convert("RGB")
+    scale = 256 / min(rgb.size)
+    width, height = max(256, round(rgb.width * scale)), max(256, round(rgb.height * scale))
+    resized = np.asarray(rgb.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    top, left = (height - 224) // 2, (width - 224) // 2
+    crop = resized[top:top + 224, left:left + 224, ::-1] / 255.0  # BGR
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    return np.ascontiguousarray(((crop - mean) / std).transpose(2, 0, 1)[None]).astype(np.float32)
+
+
+MODELS = {
+    "yolov8n-nudenet": (yolo_tensor, ["astronaut.png", "messi5.jpg", "person.jpg"]),
+    "pp-lcnet-orientation": (lcnet_tensor, ["fruits.jpg", "coffee.png", "horses.jpg"]),
+    "ssd-mobilenetv2-oid": (ssd_tensor, ["dog.jpg", "giraffe.jpg", "motorcycle_left.png"]),
+}
+
+
+def require(path: pathlib.Path, how: str) -> pathlib.Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: {how}", pytrace=False)
+    return path
+
+
+def model_path(name: str) -> pathlib.Path:
+    return require(MODEL_REPO / "_import" / name / "model.onnx",
+                   "run deploy/models/fetch-byo-models.sh (or set LOWBIT_MODEL_REPO)")
+
+
+def run_lowbit(model: pathlib.Path, input_name: str, tensor: np.ndarray,
+               tmp_path: pathlib.Path) -> dict[str, np.ndarray]:
+    binary = require(LOWBIT_BIN, "build the CLI (ninja -C build lowbit) or set LOWBIT_BIN")
+    np.save(tmp_path / "input.npy", tensor)
+    out_dir = tmp_path / "out"
+    result = subprocess.run(
+        [str(binary), "tensors", str(model), "--input", f"{input_name}={tmp_path / 'input.npy'}",
+         "--out", str(out_dir)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return {p.stem: np.load(p) for p in out_dir.glob("*.npy")}
+
+
+def sanitize(name: str) -> str:
+    return name.replace("/", "_").replace(":", "_").replace("\\", "_")
+
+
+@pytest.mark.parametrize("name,photo",
+                         [(n, p) for n, (_, photos) in MODELS.items() for p in photos])
+def test_matches_onnxruntime(name: str, photo: str, tmp_path: pathlib.Path) -> None:
+    make_tensor, _ = MODELS[name]
+    model = model_path(name)
+    image = Image.open(require(IMAGES / photo, "run deploy/fetch-images.sh"))
+    tensor = make_tensor(image)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    expected = dict(zip([o.name for o in session.get_outputs()],
+                        session.run(None, {input_name: tensor})))
+    got = run_lowbit(model, input_name, tensor, tmp_path)
+    for output, reference in expected.items():
+        actual = got[sanitize(output)]
+        assert actual.shape == reference.shape, output
+        error = np.abs(actual.astype(np.float64) - reference)
+        bound = ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * np.abs(reference)
+        worst = np.unravel_index(np.argmax(error - bound), error.shape)
+        print(f"{name} {photo} {output}: max abs error {error.max():.3g} "
+              f"(max |v| {np.abs(reference).max():.3g})")
+        assert np.all(error <= bound), (
+            f"{name} on {photo}, output {output}: max abs error {error.max():.3g}; at {worst} "
+            f"lowbit {actual[worst]:.7g} vs ONNX Runtime {reference[worst]:.7g}")
+
+
+def test_yolo_runs_without_a_fixed_size_only_when_given_one(tmp_path: pathlib.Path) -> None:
+    """The dynamic export is refused by `inspect` without a size, naming the way to give
+    one, and compiles at 320x320 with --input-shape (the plumbing folded, no Shape left)."""
+    binary = require(LOWBIT_BIN, "build the CLI or set LOWBIT_BIN")
+    model = model_path("yolov8n-nudenet")
+    refused = subprocess.run([str(binary), "inspect", str(model)], capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "--input-shape" in refused.stderr
+    inspected = subprocess.run(
+        [str(binary), "inspect", str(model), "--input-shape", "images=1x3x320x320"],
+        capture_output=True, text=True, timeout=300)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "output0 [1,22,2100]" in inspected.stdout
+    ops = {line.split()[2] for line in inspected.stdout.splitlines()
+           if line.strip() and line.split()[0].isdigit() and len(line.split()) > 2}
+    assert not ops & {"Shape", "Gather", "Range", "Expand", "ConstantOfShape", "Cast"}, ops
+    assert "lowbit.SiLU" in ops and "Sigmoid" not in ops, ops
