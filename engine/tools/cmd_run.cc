@@ -214,9 +214,14 @@ int RunCommand(int argc, char** argv) {
           DetectionsJson(image_path, image->width, image->height, detections, times_ms).c_str());
       std::fflush(stdout);  // a reader sees each image as it is done
     } else {
-      std::printf("%s: %dx%d, %zu detection(s)\n", image_path.c_str(), image->width, image->height,
-                  detections.size());
+      const bool classes = (*detector)->is_classifier();
+      std::printf("%s: %dx%d, %zu %s\n", image_path.c_str(), image->width, image->height,
+                  detections.size(), classes ? "class(es)" : "detection(s)");
       for (const engine::Detection& detection : detections) {
+        if (detection.whole_image) {
+          std::printf("  %-16s %.3f  (whole image)\n", detection.label.c_str(), detection.score);
+          continue;
+        }
         std::printf("  %-16s %.3f  [%.1f, %.1f, %.1f, %.1f]\n", detection.label.c_str(),
                     detection.score, detection.box.x_min, detection.box.y_min, detection.box.x_max,
                     detection.box.y_max);

@@ -25,6 +25,14 @@ v1::DetectResponse ResponseFor(const v1::DetectRequest& request, const std::stri
 
 void FillResult(const FrameResult& result, int64_t total_us, v1::DetectResponse* response) {
   for (const engine::Detection& detection : result.detections) {
+    // A classifier's whole-image classes go to `classifications`.
+    if (detection.whole_image) {
+      v1::Classification* out = response->add_classifications();
+      out->set_class_id(detection.class_id);
+      out->set_label(detection.label);
+      out->set_score(detection.score);
+      continue;
+    }
     v1::Detection* out = response->add_detections();
     out->mutable_box()->set_x_min(detection.box.x_min);
     out->mutable_box()->set_y_min(detection.box.y_min);

@@ -11,6 +11,7 @@ from lowbit.errors import LowbitError
 from lowbit.types import (
     DROP_REASONS,
     Box,
+    Classification,
     Detection,
     DetectResult,
     Frame,
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_ADDRESS",
     "DROP_REASONS",
     "Box",
+    "Classification",
     "Client",
     "DetectResult",
     "Detection",

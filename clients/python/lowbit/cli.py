@@ -31,6 +31,8 @@ def _format_detections(result: DetectResult) -> list[str]:
             f"{d.label or d.class_id:<14} {d.score:.2f}  "
             f"[{b.x_min:.0f}, {b.y_min:.0f}, {b.x_max:.0f}, {b.y_max:.0f}]"
         )
+    for c in result.classifications:
+        lines.append(f"{c.label or c.class_id:<14} {c.score:.2f}  (whole image)")
     return lines
 
 
@@ -64,10 +66,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_as_dict(result), indent=2))
         return 0
-    print(
-        f"{args.image}: {len(result.detections)} objects, model {result.model}, "
-        f"image {result.image_width}x{result.image_height}"
+    found = (
+        f"{len(result.classifications)} classes"
+        if result.classifications
+        else f"{len(result.detections)} objects"
     )
+    print(f"{args.image}: {found}, model {result.model}, image {result.image_width}x{result.image_height}")
     for line in _format_detections(result):
         print(f"  {line}")
     print(_format_timings(result))
@@ -175,7 +179,9 @@ def _cmd_stream(args: argparse.Namespace) -> int:
             elif result.error is not None:
                 print(f"[{result.camera_id}#{result.frame_id}] error {result.error}")
             else:
-                labels = ", ".join(f"{d.label} {d.score:.2f}" for d in result.detections) or "-"
+                labels = ", ".join(
+                    f"{d.label} {d.score:.2f}" for d in [*result.detections, *result.classifications]
+                ) or "-"
                 print(f"[{result.camera_id}#{result.frame_id}] {result.timings.total_ms:.1f} ms "
                       f"(batch {result.batch_size}, age {result.timings.frame_age_ms:.1f} ms): {labels}")
             # A dropped frame is the server keeping the stream fresh, not a failure.

@@ -14,6 +14,7 @@ from lowbit.protos import detector_pb2, detector_pb2_grpc
 from lowbit.types import (
     Box,
     DetectResult,
+    Classification,
     Detection,
     Frame,
     ImageInput,
@@ -388,6 +389,10 @@ def _result(response: detector_pb2.DetectResponse) -> DetectResult:
                 score=d.score,
             )
             for d in response.detections
+        ],
+        classifications=[
+            Classification(class_id=c.class_id, label=c.label, score=c.score)
+            for c in response.classifications
         ],
         timings=Timings(
             decode_ms=t.decode_us / 1000.0,

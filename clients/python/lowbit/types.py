@@ -45,6 +45,15 @@ class Detection:
     score: float
 
 
+@dataclass(frozen=True)
+class Classification:
+    """One class of the whole image (a classification model's result)."""
+
+    class_id: int
+    label: str
+    score: float
+
+
 #: Why the server dropped a frame without computing it (lowbit.v1.DropReason
 #: names): a newer frame of the same camera arrived while it waited (latest
 #: frame wins); it was older than its max_frame_age_ms when its batch formed;
@@ -73,6 +82,8 @@ class DetectResult:
 
     ``error`` is set only on a streamed frame that failed (unary calls raise
     :class:`LowbitError` instead); such a result has no detections.
+    A detection model fills ``detections``; a classification model fills
+    ``classifications`` (highest score first) instead.
     """
 
     model: str
@@ -88,6 +99,7 @@ class DetectResult:
     #: Set (with ``error``) on a streamed frame the server dropped without
     #: computing it: one of :data:`DROP_REASONS`, e.g. "SUPERSEDED".
     dropped: Optional[str] = None
+    classifications: list[Classification] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -45,42 +46,6 @@ std::vector<std::string> Names(const std::vector<ValueInfo>& values) {
   return names;
 }
 
-Status CheckStrides(const google::protobuf::RepeatedField<int32_t>& strides, int score_outputs,
-                    int box_outputs, const char* head) {
-  const std::string prefix = std::string(head) + ".";
-  if (strides.empty())
-    return InvalidArgument(prefix + "strides is empty; give one per output level");
-  for (int stride : strides) {
-    if (stride <= 0)
-      return InvalidArgument(prefix + "strides must be positive, got " + std::to_string(stride));
-  }
-  if (score_outputs != strides.size() || box_outputs != strides.size()) {
-    return InvalidArgument(
-        prefix + "needs one score_outputs and one box_outputs name per stride: " +
-        std::to_string(strides.size()) + " strides, " + std::to_string(score_outputs) +
-        " score_outputs, " + std::to_string(box_outputs) + " box_outputs");
-  }
-  return Status::Ok();
-}
-
-// Finds `name` among the outputs and checks it is [1, dim1, dim2].
-Status CheckOutput(const std::vector<ValueInfo>& outputs, const std::string& name, int64_t dim1,
-                   int64_t dim2, const std::string& what) {
-  const ValueInfo* value = FindValue(outputs, name);
-  if (value == nullptr) {
-    return InvalidArgument(what + " output '" + name +
-                           "' is not an output of the model (outputs: " + Join(Names(outputs)) +
-                           ")");
-  }
-  const Shape expected = {1, dim1, dim2};
-  if (value->shape != expected) {
-    return InvalidArgument(what + " output '" + name + "' has shape " +
-                           ShapeToString(value->shape) + "; the config implies " +
-                           ShapeToString(expected));
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& text,
@@ -90,7 +55,14 @@ StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& text,
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, &config)) {
-    return InvalidArgument(source_name + ":" + errors.error());
+    std::string message = source_name + ":" + errors.error();
+    // An unknown block at the top level is most often a head name.
+    if (errors.error().find("\"lowbit.v1.ModelConfig\" has no field named") != std::string::npos) {
+      std::string known;
+      for (const std::string& name : KnownHeadNames()) known += (known.empty() ? "" : ", ") + name;
+      message += " (if it is a head: unknown head; the known heads are " + known + ")";
+    }
+    return InvalidArgument(message);
   }
   return config;
 }
@@ -123,8 +95,27 @@ Status ValidateModelConfig(const v1::ModelConfig& config) {
   if (input.color_order() != v1::BGR && input.color_order() != v1::RGB) {
     return InvalidArgument("input.color_order must be BGR or RGB");
   }
-  if (input.resize() != v1::STRETCH && input.resize() != v1::RESIZE_MODE_UNSPECIFIED) {
-    return InvalidArgument("input.resize must be STRETCH (the only mode implemented)");
+  if (!v1::ResizeMode_IsValid(input.resize())) {
+    return InvalidArgument("input.resize must be STRETCH, LETTERBOX or SHORT_SIDE_CROP");
+  }
+  if (!v1::LetterboxAlign_IsValid(input.letterbox_align())) {
+    return InvalidArgument("input.letterbox_align must be CENTER or TOP_LEFT");
+  }
+  if (!std::isfinite(input.scale()) || input.scale() < 0) {
+    return InvalidArgument("input.scale must be finite and >= 0 (0: 1), got " +
+                           std::to_string(input.scale()));
+  }
+  if (!(input.pad_value() >= 0 && input.pad_value() <= 255)) {
+    return InvalidArgument("input.pad_value must be a pixel value in [0, 255], got " +
+                           std::to_string(input.pad_value()));
+  }
+  if (input.resize_short_side() != 0 &&
+      (input.resize_short_side() < std::max(input.width(), input.height()) ||
+       input.resize_short_side() > kMaxInputSide)) {
+    return InvalidArgument("input.resize_short_side must be 0 or in [max(width, height), " +
+                           std::to_string(kMaxInputSide) +
+                           "] (the crop is cut from the resized image), got " +
+                           std::to_string(input.resize_short_side()));
   }
   if (input.mean_size() != 3 || input.std_size() != 3) {
     return InvalidArgument(
@@ -140,39 +131,9 @@ Status ValidateModelConfig(const v1::ModelConfig& config) {
           std::to_string(input.std(c)));
     }
   }
-  switch (config.head_case()) {
-    case v1::ModelConfig::kNanodet: {
-      const v1::NanoDetHead& head = config.nanodet();
-      LOWBIT_RETURN_IF_ERROR(CheckStrides(head.strides(), head.score_outputs_size(),
-                                          head.box_outputs_size(), "nanodet"));
-      if (head.reg_max() < 1 || head.reg_max() > 64) {
-        return InvalidArgument("nanodet.reg_max must be in [1, 64] (bins per side - 1), got " +
-                               std::to_string(head.reg_max()));
-      }
-      break;
-    }
-    case v1::ModelConfig::kBlazeface: {
-      const v1::BlazeFaceHead& head = config.blazeface();
-      LOWBIT_RETURN_IF_ERROR(CheckStrides(head.strides(), head.score_outputs_size(),
-                                          head.box_outputs_size(), "blazeface"));
-      if (head.anchors_per_cell_size() != head.strides_size()) {
-        return InvalidArgument("blazeface.anchors_per_cell needs one value per stride: " +
-                               std::to_string(head.strides_size()) + " strides, " +
-                               std::to_string(head.anchors_per_cell_size()) + " values");
-      }
-      for (int anchors : head.anchors_per_cell()) {
-        if (anchors <= 0) return InvalidArgument("blazeface.anchors_per_cell must be positive");
-      }
-      if (!(head.box_scale() > 0) || !std::isfinite(head.box_scale())) {
-        return InvalidArgument(
-            "blazeface.box_scale must be positive (the regressors' pixel "
-            "scale, usually the input size), got " +
-            std::to_string(head.box_scale()));
-      }
-      break;
-    }
-    case v1::ModelConfig::HEAD_NOT_SET:
-      return InvalidArgument("no detection head: set nanodet { ... } or blazeface { ... }");
+  {
+    // Each head's factory validates its own message.
+    LOWBIT_ASSIGN_OR_RETURN(std::unique_ptr<Head> head, MakeHead(config, ""));
   }
   if (!(config.score_threshold() > 0 && config.score_threshold() <= 1)) {
     return InvalidArgument("score_threshold must be in (0, 1], got " +
@@ -240,7 +201,7 @@ int64_t GridCells(const v1::InputConfig& input, int stride) {
 
 Status CheckConfigAgainstModel(v1::ModelConfig* config, std::vector<std::string>* labels,
                                const std::vector<ValueInfo>& model_inputs,
-                               const std::vector<ValueInfo>& model_outputs) {
+                               const std::vector<ValueInfo>& model_outputs, const Head& head) {
   v1::InputConfig& input = *config->mutable_input();
   if (input.tensor_name().empty()) {
     if (model_inputs.size() != 1) {
@@ -269,53 +230,14 @@ Status CheckConfigAgainstModel(v1::ModelConfig* config, std::vector<std::string>
                            ShapeToString(expected_input));
   }
 
-  if (config->has_nanodet()) {
-    const v1::NanoDetHead& head = config->nanodet();
-    const ValueInfo* first_scores = FindValue(model_outputs, head.score_outputs(0));
-    if (first_scores == nullptr || first_scores->shape.size() != 3) {
-      return InvalidArgument(
-          "nanodet score output '" + head.score_outputs(0) +
-          "' is not a rank-3 output of the model (outputs: " + Join(Names(model_outputs)) + ")");
-    }
-    const int64_t num_classes = first_scores->shape[2];
-    const int64_t box_values = 4 * (int64_t{head.reg_max()} + 1);
-    for (int level = 0; level < head.strides_size(); ++level) {
-      const int64_t cells = GridCells(input, head.strides(level));
-      const std::string what = "nanodet stride " + std::to_string(head.strides(level));
-      LOWBIT_RETURN_IF_ERROR(CheckOutput(model_outputs, head.score_outputs(level), cells,
-                                         num_classes, what + " score"));
-      LOWBIT_RETURN_IF_ERROR(
-          CheckOutput(model_outputs, head.box_outputs(level), cells, box_values, what + " box"));
-    }
-    if (static_cast<int64_t>(labels->size()) != num_classes) {
-      return InvalidArgument("the model has " + std::to_string(num_classes) + " classes but " +
-                             std::to_string(labels->size()) +
-                             " labels are configured (labels / labels_file / labels.txt)");
-    }
-  } else {
-    const v1::BlazeFaceHead& head = config->blazeface();
-    for (int level = 0; level < head.strides_size(); ++level) {
-      const int64_t anchors = GridCells(input, head.strides(level)) * head.anchors_per_cell(level);
-      const std::string what = "blazeface stride " + std::to_string(head.strides(level));
-      LOWBIT_RETURN_IF_ERROR(
-          CheckOutput(model_outputs, head.score_outputs(level), anchors, 1, what + " score"));
-      const ValueInfo* boxes = FindValue(model_outputs, head.box_outputs(level));
-      const int64_t box_values = boxes && boxes->shape.size() == 3 ? boxes->shape[2] : 0;
-      if (box_values < 4) {
-        return InvalidArgument(what + " box output '" + head.box_outputs(level) +
-                               "' must be an output of shape [1," + std::to_string(anchors) +
-                               ",K] with K >= 4 (outputs: " + Join(Names(model_outputs)) + ")");
-      }
-      LOWBIT_RETURN_IF_ERROR(
-          CheckOutput(model_outputs, head.box_outputs(level), anchors, box_values, what + " box"));
-    }
-    if (labels->empty()) labels->push_back("face");
-    if (labels->size() != 1) {
-      return InvalidArgument("a BlazeFace model has one class but " +
-                             std::to_string(labels->size()) + " labels are configured");
-    }
-  }
-  return Status::Ok();
+  return head.CheckAgainstModel(input, model_outputs, labels);
+}
+
+Status CheckConfigAgainstModel(v1::ModelConfig* config, std::vector<std::string>* labels,
+                               const std::vector<ValueInfo>& model_inputs,
+                               const std::vector<ValueInfo>& model_outputs) {
+  LOWBIT_ASSIGN_OR_RETURN(std::unique_ptr<Head> head, MakeHead(*config, ""));
+  return CheckConfigAgainstModel(config, labels, model_inputs, model_outputs, *head);
 }
 
 }  // namespace lowbit::engine::vision

@@ -9,6 +9,7 @@
 #include "lowbit/engine/model.h"
 #include "lowbit/engine/status.h"
 #include "lowbit/v1/model_config.pb.h"
+#include "vision/head.h"
 
 namespace lowbit::engine::vision {
 
@@ -32,7 +33,13 @@ StatusOr<std::vector<std::string>> LoadLabels(const v1::ModelConfig& config,
 // and the labels: input name and shape, every head output present with the
 // shape the head implies, label count equal to the class count. Fills in
 // `config->input().tensor_name` when it is empty and the model has a single
-// input. BlazeFace with no labels gets the single label "face".
+// input. The head checks its outputs and labels (BlazeFace with no labels
+// gets the single label "face").
+Status CheckConfigAgainstModel(v1::ModelConfig* config, std::vector<std::string>* labels,
+                               const std::vector<ValueInfo>& model_inputs,
+                               const std::vector<ValueInfo>& model_outputs, const Head& head);
+// The same with the config's head made without a model directory (a head
+// reading a file, e.g. SSD anchors_file, cannot check its count then).
 Status CheckConfigAgainstModel(v1::ModelConfig* config, std::vector<std::string>* labels,
                                const std::vector<ValueInfo>& model_inputs,
                                const std::vector<ValueInfo>& model_outputs);

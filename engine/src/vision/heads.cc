@@ -8,14 +8,6 @@
 namespace lowbit::engine::vision {
 namespace {
 
-// The output named `name`, or nullptr.
-const Tensor* FindOutput(const std::vector<NamedTensor>& outputs, const std::string& name) {
-  for (const NamedTensor& output : outputs) {
-    if (output.name == name) return &output.tensor;
-  }
-  return nullptr;
-}
-
 // Finds output `name` and returns frame `frame` of it, checking that it is
 // [N > frame, dim1, dim2].
 StatusOr<const float*> FrameOf(const std::vector<NamedTensor>& outputs, const std::string& name,
@@ -23,8 +15,8 @@ StatusOr<const float*> FrameOf(const std::vector<NamedTensor>& outputs, const st
   const Tensor* tensor = FindOutput(outputs, name);
   if (tensor == nullptr) return InvalidArgument("missing head output '" + name + "'");
   const Shape& shape = tensor->shape();
-  if (shape.size() != 3 || shape[1] != dim1 || shape[2] != dim2 || frame < 0 ||
-      frame >= shape[0] || tensor->size() != NumElements(shape)) {
+  if (shape.size() != 3 || shape[1] != dim1 || shape[2] != dim2 || frame < 0 || frame >= shape[0] ||
+      tensor->size() != NumElements(shape)) {
     return InvalidArgument("output '" + name + "' has shape " + ShapeToString(shape) +
                            "; expected [N," + std::to_string(dim1) + "," + std::to_string(dim2) +
                            "] with N > " + std::to_string(frame));
@@ -33,14 +25,6 @@ StatusOr<const float*> FrameOf(const std::vector<NamedTensor>& outputs, const st
 }
 
 int64_t GridSide(int size, int stride) { return (size + stride - 1) / stride; }
-
-Box ScaleAndClip(float x_min, float y_min, float x_max, float y_max, float scale_x, float scale_y,
-                 const HeadGeometry& geometry) {
-  const float width = static_cast<float>(geometry.image_width);
-  const float height = static_cast<float>(geometry.image_height);
-  return {std::clamp(x_min * scale_x, 0.0f, width), std::clamp(y_min * scale_y, 0.0f, height),
-          std::clamp(x_max * scale_x, 0.0f, width), std::clamp(y_max * scale_y, 0.0f, height)};
-}
 
 // Expected bin index under softmax(logits[0..bins)).
 float DistributionExpectation(const float* logits, int bins) {
@@ -63,8 +47,6 @@ StatusOr<std::vector<Detection>> DecodeNanoDet(const v1::NanoDetHead& head,
                                                float score_threshold) {
   std::vector<Detection> detections;
   const int bins = head.reg_max() + 1;
-  const float scale_x = static_cast<float>(geometry.image_width) / geometry.input_width;
-  const float scale_y = static_cast<float>(geometry.image_height) / geometry.input_height;
   for (int level = 0; level < head.strides_size(); ++level) {
     const int stride = head.strides(level);
     const int64_t rows = GridSide(geometry.input_height, stride);
@@ -94,8 +76,8 @@ StatusOr<std::vector<Detection>> DecodeNanoDet(const v1::NanoDetHead& head,
       const float center_x = (static_cast<float>(cell % cols) + 0.5f) * stride;
       const float center_y = (static_cast<float>(cell / cols) + 0.5f) * stride;
       Detection detection;
-      detection.box = ScaleAndClip(center_x - left, center_y - top, center_x + right,
-                                   center_y + bottom, scale_x, scale_y, geometry);
+      detection.box =
+          geometry.ToImage(center_x - left, center_y - top, center_x + right, center_y + bottom);
       detection.class_id = static_cast<int>(best - cell_scores);
       detection.score = *best;
       detections.push_back(std::move(detection));
@@ -164,16 +146,149 @@ StatusOr<std::vector<Detection>> DecodeBlazeFace(const v1::BlazeFaceHead& head,
       const float half_width = 0.5f * r[2] * inverse_box_scale;
       const float half_height = 0.5f * r[3] * inverse_box_scale;
       Detection detection;
-      detection.box =
-          ScaleAndClip(center_x - half_width, center_y - half_height, center_x + half_width,
-                       center_y + half_height, static_cast<float>(geometry.image_width),
-                       static_cast<float>(geometry.image_height), geometry);
+      const float input_width = static_cast<float>(geometry.input_width);
+      const float input_height = static_cast<float>(geometry.input_height);
+      detection.box = geometry.ToImage(
+          (center_x - half_width) * input_width, (center_y - half_height) * input_height,
+          (center_x + half_width) * input_width, (center_y + half_height) * input_height);
       detection.class_id = 0;
       detection.score = 1.0f / (1.0f + std::exp(-logits[i]));
       detections.push_back(std::move(detection));
     }
   }
   return detections;
+}
+
+namespace {
+
+Status CheckStrides(const google::protobuf::RepeatedField<int32_t>& strides, int score_outputs,
+                    int box_outputs, const char* head) {
+  const std::string prefix = std::string(head) + ".";
+  if (strides.empty())
+    return InvalidArgument(prefix + "strides is empty; give one per output level");
+  for (int stride : strides) {
+    if (stride <= 0)
+      return InvalidArgument(prefix + "strides must be positive, got " + std::to_string(stride));
+  }
+  if (score_outputs != strides.size() || box_outputs != strides.size()) {
+    return InvalidArgument(
+        prefix + "needs one score_outputs and one box_outputs name per stride: " +
+        std::to_string(strides.size()) + " strides, " + std::to_string(score_outputs) +
+        " score_outputs, " + std::to_string(box_outputs) + " box_outputs");
+  }
+  return Status::Ok();
+}
+
+int64_t Cells(const v1::InputConfig& input, int stride) {
+  return GridSide(input.height(), stride) * GridSide(input.width(), stride);
+}
+
+class NanoDetDecoder final : public Head {
+ public:
+  explicit NanoDetDecoder(v1::NanoDetHead head) : head_(std::move(head)) {}
+
+  Status CheckAgainstModel(const v1::InputConfig& input, const std::vector<ValueInfo>& outputs,
+                           std::vector<std::string>* labels) const override {
+    const ValueInfo* first_scores = FindValueInfo(outputs, head_.score_outputs(0));
+    if (first_scores == nullptr || first_scores->shape.size() != 3) {
+      return InvalidArgument(
+          "nanodet score output '" + head_.score_outputs(0) +
+          "' is not a rank-3 output of the model (outputs: " + OutputNames(outputs) + ")");
+    }
+    const int64_t num_classes = first_scores->shape[2];
+    const int64_t box_values = 4 * (int64_t{head_.reg_max()} + 1);
+    for (int level = 0; level < head_.strides_size(); ++level) {
+      const int64_t cells = Cells(input, head_.strides(level));
+      const std::string what = "nanodet stride " + std::to_string(head_.strides(level));
+      LOWBIT_RETURN_IF_ERROR(CheckOutputShape(outputs, head_.score_outputs(level),
+                                              {1, cells, num_classes}, what + " score"));
+      LOWBIT_RETURN_IF_ERROR(CheckOutputShape(outputs, head_.box_outputs(level),
+                                              {1, cells, box_values}, what + " box"));
+    }
+    return CheckLabelCount(*labels, num_classes);
+  }
+
+  StatusOr<std::vector<Detection>> Decode(const std::vector<NamedTensor>& outputs, int frame,
+                                          const HeadGeometry& geometry,
+                                          float score_threshold) const override {
+    return DecodeNanoDet(head_, outputs, frame, geometry, score_threshold);
+  }
+
+ private:
+  v1::NanoDetHead head_;
+};
+
+class BlazeFaceDecoder final : public Head {
+ public:
+  explicit BlazeFaceDecoder(v1::BlazeFaceHead head) : head_(std::move(head)) {}
+
+  Status CheckAgainstModel(const v1::InputConfig& input, const std::vector<ValueInfo>& outputs,
+                           std::vector<std::string>* labels) const override {
+    for (int level = 0; level < head_.strides_size(); ++level) {
+      const int64_t anchors = Cells(input, head_.strides(level)) * head_.anchors_per_cell(level);
+      const std::string what = "blazeface stride " + std::to_string(head_.strides(level));
+      LOWBIT_RETURN_IF_ERROR(
+          CheckOutputShape(outputs, head_.score_outputs(level), {1, anchors, 1}, what + " score"));
+      const ValueInfo* boxes = FindValueInfo(outputs, head_.box_outputs(level));
+      const int64_t box_values = boxes && boxes->shape.size() == 3 ? boxes->shape[2] : 0;
+      if (box_values < 4) {
+        return InvalidArgument(what + " box output '" + head_.box_outputs(level) +
+                               "' must be an output of shape [1," + std::to_string(anchors) +
+                               ",K] with K >= 4 (outputs: " + OutputNames(outputs) + ")");
+      }
+      LOWBIT_RETURN_IF_ERROR(CheckOutputShape(outputs, head_.box_outputs(level),
+                                              {1, anchors, box_values}, what + " box"));
+    }
+    if (labels->empty()) labels->push_back("face");
+    if (labels->size() != 1) {
+      return InvalidArgument("a BlazeFace model has one class but " +
+                             std::to_string(labels->size()) + " labels are configured");
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<std::vector<Detection>> Decode(const std::vector<NamedTensor>& outputs, int frame,
+                                          const HeadGeometry& geometry,
+                                          float score_threshold) const override {
+    return DecodeBlazeFace(head_, outputs, frame, geometry, score_threshold);
+  }
+
+ private:
+  v1::BlazeFaceHead head_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Head>> MakeNanoDetHead(const HeadContext& context) {
+  const auto& head = static_cast<const v1::NanoDetHead&>(context.params);
+  LOWBIT_RETURN_IF_ERROR(
+      CheckStrides(head.strides(), head.score_outputs_size(), head.box_outputs_size(), "nanodet"));
+  if (head.reg_max() < 1 || head.reg_max() > 64) {
+    return InvalidArgument("nanodet.reg_max must be in [1, 64] (bins per side - 1), got " +
+                           std::to_string(head.reg_max()));
+  }
+  return std::unique_ptr<Head>(std::make_unique<NanoDetDecoder>(head));
+}
+
+StatusOr<std::unique_ptr<Head>> MakeBlazeFaceHead(const HeadContext& context) {
+  const auto& head = static_cast<const v1::BlazeFaceHead&>(context.params);
+  LOWBIT_RETURN_IF_ERROR(CheckStrides(head.strides(), head.score_outputs_size(),
+                                      head.box_outputs_size(), "blazeface"));
+  if (head.anchors_per_cell_size() != head.strides_size()) {
+    return InvalidArgument("blazeface.anchors_per_cell needs one value per stride: " +
+                           std::to_string(head.strides_size()) + " strides, " +
+                           std::to_string(head.anchors_per_cell_size()) + " values");
+  }
+  for (int anchors : head.anchors_per_cell()) {
+    if (anchors <= 0) return InvalidArgument("blazeface.anchors_per_cell must be positive");
+  }
+  if (!(head.box_scale() > 0) || !std::isfinite(head.box_scale())) {
+    return InvalidArgument(
+        "blazeface.box_scale must be positive (the regressors' pixel "
+        "scale, usually the input size), got " +
+        std::to_string(head.box_scale()));
+  }
+  return std::unique_ptr<Head>(std::make_unique<BlazeFaceDecoder>(head));
 }
 
 }  // namespace lowbit::engine::vision

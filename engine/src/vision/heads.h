@@ -1,5 +1,5 @@
-// Detection heads: raw output tensors of one frame -> candidate detections
-// (before NMS) in original image pixels.
+// The NanoDet and BlazeFace heads: raw output tensors of one frame ->
+// candidate detections (before NMS) in original image pixels.
 #pragma once
 
 #include <vector>
@@ -8,15 +8,13 @@
 #include "lowbit/engine/status.h"
 #include "lowbit/engine/tensor.h"
 #include "lowbit/v1/model_config.pb.h"
+#include "vision/head.h"
 
 namespace lowbit::engine::vision {
 
-struct HeadGeometry {
-  int input_width = 0;  // model input, pixels
-  int input_height = 0;
-  int image_width = 0;  // original image, pixels; boxes are scaled to it
-  int image_height = 0;
-};
+// Registry factories (head_registry.cc): validate the head's message.
+StatusOr<std::unique_ptr<Head>> MakeNanoDetHead(const HeadContext& context);
+StatusOr<std::unique_ptr<Head>> MakeBlazeFaceHead(const HeadContext& context);
 
 // NanoDet GFL head. Per stride s: scores [N, cells, classes] (sigmoid-ed) and
 // boxes [N, cells, 4 * (reg_max + 1)] (per side l, t, r, b: logits over bins

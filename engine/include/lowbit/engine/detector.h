@@ -70,11 +70,15 @@ struct Box {
   float x_min, y_min, x_max, y_max;  // original image pixels
 };
 
+// One result of a frame: an object's box (a detection head), or, with
+// `whole_image` set, a class of the whole image (a classification head; its
+// box is the whole image). Postprocess returns either kind, never both.
 struct Detection {
   Box box;
   int class_id = 0;
   std::string label;
   float score = 0;
+  bool whole_image = false;
 };
 
 struct DetectOptions {
@@ -84,6 +88,10 @@ struct DetectOptions {
 
 // A model repository entry: config, labels and compiled model. Immutable and
 // shared by every worker.
+namespace vision {
+class Head;
+}
+
 class DetectorModel {
  public:
   // Loads `model_dir/config.pbtxt`, its labels and its model file (a .lbm,
@@ -110,8 +118,12 @@ class DetectorModel {
   // one frame of the input tensor, in the config's layout).
   void Preprocess(const ImageView& image, float* dst) const;
 
+  // True when the head is a classifier (results are whole-image classes).
+  bool is_classifier() const;
+
   // Decodes frame `index` of a batch's outputs (Model::outputs() order) into
-  // detections in the original image's pixels, after class-wise NMS.
+  // detections in the original image's pixels, after class-wise NMS, or a
+  // classifier's top-k classes (whole_image set), highest score first.
   std::vector<Detection> Postprocess(const std::vector<NamedTensor>& outputs, int index,
                                      int image_width, int image_height,
                                      const DetectOptions& options = {}) const;
@@ -120,6 +132,7 @@ class DetectorModel {
   v1::ModelConfig config_;
   std::vector<std::string> labels_;
   std::shared_ptr<const Model> model_;
+  std::shared_ptr<const vision::Head> head_;  // the config's decoder
 };
 
 // Class-wise non-maximum suppression; keeps at most `max_detections`
