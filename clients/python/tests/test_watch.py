@@ -137,6 +137,39 @@ def test_annotated_frames_and_video(server: ServerProcess, tmp_path: Path) -> No
     assert written == 6
 
 
+def test_live_http_source_skips_and_reopens(server: ServerProcess, tmp_path: Path) -> None:
+    """A URL is a live source: read as fast as it delivers (FFmpeg over HTTP
+    decodes vtest.avi far faster than NanoDet answers), only the newest frame
+    sent, the others counted as skipped; when the stream ends it is reopened
+    with back-off and the frame indices go on."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(VIDEO.parent))
+    http_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    http_server.RequestHandlerClass.log_message = lambda *args: None
+    http_server.handle_error = lambda *args: None  # FFmpeg closing its connection early is no error
+    thread = threading.Thread(target=http_server.serve_forever, daemon=True)
+    thread.start()
+    limit = 1000  # more than one pass of the 795 frames
+    out = tmp_path / "live.jsonl"
+    try:
+        done = subprocess.run([cli(), "watch", f"http://127.0.0.1:{http_server.server_port}/{VIDEO.name}",
+                               "--address", server.address, "--camera-id", "live", "--max-frames", str(limit),
+                               "--max-backoff", "1", "--output", str(out)],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        http_server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert "stopped delivering frames; reopening" in done.stderr, done.stderr
+    lines = read_lines(out)
+    frames = [line["frame"] for line in lines]
+    assert frames == sorted(set(frames)) and frames[-1] >= 795, f"indices go on after the reopen: {frames[-5:]}"
+    assert all(line["dropped"] is None and line["error"] is None for line in lines), lines[:3]
+    skipped = sum(line["skipped"] for line in lines)
+    assert skipped > 0 and len(lines) + skipped <= limit, (len(lines), skipped)
+
+
 def start_server_at(address: str, repo: Path, log: Path) -> ServerProcess:
     server = ServerProcess(log_path=log)
     server.address = address
