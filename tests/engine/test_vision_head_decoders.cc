@@ -5,8 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+
+#include <unistd.h>
 
 #include "lowbit/engine/detector.h"
+#include "lowbit/engine/npy.h"
 #include "vision/config.h"
 #include "vision/head.h"
 #include "vision/head_ssd.h"
@@ -163,6 +167,32 @@ TEST(SsdHeadTest, AnchorsFromAModelOutputAndSoftmaxScores) {
   EXPECT_EQ((*detections)[0].class_id, 1);
   EXPECT_NEAR((*detections)[0].score, 0.75f, 1e-6f);
   ExpectBoxNear((*detections)[0].box, {15, 50, 55, 70}, 1e-3f);
+}
+
+TEST(SsdHeadTest, AnchorsFromANpyFile) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("lowbit-ssd-anchors-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  // One anchor: centre (0.5, 0.5), h 0.2, w 0.4; zero encodings decode to it.
+  ASSERT_TRUE(
+      WriteNpy((dir / "anchors.npy").string(), Tensor({1, 4}, {0.5f, 0.5f, 0.2f, 0.4f})).ok());
+  const v1::ModelConfig config = Parse(WithInput(100, 50, R"pb(
+    ssd { box_output: "boxes" score_output: "scores" anchors_file: "anchors.npy" }
+  )pb"));
+  auto head = vision::MakeHead(config, dir.string());
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  const std::vector<NamedTensor> outputs = {{"boxes", Tensor({1, 1, 4})},
+                                            {"scores", Tensor({1, 1, 1}, {3.0f})}};
+  auto detections = (*head)->Decode(outputs, 0, {100, 50, 100, 50}, 0.5f);
+  ASSERT_TRUE(detections.ok()) << detections.status().ToString();
+  ASSERT_EQ(detections->size(), 1u);
+  ExpectBoxNear((*detections)[0].box, {30, 20, 70, 30}, 1e-4f);
+  // A file of the wrong shape is refused with its path.
+  ASSERT_TRUE(WriteNpy((dir / "anchors.npy").string(), Tensor({1, 3})).ok());
+  auto refused = vision::MakeHead(config, dir.string());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("expected [anchors, 4]"));
+  std::filesystem::remove_all(dir);
 }
 
 // ---------------------------------------------------------------- YOLO
