@@ -1,5 +1,6 @@
 #include "vision/head_ssd.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -96,16 +97,24 @@ class SsdDecoder final : public Head {
     std::vector<float> probabilities(static_cast<size_t>(num_classes));
     for (int64_t i = 0; i < count; ++i) {
       const float* raw = scores + i * num_classes;
-      ActivateScores(raw, num_classes, probabilities.data());
+      // Sigmoid and identity are monotonic: the best raw score is the best
+      // class, and only it is activated. Softmax needs every class.
+      const float* ranked = raw;
+      if (activation_ == v1::SOFTMAX) {
+        SoftmaxScores(raw, num_classes, probabilities.data());
+        ranked = probabilities.data();
+      }
       int best_class = -1;
       float best_score = -std::numeric_limits<float>::infinity();
       for (int64_t c = first_class; c < num_classes; ++c) {
-        if (probabilities[c] > best_score) {
-          best_score = probabilities[c];
+        if (ranked[c] > best_score) {
+          best_score = ranked[c];
           best_class = static_cast<int>(c);
         }
       }
-      if (best_class < 0 || !(best_score >= score_threshold)) continue;
+      if (best_class < 0) continue;
+      if (activation_ == v1::SIGMOID) best_score = Sigmoid(best_score);
+      if (!(best_score >= score_threshold)) continue;
       const float* t = boxes + i * 4;  // ty, tx, th, tw
       const SsdAnchor& anchor = anchors[i];
       const float y_center = t[0] / y_scale_ * anchor.height + anchor.y_center;
@@ -124,18 +133,13 @@ class SsdDecoder final : public Head {
   }
 
  private:
-  void ActivateScores(const float* raw, int64_t num_classes, float* out) const {
-    if (activation_ == v1::SIGMOID) {
-      for (int64_t c = 0; c < num_classes; ++c) out[c] = Sigmoid(raw[c]);
-    } else if (activation_ == v1::SOFTMAX) {
-      float max_score = raw[0];
-      for (int64_t c = 1; c < num_classes; ++c) max_score = std::max(max_score, raw[c]);
-      float sum = 0;
-      for (int64_t c = 0; c < num_classes; ++c) sum += out[c] = std::exp(raw[c] - max_score);
-      for (int64_t c = 0; c < num_classes; ++c) out[c] /= sum;
-    } else {
-      std::copy(raw, raw + num_classes, out);
-    }
+  // Softmax over the classes of one anchor.
+  static void SoftmaxScores(const float* raw, int64_t num_classes, float* out) {
+    float max_score = raw[0];
+    for (int64_t c = 1; c < num_classes; ++c) max_score = std::max(max_score, raw[c]);
+    float sum = 0;
+    for (int64_t c = 0; c < num_classes; ++c) sum += out[c] = std::exp(raw[c] - max_score);
+    for (int64_t c = 0; c < num_classes; ++c) out[c] /= sum;
   }
 
   v1::SsdHead head_;
