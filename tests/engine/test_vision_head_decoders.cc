@@ -426,6 +426,17 @@ TEST(HeadRegistryTest, HeadParameterErrorsNameTheField) {
     const Status status = vision::ValidateModelConfig(Parse(WithInput(64, 64, c.head)));
     EXPECT_THAT(status.message(), HasSubstr(c.message));
   }
+  // Grids too large to make are refused before any anchor is made.
+  const Status ssd_cap = vision::ValidateModelConfig(Parse(WithInput(4096, 4096, R"pb(
+    ssd {
+      box_output: "b"
+      score_output: "s"
+      anchors { num_layers: 1 min_scale: 0.2 max_scale: 0.9 strides: 1 aspect_ratios: 1 }
+    })pb")));
+  EXPECT_THAT(ssd_cap.message(), HasSubstr("would make over 4194304 anchors (33554432)"));
+  const Status yolo_cap = vision::ValidateModelConfig(Parse(WithInput(
+      4096, 4096, R"pb(yolo { output: "o" format: V5 grid: ANCHOR_FREE strides: 1 })pb")));
+  EXPECT_THAT(yolo_cap.message(), HasSubstr("over 4194304 predictions (16777216)"));
 }
 
 // ---------------------------------------------------------------- deploy/models configs

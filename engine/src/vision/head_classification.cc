@@ -25,8 +25,9 @@ class ClassificationDecoder final : public Head {
   Status CheckAgainstModel(const v1::InputConfig&, const std::vector<ValueInfo>& outputs,
                            std::vector<std::string>* labels) const override {
     const ValueInfo* output = FindValueInfo(outputs, head_.output());
-    const int64_t num_classes =
-        output != nullptr && output->shape[0] == 1 ? ClassCount(output->shape) : 0;
+    const int64_t num_classes = output != nullptr && !output->shape.empty() && output->shape[0] == 1
+                                    ? ClassCount(output->shape)
+                                    : 0;
     if (num_classes <= 0) {
       return InvalidArgument("classification output '" + head_.output() +
                              "' is not an output [1, classes] (or [1, classes, 1, 1]) of the "

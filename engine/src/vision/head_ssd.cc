@@ -148,7 +148,8 @@ class SsdDecoder final : public Head {
   v1::ScoreActivation activation_;
 };
 
-Status ValidateAnchorParameters(const v1::SsdAnchorParameters& parameters) {
+Status ValidateAnchorParameters(const v1::SsdAnchorParameters& parameters, int input_width,
+                                int input_height) {
   if (parameters.num_layers() < 1 || parameters.num_layers() > 16) {
     return InvalidArgument("ssd.anchors.num_layers must be in [1, 16], got " +
                            std::to_string(parameters.num_layers()));
@@ -173,6 +174,19 @@ Status ValidateAnchorParameters(const v1::SsdAnchorParameters& parameters) {
   for (float ratio : parameters.aspect_ratios()) {
     if (!(ratio > 0) || !std::isfinite(ratio))
       return InvalidArgument("ssd.anchors.aspect_ratios must be positive");
+  }
+  // Anchors in int64 before any is made: a stride of 1 on an 8192x8192
+  // input with many ratios would be billions.
+  constexpr int64_t kMaxAnchors = int64_t{1} << 22;
+  const int64_t per_cell = parameters.aspect_ratios_size() + 1;
+  int64_t count = 0;
+  for (int stride : parameters.strides()) {
+    count += ((int64_t{input_height} + stride - 1) / stride) *
+             ((int64_t{input_width} + stride - 1) / stride) * per_cell;
+  }
+  if (count > kMaxAnchors) {
+    return InvalidArgument("ssd.anchors would make over " + std::to_string(kMaxAnchors) +
+                           " anchors (" + std::to_string(count) + "); check strides");
   }
   if (!(parameters.interpolated_scale_aspect_ratio() >= 0) ||
       !std::isfinite(parameters.interpolated_scale_aspect_ratio())) {
@@ -261,8 +275,8 @@ StatusOr<std::unique_ptr<Head>> MakeSsdHead(const HeadContext& context) {
   }
   std::vector<SsdAnchor> anchors;
   if (head.has_anchors()) {
-    LOWBIT_RETURN_IF_ERROR(ValidateAnchorParameters(head.anchors()));
     const v1::InputConfig& input = context.config.input();
+    LOWBIT_RETURN_IF_ERROR(ValidateAnchorParameters(head.anchors(), input.width(), input.height()));
     anchors = GenerateSsdAnchors(head.anchors(), input.width(), input.height());
   } else if (!head.anchors_file().empty() && !context.model_dir.empty()) {
     const std::string path =

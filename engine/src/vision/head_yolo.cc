@@ -182,15 +182,26 @@ StatusOr<std::unique_ptr<Head>> MakeYoloHead(const HeadContext& context) {
   }
   if (head.grid() == v1::YoloHead::ANCHORED) {
     const int64_t expected = int64_t{head.anchors_per_cell()} * head.strides_size() * 2;
-    if (head.anchors_per_cell() <= 0 || head.anchors_size() != expected) {
+    if (head.anchors_per_cell() <= 0 || head.anchors_per_cell() > 64 ||
+        head.anchors_size() != expected) {
       return InvalidArgument(
-          "yolo.grid ANCHORED needs anchors_per_cell > 0 and anchors_per_cell (w, h) pairs per "
+          "yolo.grid ANCHORED needs anchors_per_cell in [1, 64] and anchors_per_cell (w, h) pairs "
+          "per "
           "stride in yolo.anchors: " +
           std::to_string(expected) + " values, got " + std::to_string(head.anchors_size()));
     }
     for (float anchor : head.anchors()) {
       if (!(anchor > 0) || !std::isfinite(anchor))
         return InvalidArgument("yolo.anchors must be positive (input pixels)");
+    }
+  }
+  if (head.grid() != v1::YoloHead::DECODED) {
+    // Grid positions are made per prediction: bound them (int64, before).
+    constexpr int64_t kMaxPredictions = int64_t{1} << 22;
+    const int64_t predictions = YoloGridPredictions(head, context.config.input());
+    if (predictions > kMaxPredictions) {
+      return InvalidArgument("yolo grid would have over " + std::to_string(kMaxPredictions) +
+                             " predictions (" + std::to_string(predictions) + "); check strides");
     }
   }
   return std::unique_ptr<Head>(std::make_unique<YoloDecoder>(head, context.config.input()));
