@@ -556,6 +556,9 @@ Status InferNodeShapes(Graph* graph, Node* node) {
     }
     if (!sizes.empty()) {
       if (sizes.size() != out.size()) return ShapeError(*node, "sizes length differs from rank");
+      // sizes[0] is the batch the model was exported at (shapes here are at
+      // batch 1); the batch is never resized.
+      sizes[0] = out[0];
       out = sizes;
     } else {
       if (scales.size() != out.size()) return ShapeError(*node, "scales length differs from rank");
