@@ -249,6 +249,11 @@ def test_compose_file() -> None:
     scrape_config = (REPO / "deploy" / "prometheus" / "prometheus.yml").read_text()
     port = re.search(r'"--metrics-address",\s*"0\.0\.0\.0:(\d+)"', text).group(1)
     assert f'"lowbitd:{port}"' in scrape_config, "Prometheus does not scrape lowbitd's metrics port"
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        checked = subprocess.run([promtool, "check", "config", str(REPO / "deploy" / "prometheus" / "prometheus.yml")],
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     tool = shutil.which("podman-compose") or str(Path(sys.executable).with_name("podman-compose"))
     if not Path(tool).is_file():
         pytest.skip("podman-compose missing (pip install podman-compose): syntax not checked")
