@@ -135,7 +135,10 @@ StatusOr<const float*> OutputFrame(const std::vector<NamedTensor>& outputs, cons
   expected.insert(expected.end(), frame_dims.begin(), frame_dims.end());
   if (shape != expected || frame < 0 || frame >= shape[0] || tensor->size() != NumElements(shape)) {
     std::string dims;
-    for (int64_t dim : frame_dims) dims += "," + std::to_string(dim);
+    for (int64_t dim : frame_dims) {
+      dims += ',';
+      dims += std::to_string(dim);
+    }
     return InvalidArgument("output '" + name + "' has shape " + ShapeToString(shape) +
                            "; expected [N" + dims + "] with N > " + std::to_string(frame));
   }
