@@ -51,7 +51,6 @@ seconds, and resets the delay once a frame is answered again.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import queue
@@ -431,7 +430,6 @@ class Bridge:
                     self.stopping.wait(delay)
                     delay = min(delay * 2, self.options.max_backoff)
         self.stopping.set()
-        self.connected.set()  # unblocks nothing that waits, but keeps live readers' logic simple
         for reader in self.readers:
             reader.join(timeout=5)
         if fatal is not None:
