@@ -1,9 +1,15 @@
 // FP32 2-D convolution on NHWC activations through XNNPACK.
 // ONNX weights [M][C/group][kH][kW] are repacked to XNNPACK's
-// [group][M/group][kH][kW][C/group]; the bias is [M]. A fused Relu/Clip maps
-// onto XNNPACK's output clamp; a fused LeakyRelu runs on the output after.
+// [group][M/group][kH][kW][C/group]; the bias is [M]. XNNPACK starts each
+// accumulator at the bias, so every partial sum rounds at the scale of the
+// bias: with biases large against the products (BN-folded exports such as
+// YOLOv8) that is 3-5x the rounding error of summing the products first. The
+// bias (and a fused Relu/Clip) is therefore applied in one pass over the
+// output after XNNPACK's bias-free sum; without a bias the clamp stays
+// XNNPACK's. A fused LeakyRelu runs on the output after.
 #include <xnnpack.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -55,6 +61,16 @@ class XnnpackConv final : public FloatKernel {
       LOWBIT_ASSIGN_OR_RETURN(bias, ir::ConstantFloats(graph, node, 2));
     }
     const ClampRange clamp = FusedClampRange(node);
+    bool any_bias = false;
+    for (float v : bias) any_bias = any_bias || v != 0.0f;
+    if (any_bias) {
+      bias_ = bias;
+      clamp_ = clamp;
+      out_pixels_ = output.shape[2] * output.shape[3];
+      std::fill(bias.begin(), bias.end(), 0.0f);
+    }
+    const float xnn_min = any_bias ? -std::numeric_limits<float>::infinity() : clamp.min;
+    const float xnn_max = any_bias ? std::numeric_limits<float>::infinity() : clamp.max;
     if (node.GetString("lowbit_activation", "") == "leaky_relu") {
       out_pixels_ = output.shape[2] * output.shape[3];
       if (xnn_create_leaky_relu_nc_f32(out_channels, out_channels, out_channels,
@@ -87,12 +103,12 @@ class XnnpackConv final : public FloatKernel {
       const int64_t k = kh * kw * group_in;
       status = xnn_create_convolution2d_nhwc_f32(0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, k, out_channels,
                                                  k, out_channels, packed.data(), bias.data(),
-                                                 clamp.min, clamp.max, 0, convolution_.Receive());
+                                                 xnn_min, xnn_max, 0, convolution_.Receive());
     } else {
       status = xnn_create_convolution2d_nhwc_f32(
           pads[0], pads[3], pads[2], pads[1], kh, kw, strides[0], strides[1], dilations[0],
           dilations[1], groups, group_in, group_out, group_in * groups, out_channels, packed.data(),
-          bias.data(), clamp.min, clamp.max, 0, convolution_.Receive());
+          bias.data(), xnn_min, xnn_max, 0, convolution_.Receive());
     }
     if (status != xnn_status_success)
       return Internal(node.Describe() + ": XNNPACK rejected the convolution (status " +
@@ -117,6 +133,7 @@ class XnnpackConv final : public FloatKernel {
                                                   outputs[0], context.threadpool);
         },
         "convolution"));
+    if (!bias_.empty()) AddBiasAndClamp(context, outputs[0]);
     if (!leaky_relu_.created()) return Status::Ok();
     // In place on the conv output: [N * OH * OW] pixels of M channels.
     return leaky_relu_.Run(
@@ -160,7 +177,25 @@ class XnnpackConv final : public FloatKernel {
     });
   }
 
+  // In place on the NHWC output: y = clamp(y + bias[m]).
+  void AddBiasAndClamp(const KernelContext& context, float* output) const {
+    const int64_t channels = static_cast<int64_t>(bias_.size());
+    const int64_t pixels = context.batch * out_pixels_;
+    const float lo = clamp_.min, hi = clamp_.max;
+    ParallelForRanges(context, pixels, std::max<int64_t>(1, 16384 / channels),
+                      [&](int64_t begin, int64_t end) {
+                        for (int64_t p = begin; p < end; ++p) {
+                          float* y = output + p * channels;
+                          for (int64_t m = 0; m < channels; ++m)
+                            y[m] = std::min(std::max(y[m] + bias_[m], lo), hi);
+                        }
+                      });
+  }
+
   std::optional<Patch> patch_;
+  std::vector<float> bias_;  // [M], added after the sum; empty: XNNPACK adds it (all zero)
+  ClampRange clamp_{-std::numeric_limits<float>::infinity(),
+                    std::numeric_limits<float>::infinity()};
   std::vector<float> patches_;  // grows to the largest batch seen
   XnnpackOperator convolution_;
   int64_t in_height_ = 0, in_width_ = 0, in_frame_ = 0, out_frame_ = 0;
