@@ -1,6 +1,8 @@
-// The three "bring your own model" entries (deploy/models/ssd-mobilenetv2,
-// yolov8n-nudenet, pplcnet-orientation, installed under models/ by
-// deploy/models/fetch-models.sh) through the whole pipeline: decode,
+// The three "bring your own model" entries through the whole pipeline, each
+// assembled as a model directory from its config and labels
+// (deploy/models/ssd-mobilenetv2-oid, yolov8n-nudenet, pp-lcnet-orientation)
+// and its model file (models/_import/<name>/model.onnx, from
+// deploy/models/fetch-byo-models.sh): decode,
 // pre-process (stretch, top-left letterbox, short-side crop), Session::Run,
 // their heads (SSD, YOLO v8, classification), NMS. Expected boxes are the
 // same configs' pre-processing and decoding in numpy on ONNX Runtime 1.32's
@@ -10,6 +12,8 @@
 
 #include <algorithm>
 #include <filesystem>
+
+#include <unistd.h>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
@@ -22,16 +26,33 @@ namespace {
 
 constexpr float kBoxTolerance = 6.0f;  // original image pixels
 
-std::shared_ptr<const DetectorModel> LoadModelOrFail(const std::string& model_dir) {
-  if (!std::filesystem::exists(model_dir + "/config.pbtxt") ||
-      !std::filesystem::exists(model_dir + "/model.onnx")) {
-    ADD_FAILURE() << "missing model " << model_dir
-                  << " (config.pbtxt + model.onnx); run deploy/models/fetch-models.sh";
+// A model directory under the system temp dir: deploy/models/NAME's
+// config.pbtxt and labels.txt beside a link to models/_import/NAME/model.onnx.
+std::shared_ptr<const DetectorModel> LoadModelOrFail(const std::string& name) {
+  namespace fs = std::filesystem;
+  const fs::path config_dir = fs::path("deploy/models") / name;
+  const fs::path model = fs::absolute(fs::path("models/_import") / name / "model.onnx");
+  if (!fs::exists(model)) {
+    ADD_FAILURE() << "missing model " << model.string() << "; run deploy/models/fetch-models.sh";
     return nullptr;
   }
-  auto detector = DetectorModel::Load(model_dir);
+  const fs::path dir =
+      fs::temp_directory_path() / ("lowbit-byo-" + std::to_string(getpid())) / name;
+  fs::create_directories(dir);
+  std::error_code error;
+  for (const char* file : {"config.pbtxt", "labels.txt"}) {
+    fs::copy_file(config_dir / file, dir / file, fs::copy_options::overwrite_existing, error);
+    if (error) {
+      ADD_FAILURE() << "copying " << (config_dir / file).string() << ": " << error.message();
+      return nullptr;
+    }
+  }
+  fs::remove(dir / "model.onnx", error);
+  fs::create_symlink(model, dir / "model.onnx");
+  auto detector = DetectorModel::Load(dir.string());
+  fs::remove_all(dir.parent_path(), error);
   if (!detector.ok()) {
-    ADD_FAILURE() << "DetectorModel::Load(" << model_dir << "): " << detector.status().ToString();
+    ADD_FAILURE() << "DetectorModel::Load(" << name << "): " << detector.status().ToString();
     return nullptr;
   }
   return *detector;
@@ -71,7 +92,7 @@ void ExpectDetection(const std::vector<Detection>& detections, const std::string
 }
 
 TEST(BringYourOwnModelTest, SsdMobileNetV2FindsDogBicycleAndCar) {
-  auto detector = LoadModelOrFail("models/ssd-mobilenetv2");
+  auto detector = LoadModelOrFail("ssd-mobilenetv2-oid");
   if (!detector) return;
   const std::vector<Detection> detections = RunOnPhoto(*detector, "dog.jpg");
   // ONNX Runtime: Dog 0.700, Bicycle 0.688, Car 0.674 on the 768x576 photo.
@@ -81,7 +102,7 @@ TEST(BringYourOwnModelTest, SsdMobileNetV2FindsDogBicycleAndCar) {
 }
 
 TEST(BringYourOwnModelTest, YoloV8nFindsTheAstronautsFace) {
-  auto detector = LoadModelOrFail("models/yolov8n-nudenet");
+  auto detector = LoadModelOrFail("yolov8n-nudenet");
   if (!detector) return;
   const std::vector<Detection> detections = RunOnPhoto(*detector, "astronaut.png");
   // ONNX Runtime: FACE_FEMALE 0.811 on the 512x512 photo.
@@ -89,7 +110,7 @@ TEST(BringYourOwnModelTest, YoloV8nFindsTheAstronautsFace) {
 }
 
 TEST(BringYourOwnModelTest, PpLcNetGivesTheOrientationOfARenderedPage) {
-  auto detector = LoadModelOrFail("models/pplcnet-orientation");
+  auto detector = LoadModelOrFail("pp-lcnet-orientation");
   if (!detector) return;
   ASSERT_TRUE(detector->is_classifier());
   // A 300x400 page of black text lines; label k = the page turned k degrees

@@ -450,13 +450,13 @@ TEST(DeployConfigsTest, TheThreeModelsConfigsMatchTheirModels) {
     size_t labels;
   };
   const Entry entries[] = {
-      {"ssd-mobilenetv2",
+      {"ssd-mobilenetv2-oid",
        {{"normalized_input_image_tensor", {1, 3, 300, 300}}},
        {{"raw_outputs/box_encodings", {1, 1917, 4}},
         {"raw_outputs/class_predictions", {1, 1917, 24}}},
        24},
       {"yolov8n-nudenet", {{"images", {1, 3, 320, 320}}}, {{"output0", {1, 22, 2100}}}, 18},
-      {"pplcnet-orientation", {{"x", {1, 3, 224, 224}}}, {{"fetch_name_0", {1, 4}}}, 4},
+      {"pp-lcnet-orientation", {{"x", {1, 3, 224, 224}}}, {{"fetch_name_0", {1, 4}}}, 4},
   };
   for (const Entry& entry : entries) {
     SCOPED_TRACE(entry.name);

@@ -1,6 +1,7 @@
 // The compiler library's entry points: ONNX file -> compiled model, a file
 // of either kind by its magic, and compiled model -> .lbm. The runtime
 // library never links this file (engine/CMakeLists.txt enforces it).
+#include <filesystem>
 #include <fstream>
 
 #include "format/lbm.h"
@@ -8,6 +9,7 @@
 #include "lowbit/engine/detector.h"
 #include "passes/passes.h"
 #include "runtime/compiled_model.h"
+#include "vision/config.h"
 
 namespace lowbit::engine {
 namespace runtime {
@@ -65,7 +67,25 @@ Status WriteCompiledModel(const Model& model, const std::string& path) {
 }
 
 StatusOr<std::shared_ptr<const DetectorModel>> DetectorModel::Load(const std::string& model_dir) {
-  return Load(model_dir, [](const std::string& path) { return Model::Load(path); });
+  // A dynamic-shape export (Ultralytics YOLO: images [batch, 3, H, W]) takes
+  // its input size from the config: a load refused for symbolic non-batch
+  // dimensions (UNIMPLEMENTED) is redone with the config's input shape. A
+  // model with fixed dimensions loads as it is, so a config that disagrees
+  // with it still gets CheckConfigAgainstModel's message.
+  CompileOptions options;
+  StatusOr<v1::ModelConfig> config =
+      vision::ReadModelConfig((std::filesystem::path(model_dir) / "config.pbtxt").string());
+  if (config.ok() && config->has_input() && !config->input().tensor_name().empty()) {
+    options.input_shapes[config->input().tensor_name()] = vision::InputShapeFor(config->input(), 1);
+  }
+  return Load(model_dir, [options](const std::string& path) {
+    StatusOr<std::shared_ptr<const Model>> model = Model::Load(path);
+    if (model.ok() || model.status().code() != StatusCode::kUnimplemented ||
+        options.input_shapes.empty()) {
+      return model;
+    }
+    return Model::Load(path, options);
+  });
 }
 
 }  // namespace lowbit::engine
