@@ -21,6 +21,7 @@ namespace {
 
 constexpr const char* kCompileUsage =
     R"(usage: lowbit compile MODEL.onnx [-o MODEL.lbm] [--measure-load N]
+                      [--input-shape NAME=D0xD1x...]...
 
 Compiles an ONNX model for this CPU (import, constant folding, BatchNorm
 folding, fusion, layouts and, for quantized models, the kernel of each layer
@@ -42,6 +43,10 @@ Options:
                       N times, each in a fresh process (per-process caches
                       such as the kernel timings do not carry over), and
                       print both medians and their ratio
+  --input-shape NAME=D0xD1x...
+                      sizes of a graph input's symbolic dimensions (a
+                      dynamic-shape export); the batch (first) stays variable,
+                      e.g. --input-shape images=1x3x320x320
 )";
 
 double Median(std::vector<double> samples) {
@@ -103,11 +108,18 @@ int CompileCommand(int argc, char** argv) {
   constexpr const char* kCommand = "compile";
   std::string input, output;
   int measure_runs = 0;
+  engine::CompileOptions compile_options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::fputs(kCompileUsage, stdout);
       return kExitOk;
+    }
+    if (arg == "--input-shape") {
+      const char* value = FlagValue(kCommand, argc, argv, &i);
+      if (value == nullptr) return kExitUsage;
+      if (!ParseInputShapeFlag(kCommand, value, &compile_options.input_shapes)) return kExitUsage;
+      continue;
     }
     if (arg == "-o" || arg == "--output" || arg == "--measure-load") {
       const char* value = FlagValue(kCommand, argc, argv, &i);
@@ -149,7 +161,7 @@ int CompileCommand(int argc, char** argv) {
   // Compiles, writes and prints the summary line; the kernel ISA on success.
   const auto compile_and_write = [&]() -> StatusOr<std::string> {
     auto start = std::chrono::steady_clock::now();
-    auto model = engine::Model::LoadOnnx(input);
+    auto model = engine::Model::LoadOnnx(input, compile_options);
     const double compile_ms = MillisecondsSince(start);
     if (!model.ok()) return model.status();
     start = std::chrono::steady_clock::now();
@@ -197,7 +209,7 @@ int CompileCommand(int argc, char** argv) {
     const bool compile = run % 2 == 0;
     StatusOr<double> ms = TimeInChild([&]() -> StatusOr<double> {
       const auto start = std::chrono::steady_clock::now();
-      auto model = compile ? engine::Model::LoadOnnx(input) : engine::Model::LoadCompiled(output);
+      auto model = compile ? engine::Model::LoadOnnx(input, compile_options) : engine::Model::LoadCompiled(output);
       if (!model.ok()) return model.status();
       return MillisecondsSince(start);
     });

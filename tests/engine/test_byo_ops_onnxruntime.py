@@ -189,3 +189,29 @@ def test_op_matches_onnxruntime(case: str, tmp_path: pathlib.Path) -> None:
         error = np.abs(actual.astype(np.float64) - reference)
         bound = ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * np.abs(reference)
         assert np.all(error <= bound), f"{case} {name}: max abs error {error.max():.3g}"
+
+
+def test_inspect_lists_every_unsupported_node(tmp_path: pathlib.Path) -> None:
+    """`lowbit inspect` on a model with several unsupported nodes names them all at once."""
+    nodes = [
+        helper.make_node("Hardmax", ["x"], ["a"], name="hardmax_1"),
+        helper.make_node("Relu", ["a"], ["b"], name="relu_ok"),
+        helper.make_node("Resize", ["b", "", "scales"], ["c"], name="bicubic", mode="cubic"),
+        helper.make_node("GridSample", ["c", "grid"], ["d"], name="sampler"),
+        helper.make_node("LpNormalization", ["d"], ["y"], name="lp_norm"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=[
+        const("scales", np.array([1, 1, 2, 2], dtype=np.float32)),
+        const("grid", rand(1, 16, 16, 2))])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "unsupported.onnx"
+    onnx.save(m, path)
+    result = subprocess.run([str(lowbit_bin()), "inspect", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    for expected in ["4 nodes", "hardmax_1", "'Hardmax'", "bicubic", "mode 'cubic'", "sampler",
+                     "'GridSample'", "lp_norm", "'LpNormalization'"]:
+        assert expected in result.stderr, (expected, result.stderr)
+    assert "relu_ok" not in result.stderr
