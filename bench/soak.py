@@ -144,7 +144,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0, help="load duration (after the capacity probe)")
     parser.add_argument("--overload", type=float, default=2.0, help="offered load / measured capacity")
     parser.add_argument("--cameras", type=int, default=8)
-    parser.add_argument("--max-frame-age-ms", type=int, default=2000)
+    parser.add_argument("--max-frame-age-ms", type=int, default=0,
+                        help="the frames' max_frame_age_ms (0: none; with one, a slow build may drop every frame)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--interval-s", type=float, default=5.0, help="seconds between samples")
