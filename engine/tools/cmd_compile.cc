@@ -209,7 +209,8 @@ int CompileCommand(int argc, char** argv) {
     const bool compile = run % 2 == 0;
     StatusOr<double> ms = TimeInChild([&]() -> StatusOr<double> {
       const auto start = std::chrono::steady_clock::now();
-      auto model = compile ? engine::Model::LoadOnnx(input, compile_options) : engine::Model::LoadCompiled(output);
+      auto model = compile ? engine::Model::LoadOnnx(input, compile_options)
+                           : engine::Model::LoadCompiled(output);
       if (!model.ok()) return model.status();
       return MillisecondsSince(start);
     });
