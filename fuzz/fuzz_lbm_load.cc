@@ -26,44 +26,12 @@
 
 #include "format/lbm.h"
 #include "fuzz_check.h"
+#include "lbm_checksums.h"
 #include "runtime/compiled_model.h"
 
 namespace {
 
 namespace format = lowbit::engine::format;
-
-uint32_t Load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t Load64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-void Store32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
-
-// Rewrites every section CRC (for sections inside the buffer) and then the
-// header CRC, following the layout in format/lbm.h. False when the buffer
-// is too short for its own section table.
-bool RecomputeChecksums(std::vector<uint8_t>& file) {
-  if (file.size() < format::kLbmHeaderBytes) return false;
-  const uint64_t count = Load32(file.data() + 20);
-  const uint64_t table_bytes = count * format::kLbmSectionEntryBytes;
-  if (table_bytes > file.size() - format::kLbmHeaderBytes) return false;
-  uint8_t* table = file.data() + format::kLbmHeaderBytes;
-  for (uint64_t i = 0; i < count; ++i) {
-    uint8_t* entry = table + i * format::kLbmSectionEntryBytes;
-    const uint64_t offset = Load64(entry + 8), size = Load64(entry + 16);
-    if (offset > file.size() || size > file.size() - offset) continue;
-    Store32(entry + 24, format::Crc32(file.data() + offset, size));
-  }
-  uint32_t crc = format::Crc32(file.data(), 60);
-  crc = format::Crc32(table, table_bytes, crc);
-  Store32(file.data() + 60, crc);
-  return true;
-}
 
 bool from_graph = false;
 
@@ -110,6 +78,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   std::vector<uint8_t> fixed(data, data + size);
-  if (RecomputeChecksums(fixed)) LoadModel(format::ReadLbmBytes(fixed.data(), fixed.size()));
+  if (RecomputeLbmChecksums(fixed)) LoadModel(format::ReadLbmBytes(fixed.data(), fixed.size()));
   return 0;
 }
