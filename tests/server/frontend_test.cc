@@ -821,7 +821,9 @@ TEST_F(FrontendTest, CancelledCallsFramesAreDroppedUnrun) {
   v1::DetectResponse unary_response;
   grpc::Status unary_status;
   std::atomic<bool> unary_done{false};
-  stub_->async()->Detect(&unary_context, new v1::DetectRequest(RawFrame(2)), &unary_response,
+  // The callback API borrows the request: it must outlive the call.
+  const v1::DetectRequest unary_request = RawFrame(2);
+  stub_->async()->Detect(&unary_context, &unary_request, &unary_response,
                          [&](grpc::Status status) {
                            unary_status = status;
                            unary_done = true;
