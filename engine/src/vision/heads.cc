@@ -24,7 +24,8 @@ StatusOr<const float*> FrameOf(const std::vector<NamedTensor>& outputs, const st
   return tensor->data() + frame * dim1 * dim2;
 }
 
-int64_t GridSide(int size, int stride) { return (size + stride - 1) / stride; }
+// In int64: size + stride - 1 overflowed int for a config near INT_MAX (UBSan, fuzz_model_config).
+int64_t GridSide(int size, int stride) { return (int64_t{size} + stride - 1) / stride; }
 
 // Expected bin index under softmax(logits[0..bins)).
 float DistributionExpectation(const float* logits, int bins) {
