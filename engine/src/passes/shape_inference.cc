@@ -532,7 +532,11 @@ Status InferNodeShapes(Graph* graph, Node* node) {
     if (pads.size() != 2 * in[0].size()) return ShapeError(*node, "pads must hold 2 * rank values");
     Shape out = in[0];
     for (size_t d = 0; d < out.size(); ++d) {
-      out[d] += pads[d] + pads[d + out.size()];
+      // A model's pads are any int64: added with overflow checks.
+      int64_t both = 0;
+      if (__builtin_add_overflow(pads[d], pads[d + out.size()], &both) ||
+          __builtin_add_overflow(out[d], both, &out[d]))
+        return ShapeError(*node, "pads overflow the output dimension");
       if (out[d] < 0) return ShapeError(*node, "negative output dimension");
     }
     set_output(0, out, dtype0);
