@@ -102,12 +102,16 @@ class ServerProcess:
             return "(no log)"
         return "\n".join(text[-lines:])
 
+    def channel(self) -> grpc.Channel:
+        """A channel to the server as its clients reach it (plaintext here)."""
+        return grpc.insecure_channel(self.address)
+
     def wait_serving(self, timeout_s: float) -> None:
         """Polls grpc.health.v1 until SERVING; fails on exit or after timeout_s."""
         assert self.process is not None
         deadline = time.monotonic() + timeout_s
         last = "no answer yet"
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import SERVER_START_TIMEOUT_S, ServerProcess, nanodet_only_repo, server_binary
 from helpers import DOG, assert_detections
@@ -92,27 +91,8 @@ class TlsServerProcess(ServerProcess):
     client_cert: Path | None = None
     client_key: Path | None = None
 
-    def wait_serving(self, timeout_s: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout_s
-        last = "no answer yet"
-        with make_channel(self.address, tls_ca=self.ca, tls_cert=self.client_cert, tls_key=self.client_key) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    pytest.fail(f"lowbitd exited with {self.process.returncode} during start-up; log:\n"
-                                f"{self.log_tail()}", pytrace=False)
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                    last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-                except grpc.RpcError as error:
-                    last = f"{error.code().name}: {error.details()}"
-                time.sleep(0.1)
-        self.kill()
-        pytest.fail(f"lowbitd not SERVING over TLS after {timeout_s:.0f} s (last: {last}); log:\n{self.log_tail()}",
-                    pytrace=False)
+    def channel(self) -> grpc.Channel:
+        return make_channel(self.address, tls_ca=self.ca, tls_cert=self.client_cert, tls_key=self.client_key)
 
 
 def _start(tmp_path: Path, pki: Pki, mutual: bool) -> TlsServerProcess:
