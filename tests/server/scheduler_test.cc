@@ -28,6 +28,7 @@ using testing::MakeScheduler;
 using testing::Options;
 using testing::RecordingListener;
 using testing::Request;
+using testing::RequestFrom;
 
 // 4 ms fixed + 2 ms per frame: throughput grows with the batch size.
 microseconds LinearServiceTime(int batch_size) { return microseconds(4000 + 2000 * batch_size); }
@@ -328,9 +329,7 @@ TEST(SchedulerTest, AFullQueueMakesTheSourceWithTheMostWaitingYieldItsNewestFram
   auto scheduler =
       MakeScheduler(backend, Options(1, 1, microseconds(2000), /*capacity=*/4), &clock, &listener);
   auto from = [&](int id, const std::string& source) {
-    FrameRequest request = Request(id, done.For(id));
-    request.source = source;
-    return scheduler->Submit(std::move(request));
+    return scheduler->Submit(RequestFrom(source, id, done.For(id)));
   };
   backend.CloseGate();
   ASSERT_TRUE(from(1, "flood").ok());
@@ -373,9 +372,7 @@ TEST(SchedulerTest, BatchesTakeTheSourcesInTurnSoAFloodDoesNotDelayTheOthers) {
   auto scheduler =
       MakeScheduler(backend, Options(1, 1, microseconds(0), /*capacity=*/8), &clock, &listener);
   auto from = [&](int id, const std::string& source) {
-    FrameRequest request = Request(id, done.For(id));
-    request.source = source;
-    return scheduler->Submit(std::move(request));
+    return scheduler->Submit(RequestFrom(source, id, done.For(id)));
   };
   backend.CloseGate();
   ASSERT_TRUE(from(1, "flood").ok());
@@ -391,7 +388,8 @@ TEST(SchedulerTest, BatchesTakeTheSourcesInTurnSoAFloodDoesNotDelayTheOthers) {
   // nothing waiting when 1 ran, so the two start even and the older, 2,
   // goes first): each camera frame waits for one flood frame at most.
   std::vector<int> ran;
-  for (const std::vector<int>& batch : backend.batches()) ran.insert(ran.end(), batch.begin(), batch.end());
+  for (const std::vector<int>& batch : backend.batches())
+    ran.insert(ran.end(), batch.begin(), batch.end());
   EXPECT_EQ(ran, (std::vector<int>{1, 2, 6, 3, 8, 4, 5, 7}));
 }
 

@@ -187,6 +187,13 @@ inline FrameRequest Request(int id, CompletionCallback done, float score_thresho
   return request;
 }
 
+// Request(id) from client `source` (FrameRequest::source).
+inline FrameRequest RequestFrom(const std::string& source, int id, CompletionCallback done) {
+  FrameRequest request = Request(id, std::move(done));
+  request.source = source;
+  return request;
+}
+
 // An encoded frame "<id>" whose header claims `width` x `height` pixels.
 inline FrameRequest EncodedRequest(int id, CompletionCallback done, int width = 8, int height = 8) {
   FrameRequest request;
