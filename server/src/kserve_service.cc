@@ -194,9 +194,10 @@ class InferCall {
 // completion order. Reading pauses while the stream's frames queued, running
 // or waiting to be written reach limits.max_pending_per_stream, or its
 // answers waiting to be written limits.max_pending_bytes_per_stream (gRPC
-// flow control then slows the client). Over limits.streams it is refused. At SIGTERM it stops reading, answers what it
-// accepted and ends with UNAVAILABLE; a request read after that is answered
-// with the shutdown error. Lives until OnDone.
+// flow control then slows the client). Over limits.streams it is refused.
+// At SIGTERM it stops reading, answers what it accepted and ends with
+// UNAVAILABLE; a request read after that is answered with the shutdown
+// error. Lives until OnDone.
 class KServeStream final : public grpc::ServerBidiReactor<inference::ModelInferRequest,
                                                           inference::ModelStreamInferResponse> {
  public:
