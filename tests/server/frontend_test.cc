@@ -169,11 +169,9 @@ class FrontendTest : public ::testing::Test {
     grpc::ClientContext context;
     auto stream = stub_->DetectStream(&context);
     constexpr int kFrames = 200;
-    std::atomic<int> written{0};
     std::thread writer([&] {
       for (int id = 1; id <= kFrames; ++id) {
         if (!stream->Write(RawFrame(id))) break;
-        ++written;
         // Paced, so each frame is answered before the next is read: the
         // pending results then grow one by one.
         std::this_thread::sleep_for(Ms(2));
