@@ -399,9 +399,7 @@ class DetectorService::StreamCall final
     if (!ok && !write_failed_) {
       write_failed_ = true;
       pending_ -= static_cast<int>(outbox_.size());
-      for (const v1::DetectResponse& response : outbox_) {
-        pending_bytes_ -= static_cast<int64_t>(response.ByteSizeLong());
-      }
+      for (const Answered& answered : outbox_) pending_bytes_ -= answered.bytes;
       outbox_.clear();
     }
     Pump();
@@ -426,11 +424,17 @@ class DetectorService::StreamCall final
   }
 
  private:
+  // A frame's result and its serialized size (counted in pending_bytes_).
+  struct Answered {
+    v1::DetectResponse response;
+    int64_t bytes = 0;
+  };
+
   // Results of one camera_id, released in read order.
   struct CameraOrder {
     uint64_t next_to_read = 0;
     uint64_t next_to_release = 0;
-    std::map<uint64_t, v1::DetectResponse> held;  // completed, waiting for earlier ones
+    std::map<uint64_t, Answered> held;  // completed, waiting for earlier ones
   };
 
   void OnDrain() {
@@ -446,13 +450,14 @@ class DetectorService::StreamCall final
       ++frames_;
       auto it = cameras_.find(camera);
       CameraOrder& order = it->second;
-      pending_bytes_ += static_cast<int64_t>(response.ByteSizeLong());
-      order.held.emplace(sequence, std::move(response));
+      const auto bytes = static_cast<int64_t>(response.ByteSizeLong());
+      pending_bytes_ += bytes;
+      order.held.emplace(sequence, Answered{std::move(response), bytes});
       for (auto next = order.held.find(order.next_to_release); next != order.held.end();
            next = order.held.find(order.next_to_release)) {
         if (write_failed_ || finished_) {
           --pending_;  // nobody to write it to
-          pending_bytes_ -= static_cast<int64_t>(next->second.ByteSizeLong());
+          pending_bytes_ -= next->second.bytes;
         } else {
           outbox_.push_back(std::move(next->second));
         }
@@ -477,9 +482,9 @@ class DetectorService::StreamCall final
       return;
     }
     if (!writing_ && !outbox_.empty()) {
-      writing_response_ = std::move(outbox_.front());
+      writing_response_ = std::move(outbox_.front().response);
+      writing_bytes_ = outbox_.front().bytes;
       outbox_.pop_front();
-      writing_bytes_ = static_cast<int64_t>(writing_response_.ByteSizeLong());
       writing_ = true;
       StartWrite(&writing_response_);
     }
@@ -529,7 +534,7 @@ class DetectorService::StreamCall final
   bool finished_ = false;
   int drain_subscription_ = 0;
   std::map<std::string, CameraOrder> cameras_;  // cameras with frames pending
-  std::deque<v1::DetectResponse> outbox_;       // released, not yet written
+  std::deque<Answered> outbox_;                 // released, not yet written
   v1::DetectRequest request_;                   // the read in progress
   v1::DetectResponse writing_response_;         // the write in progress
 };
