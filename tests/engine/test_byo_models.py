@@ -95,17 +95,16 @@ def run_lowbit(model: pathlib.Path, input_name: str, tensor: np.ndarray,
     return {p.stem: np.load(p) for p in out_dir.glob("*.npy")}
 
 
-# Why YOLOv8n's box rows miss the bound on a few elements: they are pixel
-# coordinates (|v| up to ~320) made by DFL (softmax expectation over 16 bins)
-# times the stride (up to 32), so the float32 noise of 60 convolutions is
-# multiplied by 32. Against a float64 evaluation of the graph (onnx.reference)
-# the box rows are off by (astronaut, messi5, person) lowbit 1.8e-4, 4.1e-4,
-# 3.3e-4 and ONNX Runtime 2.7e-4, 4.1e-4, 5.4e-4; ONNX Runtime itself breaks
-# the bound against float64 on 0, 0, 5 elements (lowbit: 0, 1, 1), and its
-# unoptimised graph on 0, 9, 10. Matching one float32 engine to another there
-# is below float32 resolution.
-YOLO_BOXES = ("box rows: float32 noise x DFL x stride 32; lowbit is as close to float64 as "
-              "ONNX Runtime is")
+# Why YOLOv8n's box rows are not held to the bound against ONNX Runtime: they
+# are pixel coordinates (|v| up to ~320) made by DFL (softmax expectation over
+# 16 bins) times the stride (up to 32), so the float32 noise of 60 convolutions
+# is multiplied by 32. ONNX Runtime's own float32 output breaks the bound
+# against a float64 evaluation of the graph (test_yolo_boxes_as_close_to_float64_
+# as_onnxruntime measures it), so two float32 engines cannot be asked to meet it
+# between them there. The box rows are checked against float64 instead; against
+# ONNX Runtime they keep a guard of 1e-4 + 1e-5 * |v| (measured: at most
+# 5.9e-6 * |v| beyond the 1e-4). The class-score rows meet the bound.
+YOLO_BOX_GUARD = 1e-5
 
 
 def sanitize(name: str) -> str:
@@ -134,14 +133,13 @@ def test_matches_onnxruntime(name: str, photo: str, tmp_path: pathlib.Path) -> N
               f"(max |v| {np.abs(reference).max():.3g})")
         message = (f"{name} on {photo}, output {output}: max abs error {error.max():.3g}; at "
                    f"{worst} lowbit {actual[worst]:.7g} vs ONNX Runtime {reference[worst]:.7g}")
-        if name == "yolov8n-nudenet" and not np.all(error <= bound):
-            # Known gap (see YOLO_BOXES): the class scores (rows 4:) must meet
-            # the bound; the box rows must stay within 1e-4 + 1e-5 * |v|
-            # (measured: at most 5.9e-6 * |v| beyond the 1e-4).
+        if name == "yolov8n-nudenet":
+            # Box rows (0:4): see YOLO_BOX_GUARD; class scores (4:): the bound.
             assert np.all(error[:, 4:] <= bound[:, 4:]), message
-            assert np.all(error <= ABSOLUTE_TOLERANCE + 1e-5 * np.abs(reference)), message
-            pytest.xfail(f"{message} (box rows): {YOLO_BOXES}")
-        assert np.all(error <= bound), message
+            assert np.all(error[:, :4] <= ABSOLUTE_TOLERANCE
+                          + YOLO_BOX_GUARD * np.abs(reference[:, :4])), message
+        else:
+            assert np.all(error <= bound), message
 
 
 def test_yolo_runs_without_a_fixed_size_only_when_given_one(tmp_path: pathlib.Path) -> None:
@@ -186,6 +184,104 @@ def test_batch_of_two_frames(name: str, photos: list[str], tmp_path: pathlib.Pat
     strict = ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * np.abs(reference)
     if name == "yolov8n-nudenet":
         assert np.all(error[:, 4:] <= strict[:, 4:]), error[:, 4:].max()
-        assert np.all(error <= ABSOLUTE_TOLERANCE + 1e-5 * np.abs(reference)), error.max()
+        assert np.all(error <= ABSOLUTE_TOLERANCE + YOLO_BOX_GUARD * np.abs(reference)), error.max()
     else:
         assert np.all(error <= strict), error.max()
+
+
+def float64_graph(model: pathlib.Path):
+    """The same graph with every float tensor (initializers, Constant values, Cast targets,
+    input and output) in float64, for onnx.reference: the exact answer to float32 noise."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model))
+    to_double = lambda t: numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name)  # noqa: E731
+    for initializer in graph.graph.initializer:
+        if initializer.data_type == onnx.TensorProto.FLOAT:
+            initializer.CopyFrom(to_double(initializer))
+    for node in graph.graph.node:
+        for attribute in node.attribute:
+            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT:
+                attribute.i = onnx.TensorProto.DOUBLE
+            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == onnx.TensorProto.FLOAT:
+                attribute.t.CopyFrom(to_double(attribute.t))
+    for value in list(graph.graph.input) + list(graph.graph.output):
+        value.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    del graph.graph.value_info[:]
+    return graph
+
+
+@pytest.fixture(scope="module")
+def yolo_against_float64(tmp_path_factory) -> dict[str, dict[str, dict[str, float]]]:
+    """Per photo, per evaluator (ONNX Runtime with its default graph optimisations, ONNX
+    Runtime with them disabled, lowbit): the box rows' max and RMS error against float64 and
+    the number of elements beyond 1e-4 + 2e-6 * |v|; and the class rows' max error."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = model_path("yolov8n-nudenet")
+    exact_session = ReferenceEvaluator(float64_graph(model))
+    optimised = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    unoptimised = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for photo in MODELS["yolov8n-nudenet"][1]:
+        tensor = yolo_tensor(Image.open(require(IMAGES / photo, "run deploy/fetch-images.sh")))
+        exact = exact_session.run(None, {"images": tensor.astype(np.float64)})[0]
+        bound = ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * np.abs(exact)
+        outputs = {
+            "onnxruntime": optimised.run(None, {"images": tensor})[0],
+            "onnxruntime-unoptimised": unoptimised.run(None, {"images": tensor})[0],
+            "lowbit": run_lowbit(model, "images", tensor, tmp_path_factory.mktemp(photo))["output0"],
+        }
+        table[photo] = {}
+        for who, output in outputs.items():
+            error = np.abs(output.astype(np.float64) - exact)
+            table[photo][who] = {
+                "box_max": float(error[:, :4].max()),
+                "box_rms": float(np.sqrt(np.mean(error[:, :4] ** 2))),
+                "box_beyond_bound": int(np.sum(error[:, :4] > bound[:, :4])),
+                "class_max": float(error[:, 4:].max()),
+                "class_beyond_bound": int(np.sum(error[:, 4:] > bound[:, 4:])),
+            }
+            row = table[photo][who]
+            print(f"yolov8n {photo:14s} {who:24s} boxes: max {row['box_max']:.3g} rms "
+                  f"{row['box_rms']:.3g} beyond bound {row['box_beyond_bound']:2d}; "
+                  f"classes: max {row['class_max']:.3g}")
+    return table
+
+
+def test_yolo_box_bound_is_below_onnxruntimes_own_float32_noise(yolo_against_float64) -> None:
+    """The premise of YOLO_BOX_GUARD: ONNX Runtime's own output, with its default graph
+    optimisations, is farther than the bound from float64 on some box element (person.jpg:
+    5 elements, 5.4e-4). If it ever is not, the box rows should meet the bound again."""
+    beyond = {photo: rows["onnxruntime"]["box_beyond_bound"]
+              for photo, rows in yolo_against_float64.items()}
+    assert any(beyond.values()), (
+        f"ONNX Runtime meets 1e-4 + 2e-6|v| against float64 on every box element {beyond}: "
+        "hold YOLOv8n's box rows to the bound against ONNX Runtime (drop YOLO_BOX_GUARD)")
+
+
+@pytest.mark.parametrize("photo", MODELS["yolov8n-nudenet"][1])
+def test_yolo_boxes_as_close_to_float64_as_onnxruntime(yolo_against_float64, photo: str) -> None:
+    """lowbit's box rows are no farther from float64 than ONNX Runtime's float32 evaluations
+    are: its max error and its count of elements beyond the bound are at most those of ONNX
+    Runtime's optimised or unoptimised graph (its two evaluations span ONNX Runtime's own
+    float32 noise), and its RMS error is within 1.5x of the optimised graph's (measured
+    1.03-1.41x: lowbit's summation order is noisier on average, its worst element is not).
+    The class-score rows meet the bound against float64 outright."""
+    rows = yolo_against_float64[photo]
+    mine, theirs = rows["lowbit"], [rows["onnxruntime"], rows["onnxruntime-unoptimised"]]
+    assert mine["box_max"] <= max(r["box_max"] for r in theirs), rows
+    assert mine["box_beyond_bound"] <= max(r["box_beyond_bound"] for r in theirs), rows
+    assert mine["box_rms"] <= 1.5 * rows["onnxruntime"]["box_rms"], rows
+    assert mine["class_beyond_bound"] == 0, rows
+
+
+def test_yolo_boxes_worst_element_no_worse_than_onnxruntime(yolo_against_float64) -> None:
+    """Over the three photos, lowbit's worst box element against float64 is no worse than
+    ONNX Runtime's default (optimised) evaluation's worst (measured 4.1e-4 vs 5.4e-4)."""
+    worst = {who: max(rows[who]["box_max"] for rows in yolo_against_float64.values())
+             for who in ("lowbit", "onnxruntime")}
+    assert worst["lowbit"] <= worst["onnxruntime"], worst
