@@ -3,11 +3,12 @@
 //   lowbit-health [--timeout-ms N] [--service NAME] [ADDRESS]
 //
 // Calls grpc.health.v1.Health/Check on ADDRESS (plaintext; default: the
-// environment's LOWBIT_HEALTH_ADDRESS, else 127.0.0.1:50051) with a deadline of N ms (default 2000) covering connect and
-// call. NAME is a service name ("" = the server as a whole, the default;
-// lowbitd also answers for lowbit.v1.Detector and the others it serves).
+// environment's LOWBIT_HEALTH_ADDRESS, else 127.0.0.1:50051) with a deadline
+// of N ms (default 2000) covering connect and call. NAME is a service name
+// ("" = the server as a whole, the default; lowbitd also answers for
+// lowbit.v1.Detector and the other services it serves).
 // Exit codes: 0 only if the answer is SERVING; 1 for any other status
-// (NOT_SERVING while lowbitd loads models or drains); 2 if the call fails
+// (NOT_SERVING while lowbitd drains); 2 if the call fails
 // (no server, deadline exceeded, unknown service); 64 for bad arguments.
 #include <chrono>
 #include <cstdio>
