@@ -433,6 +433,29 @@ TEST(FakeQuantImportTest, RefusesParametersLowbitCannotHonour) {
   }
 }
 
+TEST(FakeQuantImportTest, RefusesAQuantizerOrClipWithoutItsDataInputOrOutput) {
+  // fuzz/regressions/onnx_import/clip-without-inputs.onnx: a Clip with no
+  // inputs read input 0 of an empty list.
+  auto import = [](const std::string& op, const std::vector<std::string>& in,
+                   const std::vector<std::string>& out) {
+    OnnxBuilder b(13);
+    b.Input("x", {1, 4});
+    b.Floats("s", {}, {0.5f});
+    b.Node(op, in, out, "the_node");
+    b.Output(out.empty() ? "x" : out[0]);
+    return ImportStatus(b);
+  };
+  for (const Status& status :
+       {import("Clip", {}, {"y"}), import("QuantizeLinear", {"", "s"}, {"y"}),
+        import("Clip", {""}, {"y"})}) {
+    ASSERT_FALSE(status.ok());
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+    EXPECT_NE(status.message().find("the_node"), std::string::npos) << status.message();
+    EXPECT_NE(status.message().find("needs its data input and its output"), std::string::npos)
+        << status.message();
+  }
+}
+
 // ---- kernels against an independent computation ---------------------------
 
 // Runs `builder`'s graph on the kernels as imported, folded and laid out,

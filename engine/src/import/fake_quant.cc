@@ -156,26 +156,20 @@ class Rewriter {
     graph_->nodes.clear();
     producer_.assign(graph_->values.size(), -1);
     for (Node& node : nodes) {
-      const std::string& op = node.op_type;
-      Status status;
-      if (op == "QuantizeLinear")
-        status = QuantizeLinear(node);
-      else if (op == "DequantizeLinear")
-        status = DequantizeLinear(node);
-      else if (op == "Clip")
-        status = Clip(node);
-      else if (op == std::string(kQonnxOpPrefix) + "Quant" ||
-               op == std::string(kQonnxOpPrefix) + "IntQuant")
-        status = QonnxQuant(node);
-      else if (op == std::string(kQonnxOpPrefix) + "BipolarQuant")
-        status = BipolarQuant(node);
-      else if (op == std::string(kQonnxOpPrefix) + "Trunc")
-        status = Trunc(node);
-      else if (op.rfind(kQonnxOpPrefix, 0) == 0)
-        status = Internal(What(node) + " was not rewritten");
-      else
+      const Handler handler = HandlerFor(node.op_type);
+      if (handler == nullptr) {
+        if (node.op_type.rfind(kQonnxOpPrefix, 0) == 0)
+          return Internal(What(node) + " was not rewritten");
         Emit(std::move(node));
-      LOWBIT_RETURN_IF_ERROR(status);
+        continue;
+      }
+      // Every handler reads input 0 (x) and writes output 0 (y); a model file
+      // may omit either.
+      if (!ir::HasInput(node, 0) || node.outputs.empty() || node.outputs[0] == ir::kNoValue)
+        return InvalidArgument(What(node) + " needs its data input and its output; has " +
+                               std::to_string(node.inputs.size()) + " input(s), " +
+                               std::to_string(node.outputs.size()) + " output(s)");
+      LOWBIT_RETURN_IF_ERROR((this->*handler)(node));
     }
     RemoveNarrowedQuantizers();
     return Status::Ok();
@@ -183,6 +177,20 @@ class Rewriter {
 
  private:
   // "Quant node 'q' (domain onnx.brevitas)" / "QuantizeLinear node 'q'".
+  using Handler = Status (Rewriter::*)(Node&);
+  // The rewrite of a fake-quantization op, or null for any other op.
+  static Handler HandlerFor(const std::string& op) {
+    if (op == "QuantizeLinear") return &Rewriter::QuantizeLinear;
+    if (op == "DequantizeLinear") return &Rewriter::DequantizeLinear;
+    if (op == "Clip") return &Rewriter::Clip;
+    if (op.rfind(kQonnxOpPrefix, 0) != 0) return nullptr;
+    const std::string qonnx_op = op.substr(std::string(kQonnxOpPrefix).size());
+    if (qonnx_op == "Quant" || qonnx_op == "IntQuant") return &Rewriter::QonnxQuant;
+    if (qonnx_op == "BipolarQuant") return &Rewriter::BipolarQuant;
+    if (qonnx_op == "Trunc") return &Rewriter::Trunc;
+    return nullptr;
+  }
+
   static std::string What(const Node& node) {
     if (node.op_type.rfind(kQonnxOpPrefix, 0) != 0) return node.Describe();
     return node.op_type.substr(std::string(kQonnxOpPrefix).size()) + " node '" + node.name +
