@@ -144,6 +144,29 @@ Status Quantizer::Validate() const {
   return Status::Ok();
 }
 
+// A dynamic-shape export (YOLOv8n: images [batch,3,height,width]) is
+// calibrated and written at the entry's configured input size, as the server
+// runs it (DetectorModel::Load gives it the same size): every symbolic
+// dimension but the batch becomes the config's. The written model keeps a
+// symbolic batch.
+void FixSymbolicInputSize(const v1::InputConfig& input, onnx::ModelProto* model) {
+  std::set<std::string> initializers;
+  for (const auto& initializer : model->graph().initializer())
+    initializers.insert(initializer.name());
+  const Shape shape = vision::InputShapeFor(input, 1);
+  for (auto& value : *model->mutable_graph()->mutable_input()) {
+    if (initializers.count(value.name())) continue;
+    if (!input.tensor_name().empty() && value.name() != input.tensor_name()) continue;
+    auto* dims = value.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim();
+    if (dims->size() != static_cast<int>(shape.size())) continue;
+    for (int d = 1; d < dims->size(); ++d) {
+      auto& dim = (*dims)[d];
+      if (dim.has_dim_value()) continue;
+      dim.set_dim_value(shape[d]);
+    }
+  }
+}
+
 Status Quantizer::Prepare() {
   LOWBIT_ASSIGN_OR_RETURN(
       config_, vision::ReadModelConfig((fs::path(options_.model_dir) / "config.pbtxt").string()));
@@ -158,6 +181,7 @@ Status Quantizer::Prepare() {
         node.op_type() == "Quant")
       return InvalidArgument(model_path_ + " is already quantized (node " + node.name() + " is a " +
                              node.op_type() + "); lowbit quantize takes FP32 models");
+  FixSymbolicInputSize(config_.input(), &model_);
   LOWBIT_ASSIGN_OR_RETURN(auto sites, QuantizationSites::Analyze(&model_));
   sites_.emplace(std::move(sites));
   input_name_ = config_.input().tensor_name();
@@ -279,6 +303,40 @@ std::map<std::string, LayerBits> Quantizer::UniformBits() const {
   return bits;
 }
 
+// The bias is stored as int32 codes at input scale x weight scale per output
+// channel. A channel whose weights are all but zero (fp16 subnormals, 6e-8, in
+// the SSD-MobileNetV2 TFLite export) gets a weight scale so small that its
+// bias does not fit: widen that channel's weight scale until the bias codes
+// stay within kBiasCodeLimit (headroom below 2^31 for the int32 sums) and
+// requantize its weights at the wider scale (they round to 0 or nearly: they
+// were below the old grid's resolution times 127 already). Residual codes of
+// such a channel are folded into the first tensor.
+void FitBiasCodes(float input_scale, QuantizedWeights* w) {
+  constexpr double kBiasCodeLimit = 1 << 30;
+  const int64_t cout = static_cast<int64_t>(w->first.scale.size());
+  if (w->bias.empty() || cout == 0 || !(input_scale > 0)) return;
+  const int64_t k = static_cast<int64_t>(w->first.codes.size()) / cout;
+  const int code_min = WeightCodeMin(w->first.bits), code_max = WeightCodeMax(w->first.bits);
+  for (int64_t c = 0; c < cout; ++c) {
+    const double needed = std::fabs(static_cast<double>(w->bias[c])) /
+                          (static_cast<double>(input_scale) * kBiasCodeLimit);
+    if (!(needed > w->first.scale[c])) continue;
+    // float32 product as the writer computes it: round the scale up one step.
+    const float wider = std::nextafter(static_cast<float>(needed), INFINITY);
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t at = c * k + i;
+      double value = static_cast<double>(w->first.codes[at]) * w->first.scale[c];
+      if (!w->second_codes.empty()) {
+        value += static_cast<double>(w->second_codes[at]) * w->second_scale[c];
+        w->second_codes[at] = 0;
+      }
+      const double code = std::nearbyint(value / wider);
+      w->first.codes[at] = static_cast<int8_t>(std::clamp<double>(code, code_min, code_max));
+    }
+    w->first.scale[c] = wider;
+  }
+}
+
 StatusOr<QcdqPlan> Quantizer::Plan(const std::map<std::string, LayerBits>& bits) {
   QcdqPlan plan;
   plan.bits = bits;
@@ -287,6 +345,7 @@ StatusOr<QcdqPlan> Quantizer::Plan(const std::map<std::string, LayerBits>& bits)
   for (const auto& key : needs.grids) plan.grids[key] = Grid(key);
   for (const auto& conv : sites_->convs()) {
     LOWBIT_ASSIGN_OR_RETURN(plan.weights[conv.name], Weights(conv, bits.at(conv.name)));
+    FitBiasCodes(plan.grids.at(needs.grid.at(conv.name)).scale, &plan.weights[conv.name]);
   }
   return plan;
 }
