@@ -183,3 +183,54 @@ def test_compiled_w8a8_matches_onnxruntime_on_the_quantized_onnx(entries, name: 
         assert error.max() <= ort_float_error.max(), (
             f"{name} {photo} {output}: lowbit {error.max():.3g} farther from the integer evaluation "
             f"than ONNX Runtime's float evaluation {ort_float_error.max():.3g}")
+
+
+def test_lowbitd_serves_the_w8a8_entries(entries, tmp_path: pathlib.Path) -> None:
+    """Both W8A8 entries in one repository, served by lowbitd (compiled onto the integer
+    kernels at load), answer the SDK as `lowbit run` does: the SSD's dog, bicycle and car in
+    dog.jpg, YOLOv8n's face in astronaut.png."""
+    import socket
+    import time
+
+    from lowbit import Client
+
+    server = pathlib.Path(os.environ.get("LOWBIT_SERVER_BIN", REPO / "build" / "server" / "lowbitd"))
+    if not server.exists():
+        pytest.fail(f"{server} is missing: build lowbitd or set LOWBIT_SERVER_BIN", pytrace=False)
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    for name, (_, w8a8) in entries.items():
+        (repository / w8a8.name).symlink_to(w8a8, target_is_directory=True)
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    address = f"127.0.0.1:{free_port()}"
+    log = tmp_path / "lowbitd.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(server), "--model-repo", str(repository), "--address", address,
+                                    "--metrics-address", f"127.0.0.1:{free_port()}"],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        expected = {"ssd-mobilenetv2-oid-w8a8": ("dog.jpg", {"Dog", "Bicycle", "Car"}),
+                    "yolov8n-nudenet-w8a8": ("astronaut.png", {"FACE_FEMALE"})}
+        deadline = time.monotonic() + 120
+        with Client(address, timeout=30.0) as client:
+            for model, (photo, labels) in expected.items():
+                while True:
+                    assert process.poll() is None, log.read_text()
+                    try:
+                        result = client.detect(str(IMAGES / photo), model=model)
+                        break
+                    except Exception:  # not serving yet
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
+                found = {d.label for d in result.detections}
+                print(f"lowbitd {model} {photo}: {[(d.label, round(d.score, 2)) for d in result.detections]}")
+                assert labels <= found, (model, photo, result.detections)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
