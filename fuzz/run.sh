@@ -59,11 +59,12 @@ if [ "$build" = 1 ]; then
     echo "run.sh: no clang++ (apt-get install clang-19 libclang-rt-19-dev)" >&2; exit 2; }
   cc=$(find_tool clang clang-19)
   if [ ! -f "$build_dir/build.ninja" ]; then
+    mkdir -p "$build_dir"
     cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -DLOWBIT_FUZZ=ON \
       -DLOWBIT_BUILD_TESTS=OFF -DLOWBIT_BUILD_BENCHMARKS=OFF -DLOWBIT_WITH_QUANTIZER=OFF \
-      ${LOWBIT_CMAKE_CCACHE:-} >"$build_dir.configure.log" 2>&1 ||
-      { cat "$build_dir.configure.log" >&2; exit 1; }
+      ${LOWBIT_CMAKE_CCACHE:-} >"$build_dir/configure.log" 2>&1 ||
+      { cat "$build_dir/configure.log" >&2; exit 1; }
   fi
   ninja -C "$build_dir" -j "${LOWBIT_BUILD_JOBS:-$(nproc)}" lowbit_fuzz_targets
   # The lowbit CLI compiles the .lbm seeds (an ASan build too, so a fuzz
