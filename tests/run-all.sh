@@ -5,8 +5,9 @@
 # again for ARM64 (cross-compiled, under qemu-aarch64) and the Python tests through
 # pytest (the converted models against ONNX Runtime, engine parity with ONNX
 # Runtime, and the client SDK against a real lowbitd), then the sanitizer
-# builds (tests/sanitize.sh) and a bounded run of every fuzz target
-# (fuzz/run.sh --ci).
+# builds (tests/sanitize.sh), the container image built with podman and
+# checked from the host (deploy/image/verify.sh) and a bounded run of every
+# fuzz target (fuzz/run.sh --ci).
 #
 #   tests/run-all.sh                 everything
 #   CTEST_ARGS="-L unit" tests/run-all.sh   a subset of the C++ tests
@@ -60,6 +61,9 @@ done
 
 echo "== Sanitizers (tests/sanitize.sh: ASan+UBSan and TSan builds, a 2-minute soak; docs/testing.md)"
 "$repo/tests/sanitize.sh" || status=1
+
+echo "== Container image (deploy/image/verify.sh: podman build of the Dockerfile, HEALTHCHECK, Detect from the host; docs/deploy.md)"
+"$repo/deploy/image/verify.sh" || status=1
 
 echo "== Fuzz targets (fuzz/run.sh --ci: clang ASan+UBSan libFuzzer builds, 30 s per target; docs/fuzzing.md)"
 "$repo/fuzz/run.sh" --ci || status=1
