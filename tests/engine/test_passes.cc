@@ -59,6 +59,22 @@ TEST(ShapeInferenceTest, InconsistentShapesNameTheNode) {
   EXPECT_NE(status.message().find("bad_conv"), std::string::npos);
 }
 
+// fuzz/regressions/onnx_import/reshape-target-overflows-int64.onnx: the
+// product of a Reshape's target dimensions overflowed int64.
+TEST(ShapeInferenceTest, ReshapeTargetWhoseElementCountOverflowsIsRefused) {
+  OnnxBuilder builder;
+  builder.Input("x", {1, 4});
+  builder.Ints("target", {3}, {2097151, 8796093022207, -1});
+  builder.Node("Reshape", {"x", "target"}, {"y"}, "huge_reshape");
+  builder.Output("y");
+  auto graph = builder.Import();
+  ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+  Status status = passes::InferShapes(&*graph);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("huge_reshape"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("overflows int64"), std::string::npos) << status.message();
+}
+
 TEST(ShapeInferenceTest, FixedBatchAboveOneAndSymbolicSpatialDimsAreRejected) {
   OnnxBuilder fixed;
   fixed.Input("x", {4, 3});

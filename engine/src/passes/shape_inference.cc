@@ -430,7 +430,9 @@ Status InferNodeShapes(Graph* graph, Node* node) {
         continue;
       }
       if (d < 0) return ShapeError(*node, "negative dimension in the target shape");
-      known *= d;
+      // A model's target shape is any int64s: multiplied with an overflow check.
+      if (__builtin_mul_overflow(known, d, &known))
+        return ShapeError(*node, "the target shape's element count overflows int64");
       out.push_back(d);
     }
     const int64_t total = NumElements(in[0]);
