@@ -230,3 +230,12 @@ def integer_exact_qcdq(model: onnx.ModelProto) -> onnx.ModelProto:
     del g.initializer[:]
     g.initializer.extend(kept)
     return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two [x0, y0, x1, y1] boxes."""
+    x0, y0 = np.maximum(a[:2], b[:2])
+    x1, y1 = np.minimum(a[2:], b[2:])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)

@@ -84,14 +84,6 @@ def detections(entry: pathlib.Path, photo: str, dump: pathlib.Path | None = None
             for d in result["detections"]]
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = np.maximum(a[:2], b[:2])
-    x1, y1 = np.minimum(a[2:], b[2:])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
-
-
 def threshold_of(entry: pathlib.Path) -> float:
     for line in (entry / "config.pbtxt").read_text().splitlines():
         if line.startswith("score_threshold:"):
@@ -111,7 +103,7 @@ def test_w8a8_detections_agree_with_fp32(entries, name: str, photo: str) -> None
     pairs = []
     for first, second, who in ((fp32, w8a8, "FP32"), (w8a8, fp32, "W8A8")):
         for label, score, box in first:
-            overlaps = [iou(box, b) for c, _, b in second if c == label]
+            overlaps = [quant_util.iou(box, b) for c, _, b in second if c == label]
             best = max(overlaps, default=0.0)
             if who == "FP32" and overlaps:
                 pairs.append((label, round(score, 2), round(best, 3)))

@@ -84,14 +84,6 @@ def ort_detections(model: onnx.ModelProto, x: np.ndarray, width: int, height: in
     return make_quantized.decode_nanodet(outputs, width, height)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = np.maximum(a[:2], b[:2])
-    x1, y1 = np.minimum(a[2:], b[2:])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
-
-
 def assert_same_detections(photo, mine, theirs, who, close):
     """Every detection clear of the threshold on either side has a same-label partner `close` to it."""
     threshold, margin = 0.35, 0.03
@@ -118,7 +110,8 @@ def test_onnxruntime_and_lowbit_agree_on_the_quantized_model(w4a8, photo, tmp_pa
     exact = ort_detections(quant_util.integer_exact_qcdq(model), x, got["width"], got["height"])
     assert_same_detections(photo, mine, exact, "ONNX Runtime (integer)", lambda a, b: np.abs(a - b).max() <= 1.0)
     floating = ort_detections(model, x, got["width"], got["height"])
-    assert_same_detections(photo, mine, floating, "ONNX Runtime (float)", lambda a, b: iou(a, b) >= 0.9)
+    assert_same_detections(photo, mine, floating, "ONNX Runtime (float)",
+                           lambda a, b: quant_util.iou(a, b) >= 0.9)
 
 
 def inspect_weight_bytes(entry: pathlib.Path) -> int:
