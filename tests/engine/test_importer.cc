@@ -77,6 +77,33 @@ TEST(ImporterTest, RawDataSizeMismatchIsReported) {
   EXPECT_NE(graph.status().message().find("12 bytes"), std::string::npos);
 }
 
+// fuzz_onnx_import found dims whose product overflowed int64 before any
+// size check (fuzz/regressions/onnx_import/dims-product-overflows-int64.onnx).
+TEST(ImporterTest, InitializerDimsWhoseProductPassesTheBoundAreRejected) {
+  const std::vector<std::vector<int64_t>> hostile = {
+      {518968951439350, 32767},      // the product overflows int64
+      {int64_t{1} << 31, 1 << 30},   // no overflow, but x 4 bytes would
+      {int64_t{1} << 40, 2},         // just past the bound
+  };
+  for (const auto& dims : hostile) {
+    OnnxBuilder builder;
+    builder.Input("x", {1, 2});
+    auto* t = builder.proto().mutable_graph()->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : dims) t->add_dims(d);
+    t->set_raw_data(std::string(4, '\0'));
+    builder.Node("Add", {"x", "w"}, {"y"});
+    builder.Output("y");
+    auto graph = builder.Import();
+    ASSERT_FALSE(graph.ok()) << ShapeToString(dims);
+    EXPECT_EQ(graph.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(graph.status().message().find("initializer 'w' has shape " + ShapeToString(dims)),
+              std::string::npos)
+        << graph.status().message();
+  }
+}
+
 TEST(ImporterTest, ReadsInitializersInEveryStorageForm) {
   OnnxBuilder builder(12);
   builder.Input("x", {-1, 3, 8, 8});

@@ -123,24 +123,6 @@ int64_t FileElementBytes(ir::DataType dtype) { return ir::DataTypeSize(dtype); }
 
 bool ValidDataType(uint8_t code) { return code <= static_cast<uint8_t>(ir::DataType::kPacked); }
 
-// Largest dimension and element count a shape in a .lbm may have: element
-// and byte counts (x 8) then stay far from int64 overflow wherever the
-// runtime multiplies them.
-constexpr uint64_t kMaxShapeElements = uint64_t{1} << 40;
-
-// The element count of `shape`, or false when a dimension is negative or
-// the count (a product that could overflow int64) passes kMaxShapeElements.
-bool BoundedElementCount(const Shape& shape, uint64_t* count) {
-  uint64_t elements = 1;
-  for (int64_t dim : shape) {
-    if (dim < 0 || static_cast<uint64_t>(dim) > kMaxShapeElements) return false;
-    if (__builtin_mul_overflow(elements, static_cast<uint64_t>(dim), &elements)) return false;
-  }
-  if (elements > kMaxShapeElements) return false;
-  *count = elements;
-  return true;
-}
-
 StatusOr<ir::HostTensor> DecodeConstant(const ConstantDescriptor& d, const uint8_t* data) {
   ir::HostTensor t;
   t.dtype = d.dtype;
@@ -236,8 +218,8 @@ StatusOr<ir::Graph> DecodeGraph(const SectionView& section, const SectionView& c
       return Malformed("value " + std::to_string(v) + " ('" + value.name + "') has dtype code " +
                        std::to_string(dtype));
     value.dtype = static_cast<ir::DataType>(dtype);
-    uint64_t elements = 0;
-    if (!BoundedElementCount(value.shape, &elements))
+    int64_t elements = 0;
+    if (!BoundedNumElements(value.shape, &elements))
       return Malformed("value " + std::to_string(v) + " ('" + value.name + "') has shape " +
                        ShapeToString(value.shape));
     if (kind > 1)
@@ -354,9 +336,10 @@ StatusOr<ir::Graph> DecodeGraph(const SectionView& section, const SectionView& c
       return Malformed("constant " + std::to_string(c) + " has dtype code " +
                        std::to_string(dtype));
     d.dtype = static_cast<ir::DataType>(dtype);
-    uint64_t elements = 0;
-    const bool dims_ok = BoundedElementCount(d.shape, &elements);
-    const uint64_t expected = dims_ok ? elements * FileElementBytes(d.dtype) : 0;
+    int64_t elements = 0;
+    const bool dims_ok = BoundedNumElements(d.shape, &elements);
+    const uint64_t expected =
+        dims_ok ? static_cast<uint64_t>(elements * FileElementBytes(d.dtype)) : 0;
     if (!dims_ok || d.size != expected)
       return Malformed("constant " + std::to_string(c) + " (" + ir::DataTypeName(d.dtype) +
                        ShapeToString(d.shape) + ") has " + std::to_string(d.size) +

@@ -137,7 +137,10 @@ StatusOr<HostTensor> ConvertTensor(const onnx::TensorProto& proto, const std::st
     if (d < 0) return InvalidArgument(what + " has a negative dimension " + std::to_string(d));
     tensor.shape.push_back(d);
   }
-  const int64_t count = NumElements(tensor.shape);
+  int64_t count = 0;
+  if (!BoundedNumElements(tensor.shape, &count))
+    return InvalidArgument(what + " has shape " + ShapeToString(tensor.shape) + ", more than " +
+                           std::to_string(kMaxFileShapeElements) + " elements");
   const bool raw = proto.has_raw_data();
   const std::string& bytes = proto.raw_data();
   switch (proto.data_type()) {

@@ -11,6 +11,15 @@ namespace lowbit::engine {
 using Shape = std::vector<int64_t>;
 
 int64_t NumElements(const Shape& shape);
+
+// Largest element count a shape read from a file (an ONNX initializer, a
+// .lbm constant) may have: 2^40 elements, so element and byte counts (x 8)
+// stay far from int64 overflow wherever they are multiplied later.
+constexpr int64_t kMaxFileShapeElements = int64_t{1} << 40;
+// The element count of a shape that came from outside the process, or false
+// when a dimension is negative or the count passes kMaxFileShapeElements
+// (checked as it is multiplied, so it never overflows).
+bool BoundedNumElements(const Shape& shape, int64_t* count);
 // "[1,3,416,416]"
 std::string ShapeToString(const Shape& shape);
 
