@@ -4,6 +4,7 @@
 // storage order; PRelu runs in logical order (the layout pass gives ops it
 // does not know logical order), its slope expanded to one frame at creation.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 #include "ops/kernel.h"
@@ -12,6 +13,52 @@ namespace lowbit::engine::ops {
 namespace {
 
 constexpr int64_t kBlock = 16384;  // elements per parallel task
+
+// exp(t) for t <= 0, within about 1 ulp of std::exp above its clamp at -87
+// (below it, exp(-87) ~ 1.6e-38 stands in for values that small). Written
+// without calls so the compiler vectorises the loops that inline it (with
+// -fno-trapping-math, engine/CMakeLists.txt): std::exp stays scalar, and SiLU
+// over it took a third of YOLOv8n's time.
+// Cody-Waite reduction t = n ln2 + r, |r| <= ln2 / 2, then the degree-7
+// minimax polynomial of Cephes' expf for e^r, scaled by 2^n in the exponent.
+inline float ExpNonPositive(float t) {
+  t = t < -87.0f ? -87.0f : t;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float n = (t * 1.44269504089f + kRound) - kRound;
+  const float r = (t - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t scale = (static_cast<int32_t>(n) + 127) << 23;  // n in [-126, 0]
+  return p * std::bit_cast<float>(scale);
+}
+
+// The engine is built for the baseline ISA; on x86-64 the SiLU loop is also
+// compiled for AVX2+FMA and AVX-512, the CPU's best chosen at load (ifunc):
+// 1.25 / 0.43 / 0.21 ns per element on a Zen 4. AArch64's baseline has NEON.
+#if defined(__x86_64__)
+#define LOWBIT_X86_CLONES \
+  __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define LOWBIT_X86_CLONES
+#endif
+
+// y = x * sigmoid(x), with sigmoid from e = exp(-|x|) so that no exp overflows:
+// x / (1 + e) for x >= 0, x e / (1 + e) below (one division, one rounding
+// fewer than x * (1 / (1 + e))). y may be x (a run in place):
+// element i reads only x[i], so ivdep keeps the loop vectorised then too.
+LOWBIT_X86_CLONES void Silu(const float* x, float* y, int64_t n) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = x[i];
+    const float e = ExpNonPositive(-std::fabs(a));
+    y[i] = (a >= 0.0f ? a : a * e) / (1.0f + e);
+  }
+}
 
 enum class Activation { kHardSigmoid, kHardSwish, kSiLU };
 
@@ -35,7 +82,7 @@ class ActivationKernel final : public FloatKernel {
             y[i] = x[i] * std::max(0.0f, std::min(1.0f, alpha_ * x[i] + beta_));
           break;
         case Activation::kSiLU:
-          for (int64_t i = begin; i < end; ++i) y[i] = x[i] * (1.0f / (1.0f + std::exp(-x[i])));
+          Silu(x + begin, y + begin, end - begin);
           break;
       }
     });
