@@ -59,6 +59,22 @@ TEST(ShapeInferenceTest, InconsistentShapesNameTheNode) {
   EXPECT_NE(status.message().find("bad_conv"), std::string::npos);
 }
 
+// fuzz/regressions/onnx_import/unary-node-without-outputs.onnx: shape
+// inference wrote the output of a node that has none.
+TEST(ShapeInferenceTest, NodeWithoutOutputsIsRefused) {
+  OnnxBuilder builder;
+  builder.Input("x", {1, 4});
+  builder.Node("Relu", {"x"}, {"y"});
+  builder.Node("Sigmoid", {"x"}, {}, "outputless");
+  builder.Output("y");
+  auto graph = builder.Import();
+  ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+  Status status = passes::InferShapes(&*graph);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("outputless"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("no first output"), std::string::npos) << status.message();
+}
+
 // fuzz/regressions/onnx_import/reshape-target-overflows-int64.onnx: the
 // product of a Reshape's target dimensions overflowed int64.
 TEST(ShapeInferenceTest, ReshapeTargetWhoseElementCountOverflowsIsRefused) {

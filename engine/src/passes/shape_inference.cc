@@ -112,7 +112,9 @@ Status InferNodeShapes(Graph* graph, Node* node) {
       return Internal(node->Describe() + ": shape of input '" + v.name + "' is unknown");
     in.push_back(v.shape);
   }
+  // An output the node does not have (an omitted optional one) is not set.
   auto set_output = [&](size_t index, Shape shape, DataType dtype) {
+    if (index >= node->outputs.size() || node->outputs[index] == ir::kNoValue) return;
     Value& out = graph->values[node->outputs[index]];
     out.shape = std::move(shape);
     out.shape_known = true;
@@ -121,6 +123,8 @@ Status InferNodeShapes(Graph* graph, Node* node) {
   const std::string& op = node->op_type;
   if (node->inputs.empty() || node->inputs[0] == ir::kNoValue)
     return ShapeError(*node, "has no first input");
+  if (node->outputs.empty() || node->outputs[0] == ir::kNoValue)
+    return ShapeError(*node, "has no first output");
   const DataType dtype0 = graph->values[node->inputs[0]].dtype;
 
   if (kUnaryOps.count(op)) {
