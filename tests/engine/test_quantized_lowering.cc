@@ -2,6 +2,7 @@
 // QCDQ graphs built here compile to lowbit.QConv and compute what the
 // fake-quantized graph computes (checked against an independent float64
 // computation in this file), identically on every kernel family.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -377,6 +378,55 @@ TEST(QuantizedChainTest, ConsecutiveLayersPassCodes) {
     equal += want[i] == first[i];
   }
   EXPECT_GE(double(equal) / want.size(), 0.99);
+}
+
+// An int32 bias at the accumulator's scale stays integer channel by channel:
+// one channel of near-zero weights, whose bias codes reach 2^30, keeps a
+// float bias while the others are added to the exact sums. It used to send
+// the whole layer's bias to float, float(s) * scale + bias, whose cancellation
+// flipped codes at rounding ties (SSD-MobileNetV2's first depthwise conv).
+TEST(QuantizedBiasTest, AChannelWithHugeBiasCodesKeepsTheOthersInteger) {
+  OnnxBuilder b(13);
+  b.Input("x", {-1, 2, 3, 3}).Output("y");
+  const float sa = 0.02f;
+  const std::vector<float> sw = {0.01f, 1e-9f, 0.03f};
+  std::vector<float> sb;
+  for (float s : sw) sb.push_back(sa * s);  // the float32 product, as quantizers write it
+  const std::vector<int32_t> bias = {5, (1 << 30) + 7, -9};
+  b.Floats("sa", {}, {sa}).Floats("sw", {3}, sw).Floats("sb", {3}, sb);
+  b.IntCodes("za", onnx::TensorProto::UINT8, {}, {3});
+  b.IntCodes("zw", onnx::TensorProto::INT8, {3}, {0, 0, 0});
+  b.IntCodes("zb", onnx::TensorProto::INT32, {3}, {0, 0, 0});
+  const std::vector<int32_t> w = {1, -2, 3, 4, -5, 6};
+  b.IntCodes("w", onnx::TensorProto::INT8, {3, 2, 1, 1}, w);
+  b.IntCodes("b", onnx::TensorProto::INT32, {3}, bias);
+  b.Node("QuantizeLinear", {"x", "sa", "za"}, {"xq"});
+  b.Node("DequantizeLinear", {"xq", "sa", "za"}, {"xd"});
+  SetInt(b.Node("DequantizeLinear", {"w", "sw", "zw"}, {"wd"}), "axis", 0);
+  SetInt(b.Node("DequantizeLinear", {"b", "sb", "zb"}, {"bd"}), "axis", 0);
+  b.Node("Conv", {"xd", "wd", "bd"}, {"y"});
+  auto compiled = b.Compile();
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  const ir::Node* qconv = nullptr;
+  for (const ir::Node& node : (*compiled)->graph().nodes)
+    if (node.op_type == "lowbit.QConv") qconv = &node;
+  ASSERT_NE(qconv, nullptr);
+  EXPECT_EQ(qconv->GetInts("bias_codes"), (std::vector<int64_t>{5, 0, -9}));
+  // And the output is the fake-quantized graph's: codes of x, exact sums, the bias.
+  const Shape shape = {1, 2, 3, 3};
+  const std::vector<float> x = RandomFloats(NumElements(shape), 4, -0.05f, 0.05f);
+  const std::vector<float> y = RunOnce(**compiled, x, shape);
+  ASSERT_EQ(y.size(), 27u);
+  for (int o = 0; o < 3; ++o)
+    for (int p = 0; p < 9; ++p) {
+      double sum = 0;
+      for (int c = 0; c < 2; ++c) {
+        const double code = std::clamp(double(std::nearbyint(x[c * 9 + p] / sa)) + 3, 0.0, 255.0);
+        sum += (code - 3) * w[o * 2 + c];
+      }
+      const double want = (sum + bias[o]) * double(sa) * double(sw[o]);
+      EXPECT_NEAR(y[o * 9 + p], want, 1e-6 + 1e-6 * std::abs(want)) << o << "," << p;
+    }
 }
 
 // A residual block: Quantize(Relu(Add(Dequantize(skip), Dequantize(conv))))

@@ -141,15 +141,7 @@ def output_conv_input_step(model: onnx.ModelProto, output: str) -> float:
     return max(steps)
 
 
-# Known gap: on giraffe.jpg lowbit's SSD W8A8 outputs leave ONNX Runtime's integer evaluation
-# (max 0.49 on the box encodings, 4 steps; 6201 of 7668 elements beyond 1e-4), though they stay
-# closer to it than ONNX Runtime's own float evaluation (0.65); on dog.jpg and person.jpg they
-# are bit-exact. Likely one code flipped at a requantization tie upstream; not yet located.
-STEP_CASES = [pytest.param(n, p, marks=pytest.mark.xfail(strict=True, reason="SSD giraffe.jpg: see above"))
-              if (n, p) == ("ssd-mobilenetv2-oid", "giraffe.jpg") else (n, p) for n, p in CASES]
-
-
-@pytest.mark.parametrize("name,photo", STEP_CASES)
+@pytest.mark.parametrize("name,photo", CASES)
 def test_compiled_w8a8_matches_onnxruntime_on_the_quantized_onnx(entries, name: str, photo: str,
                                                                    tmp_path: pathlib.Path) -> None:
     _, w8a8_entry = entries[name]

@@ -32,8 +32,9 @@
 //              as q = value - weight_min, LSB first (see UnpackWeightValues)
 //            2 scale f32 [M]: s_in * s_w[m]       (epilogue multiplier; for
 //              a residual pair s_in * s2[m], the accumulator's unit)
-//            3 bias  f32 [M]: b[m] (0 with attribute bias_codes: an int32
-//              bias in units of the accumulator, added to the exact sums)
+//            3 bias  f32 [M]: b[m] (0 where attribute bias_codes[m] is not:
+//              an int32 bias in units of the accumulator, added to the exact
+//              sums; a channel whose bias stays float has code 0)
 //            residual pair only (attribute residual_wbits present), the
 //            weights W = s1 * q1 + s2 * q2 with s1[m] == k[m] * s2[m]:
 //            4 residual weights q2: kPacked like input 1, with
@@ -326,21 +327,26 @@ class Lowerer {
         // A residual pair's accumulator counts units of s_in * s2[m]: a
         // bias at s_in * s1[m] (what the pair's exports write) is
         // multiplier[m] of those units per code.
-        std::vector<int64_t> units(out_channels, 0);
-        bool integer_bias = bq.size() == out_channels;
-        for (int64_t o = 0; integer_bias && o < out_channels; ++o) {
-          const float scale = bparams->scale(o), s_in = in_params.scales[0];
-          if (scale == s_in * spec.weight_scales[o])
-            units[o] = 1;
-          else if (spec.residual() && scale == s_in * first_scales[o])
-            units[o] = spec.residual_multiplier[o];
-          integer_bias = units[o] != 0 && bparams->zero_point(o) == 0.0f &&
-                         std::abs((bq.at(o) + bparams->code_offset) * units[o]) < double(1 << 30);
+        // Per channel: a channel whose bias is not at that scale, or whose
+        // codes reach 2^30 (a channel of near-zero weights, whose scale makes
+        // the bias codes huge), keeps its float bias (bias_codes[m] = 0) and
+        // the others stay exact: one such channel used to send the whole
+        // layer's bias to float, where float(s) * scale + bias cancels and
+        // flipped codes at rounding ties (the SSD's first depthwise conv).
+        if (bq.size() == out_channels) {
+          spec.bias_codes.assign(out_channels, 0);
+          for (int64_t o = 0; o < out_channels; ++o) {
+            const float scale = bparams->scale(o), s_in = in_params.scales[0];
+            int64_t units = 0;
+            if (scale == s_in * spec.weight_scales[o])
+              units = 1;
+            else if (spec.residual() && scale == s_in * first_scales[o])
+              units = spec.residual_multiplier[o];
+            const double code = (bq.at(o) + bparams->code_offset) * double(units);
+            if (units != 0 && bparams->zero_point(o) == 0.0f && std::abs(code) < double(1 << 30))
+              spec.bias_codes[o] = static_cast<int64_t>(code);
+          }
         }
-        if (integer_bias)
-          for (int64_t o = 0; o < out_channels; ++o)
-            spec.bias_codes.push_back((static_cast<int64_t>(bq.at(o)) + bparams->code_offset) *
-                                      units[o]);
       }
       if (static_cast<int64_t>(spec.bias.size()) != out_channels) return Status::Ok();
     }

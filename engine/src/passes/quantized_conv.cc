@@ -210,7 +210,8 @@ StatusOr<ir::Node> BuildQuantizedConv(QuantizedConvSpec& s) {
   s.epilogue_bias.resize(out_channels);
   for (int64_t o = 0; o < out_channels; ++o) {
     s.epilogue_scale[o] = s.input_scale * s.weight_scales[o];
-    s.epilogue_bias[o] = s.bias_codes.empty() ? s.bias[o] : 0.0f;
+    // A bias code of 0 stands for a float bias (a zero code's bias is 0.0).
+    s.epilogue_bias[o] = s.bias_codes.empty() || s.bias_codes[o] == 0 ? s.bias[o] : 0.0f;
   }
 
   ir::Node node;

@@ -34,7 +34,8 @@ struct QuantizedConvSpec {
   std::vector<int32_t> residual_values;
   std::vector<int32_t> residual_multiplier;  // [M]
   std::vector<float> bias;                   // [M], real values
-  // [M] or empty: the bias as int32 in units of the accumulator (s_in * weight_scales[m])
+  // [M] or empty: the bias as int32 in units of the accumulator (s_in * weight_scales[m]);
+  // 0 in a channel whose bias stays float (bias[m]; a bias of code 0 is 0.0 either way)
   std::vector<int64_t> bias_codes;
   std::map<std::string, ir::Attribute> activation_attributes;  // the Conv's lowbit_* attributes
   bool out_codes = false;
