@@ -1,7 +1,8 @@
 // lowbit tensors MODEL --input NAME=FILE.npy ... --out DIR [--threads N]
 // Runs a model on raw .npy tensors (float or integer, see ReadNpy) and
 // writes every output as float32 DIR/<output name>.npy, with '/' and ':' in
-// names replaced by '_'.
+// names replaced by '_' (and names too long for a file name shortened).
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,7 +24,9 @@ constexpr const char* kTensorsUsage =
 
 Runs MODEL (an ONNX file, compiled at load, or a .lbm) on .npy tensors
 (first dimension = batch) and writes each output as DIR/<output name>.npy
-('/' and ':' in names become '_'). Inputs may be float32, float16, or
+('/' and ':' in names become '_'; a name over 200 bytes keeps its first 183
+and '~' and 16 hex digits of its hash; each file is printed beside its
+output's name). Inputs may be float32, float16, or
 integer/bool arrays with values within +-2^24 (the codes of quantized
 models); outputs are float32, integer outputs holding their exact integers.
 
@@ -34,10 +37,19 @@ models); outputs are float32, integer outputs holding their exact integers.
                   dynamic-shape export runs at the size of the tensors given
 )";
 
+// File names stop at 255 bytes; TFLite exports name tensors after every
+// fused op (an SSD's run past 300 bytes), so long names are cut and hashed.
+constexpr size_t kMaxFileStem = 200;
+
 std::string SanitizeFileName(std::string name) {
   for (char& c : name)
     if (c == '/' || c == ':' || c == '\\') c = '_';
-  return name;
+  if (name.size() <= kMaxFileStem) return name;
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a over the whole name
+  for (unsigned char c : name) hash = (hash ^ c) * 1099511628211ull;
+  char suffix[18];
+  std::snprintf(suffix, sizeof(suffix), "~%016llx", static_cast<unsigned long long>(hash));
+  return name.substr(0, kMaxFileStem - 17) + suffix;
 }
 
 }  // namespace

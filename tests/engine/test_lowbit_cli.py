@@ -240,3 +240,34 @@ def test_run_json_reports_a_failing_image_in_its_place(tmp_path):
     assert len(faces) == 1 and faces[0]["label"] == "face" and faces[0]["score"] > 0.9
     # MODELS.md: one face near [177, 84, 272, 180] in astronaut.png.
     assert all(abs(a - b) < 6 for a, b in zip(faces[0]["box"], [177, 84, 272, 180])), faces
+
+
+def test_tensors_writes_outputs_whose_names_are_too_long_for_a_file_name(tmp_path):
+    """TFLite exports name tensors after every op fused into them (300+ bytes): `lowbit
+    tensors` shortens such a file name (first 183 bytes, '~', 16 hex digits of a hash) and
+    prints which file holds which output."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    long_name = "FeatureExtractor/MobilenetV2/Conv/Relu6;" * 9  # 360 bytes
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], [long_name]), helper.make_node("Neg", ["x"], ["short"])],
+        "long_names", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info(long_name, TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("short", TensorProto.FLOAT, [1, 4])])
+    model = tmp_path / "long.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(model))
+    x = np.array([[-1.0, 2.0, -3.0, 4.0]], dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = lowbit("tensors", str(model), "--input", f"x={tmp_path / 'x.npy'}", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    files = {p.name: p for p in (tmp_path / "out").iterdir()}
+    assert "short.npy" in files
+    [long_file] = [name for name in files if name != "short.npy"]
+    stem = long_file[:-len(".npy")]
+    assert len(stem) == 200 and stem.startswith(long_name.replace("/", "_")[:183])
+    assert re.fullmatch(r"~[0-9a-f]{16}", stem[183:]), stem
+    assert f"{long_name} [1,4] -> {tmp_path / 'out' / long_file}" in result.stdout
+    np.testing.assert_array_equal(np.load(files[long_file]), np.maximum(x, 0))
+    np.testing.assert_array_equal(np.load(files["short.npy"]), -x)
