@@ -427,6 +427,7 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(
   // request parameters (score_threshold, iou_threshold, camera_id, timeout).
   response->add_extensions("model_configuration");
   response->add_extensions("parameters");
+  response->add_extensions("classification");
   return FinishNow(context, grpc::Status::OK);
 }
 

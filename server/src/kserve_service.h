@@ -18,7 +18,13 @@
 //                        x_max, y_max in original pixels), SCORES FP32 [N,K],
 //                        CLASSES INT32 [N,K] (-1 padding), LABELS BYTES [N,K]
 //                        ("" padding), IMAGE_SIZE INT32 [N,2] (width, height);
-//                        K = the most detections of any frame of the request.
+//                        K = the most detections of any frame of the request;
+//                        for a classification head, its top classes (each
+//                        box the whole image).
+// Classification extension (Triton's): a tensor-form output requested with
+// the parameter classification = k (int64) is answered instead as BYTES
+// [N, k], per frame its k highest elements as "value:index:label" (the
+// model's labels; "value:index" past them), highest first.
 // Request parameters: score_threshold, iou_threshold (double; override the
 // model's), camera_id (string; the frame shares its camera's latest-frame-
 // wins slot; N must be 1), timeout (int64 microseconds: dropped with

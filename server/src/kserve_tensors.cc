@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <string_view>
 #include <utility>
 
@@ -295,12 +296,43 @@ Status ParseParameters(const inference::ModelInferRequest& request, ParsedInferR
   return Status::Ok();
 }
 
+// The classification extension (Triton's): an output requested with the
+// parameter "classification" = k is answered as its k highest elements per
+// frame. 0 when the parameter is absent; INVALID_ARGUMENT for a count that is
+// not an integer in [1, the output's elements per frame], or on the image
+// form (its outputs are already decoded).
+StatusOr<int64_t> ClassificationCount(
+    const inference::ModelInferRequest::InferRequestedOutputTensor& output, const ModelSpec& spec,
+    bool image) {
+  const auto found = output.parameters().find("classification");
+  if (found == output.parameters().end()) return 0;
+  const inference::InferParameter& value = found->second;
+  const std::string what = "output '" + output.name() + "': parameter 'classification'";
+  if (value.parameter_choice_case() != inference::InferParameter::kInt64Param)
+    return InvalidArgument(what + " must be an integer (int64_param), the number of classes");
+  if (image)
+    return InvalidArgument(what + " applies to the tensor form; an IMAGE request's " +
+                           "CLASSES, SCORES and LABELS hold a classifier's top classes already");
+  int64_t elements = 0;  // per frame; 0 while the spec declares no outputs
+  for (const engine::ValueInfo& info : spec.outputs)
+    if (info.name == output.name())
+      elements = info.shape.empty() || info.shape[0] < 1 ? 0
+                                                       : engine::NumElements(info.shape) / info.shape[0];
+  const int64_t count = value.int64_param();
+  if (count < 1 || (elements > 0 && count > elements))
+    return InvalidArgument(what + " is " + std::to_string(count) + "; it must be in [1, " +
+                           (elements > 0 ? std::to_string(elements) : std::string("elements")) +
+                           "] (the output's elements per frame)");
+  return count;
+}
+
 Status ParseOutputs(const inference::ModelInferRequest& request, const ModelSpec& spec,
                     ParsedInferRequest* parsed) {
   const bool image = parsed->form == InferForm::kImage;
   const std::vector<std::string> available = image ? ImageOutputs() : TensorOutputs(spec);
   if (request.outputs_size() == 0) {
     parsed->outputs = available;  // empty for a spec without declared outputs: all the engine's
+    parsed->classification.assign(parsed->outputs.size(), 0);
     return Status::Ok();
   }
   for (const auto& output : request.outputs()) {
@@ -316,7 +348,11 @@ Status ParseOutputs(const inference::ModelInferRequest& request, const ModelSpec
       }
       return InvalidArgument(message + "; it answers: " + JoinNames(available));
     }
+    LOWBIT_ASSIGN_OR_RETURN(const int64_t count, ClassificationCount(output, spec, image));
+    if (count > 0 && parsed->labels.empty())
+      parsed->labels.assign(spec.config.labels().begin(), spec.config.labels().end());
     parsed->outputs.push_back(output.name());
+    parsed->classification.push_back(count);
   }
   return Status::Ok();
 }
@@ -412,16 +448,55 @@ const engine::NamedTensor* FindOutput(const FrameResult& result, const std::stri
   return nullptr;
 }
 
+// Output `name` as the classification extension answers it: BYTES [N, count],
+// per frame its `count` highest elements (ties: the lower index first) as
+// "value:index:label", or "value:index" past the labels.
+Status AppendClassification(const std::string& name, int64_t count,
+                            const std::vector<std::string>& labels,
+                            const engine::Shape& frame_shape,
+                            const std::vector<FrameResult>& results,
+                            inference::ModelInferResponse* response) {
+  const int64_t elements = engine::NumElements(frame_shape);
+  if (count > elements)
+    return InvalidArgument("output '" + name + "': parameter 'classification' is " +
+                           std::to_string(count) + " but the output has " +
+                           std::to_string(elements) + " elements per frame");
+  std::string* raw = AddOutput(response, name, "BYTES",
+                               {static_cast<int64_t>(results.size()), count});
+  std::vector<int64_t> order(static_cast<size_t>(elements));
+  for (const FrameResult& result : results) {
+    const engine::NamedTensor* tensor = FindOutput(result, name);
+    if (tensor == nullptr || tensor->tensor.shape() != frame_shape)
+      return Internal("output '" + name + "' differs in shape between the frames of a request");
+    const float* values = tensor->tensor.data();
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + count, order.end(),
+                      [values](int64_t a, int64_t b) {
+                        return values[a] > values[b] || (values[a] == values[b] && a < b);
+                      });
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t index = order[static_cast<size_t>(k)];
+      std::string element = std::to_string(values[index]) + ":" + std::to_string(index);
+      if (index < static_cast<int64_t>(labels.size())) element += ":" + labels[index];
+      AppendBytesElement(raw, element);
+    }
+  }
+  return Status::Ok();
+}
+
 Status BuildTensorResponse(const ParsedInferRequest& parsed,
                            const std::vector<FrameResult>& results,
                            inference::ModelInferResponse* response) {
   std::vector<std::string> names = parsed.outputs;
+  std::vector<int64_t> classification = parsed.classification;
   if (names.empty() && !results.empty()) {
     for (const engine::NamedTensor& tensor : results.front().raw_outputs) {
       names.push_back(tensor.name);
     }
   }
-  for (const std::string& name : names) {
+  classification.resize(names.size(), 0);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
     const engine::NamedTensor* first = FindOutput(results.front(), name);
     if (first == nullptr) {
       return InvalidArgument("model '" + parsed.model_name + "' has no output '" + name + "'");
@@ -430,6 +505,11 @@ Status BuildTensorResponse(const ParsedInferRequest& parsed,
     if (frame_shape.empty() || frame_shape[0] != 1) {
       return Internal("output '" + name + "' of one frame has shape " +
                       engine::ShapeToString(frame_shape) + ", not batch 1");
+    }
+    if (classification[i] > 0) {
+      LOWBIT_RETURN_IF_ERROR(AppendClassification(name, classification[i], parsed.labels,
+                                                  frame_shape, results, response));
+      continue;
     }
     inference::ModelInferResponse::InferOutputTensor* output = response->add_outputs();
     output->set_name(name);

@@ -42,6 +42,10 @@ struct ParsedInferRequest {
   std::vector<FramePayload> payloads;  // `frames` of them, in batch order
   // The outputs to answer, in order: as requested, or every output of the form.
   std::vector<std::string> outputs;
+  // Per output (tensor form), the "classification" parameter's count: 0 for
+  // the tensor itself, k > 0 for its top k as BYTES "value:index[:label]".
+  std::vector<int64_t> classification;
+  std::vector<std::string> labels;  // the model's, when any output is a classification
   engine::DetectOptions detect_options;
   std::string camera_id;
   int64_t timeout_us = 0;  // the "timeout" parameter; 0: none

@@ -110,3 +110,55 @@ def test_lowbit_client_prints_classes(classifier_server: ServerProcess, tmp_path
     lines = [line.split() for line in done.stdout.splitlines() if "(whole image)" in line]
     assert [line[0] for line in lines] == ["red", "green"]
     assert float(lines[0][1]) == pytest.approx(math.e / (math.e + 3), abs=0.01)
+
+
+def red_tensor() -> np.ndarray:
+    """The pre-processed input of an all-red image: [1,3,8,8], channel 0 ones."""
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    x[0, 0] = 1.0
+    return x
+
+
+def test_kserve_image_form_answers_the_top_classes(classifier_server: ServerProcess, tmp_path: Path) -> None:
+    """An IMAGE request to a classifier: COUNT classes, their ids, scores and labels, each
+    box the whole image (24 x 12)."""
+    import tritonclient.grpc as triton
+
+    image = red_image(tmp_path / "red.png")
+    tensor = triton.InferInput("IMAGE", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([image.read_bytes()], dtype=np.object_))
+    with triton.InferenceServerClient(classifier_server.address) as client:
+        result = client.infer("colours", [tensor])
+    assert result.as_numpy("COUNT").tolist() == [2]
+    assert result.as_numpy("CLASSES").tolist() == [[0, 1]]
+    assert [b.decode() for b in result.as_numpy("LABELS")[0]] == ["red", "green"]
+    e = math.e
+    np.testing.assert_allclose(result.as_numpy("SCORES")[0], [e / (e + 3), 1 / (e + 3)], atol=1e-4)
+    np.testing.assert_allclose(result.as_numpy("BOXES")[0], [[0, 0, 24, 12]] * 2, atol=1e-3)
+
+
+def test_kserve_classification_extension(classifier_server: ServerProcess) -> None:
+    """Triton's classification extension from tritonclient (class_count = k): the output
+    comes back as BYTES [N, k] of "value:index:label", highest first, ties by index; the
+    server metadata lists the extension; a count outside [1, elements] is refused."""
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    x = np.concatenate([red_tensor(), np.zeros((1, 3, 8, 8), np.float32)])
+    x[1, 2] = 0.5  # the second frame: half blue
+    tensor = triton.InferInput("image", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    with triton.InferenceServerClient(classifier_server.address) as client:
+        assert "classification" in client.get_server_metadata().extensions
+        result = client.infer("colours", [tensor], outputs=[triton.InferRequestedOutput("logits", class_count=3)])
+        top = result.as_numpy("logits")
+        assert top.shape == (2, 3)
+        assert [[b.decode() for b in row] for row in top] == [
+            ["1.000000:0:red", "0.000000:1:green", "0.000000:2:blue"],
+            ["0.500000:2:blue", "0.000000:0:red", "0.000000:1:green"],
+        ]
+        plain = client.infer("colours", [tensor], outputs=[triton.InferRequestedOutput("logits")])
+        np.testing.assert_allclose(plain.as_numpy("logits").reshape(2, 4), [[1, 0, 0, 0], [0, 0, 0.5, 0]], atol=1e-6)
+        for count in (5, -1):
+            with pytest.raises(InferenceServerException, match=r"classification.*\[1, 4\]"):
+                client.infer("colours", [tensor], outputs=[triton.InferRequestedOutput("logits", class_count=count)])

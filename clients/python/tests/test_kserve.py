@@ -162,7 +162,7 @@ def test_server_metadata(triton_client) -> None:
     metadata = triton_client.get_server_metadata(as_json=True)
     assert metadata["name"] == "lowbit"
     assert metadata["version"].count(".") == 2, metadata
-    assert set(metadata["extensions"]) == {"model_configuration", "parameters"}
+    assert set(metadata["extensions"]) == {"model_configuration", "parameters", "classification"}
     # What lowbitd does not serve is refused as such, not answered wrongly.
     with pytest.raises(InferenceServerException) as raised:
         triton_client.get_inference_statistics(MODEL)
