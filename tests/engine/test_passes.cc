@@ -1,4 +1,7 @@
 // Each compiler pass on small graphs, checked before and after.
+#include <cmath>
+#include <limits>
+
 #include "engine_test_util.h"
 #include "passes/passes.h"
 
@@ -57,6 +60,25 @@ TEST(ShapeInferenceTest, InconsistentShapesNameTheNode) {
   Status status = passes::InferShapes(&*graph);
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("bad_conv"), std::string::npos);
+}
+
+// fuzz/regressions/onnx_import/pad-pads-float-infinity.onnx: a Pad's pads
+// given as a float tensor holding infinity were converted to int64 (UB).
+TEST(ShapeInferenceTest, PadsThatAreNotIntegersAreRefused) {
+  for (float bad : {std::numeric_limits<float>::infinity(), std::nanf(""), 1e19f}) {
+    OnnxBuilder builder;
+    builder.Input("x", {1, 4});
+    builder.Floats("pads", {4}, {0, 1, 0, bad});
+    builder.Node("Pad", {"x", "pads"}, {"y"}, "float_pads");
+    builder.Output("y");
+    auto graph = builder.Import();
+    ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+    Status status = passes::InferShapes(&*graph);
+    ASSERT_FALSE(status.ok()) << bad;
+    EXPECT_NE(status.message().find("float_pads"), std::string::npos) << status.message();
+    EXPECT_NE(status.message().find("where an integer is expected"), std::string::npos)
+        << status.message();
+  }
 }
 
 // fuzz/regressions/onnx_import/unary-node-without-outputs.onnx: shape

@@ -323,7 +323,14 @@ StatusOr<std::vector<int64_t>> ConstantInts(const Graph& graph, const Node& node
   LOWBIT_ASSIGN_OR_RETURN(const HostTensor* tensor, ConstantInput(graph, node, index));
   if (!tensor->is_float()) return tensor->ints;
   std::vector<int64_t> result;
-  for (float f : tensor->floats) result.push_back(static_cast<int64_t>(f));
+  for (float f : tensor->floats) {
+    // Converted toward zero; a NaN, an infinity or a value past int64 has
+    // no conversion (UB), so it is refused.
+    if (!(f > -9.2e18f && f < 9.2e18f))
+      return InvalidArgument(node.Describe() + ": input " + std::to_string(index) + " holds " +
+                             std::to_string(f) + " where an integer is expected");
+    result.push_back(static_cast<int64_t>(f));
+  }
   return result;
 }
 
