@@ -81,6 +81,42 @@ TEST(ShapeInferenceTest, PadsThatAreNotIntegersAreRefused) {
   }
 }
 
+// Found reading the code the fuzzer runs: a Range's count and a Resize's
+// scaled sizes are floats converted to dimensions; NaN, infinity or a huge
+// value has no conversion (UB).
+TEST(ShapeInferenceTest, FloatDimensionsThatAreNotCountsAreRefused) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const std::vector<float>& range : std::vector<std::vector<float>>{
+           {0, inf, 1}, {0, 1e30f, 1}, {0, std::nanf(""), 1}}) {
+    OnnxBuilder builder;
+    builder.Input("x", {1, 4});
+    builder.Floats("start", {}, {range[0]}).Floats("limit", {}, {range[1]});
+    builder.Floats("delta", {}, {range[2]});
+    builder.Node("Range", {"start", "limit", "delta"}, {"y"}, "huge_range");
+    builder.Node("Add", {"x", "x"}, {"z"});
+    builder.Output("z").Output("y");
+    auto graph = builder.Import();
+    ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+    Status status = passes::InferShapes(&*graph);
+    ASSERT_FALSE(status.ok()) << range[1];
+    EXPECT_NE(status.message().find("huge_range"), std::string::npos) << status.message();
+  }
+  for (float scale : {inf, -2.0f, 1e30f}) {
+    OnnxBuilder builder;
+    builder.Input("x", {1, 1, 4, 4});
+    builder.Floats("scales", {4}, {1, 1, scale, 2});
+    builder.Node("Resize", {"x", "", "scales"}, {"y"}, "bad_resize");
+    builder.Output("y");
+    auto graph = builder.Import();
+    ASSERT_TRUE(graph.ok()) << graph.status().ToString();
+    Status status = passes::InferShapes(&*graph);
+    ASSERT_FALSE(status.ok()) << scale;
+    EXPECT_NE(status.message().find("bad_resize"), std::string::npos) << status.message();
+    EXPECT_NE(status.message().find("a scale makes a dimension"), std::string::npos)
+        << status.message();
+  }
+}
+
 // fuzz/regressions/onnx_import/unary-node-without-outputs.onnx: shape
 // inference wrote the output of a node that has none.
 TEST(ShapeInferenceTest, NodeWithoutOutputsIsRefused) {

@@ -98,6 +98,15 @@ StatusOr<std::vector<int64_t>> IntsFromAttributeOrInput(const Graph& graph, cons
   return std::vector<int64_t>{};
 }
 
+// A dimension computed in floating point from a model's numbers (Range,
+// Resize scales): false unless it is a whole number in [0, 2^40] (NaN,
+// infinities and huge values have no conversion to int64).
+bool DimensionFromFloat(double value, int64_t* dim) {
+  if (!(value >= 0 && value <= static_cast<double>(kMaxFileShapeElements))) return false;
+  *dim = static_cast<int64_t>(value);
+  return true;
+}
+
 }  // namespace
 
 Status InferNodeShapes(Graph* graph, Node* node) {
@@ -520,8 +529,11 @@ Status InferNodeShapes(Graph* graph, Node* node) {
     LOWBIT_ASSIGN_OR_RETURN(std::vector<float> delta, ir::ConstantFloats(*graph, *node, 2));
     if (start.size() != 1 || limit.size() != 1 || delta.size() != 1 || delta[0] == 0)
       return ShapeError(*node, "Range needs scalar start, limit and a non-zero delta");
-    int64_t n =
-        std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit[0] - start[0]) / delta[0])));
+    double count = std::ceil(static_cast<double>((limit[0] - start[0]) / delta[0]));  // float, as ONNX
+    if (count < 0) count = 0;  // an empty range; NaN stays NaN and is refused
+    int64_t n = 0;
+    if (!DimensionFromFloat(count, &n))
+      return ShapeError(*node, "Range's element count is not a number or past 2^40");
     set_output(0, {n}, dtype0);
     return Status::Ok();
   }
@@ -573,7 +585,9 @@ Status InferNodeShapes(Graph* graph, Node* node) {
     } else {
       if (scales.size() != out.size()) return ShapeError(*node, "scales length differs from rank");
       for (size_t d = 0; d < out.size(); ++d)
-        out[d] = static_cast<int64_t>(std::floor(in[0][d] * static_cast<double>(scales[d])));
+        if (!DimensionFromFloat(std::floor(in[0][d] * static_cast<double>(scales[d])), &out[d]))
+          return ShapeError(*node, "a scale makes a dimension that is negative, not a number "
+                                   "or past 2^40");
     }
     if (out[0] != in[0][0] || out[1] != in[0][1])
       return Unimplemented(node->Describe() + ": Resize may only change H and W");
