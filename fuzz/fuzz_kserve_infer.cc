@@ -114,6 +114,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(parsed->model_name == spec.name);
   FUZZ_CHECK(parsed->frames >= 1 && parsed->frames <= lowbit::server::kMaxFramesPerRequest);
   FUZZ_CHECK(static_cast<int64_t>(parsed->payloads.size()) == parsed->frames);
+  // Every output has its classification count, within the output's size.
+  FUZZ_CHECK(parsed->classification.size() == parsed->outputs.size());
+  for (size_t i = 0; i < parsed->outputs.size(); ++i) {
+    const int64_t count = parsed->classification[i];
+    FUZZ_CHECK(count >= 0);
+    if (count == 0) continue;
+    FUZZ_CHECK(parsed->form == lowbit::server::InferForm::kTensor);
+    for (const lowbit::engine::ValueInfo& info : spec.outputs)
+      if (info.name == parsed->outputs[i]) FUZZ_CHECK(count <= lowbit::engine::NumElements(info.shape));
+  }
   for (const lowbit::server::FramePayload& payload : parsed->payloads) {
     if (parsed->form == lowbit::server::InferForm::kTensor) {
       FUZZ_CHECK(payload.kind == lowbit::server::FramePayload::Kind::kTensor);

@@ -330,6 +330,12 @@ inputs {{ name: "input" datatype: "FP32" shape: [1, 3, 32, 32] }}
 outputs {{ name: "cls_stride8" }} outputs {{ name: "box_stride8" }}
 raw_input_contents: {text_bytes(nchw.tobytes())}
 """,
+        "nanodet-tensor-classification": f"""
+model_name: "nanodet-g" id: "c1"
+inputs {{ name: "input" datatype: "FP32" shape: [1, 3, 32, 32] }}
+outputs {{ name: "cls_stride8" parameters {{ key: "classification" value {{ int64_param: 3 }} }} }}
+raw_input_contents: {text_bytes(nchw.tobytes())}
+""",
         "nanodet-tensor-typed": f"""
 model_name: "nanodet-g"
 inputs {{ name: "input" datatype: "FP32" shape: [1, 3, 32, 32]
