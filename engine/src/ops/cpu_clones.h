@@ -7,7 +7,19 @@
 // functions (clang does not clone templates) whose loops vectorise.
 #pragma once
 
-#if defined(__x86_64__)
+// Not under ThreadSanitizer: an ifunc resolver runs while the dynamic loader
+// relocates, before TSan's runtime is up, and TSan instruments it (the
+// binaries crash at start). TSan builds keep the baseline loop.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LOWBIT_NO_CLONES 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define LOWBIT_NO_CLONES 1
+#endif
+
+#if defined(__x86_64__) && !defined(LOWBIT_NO_CLONES)
 #define LOWBIT_X86_CLONES \
   __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
