@@ -148,8 +148,8 @@ struct QuantizeTables {
 };
 
 template <Rounding R, typename Code>
-[[gnu::always_inline]] inline Code QuantizeOne(float x, float scale, float pre, float nan, float lo, float hi,
-                        int32_t add) {
+[[gnu::always_inline]] inline Code QuantizeOne(float x, float scale, float pre, float nan,
+                                               float lo, float hi, int32_t add) {
   float v = x / scale + pre;
   v = v != v ? nan : v;  // NaN: code of 0 (QuantizeValue)
   v = v < lo ? lo : v;
